@@ -1,0 +1,177 @@
+"""Scenario builders: thin subclasses of highway-env's environments, driven with continuous control.
+
+The stock classes build the road and the traffic; these subclasses only
+- drive the ego with :class:`EgoAction` (highway-env's ContinuousAction mapping, and an ego that
+  keeps a route so junctions have a defined "next lane"),
+- skip the stock reward and info code, which breaks with continuous actions in merge-v0 and
+  roundabout-v0 (``action in [0, 2]`` on an array),
+- translate e2e_drive's validated config into highway-env's keys in one place, so no key is
+  silently dropped.
+The Gymnasium observation, reward and termination live in :mod:`e2e_drive.env`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from highway_env.envs.common.action import ContinuousAction
+from highway_env.envs.highway_env import HighwayEnv
+from highway_env.envs.merge_env import MergeEnv
+from highway_env.envs.racetrack_env import RacetrackEnv
+from highway_env.envs.roundabout_env import RoundaboutEnv
+from highway_env.road.road import LaneIndex, Route
+from highway_env.vehicle.kinematics import Vehicle
+
+
+class RoutedVehicle(Vehicle):
+    """highway-env's kinematic ego vehicle plus a route (list of lane indices), as ControlledVehicle keeps."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.route: Route = []
+
+    def plan_route_to(self, destination: str) -> "RoutedVehicle":
+        path = self.road.network.shortest_path(self.lane_index[1], destination) if self.lane_index else []
+        if path:
+            self.route = [self.lane_index] + [(path[i], path[i + 1], None) for i in range(len(path) - 1)]
+        else:
+            self.route = [self.lane_index]
+        return self
+
+    def next_lane_index(self, lane_index: LaneIndex) -> LaneIndex | None:
+        """The lane that follows ``lane_index`` along the route (same lane id where it exists), or None."""
+        graph = self.road.network.graph
+        _from, _to, _id = lane_index
+        successors = graph.get(_to, {})
+        if not successors:
+            return None
+        next_to = next(iter(successors))
+        for i, (r_from, r_to, _) in enumerate(self.route):
+            if r_from == _from and r_to == _to and i + 1 < len(self.route):
+                next_to = self.route[i + 1][1]
+                break
+            if r_from == _to and r_to in successors:
+                next_to = r_to
+                break
+        lanes = successors[next_to]
+        return (_to, next_to, min(_id, len(lanes) - 1))
+
+
+class EgoAction(ContinuousAction):
+    """ContinuousAction whose ego is a :class:`RoutedVehicle`; mapping and clipping are unchanged."""
+
+    @property
+    def vehicle_class(self) -> type:
+        return RoutedVehicle
+
+
+class ScenarioMixin:
+    """Shared overrides: continuous ego control, no stock reward/info (see module docstring)."""
+
+    #: Filled by :func:`make_scenario`: the validated e2e_drive config.
+    e2e_config: dict[str, Any]
+
+    def define_spaces(self) -> None:
+        super().define_spaces()  # type: ignore[misc]
+        action_cfg = dict(self.config["action"])  # type: ignore[attr-defined]
+        action_cfg.pop("type", None)
+        self.action_type = EgoAction(self, **action_cfg)
+        self.action_space = self.action_type.space()
+
+    def _info(self, obs: Any, action: Any = None) -> dict:
+        return {}
+
+    def _reward(self, action: Any) -> float:
+        return 0.0
+
+    def _is_terminated(self) -> bool:
+        return False
+
+    def _is_truncated(self) -> bool:
+        return False
+
+
+class HighwayScenario(ScenarioMixin, HighwayEnv):
+    """Straight multi-lane highway with IDM/MOBIL traffic (highway-v0's road and traffic)."""
+
+    def _create_vehicles(self) -> None:
+        super()._create_vehicles()
+        speed = self.e2e_config["ego_speed_mps"]
+        if speed != 25.0:  # highway-env spawns the ego at 25 m/s; only override when asked
+            self.vehicle.speed = float(speed)
+
+
+class RacetrackScenario(ScenarioMixin, RacetrackEnv):
+    """Closed circuit with tight curves (racetrack-v0's road and traffic)."""
+
+
+class MergeScenario(ScenarioMixin, MergeEnv):
+    """Highway with an on-ramp whose vehicle merges in front of the ego (merge-v0's road and traffic)."""
+
+
+class RoundaboutScenario(ScenarioMixin, RoundaboutEnv):
+    """Two-lane roundabout the ego enters and leaves to the north (roundabout-v0's road and traffic)."""
+
+
+#: Scenario name -> builder class (a registry, not an if/elif chain).
+SCENARIO_CLASSES: dict[str, type] = {
+    "highway": HighwayScenario,
+    "racetrack": RacetrackScenario,
+    "merge": MergeScenario,
+    "roundabout": RoundaboutScenario,
+}
+
+
+def highway_env_config(scenario: str, cfg: dict[str, Any]) -> dict[str, Any]:
+    """Translate a validated e2e_drive config into the stock env's config keys."""
+    out: dict[str, Any] = {
+        "action": {
+            "type": "ContinuousAction",
+            "acceleration_range": tuple(cfg["acceleration_range_mps2"]),
+            "steering_range": tuple(cfg["steering_range_rad"]),
+            "longitudinal": True,
+            "lateral": True,
+        },
+        "observation": {"type": "Kinematics"},
+        "simulation_frequency": cfg["simulation_frequency_hz"],
+        "policy_frequency": cfg["policy_frequency_hz"],
+        "duration": cfg["duration_s"],
+        "offscreen_rendering": True,
+    }
+    if scenario == "highway":
+        out.update(
+            lanes_count=cfg["lanes_count"],
+            vehicles_count=cfg["vehicles_count"],
+            vehicles_density=cfg["vehicles_density"],
+            initial_lane_id=cfg["initial_lane_id"],
+            other_vehicles_type=(
+                "highway_env.vehicle.behavior.AggressiveVehicle"
+                if cfg["aggressive_traffic"]
+                else "highway_env.vehicle.behavior.IDMVehicle"
+            ),
+        )
+    elif scenario == "racetrack":
+        out.update(other_vehicles=cfg["vehicles_count"])
+    return out
+
+
+def make_scenario(scenario: str, cfg: dict[str, Any]) -> Any:
+    """Build (not yet reset with a seed) the stock-based simulator for a validated config."""
+    cls = SCENARIO_CLASSES[scenario]
+    sim = cls.__new__(cls)
+    sim.e2e_config = cfg
+    cls.__init__(sim, config=highway_env_config(scenario, cfg))
+    return sim
+
+
+def ego_route_destination(scenario: str) -> str | None:
+    """Where the ego is headed in scenarios with junctions (roundabout: the north exit, as in stock)."""
+    return {"roundabout": "nxs"}.get(scenario)
+
+
+def lane_curvature_1pm(lane: Any, s_m: float, h_m: float = 1.0) -> float:
+    """Signed curvature of a lane at longitudinal position s [1/m]; positive = curving right (+heading)."""
+    dh = lane.heading_at(s_m + h_m) - lane.heading_at(s_m - h_m)
+    dh = (dh + np.pi) % (2 * np.pi) - np.pi
+    return float(dh / (2 * h_m))
