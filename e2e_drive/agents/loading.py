@@ -1,0 +1,263 @@
+"""Load an agent from an agent file (agents/*.toml) or from ``"package.module:Class"``.
+
+Agent file (TOML; YAML too when PyYAML is installed)::
+
+    type = "expert"                 # a name in AGENT_TYPES ...
+    # class = "my_pkg.my_mod:MyAgent"  # ... or a user's class (exactly one of the two)
+    [params]                        # keyword arguments of the class's constructor
+    cruise_speed_mps = 28.0
+
+Strict, like the scenario files: an unknown top-level key, an unknown or missing
+parameter, a value of the wrong type, an import path that does not import or a class
+without ``reset``/``act`` raise :class:`e2e_drive.errors.ConfigError` with one line naming
+the file, the key and the value. Parameters annotated as ``Path`` resolve relative to the
+agent file. Classes are imported lazily, so loading the expert never imports torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import tomllib
+import types
+import typing
+from pathlib import Path
+from typing import Any, Callable, Literal, Mapping, Union
+
+from e2e_drive.agents.base import is_agent
+from e2e_drive.errors import ConfigError
+
+#: Agent type name -> "package.module:Class" (imported only when used).
+AGENT_TYPES: dict[str, str] = {
+    "modular": "e2e_drive.agents.modular.stack:ModularAgent",
+    "expert": "e2e_drive.agents.expert:ExpertAgent",
+}
+
+_FILE_KEYS = ("type", "class", "params")
+
+
+def import_object(path: str, *, where: str) -> Any:
+    """Import ``"package.module:Name"``; ConfigError (naming ``where``) when it does not import."""
+    if not isinstance(path, str) or path.count(":") != 1:
+        raise ConfigError(f"{where}: {path!r} is not of the form 'package.module:ClassName'")
+    module_name, _, attr = path.partition(":")
+    if not module_name or not attr:
+        raise ConfigError(f"{where}: {path!r} is not of the form 'package.module:ClassName'")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:  # ImportError, SyntaxError in the user's module, ...
+        raise ConfigError(f"{where}: cannot import module {module_name!r} from {path!r}: "
+                          f"{type(exc).__name__}: {exc}") from None
+    obj = module
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise ConfigError(f"{where}: module {module_name!r} has no attribute {attr!r} (from {path!r})")
+        obj = getattr(obj, part)
+    return obj
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _check_value(value: Any, tp: Any, *, where: str, base_dir: Path | None) -> Any:
+    """Check ``value`` against annotation ``tp``; return it (paths resolved). Unknown types pass."""
+    if tp is Any or tp is inspect.Parameter.empty:
+        return value
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        errors = []
+        for arm in typing.get_args(tp):
+            try:
+                return _check_value(value, arm, where=where, base_dir=base_dir)
+            except ConfigError as exc:
+                errors.append(exc)
+        raise ConfigError(f"{where} = {value!r}: expected {_type_name(tp)}")
+    if origin is Literal:
+        if value not in typing.get_args(tp):
+            raise ConfigError(f"{where} = {value!r}: expected one of {list(typing.get_args(tp))}")
+        return value
+    if tp is type(None):
+        if value is not None:
+            raise ConfigError(f"{where} = {value!r}: expected None")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where} = {value!r}: expected true or false")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where} = {value!r}: expected an integer")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where} = {value!r}: expected a number")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where} = {value!r}: expected a string")
+        return value
+    if tp is Path or (isinstance(tp, type) and issubclass(tp, Path)):
+        if not isinstance(value, (str, Path)):
+            raise ConfigError(f"{where} = {value!r}: expected a path (string)")
+        path = Path(value).expanduser()
+        if not path.is_absolute() and base_dir is not None:
+            path = base_dir / path
+        return path
+    container = origin or tp
+    if container in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where} = {value!r}: expected a list")
+        args = typing.get_args(tp)
+        if args and container is list:
+            return [_check_value(v, args[0], where=f"{where}[{i}]", base_dir=base_dir) for i, v in enumerate(value)]
+        return list(value) if container is list else tuple(value)
+    if container is dict:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where} = {value!r}: expected a table")
+        return dict(value)
+    return value
+
+
+def check_kwargs(
+    factory: Callable[..., Any], params: Mapping[str, Any] | None, *, where: str, base_dir: Path | None = None
+) -> dict[str, Any]:
+    """Validate ``params`` against ``factory``'s signature: unknown, missing and mistyped keys.
+
+    ``where`` prefixes every message (for example ``"agents/expert.toml: params"``).
+    """
+    params = dict(params or {})
+    try:
+        signature = inspect.signature(factory)
+    except (TypeError, ValueError):
+        return params
+    try:
+        hints = typing.get_type_hints(factory.__init__ if inspect.isclass(factory) else factory)
+    except Exception:
+        hints = {}
+    accepted = {
+        name: prm for name, prm in signature.parameters.items()
+        if prm.kind in (prm.POSITIONAL_OR_KEYWORD, prm.KEYWORD_ONLY)
+    }
+    takes_any = any(prm.kind == prm.VAR_KEYWORD for prm in signature.parameters.values())
+    out: dict[str, Any] = {}
+    for key, value in params.items():
+        if key not in accepted:
+            if takes_any:
+                out[key] = value
+                continue
+            known = ", ".join(sorted(accepted)) or "none"
+            raise ConfigError(f"{where}.{key} = {value!r}: unknown parameter (known: {known})")
+        out[key] = _check_value(value, hints.get(key, Any), where=f"{where}.{key}", base_dir=base_dir)
+    for name, prm in accepted.items():
+        if prm.default is prm.empty and name not in out:
+            raise ConfigError(f"{where}.{name}: missing required parameter")
+    return out
+
+
+def build(
+    spec: str | type,
+    params: Mapping[str, Any] | None = None,
+    *,
+    registry: Mapping[str, str] | None = None,
+    where: str,
+    base_dir: Path | None = None,
+    required_methods: tuple[str, ...] = (),
+) -> Any:
+    """Instantiate ``spec`` (a registry name, ``"package.module:Class"`` or a class) with checked params."""
+    if isinstance(spec, str):
+        if registry is not None and spec in registry:
+            cls = import_object(registry[spec], where=where)
+        elif ":" in spec:
+            cls = import_object(spec, where=where)
+        else:
+            names = ", ".join(sorted(registry or {}))
+            raise ConfigError(f"{where} = {spec!r}: unknown name (known: {names}; or 'package.module:Class')")
+    else:
+        cls = spec
+    if not callable(cls):
+        raise ConfigError(f"{where} = {spec!r}: not a class")
+    missing = [m for m in required_methods if not callable(getattr(cls, m, None))]
+    if missing:
+        raise ConfigError(f"{where} = {spec!r}: class has no {' / '.join(missing)} method")
+    kwargs = check_kwargs(cls, params, where=f"{where}.params" if where else "params", base_dir=base_dir)
+    return cls(**kwargs)
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".toml":
+            with path.open("rb") as fh:
+                return tomllib.load(fh)
+        if suffix in (".yaml", ".yml"):
+            try:
+                import yaml  # type: ignore[import-not-found]
+            except ImportError:
+                raise ConfigError(f"{path}: YAML agent files need PyYAML (pip install pyyaml); or use TOML") from None
+            data = yaml.safe_load(path.read_text()) or {}
+            if not isinstance(data, dict):
+                raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+            return data
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: agent file not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    raise ConfigError(f"{path}: unknown agent file type {suffix!r} (expected .toml, .yaml or .yml)")
+
+
+def load_agent_file(path: str | Path) -> Any:
+    """Build the agent an agent file describes (see the module docstring)."""
+    path = Path(path)
+    data = _read_file(path)
+    for key in data:
+        if key not in _FILE_KEYS:
+            raise ConfigError(f"{path}: {key} = {data[key]!r}: unknown key (expected: type or class, params)")
+    has_type, has_class = "type" in data, "class" in data
+    if has_type == has_class:
+        raise ConfigError(f"{path}: give exactly one of 'type' (one of {sorted(AGENT_TYPES)}) or 'class'")
+    params = data.get("params", {})
+    if not isinstance(params, dict):
+        raise ConfigError(f"{path}: params = {params!r}: expected a table")
+    if has_type:
+        name = data["type"]
+        if not isinstance(name, str) or name not in AGENT_TYPES:
+            raise ConfigError(f"{path}: type = {name!r}: unknown agent type (known: {', '.join(sorted(AGENT_TYPES))})")
+        spec, where = name, f"{path}: type"
+    else:
+        spec, where = data["class"], f"{path}: class"
+        if not isinstance(spec, str) or ":" not in spec:
+            raise ConfigError(f"{path}: class = {spec!r}: expected 'package.module:ClassName'")
+    try:
+        agent = build(spec, params, registry=AGENT_TYPES, where=where, base_dir=path.resolve().parent,
+                      required_methods=("reset", "act"))
+    except ConfigError as exc:
+        msg = str(exc)
+        raise ConfigError(msg if msg.startswith(str(path)) else f"{path}: {msg}") from None
+    return _checked_agent(agent, where)
+
+
+def load_agent(spec: str | Path, params: Mapping[str, Any] | None = None) -> Any:
+    """Load an agent from an agent file path, a registered type name or ``"package.module:Class"``.
+
+    ``params`` is only for the last two (an agent file carries its own).
+    """
+    text = str(spec)
+    if text.endswith((".toml", ".yaml", ".yml")) or Path(text).is_file():
+        if params:
+            raise ConfigError(f"{text}: params are given in the agent file, not next to it")
+        return load_agent_file(Path(text))
+    agent = build(text, params, registry=AGENT_TYPES, where=f"agent {text!r}", required_methods=("reset", "act"))
+    return _checked_agent(agent, f"agent {text!r}")
+
+
+def _checked_agent(agent: Any, where: str) -> Any:
+    if not is_agent(agent):
+        raise ConfigError(f"{where}: {type(agent).__name__} has no callable reset/act")
+    from e2e_drive.agents.base import agent_needs
+
+    try:
+        agent_needs(agent)
+    except TypeError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    return agent

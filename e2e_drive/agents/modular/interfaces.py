@@ -1,0 +1,153 @@
+"""Typed inputs and outputs of the modular stack's stages, and the stage interfaces.
+
+perception(observation, info) -> PerceptionOutput -> planner -> Plan -> controller -> ControlOutput
+
+Any stage can be replaced by a user's class that satisfies the matching Protocol below
+(named as ``"package.module:Class"`` in an agent file). Camera perception (OpenCV) and
+oracle perception (ground truth from ``info``) produce the same :class:`PerceptionOutput`,
+so planning and control cannot tell which one fed them.
+
+Frames and signs (the project's conventions): lanes are numbered from the left (lane 0 is
+the leftmost), a lane delta of -1 is one lane to the left; lateral offsets are positive to
+the RIGHT of the lane centre; heading errors are positive when the ego points right of the
+lane direction; curvature is positive when the road curves right.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from e2e_drive.agents.base import AgentNeeds
+
+
+@dataclass(frozen=True)
+class PerceivedVehicle:
+    """Another road user as perception sees it, in the ego's lane frame.
+
+    lane_delta: its lane id minus the ego's lane id (-1 = one lane left); None when unknown
+        (for example on a road that does not connect to the ego's).
+    gap_m: bumper-to-bumper distance along the road; positive ahead, negative behind.
+    relative_speed_mps: its speed along the road minus the ego's (negative = closing in
+        when it is ahead).
+    lateral_m: its lateral coordinate in the ego's lane frame, measured from the ego
+        lane's CENTRE (positive = right); lets the planner see a vehicle that straddles two
+        lanes or crosses the ego's path at a junction.
+    lateral_speed_mps: rate of change of ``lateral_m`` (positive = moving right), from
+        tracking across frames; 0 when unknown. Used to predict cut-ins and crossings.
+    track_id: a stable id across frames when the perception tracks, else None.
+    is_static: a parked object / obstacle (speed 0 along the road).
+    """
+
+    lane_delta: int | None
+    gap_m: float
+    relative_speed_mps: float
+    lateral_m: float
+    lateral_speed_mps: float = 0.0
+    track_id: int | None = None
+    length_m: float = 5.0
+    is_static: bool = False
+
+
+@dataclass(frozen=True)
+class PerceptionOutput:
+    """What the planner and controller know about the world at one policy step.
+
+    ``lane_valid`` / ``vehicles_valid`` say whether perception found the lane / could look
+    for vehicles this step; a planner must stay cautious when they are False (keep lane,
+    no lane change, hold or reduce speed).
+    """
+
+    ego_speed_mps: float
+    lane_id: int | None = None
+    lanes_count: int | None = None
+    lateral_offset_m: float = 0.0
+    heading_error_rad: float = 0.0
+    curvature_1pm: float = 0.0
+    curvature_ahead_1pm: float = 0.0
+    lane_width_m: float = 4.0
+    speed_limit_mps: float | None = None
+    vehicles: tuple[PerceivedVehicle, ...] = ()
+    lane_valid: bool = True
+    vehicles_valid: bool = True
+
+    @property
+    def lanes_left(self) -> int:
+        """Lanes available to the left of the ego lane (0 when unknown)."""
+        return int(self.lane_id) if self.lane_id is not None else 0
+
+    @property
+    def lanes_right(self) -> int:
+        """Lanes available to the right of the ego lane (0 when unknown)."""
+        if self.lane_id is None or self.lanes_count is None:
+            return 0
+        return max(int(self.lanes_count) - 1 - int(self.lane_id), 0)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The planner's decision for this step.
+
+    target_lane_delta: target lane id minus the current lane id (0 = keep lane).
+    target_speed_mps: the speed the behaviour layer aims for (speed limit, curve, traffic).
+    target_acceleration_mps2: longitudinal acceleration wanted now (IDM + caps).
+    path_s_m / path_lateral_m: the path as lateral offsets (positive = right) from the
+        CURRENT lane's centre at distances ``s`` ahead along the lane (Frenet frame).
+    path_lateral_rate_mps: d(lateral)/dt of the path at the ego now (feed-forward).
+    lane_change_active: a lane change is in progress.
+    lead_gap_m / lead_relative_speed_mps: the vehicle being followed (None when free road).
+    """
+
+    target_lane_delta: int
+    target_speed_mps: float
+    target_acceleration_mps2: float
+    path_s_m: tuple[float, ...]
+    path_lateral_m: tuple[float, ...]
+    path_lateral_rate_mps: float = 0.0
+    lane_change_active: bool = False
+    lead_gap_m: float | None = None
+    lead_relative_speed_mps: float | None = None
+
+    def lateral_at(self, s_m: float) -> float:
+        """Path lateral offset at distance ``s_m`` ahead (linear interpolation, clamped)."""
+        return float(np.interp(s_m, self.path_s_m, self.path_lateral_m))
+
+
+@dataclass(frozen=True)
+class ControlOutput:
+    """The controller's command in physical units and as the env's [-1, 1] action."""
+
+    acceleration_mps2: float
+    steering_rad: float
+    action: np.ndarray = field(repr=False)
+
+
+@runtime_checkable
+class Perception(Protocol):
+    """Turns an observation (and, for oracle perception only, ``info``) into a PerceptionOutput."""
+
+    needs: AgentNeeds
+
+    def reset(self, seed: int | None = None) -> None: ...
+
+    def perceive(self, observation: dict, info: dict | None) -> PerceptionOutput: ...
+
+
+@runtime_checkable
+class Planner(Protocol):
+    """Decides lane, speed, acceleration and path from a PerceptionOutput."""
+
+    def reset(self) -> None: ...
+
+    def plan(self, perception: PerceptionOutput, dt_s: float) -> Plan: ...
+
+
+@runtime_checkable
+class Controller(Protocol):
+    """Tracks a Plan: produces acceleration and steering (and the [-1, 1] action)."""
+
+    def reset(self) -> None: ...
+
+    def control(self, perception: PerceptionOutput, plan: Plan, dt_s: float) -> ControlOutput: ...

@@ -1,0 +1,372 @@
+"""Planning: behaviour (IDM car following, MOBIL-style lane changes, target speed) and path.
+
+The planner works only on a :class:`PerceptionOutput`, so it drives the same whether the
+numbers come from ground truth (oracle) or from a camera.
+
+Lateral bookkeeping: the planner keeps a *continuous* lateral coordinate across the road,
+``y = lane_id * lane_width + lateral_offset`` (plus a shift that absorbs lane renumbering
+where lanes are added or dropped), so a lane change is a smooth quintic ``y(t)`` from the
+start position to the target lane's centre that does not jump when the ego crosses the
+line and perception starts reporting the new lane.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from e2e_drive.agents.modular.interfaces import PerceivedVehicle, PerceptionOutput, Plan
+
+_FREE_ROAD_GAP_M = 1.0e3
+
+
+def quintic_blend(tau: float) -> float:
+    """Smooth 0 -> 1 profile with zero velocity and acceleration at both ends."""
+    t = min(max(tau, 0.0), 1.0)
+    return t * t * t * (10.0 + t * (-15.0 + 6.0 * t))
+
+
+def quintic_blend_rate(tau: float) -> float:
+    """d/dtau of :func:`quintic_blend`."""
+    t = min(max(tau, 0.0), 1.0)
+    return 30.0 * t * t * (1.0 - t) * (1.0 - t)
+
+
+@dataclass(frozen=True)
+class IDMParams:
+    """Intelligent Driver Model parameters (Treiber et al. 2000).
+
+    acceleration_max_mps2: a, the comfortable maximum acceleration.
+    deceleration_comfort_mps2: b, the comfortable deceleration (positive number).
+    time_headway_s: T, the desired time gap to the lead.
+    min_gap_m: s0, the jam distance bumper to bumper.
+    delta: the free-road exponent.
+    """
+
+    acceleration_max_mps2: float = 2.5
+    deceleration_comfort_mps2: float = 3.0
+    time_headway_s: float = 1.2
+    min_gap_m: float = 4.0
+    delta: float = 4.0
+
+    def desired_gap_m(self, speed_mps: float, closing_speed_mps: float) -> float:
+        """s* = s0 + v T + v dv / (2 sqrt(a b)), never below s0."""
+        root = 2.0 * math.sqrt(self.acceleration_max_mps2 * self.deceleration_comfort_mps2)
+        return max(
+            self.min_gap_m,
+            self.min_gap_m + speed_mps * self.time_headway_s + speed_mps * closing_speed_mps / root,
+        )
+
+    def acceleration(
+        self, speed_mps: float, target_speed_mps: float, gap_m: float | None, lead_relative_speed_mps: float = 0.0
+    ) -> float:
+        """IDM acceleration; ``gap_m=None`` is a free road. Relative speed = lead - ego."""
+        v = max(speed_mps, 0.0)
+        v0 = max(target_speed_mps, 0.1)
+        free = 1.0 - (v / v0) ** self.delta
+        if v > v0:  # far above the target (e.g. a lower limit ahead): brake comfortably, not violently
+            free = max(free, -self.deceleration_comfort_mps2 / self.acceleration_max_mps2)
+        interaction = 0.0
+        if gap_m is not None:
+            s_star = self.desired_gap_m(v, -lead_relative_speed_mps)
+            interaction = (s_star / max(gap_m, 0.1)) ** 2
+        return self.acceleration_max_mps2 * (free - interaction)
+
+
+class RulePlanner:
+    """IDM car following + MOBIL-style lane changes + a smooth quintic lane-change path.
+
+    Parameters (all in SI units, see the names):
+      cruise_speed_mps: desired speed on a free road (capped by the perceived speed limit).
+      max_lateral_acceleration_mps2: caps the speed in curves, v <= sqrt(a_lat / |kappa|).
+      lane_change_duration_s: duration of the quintic lateral profile.
+      min_time_between_lane_changes_s: rest time after a lane change before the next one.
+      lane_change_gain_mps2: MOBIL threshold, acceleration the ego must gain.
+      politeness: MOBIL politeness factor p in [0, 1].
+      max_imposed_braking_mps2: a new follower must not have to brake harder than this.
+      min_front_gap_m / min_rear_gap_m: hard gap floors in the target lane (bumper to bumper).
+      min_front_ttc_s / min_rear_ttc_s: time-to-collision floors in the target lane.
+      keep_right_bias_mps2: small extra gain for moving right (0 = symmetric passing).
+      path_horizon_s: how far ahead (in time at the current speed) the path reaches.
+      emergency_ttc_s: below this time to collision with the lead, brake at the maximum.
+      max_braking_mps2: the strongest braking the planner asks for (positive number).
+      intrusion_margin_m: a vehicle closer than half a lane width plus this to a lane's centre
+          is treated as in that lane.
+      cut_in_horizon_s / crossing_horizon_s: how far ahead tracked lateral motion is
+          extrapolated to foresee cut-ins (connected lanes) and crossings (junctions).
+    """
+
+    def __init__(
+        self,
+        cruise_speed_mps: float = 30.0,
+        max_lateral_acceleration_mps2: float = 4.0,
+        lane_change_duration_s: float = 3.0,
+        min_time_between_lane_changes_s: float = 3.0,
+        lane_change_gain_mps2: float = 0.3,
+        politeness: float = 0.1,
+        max_imposed_braking_mps2: float = 1.5,
+        min_front_gap_m: float = 10.0,
+        min_rear_gap_m: float = 8.0,
+        min_front_ttc_s: float = 5.0,
+        min_rear_ttc_s: float = 5.0,
+        keep_right_bias_mps2: float = 0.0,
+        path_horizon_s: float = 3.0,
+        emergency_ttc_s: float = 1.5,
+        max_braking_mps2: float = 5.0,
+        intrusion_margin_m: float = 0.5,
+        cut_in_horizon_s: float = 1.0,
+        crossing_horizon_s: float = 2.5,
+        idm_acceleration_max_mps2: float = 2.5,
+        idm_deceleration_comfort_mps2: float = 3.0,
+        idm_time_headway_s: float = 1.2,
+        idm_min_gap_m: float = 4.0,
+        idm_delta: float = 4.0,
+    ) -> None:
+        self.cruise_speed_mps = float(cruise_speed_mps)
+        self.max_lateral_acceleration_mps2 = float(max_lateral_acceleration_mps2)
+        self.lane_change_duration_s = float(lane_change_duration_s)
+        self.min_time_between_lane_changes_s = float(min_time_between_lane_changes_s)
+        self.lane_change_gain_mps2 = float(lane_change_gain_mps2)
+        self.politeness = float(politeness)
+        self.max_imposed_braking_mps2 = float(max_imposed_braking_mps2)
+        self.min_front_gap_m = float(min_front_gap_m)
+        self.min_rear_gap_m = float(min_rear_gap_m)
+        self.min_front_ttc_s = float(min_front_ttc_s)
+        self.min_rear_ttc_s = float(min_rear_ttc_s)
+        self.keep_right_bias_mps2 = float(keep_right_bias_mps2)
+        self.path_horizon_s = float(path_horizon_s)
+        self.emergency_ttc_s = float(emergency_ttc_s)
+        self.max_braking_mps2 = float(max_braking_mps2)
+        self.intrusion_margin_m = float(intrusion_margin_m)
+        self.cut_in_horizon_s = float(cut_in_horizon_s)
+        self.crossing_horizon_s = float(crossing_horizon_s)
+        self.idm = IDMParams(
+            acceleration_max_mps2=float(idm_acceleration_max_mps2),
+            deceleration_comfort_mps2=float(idm_deceleration_comfort_mps2),
+            time_headway_s=float(idm_time_headway_s),
+            min_gap_m=float(idm_min_gap_m),
+            delta=float(idm_delta),
+        )
+        self.reset()
+
+    # ------------------------------------------------------------------ state
+    def reset(self) -> None:
+        self._y_shift_m = 0.0  # absorbs lane renumbering so y stays continuous
+        self._y_prev_m: float | None = None
+        self._lc_active = False
+        self._lc_elapsed_s = 0.0
+        self._lc_duration_s = self.lane_change_duration_s
+        self._lc_start_y_m = 0.0
+        self._lc_target_y_m = 0.0
+        self._lc_start_lane_centre_m = 0.0
+        self._since_lane_change_s = 1.0e9
+        self.lane_changes = 0
+        self.aborted_lane_changes = 0
+
+    # ---------------------------------------------------------------- helpers
+    def _continuous_y(self, p: PerceptionOutput) -> tuple[float, float]:
+        """(y of the ego, y of the current lane centre), continuous across lane ids."""
+        w = p.lane_width_m
+        lane_id = p.lane_id if p.lane_id is not None else 0
+        raw = lane_id * w + p.lateral_offset_m
+        if self._y_prev_m is not None:
+            jump = raw + self._y_shift_m - self._y_prev_m
+            if abs(jump) > 0.6 * w:  # lanes renumbered (lane added/dropped), not a real move
+                self._y_shift_m -= round(jump / w) * w
+        y = raw + self._y_shift_m
+        self._y_prev_m = y
+        return y, y - p.lateral_offset_m
+
+    def _occupies(self, v: PerceivedVehicle, delta: int, lane_width_m: float) -> bool:
+        """True when ``v`` is in, intrudes into, or is about to cross into lane ``delta``.
+
+        "About to": its tracked lateral speed brings it within the lane's half width plus a
+        margin within ``cut_in_horizon_s`` (``crossing_horizon_s`` for a vehicle on a road
+        that does not connect to the ego's, e.g. traffic circulating in a roundabout).
+        """
+        if v.lane_delta == delta:
+            return True
+        half = 0.5 * lane_width_m + self.intrusion_margin_m
+        lat = v.lateral_m - delta * lane_width_m
+        if abs(lat) < half:
+            return True
+        speed = v.lateral_speed_mps
+        if abs(speed) < 0.3 or lat * speed >= 0.0:  # not moving, or moving away
+            return False
+        horizon = self.cut_in_horizon_s if v.lane_delta is not None else self.crossing_horizon_s
+        return (abs(lat) - half) / abs(speed) <= horizon
+
+    def _lead_and_follower(
+        self, p: PerceptionOutput, delta: int
+    ) -> tuple[PerceivedVehicle | None, PerceivedVehicle | None]:
+        lead = follower = None
+        for v in p.vehicles:
+            if not self._occupies(v, delta, p.lane_width_m):
+                continue
+            if v.gap_m >= 0.0:
+                if lead is None or v.gap_m < lead.gap_m:
+                    lead = v
+            elif follower is None or v.gap_m > follower.gap_m:
+                follower = v
+        return lead, follower
+
+    def _idm(self, p: PerceptionOutput, target_speed_mps: float, lead: PerceivedVehicle | None) -> float:
+        if lead is None:
+            return self.idm.acceleration(p.ego_speed_mps, target_speed_mps, None)
+        return self.idm.acceleration(p.ego_speed_mps, target_speed_mps, lead.gap_m, lead.relative_speed_mps)
+
+    def _follower_acceleration(self, p: PerceptionOutput, follower: PerceivedVehicle, lead_gap_m: float,
+                               lead_speed_mps: float) -> float:
+        """Interaction term of IDM for a follower behind a lead at ``lead_gap_m`` (bumper gap)."""
+        v_f = max(p.ego_speed_mps + follower.relative_speed_mps, 0.0)
+        s_star = self.idm.desired_gap_m(v_f, v_f - lead_speed_mps)
+        return -self.idm.acceleration_max_mps2 * (s_star / max(lead_gap_m, 0.1)) ** 2
+
+    def target_speed(self, p: PerceptionOutput) -> float:
+        """Cruise speed capped by the speed limit and by the curvature here and ahead."""
+        v = self.cruise_speed_mps
+        if p.speed_limit_mps is not None and p.speed_limit_mps > 0:
+            v = min(v, p.speed_limit_mps)
+        kappa = max(abs(p.curvature_1pm), abs(p.curvature_ahead_1pm))
+        if kappa > 1e-4:
+            v = min(v, math.sqrt(self.max_lateral_acceleration_mps2 / kappa))
+        return v
+
+    def lane_change_safe(self, p: PerceptionOutput, delta: int) -> bool:
+        """Gaps in lane ``delta`` (and no one about to move into it) allow the ego in."""
+        v_ego = p.ego_speed_mps
+        w = p.lane_width_m
+        lead, follower = self._lead_and_follower(p, delta)
+        if lead is not None:
+            closing = -lead.relative_speed_mps
+            if lead.gap_m < max(self.min_front_gap_m, 0.5 * v_ego):
+                return False
+            if closing > 0 and lead.gap_m / closing < self.min_front_ttc_s:
+                return False
+            if lead.is_static and lead.gap_m < 3.0 * max(v_ego, 1.0):
+                return False
+        if follower is not None:
+            gap_behind = -follower.gap_m
+            closing = follower.relative_speed_mps
+            if gap_behind < max(self.min_rear_gap_m, 0.3 * v_ego):
+                return False
+            if closing > 0 and gap_behind / closing < self.min_rear_ttc_s:
+                return False
+            if self._follower_acceleration(p, follower, gap_behind, v_ego) < -self.max_imposed_braking_mps2:
+                return False
+        # someone two lanes over, near and drifting towards the same lane
+        for v in p.vehicles:
+            if v.lane_delta == 2 * delta and abs(v.gap_m) < max(15.0, 0.8 * v_ego):
+                offset_in_own_lane = v.lateral_m - v.lane_delta * w
+                if offset_in_own_lane * (-delta) > 0.4:  # shifted towards the ego side
+                    return False
+        return True
+
+    def _mobil_gain(self, p: PerceptionOutput, delta: int, v0: float, a_here: float) -> float:
+        lead_new, follower_new = self._lead_and_follower(p, delta)
+        a_there = self._idm(p, v0, lead_new)
+        gain = a_there - a_here
+        if self.politeness > 0.0 and follower_new is not None:
+            # braking the new follower would have to do behind the ego (only the change counts)
+            before = (self._follower_acceleration(p, follower_new, lead_new.gap_m - follower_new.gap_m + 5.0,
+                                                  p.ego_speed_mps + lead_new.relative_speed_mps)
+                      if lead_new is not None else 0.0)
+            after = self._follower_acceleration(p, follower_new, -follower_new.gap_m, p.ego_speed_mps)
+            gain += self.politeness * (after - before)
+        if delta > 0:
+            gain += self.keep_right_bias_mps2
+        return gain
+
+    def _start_lane_change(self, y: float, lane_centre: float, delta: int, w: float, duration_s: float) -> None:
+        self._lc_active = True
+        self._lc_elapsed_s = 0.0
+        self._lc_duration_s = duration_s
+        self._lc_start_y_m = y
+        self._lc_start_lane_centre_m = lane_centre
+        self._lc_target_y_m = lane_centre + delta * w
+
+    # ------------------------------------------------------------------ plan
+    def plan(self, perception: PerceptionOutput, dt_s: float) -> Plan:
+        p = perception
+        w = p.lane_width_m
+        v_ego = max(p.ego_speed_mps, 0.0)
+        v0 = self.target_speed(p)
+        y, lane_centre = self._continuous_y(p)
+        self._since_lane_change_s += dt_s
+
+        # ---- behaviour: lateral decision
+        if self._lc_active:
+            self._lc_elapsed_s += dt_s
+            delta_now = int(round((self._lc_target_y_m - lane_centre) / w))
+            # abort while still mostly in the start lane if the target lane turned unsafe
+            if (delta_now != 0 and abs(y - self._lc_start_lane_centre_m) < 0.45 * w
+                    and not self.lane_change_safe(p, delta_now)):
+                self.aborted_lane_changes += 1
+                self._start_lane_change(y, lane_centre, 0, w, 0.6 * self.lane_change_duration_s)
+            elif self._lc_elapsed_s >= self._lc_duration_s and abs(y - self._lc_target_y_m) < 0.3:
+                self._lc_active = False
+                self._since_lane_change_s = 0.0
+        elif (p.lane_valid and p.vehicles_valid and p.lane_id is not None and p.lanes_count is not None
+              and self._since_lane_change_s >= self.min_time_between_lane_changes_s and v_ego > 5.0
+              and abs(p.lateral_offset_m) < 0.5):
+            lead_here, _ = self._lead_and_follower(p, 0)
+            a_here = self._idm(p, v0, lead_here)
+            best_delta, best_gain = 0, self.lane_change_gain_mps2
+            for delta in (-1, 1):
+                if (delta < 0 and p.lanes_left < 1) or (delta > 0 and p.lanes_right < 1):
+                    continue
+                gain = self._mobil_gain(p, delta, v0, a_here)
+                if gain > best_gain and self.lane_change_safe(p, delta):
+                    best_delta, best_gain = delta, gain
+            if best_delta:
+                self.lane_changes += 1
+                self._start_lane_change(y, lane_centre, best_delta, w, self.lane_change_duration_s)
+
+        # ---- behaviour: longitudinal (IDM on the lead of every lane the ego occupies)
+        target_y = self._lc_target_y_m if self._lc_active else lane_centre
+        target_delta = int(round((target_y - lane_centre) / w)) if w > 0 else 0
+        deltas = {0, target_delta}
+        if abs(p.lateral_offset_m) > 0.25 * w:  # straddling a line: watch that lane too
+            deltas.add(1 if p.lateral_offset_m > 0 else -1)
+        acceleration = self._idm(p, v0, None)
+        lead_gap = lead_rel = None
+        for delta in sorted(deltas):
+            lead, _ = self._lead_and_follower(p, delta)
+            if lead is None:
+                continue
+            acceleration = min(acceleration, self._idm(p, v0, lead))
+            if lead_gap is None or lead.gap_m < lead_gap:
+                lead_gap, lead_rel = lead.gap_m, lead.relative_speed_mps
+            closing = -lead.relative_speed_mps
+            if closing > 0 and lead.gap_m / closing < self.emergency_ttc_s:
+                acceleration = -self.max_braking_mps2
+        if not p.vehicles_valid:
+            acceleration = min(acceleration, 0.0)
+        acceleration = float(np.clip(acceleration, -self.max_braking_mps2, self.idm.acceleration_max_mps2))
+
+        # ---- path: lateral offsets from the current lane centre at distances ahead
+        v_path = max(v_ego, 1.0)
+        times = np.linspace(0.0, self.path_horizon_s, 16)
+        if self._lc_active:
+            taus = (self._lc_elapsed_s + times) / self._lc_duration_s
+            blend = np.array([quintic_blend(t) for t in taus])
+            ys = self._lc_start_y_m + (self._lc_target_y_m - self._lc_start_y_m) * blend
+            lateral = ys - lane_centre
+            rate = ((self._lc_target_y_m - self._lc_start_y_m) / self._lc_duration_s
+                    * quintic_blend_rate(self._lc_elapsed_s / self._lc_duration_s))
+        else:
+            lateral = np.zeros_like(times)
+            rate = 0.0
+        return Plan(
+            target_lane_delta=target_delta,
+            target_speed_mps=float(v0),
+            target_acceleration_mps2=acceleration,
+            path_s_m=tuple(float(s) for s in times * v_path),
+            path_lateral_m=tuple(float(d) for d in lateral),
+            path_lateral_rate_mps=float(rate),
+            lane_change_active=self._lc_active,
+            lead_gap_m=lead_gap,
+            lead_relative_speed_mps=lead_rel,
+        )
