@@ -1,0 +1,389 @@
+"""Summaries and paired comparisons computed from episode rows (one dict per episode).
+
+A row is what the runner writes to ``episodes.jsonl``: ``agent``, ``scenario``,
+``condition``, ``seed``, optional ``train_seed`` (learned agents), and the keys of
+:func:`e2e_drive.eval.metrics.episode_metrics`.
+
+Conventions (also stored in every summary under ``settings``):
+
+- Rates (success, collision, ...) use every episode of the group as denominator, errors
+  included: an agent that raises has not succeeded. ``n_errors`` is reported beside them.
+- Scores (driving score, closed-loop score, route completion, distance) average over all
+  episodes, failures included (CARLA's global driving score). Other continuous metrics
+  leave out episodes whose status is an error (agent_error, sim_error, timeout).
+- ``min_ttc_s`` and ``min_thw_s`` are None when no lead ever closed in (infinite); for
+  aggregation they count as :data:`CAPS` (10 s), which is stated in the output.
+- Learned agents (rows with more than one distinct ``train_seed`` in a group) get rliable's
+  stratified bootstrap: training seeds resampled within each evaluation seed.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from e2e_drive.eval.metrics import ERROR_STATUSES, json_safe
+from e2e_drive.eval.scores import distance_between_infractions
+from e2e_drive.eval.stats import (
+    bootstrap_interval,
+    episodes_needed,
+    mcnemar_exact,
+    paired_bootstrap_interval,
+    probability_of_improvement,
+    stratified_bootstrap_interval,
+    verdict,
+    wilcoxon_signed_rank,
+    wilson_interval,
+)
+
+__all__ = [
+    "GROUP_KEYS",
+    "RATE_METRICS",
+    "CONTINUOUS_METRICS",
+    "CAPS",
+    "summarize",
+    "compare",
+    "format_table",
+    "format_comparison",
+    "to_markdown",
+    "comparison_to_markdown",
+]
+
+GROUP_KEYS: tuple[str, ...] = ("agent", "scenario", "condition")
+
+#: Binary outcomes: name -> higher is better.
+RATE_METRICS: dict[str, bool] = {
+    "success": True,
+    "collision": False,
+    "at_fault": False,
+    "offroad": False,
+    "stalled": False,
+    "comfortable": True,
+    "ttc_within_bound": True,
+}
+
+#: Continuous metrics: name -> higher is better.
+CONTINUOUS_METRICS: dict[str, bool] = {
+    "driving_score": True,
+    "route_completion": True,
+    "infraction_penalty": True,
+    "closed_loop_score": True,
+    "cls_multiplier": True,
+    "cls_weighted_mean": True,
+    "distance_m": True,
+    "mean_speed_mps": True,
+    "speed_vs_traffic": True,
+    "min_ttc_s": True,
+    "time_ttc_below_3_s": False,
+    "min_thw_s": True,
+    "max_drac_mps2": False,
+    "mean_abs_lateral_offset_m": False,
+    "max_abs_lateral_offset_m": False,
+    "rms_jerk_mps3": False,
+    "autonomy_pct": True,
+    "act_ms_mean": False,
+}
+
+#: Metrics averaged over all episodes, failures included (CARLA's global driving score).
+SCORE_METRICS: frozenset[str] = frozenset({
+    "driving_score", "route_completion", "infraction_penalty", "closed_loop_score", "cls_multiplier",
+    "cls_weighted_mean", "distance_m"})
+
+#: None (infinite: no closing lead) counts as this value when aggregating.
+CAPS: dict[str, float] = {"min_ttc_s": 10.0, "min_thw_s": 10.0}
+
+#: Default metrics of :func:`compare`.
+COMPARE_METRICS: tuple[str, ...] = ("success", "collision", "driving_score", "closed_loop_score",
+                                    "route_completion", "min_ttc_s", "max_abs_lateral_offset_m")
+
+_REQUIRED_ROW_KEYS = ("agent", "scenario", "condition", "seed", "status")
+
+
+# ---------------------------------------------------------------------------- row access
+def _check_rows(rows: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    rows = list(rows)
+    for i, row in enumerate(rows):
+        missing = [k for k in _REQUIRED_ROW_KEYS if k not in row]
+        if missing:
+            raise ValueError(f"episode row {i} lacks keys {missing}")
+    return rows
+
+
+def _is_error(row: Mapping[str, Any]) -> bool:
+    return row["status"] in ERROR_STATUSES
+
+
+def _binary(row: Mapping[str, Any], name: str) -> bool:
+    if name == "success":
+        return row["status"] == "success"
+    return bool(row.get(name))
+
+
+def _value(row: Mapping[str, Any], name: str) -> float | None:
+    """A continuous metric of one row as float, or None when the row does not count."""
+    if name not in SCORE_METRICS and _is_error(row):
+        return None
+    value = row.get(name)
+    if value is None:
+        return CAPS.get(name) if name in row else None
+    value = float(value)
+    if not math.isfinite(value):
+        return CAPS.get(name) if value > 0 else None
+    return min(value, CAPS[name]) if name in CAPS else value
+
+
+def _group(rows: Sequence[Mapping[str, Any]], keys: Sequence[str]) -> dict[tuple, list[Mapping[str, Any]]]:
+    groups: dict[tuple, list] = defaultdict(list)
+    for row in rows:
+        groups[tuple(row[k] for k in keys)].append(row)
+    return dict(sorted(groups.items(), key=lambda kv: tuple(str(x) for x in kv[0])))
+
+
+# ---------------------------------------------------------------------------- summary
+def _continuous_summary(rows: Sequence[Mapping[str, Any]], name: str, stratified: bool, confidence: float,
+                        n_resamples: int, seed: int) -> dict[str, Any]:
+    pairs = [(v, r.get("seed")) for r in rows if (v := _value(r, name)) is not None]
+    out: dict[str, Any] = {"n": len(pairs), "mean": None, "mean_low": None, "mean_high": None,
+                           "iqm": None, "iqm_low": None, "iqm_high": None}
+    if name in CAPS:
+        out["capped_at"] = CAPS[name]
+    if not pairs:
+        return out
+    values = np.array([p[0] for p in pairs])
+    for stat in ("mean", "iqm"):
+        if stratified:
+            point, low, high = stratified_bootstrap_interval(values, [str(p[1]) for p in pairs], stat,
+                                                             confidence, n_resamples, seed)
+        else:
+            point, low, high = bootstrap_interval(values, stat, confidence, n_resamples, seed)
+        out.update({stat: point, f"{stat}_low": low, f"{stat}_high": high})
+    return out
+
+
+def summarize(episode_rows: Iterable[Mapping[str, Any]], confidence: float = 0.95, n_resamples: int = 2000,
+              seed: int = 0) -> dict[str, Any]:
+    """Per (agent, scenario, condition): rates with Wilson intervals, means and IQMs with
+    bootstrap intervals, km between infractions with exact Poisson intervals. JSON safe."""
+    rows = _check_rows(episode_rows)
+    groups = []
+    for key, members in _group(rows, GROUP_KEYS).items():
+        train_seeds = {r.get("train_seed") for r in members if r.get("train_seed") is not None}
+        stratified = len(train_seeds) > 1
+        status_counts: dict[str, int] = defaultdict(int)
+        for r in members:
+            status_counts[r["status"]] += 1
+        n = len(members)
+        rates = {}
+        for name in RATE_METRICS:
+            k = sum(_binary(r, name) for r in members)
+            low, high = wilson_interval(k, n, confidence)
+            rates[name] = {"k": k, "n": n, "rate": k / n, "low": low, "high": high}
+        metrics = {name: _continuous_summary(members, name, stratified, confidence, n_resamples, seed)
+                   for name in CONTINUOUS_METRICS}
+        groups.append({
+            **dict(zip(GROUP_KEYS, key)),
+            "n_episodes": n,
+            "n_errors": sum(_is_error(r) for r in members),
+            "n_train_seeds": len(train_seeds),
+            "bootstrap": "stratified" if stratified else "percentile",
+            "status_counts": dict(sorted(status_counts.items())),
+            "rates": rates,
+            "metrics": metrics,
+            "km_between": distance_between_infractions(members, confidence),
+        })
+    return json_safe({
+        "settings": {"confidence": confidence, "n_resamples": n_resamples, "seed": seed, "caps": CAPS,
+                     "rates_denominator": "all episodes, errors included",
+                     "scores_include_failures": sorted(SCORE_METRICS),
+                     "error_statuses": list(ERROR_STATUSES)},
+        "groups": groups,
+    })
+
+
+# ---------------------------------------------------------------------------- comparison
+def _per_seed(rows: Sequence[Mapping[str, Any]], name: str, binary: bool) -> dict[tuple, float]:
+    """(scenario, condition, seed) -> value, averaged over training seeds when there are several."""
+    acc: dict[tuple, list[float]] = defaultdict(list)
+    for r in rows:
+        v = float(_binary(r, name)) if binary else _value(r, name)
+        if v is not None:
+            acc[(r["scenario"], r["condition"], r["seed"])].append(v)
+    return {k: float(np.mean(v)) for k, v in acc.items()}
+
+
+def _compare_metric(agent_rows, base_rows, name: str, confidence: float, n_resamples: int, seed: int) -> dict:
+    binary = name in RATE_METRICS
+    higher = RATE_METRICS[name] if binary else CONTINUOUS_METRICS.get(name, True)
+    a, b = _per_seed(agent_rows, name, binary), _per_seed(base_rows, name, binary)
+    keys = sorted(set(a) & set(b), key=lambda k: tuple(str(x) for x in k))
+    x = np.array([a[k] for k in keys])
+    y = np.array([b[k] for k in keys])
+    out: dict[str, Any] = {"higher_is_better": higher, "n_pairs": len(keys), "agent": None, "baseline": None,
+                           "difference": None, "low": None, "high": None, "test": None, "p_value": None,
+                           "p_improvement": None, "verdict": verdict(None, higher), "episodes_needed": None}
+    if not keys:
+        return out
+    point, low, high = paired_bootstrap_interval(x, y, "mean", confidence, n_resamples, seed)
+    if binary and set(np.unique(np.r_[x, y])) <= {0.0, 1.0}:
+        test, p = "mcnemar_exact", mcnemar_exact(x.astype(bool), y.astype(bool))["p_value"]
+    else:
+        test, p = "wilcoxon_signed_rank", wilcoxon_signed_rank(x, y)["p_value"]
+    sign = 1.0 if higher else -1.0
+    out.update(agent=float(x.mean()), baseline=float(y.mean()), difference=point, low=low, high=high,
+               test=test, p_value=p, p_improvement=probability_of_improvement(sign * x, sign * y),
+               verdict=verdict((low, high), higher), episodes_needed=episodes_needed(x - y, confidence)
+               if len(keys) >= 2 else None)
+    return out
+
+
+def compare(rows: Iterable[Mapping[str, Any]], baseline: str, metrics: Sequence[str] = COMPARE_METRICS,
+            confidence: float = 0.95, n_resamples: int = 2000, seed: int = 0) -> dict[str, Any]:
+    """Paired differences (agent minus baseline) per (scenario, condition) and pooled.
+
+    Pairs are matched on (scenario, condition, seed). For each metric: both means, the
+    paired bootstrap interval of the mean difference, McNemar's exact test (binary) or
+    Wilcoxon signed-rank (continuous), P(improvement) (oriented so that > 0.5 favours the
+    agent) and a verdict that reads "no detectable difference" when the interval contains 0.
+    """
+    rows = _check_rows(rows)
+    unknown = [m for m in metrics if m not in RATE_METRICS and m not in CONTINUOUS_METRICS]
+    if unknown:
+        raise ValueError(f"compare: unknown metrics {unknown}; known: "
+                         f"{sorted(RATE_METRICS) + sorted(CONTINUOUS_METRICS)}")
+    agents = sorted({r["agent"] for r in rows}, key=str)
+    if baseline not in agents:
+        raise ValueError(f"compare: baseline {baseline!r} not among the agents {agents}")
+    by_agent = _group(rows, ("agent",))
+    comparisons = []
+    for agent in agents:
+        if agent == baseline:
+            continue
+        a_groups = _group(by_agent[(agent,)], ("scenario", "condition"))
+        b_groups = _group(by_agent[(baseline,)], ("scenario", "condition"))
+        cells = [(k, a_groups[k], b_groups.get(k, [])) for k in a_groups]
+        if len(cells) > 1:
+            cells.append((("*", "*"), by_agent[(agent,)], by_agent[(baseline,)]))
+        for (scenario, condition), a_rows, b_rows in cells:
+            a_seeds = {(r["scenario"], r["condition"], r["seed"]) for r in a_rows}
+            b_seeds = {(r["scenario"], r["condition"], r["seed"]) for r in b_rows}
+            comparisons.append({
+                "agent": agent, "baseline": baseline, "scenario": scenario, "condition": condition,
+                "n_pairs": len(a_seeds & b_seeds), "n_unpaired": len(a_seeds ^ b_seeds),
+                "metrics": {m: _compare_metric(a_rows, b_rows, m, confidence, n_resamples, seed) for m in metrics},
+            })
+    return json_safe({"baseline": baseline,
+                      "settings": {"confidence": confidence, "n_resamples": n_resamples, "seed": seed,
+                                   "pairs_on": ["scenario", "condition", "seed"], "caps": CAPS},
+                      "comparisons": comparisons})
+
+
+# ---------------------------------------------------------------------------- formatting
+def _pct(entry: Mapping[str, Any]) -> str:
+    return f"{100 * entry['rate']:.0f}% [{100 * entry['low']:.0f},{100 * entry['high']:.0f}]"
+
+
+def _num(value: Any, digits: int = 2) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _ci(entry: Mapping[str, Any], stat: str = "mean", digits: int = 2) -> str:
+    if entry.get(stat) is None:
+        return "-"
+    return f"{entry[stat]:.{digits}f} [{entry[f'{stat}_low']:.{digits}f},{entry[f'{stat}_high']:.{digits}f}]"
+
+
+def _km(entry: Mapping[str, Any]) -> str:
+    low, high = entry.get("low"), entry.get("high")
+    if entry.get("km_between") is None:
+        return "-" if low is None else f">{low:.2f} ({entry['count']})"
+    return f"{entry['km_between']:.2f} [{_num(low)},{'inf' if high is None else f'{high:.2f}'}]"
+
+
+def _summary_tables(summary: Mapping[str, Any]) -> list[tuple[str, list[str], list[list[str]]]]:
+    outcome_head = ["agent", "scenario", "condition", "n", "err", "success", "collision", "at fault",
+                    "offroad", "km/collision"]
+    score_head = ["agent", "scenario", "condition", "DS", "= RC", "x penalty", "CLS", "= multiplier",
+                  "x weighted"]
+    safety_head = ["agent", "scenario", "condition", "min TTC IQM (s)", "min THW IQM (s)", "max |lat| (m)",
+                   "comfortable", "act ms"]
+    outcome, scores, safety = [], [], []
+    for g in summary["groups"]:
+        key = [str(g["agent"]), str(g["scenario"]), str(g["condition"])]
+        r, m = g["rates"], g["metrics"]
+        outcome.append(key + [str(g["n_episodes"]), str(g["n_errors"]), _pct(r["success"]), _pct(r["collision"]),
+                              _pct(r["at_fault"]), _pct(r["offroad"]), _km(g["km_between"]["collision"])])
+        scores.append(key + [_ci(m["driving_score"]), _num(m["route_completion"]["mean"]),
+                             _num(m["infraction_penalty"]["mean"]), _ci(m["closed_loop_score"]),
+                             _num(m["cls_multiplier"]["mean"]), _num(m["cls_weighted_mean"]["mean"])])
+        safety.append(key + [_ci(m["min_ttc_s"], "iqm"), _ci(m["min_thw_s"], "iqm"),
+                             _ci(m["max_abs_lateral_offset_m"]), _pct(r["comfortable"]),
+                             _num(m["act_ms_mean"]["mean"], 1)])
+    return [("Outcomes (rates with Wilson 95% intervals; km between collisions, exact Poisson)", outcome_head, outcome),
+            ("Scores with their parts (mean [bootstrap 95%]; DS = RC x penalty, CLS = multiplier x weighted)",
+             score_head, scores),
+            ("Safety, lane keeping, comfort, cost (TTC/THW capped at 10 s)", safety_head, safety)]
+
+
+def _fixed_width(head: list[str], rows: list[list[str]]) -> list[str]:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(head)]
+    line = "  ".join(h.ljust(w) for h, w in zip(head, widths))
+    out = [line, "-" * len(line)]
+    out += ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
+    return out
+
+
+def _markdown(head: list[str], rows: list[list[str]]) -> list[str]:
+    out = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    out += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in rows]
+    return out
+
+
+def format_table(summary: Mapping[str, Any]) -> str:
+    """Readable fixed-width terminal tables of a :func:`summarize` result."""
+    blocks = []
+    for title, head, rows in _summary_tables(summary):
+        blocks.append("\n".join([title, *_fixed_width(head, rows)]))
+    return "\n\n".join(blocks) + "\n"
+
+
+def to_markdown(summary: Mapping[str, Any]) -> str:
+    """The same tables as :func:`format_table`, in Markdown."""
+    blocks = []
+    for title, head, rows in _summary_tables(summary):
+        blocks.append("\n".join([f"**{title}**", "", *_markdown(head, rows)]))
+    return "\n\n".join(blocks) + "\n"
+
+
+def _comparison_rows(comparison: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
+    head = ["agent", "scenario", "condition", "metric", "baseline", "agent value", "difference [95%]",
+            "test", "p", "P(improve)", "verdict", "pairs (need)"]
+    rows = []
+    for c in comparison["comparisons"]:
+        for name, m in c["metrics"].items():
+            need = (m.get("episodes_needed") or {}).get("n_pairs_to_exclude_zero")
+            diff = ("-" if m["difference"] is None
+                    else f"{m['difference']:+.3f} [{m['low']:+.3f},{m['high']:+.3f}]")
+            rows.append([str(c["agent"]), str(c["scenario"]), str(c["condition"]), name,
+                         _num(m["baseline"], 3), _num(m["agent"], 3), diff,
+                         {"mcnemar_exact": "McNemar", "wilcoxon_signed_rank": "Wilcoxon"}.get(m["test"], "-"),
+                         _num(m["p_value"], 3), _num(m["p_improvement"], 2), m["verdict"],
+                         f"{m['n_pairs']} ({'-' if need is None else need})"])
+    return head, rows
+
+
+def format_comparison(comparison: Mapping[str, Any]) -> str:
+    """Fixed-width table of a :func:`compare` result."""
+    head, rows = _comparison_rows(comparison)
+    title = (f"Paired differences vs {comparison['baseline']} (agent minus baseline; pairs on scenario, condition, "
+             f"seed; 'need' = pairs for an interval of this size to exclude 0)")
+    return "\n".join([title, *_fixed_width(head, rows)]) + "\n"
+
+
+def comparison_to_markdown(comparison: Mapping[str, Any]) -> str:
+    """Markdown table of a :func:`compare` result."""
+    head, rows = _comparison_rows(comparison)
+    return "\n".join([f"**Paired differences vs {comparison['baseline']}**", "", *_markdown(head, rows)]) + "\n"
+
