@@ -39,6 +39,7 @@ from typing import Any
 
 import numpy as np
 from highway_env import utils
+from highway_env.road.lane import AbstractLane
 from highway_env.road.road import Road, RoadNetwork
 from highway_env.vehicle.behavior import IDMVehicle
 from highway_env.vehicle.controller import ControlledVehicle
@@ -62,6 +63,7 @@ __all__ = [
 _STOCK_ACT = Road.act
 _STOCK_STEP = Road.step
 _STOCK_NEIGHBOURS = Road.neighbour_vehicles
+_STOCK_CLOSE_OBJECTS = Road.close_objects_to
 
 # Active act-phase frames, keyed by id(road); a frame holds a reference to its road.
 _FRAMES: dict[int, _Frame] = {}
@@ -86,6 +88,7 @@ _IDM_FAST_METHODS = {
     "acceleration": IDMVehicle.acceleration,
     "desired_gap": IDMVehicle.desired_gap,
     "lane_distance_to": RoadObject.lane_distance_to,
+    "mobil": IDMVehicle.mobil,
 }
 _STEP_METHODS = {
     "clip_actions": Vehicle.clip_actions,
@@ -318,14 +321,38 @@ def _fast_act(self: Road) -> None:
     _FRAMES[id(self)] = frame
     try:
         fast: list = []
+        net = self.network
+        index = frame.index
         for v, info in zip(list(vehicles), infos, strict=True):
-            if info[1] and v.road is self and id(v) in frame.index:
+            if info[1] and v.road is self and id(v) in index:
                 if v.crashed:
                     continue
                 # Lateral decisions, one vehicle at a time (they depend on list order).
-                v.follow_road()
+                # ControlledVehicle.follow_road, with the cached projection:
+                t_idx = v.target_lane_index
+                t_lane = net.get_lane(t_idx)
+                if type(t_lane).after_end is AbstractLane.after_end:
+                    s_t = frame.coords(t_lane)[1][index[id(v)]]
+                    after_end = s_t > t_lane.length - t_lane.VEHICLE_LENGTH / 2
+                else:
+                    after_end = t_lane.after_end(v.position)
+                if after_end:
+                    v.target_lane_index = net.next_lane(
+                        t_idx, route=v.route, position=v.position, np_random=self.np_random
+                    )
                 if v.enable_lane_change:
-                    v.change_lane_policy()
+                    if v.lane_index != v.target_lane_index:
+                        IDMVehicle.change_lane_policy(v)  # abort check, stock
+                    elif utils.do_every(v.LANE_CHANGE_DELAY, v.timer):
+                        # IDMVehicle.change_lane_policy's MOBIL branch
+                        v.timer = 0
+                        for lane_index in net.side_lanes(v.lane_index):
+                            if not net.get_lane(lane_index).is_reachable_from(v.position):
+                                continue
+                            if np.abs(v.speed) < 1:
+                                continue
+                            if _mobil(frame, v, lane_index):
+                                v.target_lane_index = lane_index
                 fast.append(v)
             else:
                 v.act()
@@ -334,6 +361,111 @@ def _fast_act(self: Road) -> None:
     finally:
         if _FRAMES.get(id(self)) is frame:
             del _FRAMES[id(self)]
+
+
+def _acceleration(frame: _Frame, me, ego, front):
+    """me.acceleration(ego_vehicle=ego, front_vehicle=front), IDMVehicle's, from the cache."""
+    if not ego or not isinstance(ego, Vehicle):
+        return 0
+    index = frame.index
+    k = index.get(id(ego))
+    kf = index.get(id(front)) if front else None
+    if k is None or (front and kf is None) or (
+        front and type(ego).lane_distance_to is not RoadObject.lane_distance_to
+    ):
+        return me.acceleration(ego_vehicle=ego, front_vehicle=front)
+    ego_target_speed = getattr(ego, "target_speed", 0)
+    lane = ego.lane
+    if lane and lane.speed_limit is not None:
+        ego_target_speed = np.clip(ego_target_speed, 0, lane.speed_limit)
+    cam = me.COMFORT_ACC_MAX
+    acceleration = cam * (
+        1
+        - np.power(
+            max(ego.speed, 0) / abs(utils.not_zero(ego_target_speed)),
+            me.DELTA,
+        )
+    )
+    if front:
+        s_all = frame.coords(lane)[1]
+        d = s_all[kf] - s_all[k]
+        # me.desired_gap(ego, front)
+        ab = -me.COMFORT_ACC_MAX * me.COMFORT_ACC_MIN
+        vx, vy = frame.vx, frame.vy
+        dv = (vx[k] - vx[kf]) * frame.cos[k] + (vy[k] - vy[kf]) * frame.sin[k]
+        speed = ego.speed
+        d_star = (
+            me.DISTANCE_WANTED + speed * me.TIME_WANTED + speed * dv / (2 * np.sqrt(ab))
+        )
+        acceleration -= cam * np.power(d_star / utils.not_zero(d), 2)
+    return acceleration
+
+
+def _mobil(frame: _Frame, me, lane_index) -> bool:
+    """IDMVehicle.mobil, with cached neighbours and accelerations."""
+    frame.kinematics()
+    road = frame.road
+    new_preceding, new_following = _fast_neighbour_vehicles(road, me, lane_index)
+    new_following_a = _acceleration(frame, me, new_following, new_preceding)
+    new_following_pred_a = _acceleration(frame, me, new_following, me)
+    if new_following_pred_a < -me.LANE_CHANGE_MAX_BRAKING_IMPOSED:
+        return False
+    old_preceding, old_following = _fast_neighbour_vehicles(road, me)
+    self_pred_a = _acceleration(frame, me, me, new_preceding)
+    if me.route and me.route[0][2] is not None:
+        if np.sign(lane_index[2] - me.target_lane_index[2]) != np.sign(
+            me.route[0][2] - me.target_lane_index[2]
+        ):
+            return False
+        elif self_pred_a < -me.LANE_CHANGE_MAX_BRAKING_IMPOSED:
+            return False
+    else:
+        self_a = _acceleration(frame, me, me, old_preceding)
+        old_following_a = _acceleration(frame, me, old_following, me)
+        old_following_pred_a = _acceleration(frame, me, old_following, old_preceding)
+        jerk = (
+            self_pred_a
+            - self_a
+            + me.POLITENESS
+            * (
+                new_following_pred_a
+                - new_following_a
+                + old_following_pred_a
+                - old_following_a
+            )
+        )
+        if jerk < me.LANE_CHANGE_MIN_ACC_GAIN:
+            return False
+    return True
+
+
+_PARAM_NAMES = (
+    "KP_LATERAL",
+    "KP_HEADING",
+    "TAU_PURSUIT",
+    "LENGTH",
+    "MAX_STEERING_ANGLE",
+    "COMFORT_ACC_MAX",
+    "ACC_MAX",
+    "DISTANCE_WANTED",
+    "TIME_WANTED",
+    "COMFORT_ACC_MIN",
+)
+_PARAM_SET = frozenset(_PARAM_NAMES)
+
+
+def _params(v, class_params: dict) -> tuple:
+    """The controller/IDM constants of `v` (class values unless overridden on the
+    instance), followed by its DELTA. `class_params` caches class values (per call)."""
+    cls = type(v)
+    if _PARAM_SET.isdisjoint(v.__dict__):
+        p = class_params.get(cls)
+        if p is None:
+            p = tuple(getattr(cls, name) for name in _PARAM_NAMES)
+            class_params[cls] = p
+    else:
+        p = tuple(getattr(v, name) for name in _PARAM_NAMES)
+    return (*p, v.DELTA)
 
 
 def _not_zero(x: np.ndarray, eps: float = 1e-2) -> np.ndarray:
@@ -346,29 +478,17 @@ def _idm_actions(frame: _Frame, vehicles: list) -> None:
     road = frame.road
     net = road.network
     n = len(vehicles)
-    ent = np.empty(n, dtype=np.intp)
-    s_t = np.empty(n)
-    r_t = np.empty(n)
-    hd_future = np.empty(n)
-    # per-vehicle parameters
-    kp_lat = np.empty(n)
-    kp_head = np.empty(n)
-    tau_p = np.empty(n)
-    length = np.empty(n)
-    max_steer = np.empty(n)
-    cam = np.empty(n)
-    delta = np.empty(n)
-    acc_max = np.empty(n)
-    d0 = np.empty(n)
-    tau = np.empty(n)
-    ab = np.empty(n)
-    target_speed = np.empty(n)
+    ent_l: list[int] = []
+    params: list[tuple] = []
+    ts_l: list = []
+    limit_l: list = []
     by_target: dict[int, tuple[Any, list[int]]] = {}
     fronts: list = []
     second: list = []
+    index = frame.index
+    class_params: dict[type, tuple] = {}
     for i, v in enumerate(vehicles):
-        k = frame.index[id(v)]
-        ent[i] = k
+        ent_l.append(index[id(v)])
         t_idx = v.target_lane_index
         t_lane = net.get_lane(t_idx)
         g = by_target.get(id(t_lane))
@@ -376,27 +496,29 @@ def _idm_actions(frame: _Frame, vehicles: list) -> None:
             by_target[id(t_lane)] = (t_lane, [i])
         else:
             g[1].append(i)
-        kp_lat[i] = v.KP_LATERAL
-        kp_head[i] = v.KP_HEADING
-        tau_p[i] = v.TAU_PURSUIT
-        length[i] = v.LENGTH
-        max_steer[i] = v.MAX_STEERING_ANGLE
-        cam[i] = v.COMFORT_ACC_MAX
-        delta[i] = v.DELTA
-        acc_max[i] = v.ACC_MAX
-        d0[i] = v.DISTANCE_WANTED
-        tau[i] = v.TIME_WANTED
-        ab[i] = -v.COMFORT_ACC_MAX * v.COMFORT_ACC_MIN
-        ts = getattr(v, "target_speed", 0)
+        params.append(_params(v, class_params))
+        ts_l.append(getattr(v, "target_speed", 0))
         lane = v.lane
-        if lane and lane.speed_limit is not None:
-            ts = np.clip(ts, 0, lane.speed_limit)
-        target_speed[i] = ts
+        limit_l.append(lane.speed_limit if lane else None)
         front, _ = _fast_neighbour_vehicles(road, v, v.lane_index)
         fronts.append(front)
         if v.lane_index != t_idx:
             f2, _ = _fast_neighbour_vehicles(road, v, t_idx)
             second.append((i, f2))
+    ent = np.array(ent_l, dtype=np.intp)
+    pa = np.array(params, dtype=float).reshape(n, len(_PARAM_NAMES) + 1)
+    (kp_lat, kp_head, tau_p, length, max_steer, cam, acc_max, d0, tau, cam_min, delta) = (
+        pa.T
+    )
+    ab = -cam * cam_min
+    target_speed = np.array(ts_l, dtype=float)
+    if any(lim is not None for lim in limit_l):
+        has = np.array([lim is not None for lim in limit_l], dtype=bool)
+        lim = np.array([np.inf if lim is None else lim for lim in limit_l], dtype=float)
+        target_speed = np.where(has, np.clip(target_speed, 0, lim), target_speed)
+    s_t = np.empty(n)
+    r_t = np.empty(n)
+    hd_future = np.empty(n)
 
     speed = frame.speed[ent]
     heading = frame.heading[ent]
@@ -470,6 +592,57 @@ def _idm_interaction(frame, vehicles, ent, fronts, rows, free, speed, cam, d0, t
     gap = d0[sel_a] + sp * tau[sel_a] + sp * dv / two_sqrt_ab[sel_a]
     acc[sel_a] = acc[sel_a] - cam[sel_a] * np.power(gap / _not_zero(d), 2)
     return acc
+
+
+def _fast_close_objects_to(
+    self: Road,
+    vehicle,
+    distance: float,
+    count: int | None = None,
+    see_behind: bool = True,
+    sort: bool = True,
+    vehicles_only: bool = False,
+):
+    """Road.close_objects_to with distances and projections computed in one pass."""
+    lane = getattr(vehicle, "lane", None)
+    if (
+        lane is None
+        or type(vehicle).lane_distance_to is not RoadObject.lane_distance_to
+        or not fl.is_vectorised(lane)
+    ):
+        return _STOCK_CLOSE_OBJECTS(
+            self, vehicle, distance, count, see_behind, sort, vehicles_only
+        )
+    vehicles = list(self.vehicles)
+    objects = list(self.objects)
+    ents = vehicles + objects
+    n = len(ents)
+    if n == 0:
+        return []
+    pos = [e.position for e in ents]
+    xy = np.array(pos, dtype=float).reshape(n, 2)
+    p0 = vehicle.position
+    dx = xy[:, 0] - p0[0]
+    dy = xy[:, 1] - p0[1]
+    near = (np.sqrt(dx * dx + dy * dy) < distance).tolist()
+    s, _ = fl.local_coordinates(lane, xy[:, 0].copy(), xy[:, 1].copy(), pos)
+    ld = s - lane.local_coordinates(p0)[0]
+    ahead = (-2 * vehicle.LENGTH < ld).tolist()
+    nv = len(vehicles)
+    sel = [
+        k
+        for k in range(nv)
+        if near[k] and ents[k] is not vehicle and (see_behind or ahead[k])
+    ]
+    if not vehicles_only:
+        sel += [k for k in range(nv, n) if near[k] and ahead[k]]
+    if sort:
+        key = np.abs(ld).tolist()
+        sel = sorted(sel, key=lambda k: key[k])
+    objects_ = [ents[k] for k in sel]
+    if count:
+        objects_ = objects_[:count]
+    return objects_
 
 
 # --------------------------------------------------------------------------------------
@@ -644,11 +817,13 @@ _FAST_METHODS = {
     "act": _fast_act,
     "step": _fast_step,
     "neighbour_vehicles": _fast_neighbour_vehicles,
+    "close_objects_to": _fast_close_objects_to,
 }
 _STOCK_METHODS = {
     "act": _STOCK_ACT,
     "step": _STOCK_STEP,
     "neighbour_vehicles": _STOCK_NEIGHBOURS,
+    "close_objects_to": _STOCK_CLOSE_OBJECTS,
 }
 _fast_classes: dict[type, type] = {}
 _accelerated = False
