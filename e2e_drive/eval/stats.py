@@ -176,9 +176,13 @@ def stratified_bootstrap_interval(values: Sequence[float] | np.ndarray, strata: 
     pos_start = starts[sorted_groups]
     pos_size = sizes[sorted_groups]
     rng = np.random.default_rng(seed)
-    u = rng.random((n_resamples, x.size))
-    idx = order[pos_start[None, :] + np.floor(u * pos_size[None, :]).astype(np.int64)]
-    boot = _statistic_rows(x[idx], statistic)
+    boot = np.empty(n_resamples)
+    chunk = max(1, 2_000_000 // x.size)
+    for start in range(0, n_resamples, chunk):
+        stop = min(n_resamples, start + chunk)
+        u = rng.random((stop - start, x.size))
+        idx = order[pos_start[None, :] + np.floor(u * pos_size[None, :]).astype(np.int64)]
+        boot[start:stop] = _statistic_rows(x[idx], statistic)
     return (point, *_percentile_interval(boot, confidence))
 
 
