@@ -1,0 +1,463 @@
+"""Cameras rendered with OpenCV from highway-env simulator state.
+
+``Camera(spec).render(road, ego)`` returns a uint8 frame (H, W, 3) RGB or (H, W, 1) gray.
+numpy computes, OpenCV draws. The road network is sampled once (see geometry.py); per frame
+the camera culls quads by distance and field of view, transforms them in one vectorised
+step, clips them against the near plane and fills them with a few cv2.fillPoly calls.
+Vehicles and obstacles are solid boxes (a body and, for vehicles, a glass cabin) whose
+visible faces are drawn far to near (painter's algorithm).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Iterable, Mapping, Sequence
+
+import cv2
+import numpy as np
+
+from e2e_drive.sensors.geometry import MARKING_BATCH0, RoadGeometry, road_geometry
+from e2e_drive.sensors.palettes import luma, resolve_palette, shaded
+from e2e_drive.sensors.pinhole import focal_px, horizon_row, offset_pose
+from e2e_drive.sensors.spec import CameraSpec
+
+SHIFT = 4                      # fixed-point bits for cv2 drawing (1/16 pixel)
+SCALE = float(1 << SHIFT)
+VEHICLE_HEIGHT_M = 1.5         # roof of a car
+VEHICLE_BODY_HEIGHT_M = 0.95   # top of the bonnet / boot
+OBSTACLE_HEIGHT_M = 1.0
+
+_EMPTY4 = np.zeros((0, 4))
+_OFFSCREEN = -(1 << 14) * int(SCALE)   # fixed-point coordinate far outside any frame
+
+# Box faces, as corner indices into a box's 8 corners; corner i has x sign (i & 1),
+# y sign (i & 2) and is on top if (i & 4). Order: front (+x), rear (-x), left (-y),
+# right (+y), top (+z).
+_FACES = np.array([[1, 3, 7, 5], [0, 4, 6, 2], [0, 1, 5, 4], [2, 6, 7, 3], [4, 5, 7, 6]])
+_FACE_AXIS = np.array([0, 0, 1, 1, 2])
+_FACE_SIGN = np.array([1.0, -1.0, -1.0, 1.0, 1.0])
+_CABIN_X = (-0.38, 0.18)     # cabin extent along the vehicle, in units of its length
+_CABIN_HALF_W = 0.43         # cabin half width, in units of the vehicle width
+
+
+def _box_templates() -> dict[str, np.ndarray]:
+    """Corners and faces of the solid shapes, per object kind (0 vehicle, 1 obstacle).
+
+    A vehicle is a body box (bumper to bumper, 0 .. 0.95 m) and a glass cabin on top
+    (1.5 m roof); an obstacle is one 1 m box (its cabin faces never show). Corner c of box
+    k has local coordinates (ux * length, uy * width, z_m). Faces are listed with their
+    outward axis and the plane they lie in, for back-face culling.
+    """
+    ux = np.zeros((2, 16)); uy = np.zeros((2, 16)); uz = np.zeros((2, 16))
+    faces = []
+    for box in range(2):
+        for i in range(8):
+            sx, sy, top = (1 if i & 1 else -1), (1 if i & 2 else -1), bool(i & 4)
+            j = 8 * box + i
+            if box == 0:
+                ux[:, j], uy[:, j] = 0.5 * sx, 0.5 * sy
+                uz[:, j] = (VEHICLE_BODY_HEIGHT_M if top else 0.0, OBSTACLE_HEIGHT_M if top else 0.0)
+            else:
+                ux[:, j] = _CABIN_X[1] if sx > 0 else _CABIN_X[0]
+                uy[:, j] = _CABIN_HALF_W * sy
+                uz[:, j] = (VEHICLE_HEIGHT_M if top else VEHICLE_BODY_HEIGHT_M, OBSTACLE_HEIGHT_M)
+        faces.append(_FACES + 8 * box)
+    face_idx = np.concatenate(faces)                                   # (10, 4)
+    axis = np.concatenate([_FACE_AXIS, _FACE_AXIS])                    # (10,)
+    sign = np.concatenate([_FACE_SIGN, _FACE_SIGN])
+    # plane offset of each face along its axis, in units of (length, width, metres)
+    plane = np.zeros((2, 10))
+    for kind in range(2):
+        for f in range(10):
+            corner = face_idx[f, 0]
+            plane[kind, f] = (ux, uy, uz)[axis[f]][kind, corner]
+    exists = np.ones((2, 10), bool)
+    exists[1, 5:] = False
+    colour_index = np.array([np.arange(10), np.r_[10 + np.arange(5), 10 + np.arange(5)]])
+    return {"ux": ux, "uy": uy, "uz": uz, "faces": face_idx, "axis": axis, "sign": sign,
+            "plane": plane, "exists": exists, "colour": colour_index}
+
+
+_BOX = _box_templates()
+
+
+class _Style:
+    """A palette prepared for one camera: cv2-ready colours and the background image."""
+
+    def __init__(self, spec: CameraSpec, palette: dict[str, Any]) -> None:
+        gray = spec.grayscale
+
+        def c(rgb: Sequence[int]) -> Any:
+            rgb = tuple(int(v) for v in rgb)
+            return luma(rgb) if gray else rgb
+
+        p = palette
+        end, side = float(p["shade_end"]), float(p["shade_side"])
+        self.road = c(p["road"])
+        self.marking = c(p["marking"])
+        self.ego = c(p["ego"])
+        self.vehicle = c(p["vehicle"])
+        self.obstacle = c(p["obstacle"])
+        # face colours: [front, rear, left, right, top] for body, cabin, obstacle
+        self.body = [c(shaded(p["vehicle"], end)), c(p["vehicle_rear"]),
+                     c(shaded(p["vehicle"], side)), c(shaded(p["vehicle"], side)), c(p["vehicle"])]
+        self.cabin = [c(p["window"]), c(p["window"]), c(shaded(p["window"], 0.8)),
+                      c(shaded(p["window"], 0.8)), c(shaded(p["vehicle"], 1.1))]
+        self.obstacle_faces = [c(shaded(p["obstacle"], end)), c(shaded(p["obstacle"], end)),
+                               c(shaded(p["obstacle"], side)), c(shaded(p["obstacle"], side)),
+                               c(p["obstacle"])]
+        self.face_colours = self.body + self.cabin + self.obstacle_faces
+        self.background = _background(spec, p)
+
+
+def _background(spec: CameraSpec, p: Mapping[str, Any]) -> np.ndarray:
+    h, w = spec.height_px, spec.width_px
+    img = np.empty((h, w, 3), np.uint8)
+    if spec.kind == "bev":
+        img[:] = p["grass"]
+    else:
+        horizon = horizon_row(spec)
+        rows = np.arange(h, dtype=np.float64)
+        sky = rows <= horizon
+        t_sky = np.clip(rows / max(horizon, 1.0), 0.0, 1.0)[:, None]
+        sky_col = (1 - t_sky) * np.array(p["sky_top"]) + t_sky * np.array(p["sky_horizon"])
+        t_g = np.clip((rows - horizon) / max(h - 1 - horizon, 1.0), 0.0, 1.0)[:, None] ** 0.5
+        grass_col = (1 - t_g) * np.array(p["grass_far"]) + t_g * np.array(p["grass"])
+        col = np.where(sky[:, None], sky_col, grass_col)
+        img[:] = np.rint(col).astype(np.uint8)[:, None, :]
+    if spec.grayscale:
+        return cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)[:, :, None].copy()
+    return img
+
+
+def _batches(batch_ids: np.ndarray) -> list[tuple[int, int]]:
+    """(start, end) of runs of equal ids in a sorted id array."""
+    if len(batch_ids) == 0:
+        return []
+    cuts = np.flatnonzero(batch_ids[1:] != batch_ids[:-1]) + 1
+    edges = [0, *cuts.tolist(), len(batch_ids)]
+    return list(zip(edges[:-1], edges[1:]))
+
+
+class Camera:
+    """A camera that renders frames from highway-env state.
+
+    spec: what to render (see CameraSpec). The road network's geometry is cached per
+    network, the background per palette.
+    """
+
+    def __init__(self, spec: CameraSpec) -> None:
+        self.spec = spec
+        self._styles: dict[Any, _Style] = {}
+        self._focal = focal_px(spec) if spec.kind == "dashcam" else 0.0
+        self._cx = (spec.width_px - 1) / 2.0
+        self._cy = (spec.height_px - 1) / 2.0
+        self._tan_half = math.tan(math.radians(spec.fov_deg) / 2.0)
+        self._centre = np.array([self._cx, self._cy])
+        self._ground_near = spec.near_m
+        if spec.kind == "dashcam":
+            # ground nearer than what the bottom row sees is never visible: clip it there,
+            # which keeps projected coordinates small
+            below = math.radians(spec.pitch_deg) + math.atan((spec.height_px - 1 - self._cy) / self._focal)
+            a_min = spec.height_m / math.tan(below)
+            pitch = math.radians(spec.pitch_deg)
+            self._ground_near = max(spec.near_m, 0.8 * a_min * math.cos(pitch) + spec.height_m * math.sin(pitch))
+
+    # ------------------------------------------------------------------ public
+    def render(
+        self,
+        road: Any,
+        ego: Any,
+        pose_offset: Sequence[float] | None = None,
+        palette: str | Mapping[str, Any] | None = None,
+    ) -> np.ndarray:
+        """Render one frame.
+
+        road: a highway_env Road (network, vehicles, objects).
+        ego: the ego vehicle (position, heading, LENGTH, WIDTH); not drawn by the dashcam.
+        pose_offset: (dx_m, dy_m, dyaw_rad) in the ego frame: render from a shifted pose.
+        palette: "day" (default), "dusk", "night" or a dict of colours (see palettes.py).
+        Returns uint8 (H, W, 3) RGB or (H, W, 1) gray.
+        """
+        style = self._style(palette)
+        img = style.background.copy()
+        pose = offset_pose((ego.position[0], ego.position[1], ego.heading), pose_offset)
+        if self.spec.kind == "dashcam":
+            self._render_dashcam(img, style, road, ego, pose)
+        else:
+            self._render_bev(img, style, road, ego, pose)
+        return img
+
+    # ------------------------------------------------------------------ styles
+    def _style(self, palette: str | Mapping[str, Any] | None) -> _Style:
+        key: Any = palette if palette is None or isinstance(palette, str) else tuple(sorted(
+            (k, tuple(v) if isinstance(v, (list, tuple)) else v) for k, v in palette.items()))
+        style = self._styles.get(key)
+        if style is None:
+            style = _Style(self.spec, resolve_palette(palette))
+            self._styles[key] = style
+        return style
+
+    # ------------------------------------------------------------------ dashcam
+    def _dash_pose(self, pose: tuple[float, float, float]) -> tuple[float, ...]:
+        spec = self.spec
+        x, y, h = pose
+        c, s = math.cos(h), math.sin(h)
+        cam_x = x + c * spec.longitudinal_offset_m - s * spec.lateral_offset_m
+        cam_y = y + s * spec.longitudinal_offset_m + c * spec.lateral_offset_m
+        yaw = h + math.radians(spec.yaw_deg)
+        pitch = math.radians(spec.pitch_deg)
+        return cam_x, cam_y, math.cos(yaw), math.sin(yaw), math.cos(pitch), math.sin(pitch)
+
+    def _render_dashcam(self, img: np.ndarray, style: _Style, road: Any, ego: Any,
+                        pose: tuple[float, float, float]) -> None:
+        cam = self._dash_pose(pose)
+        geo = road_geometry(road.network)
+        gx, gy, gz, gbatch = self._ground_cam(geo, cam)
+        fx, fy, fz, fcol = self._box_faces(style, road, ego, cam)
+        n_ground = len(gbatch)
+        if n_ground and len(fcol):
+            x, y, z = np.concatenate([gx, fx]), np.concatenate([gy, fy]), np.concatenate([gz, fz])
+        elif n_ground:
+            x, y, z = gx, gy, gz
+        elif len(fcol):
+            x, y, z = fx, fy, fz
+        else:
+            return
+        polys, clipped = self._project_polys(x, y, z)
+        for a, b in _batches(gbatch):
+            extra = [clipped[i] for i in clipped if a <= i < b] if clipped else []
+            if gbatch[a] < MARKING_BATCH0:
+                cv2.fillPoly(img, polys[a:b], style.road, cv2.LINE_8, SHIFT)
+                for poly in extra:
+                    cv2.fillConvexPoly(img, poly, style.road, cv2.LINE_8, SHIFT)
+            else:
+                cv2.fillPoly(img, polys[a:b], style.marking, cv2.LINE_8, SHIFT)
+                # the outline keeps far markings at least one pixel wide
+                cv2.polylines(img, polys[a:b], True, style.marking, 1, cv2.LINE_8, SHIFT)
+                for poly in extra:
+                    cv2.fillConvexPoly(img, poly, style.marking, cv2.LINE_8, SHIFT)
+        for i, colour in enumerate(fcol, start=n_ground):
+            cv2.fillConvexPoly(img, clipped.get(i, polys[i]) if clipped else polys[i], colour, cv2.LINE_8, SHIFT)
+
+    def _project_polys(self, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, dict[int, np.ndarray]]:
+        """Project camera-frame polygons (M, K) to fixed-point pixels (M, K, 2).
+
+        Polygons wholly in front of the near plane are projected directly. The few that
+        cross it are clipped (see _clip) and returned separately as {row: (2K, 2) polygon};
+        their row in the main array is moved off-screen so that it draws nothing.
+        """
+        near = self.spec.near_m
+        inside = z >= near
+        full = inside.all(axis=1)
+        polys = np.empty(x.shape + (2,), np.int32)
+        zs = np.maximum(z, near)
+        f16 = self._focal * SCALE
+        np.rint(x / zs * f16 + self._cx * SCALE, out=polys[..., 0], casting="unsafe")
+        np.rint(y / zs * f16 + self._cy * SCALE, out=polys[..., 1], casting="unsafe")
+        if full.all():
+            return polys, {}
+        rows = np.flatnonzero(~full)
+        clipped = self._clip(x[rows], y[rows], z[rows], near)
+        polys[rows] = _OFFSCREEN
+        return polys, dict(zip(rows.tolist(), clipped))
+
+    def _clip(self, x: np.ndarray, y: np.ndarray, z: np.ndarray, near: float) -> np.ndarray:
+        """Clip polygons (M, K) to depth >= near and project: (M, 2K, 2) fixed-point pixels.
+
+        Vectorised Sutherland-Hodgman for one plane: each edge emits two points (its start
+        vertex or its entry point, then its exit point or a repeat); an edge wholly behind
+        the plane repeats the previous emitted point, which changes no filled pixel. Every
+        polygon must have at least one vertex in front of the plane.
+        """
+        k = x.shape[1]
+        nxt = np.roll(np.arange(k), -1)
+        prev = np.roll(np.arange(k), 1)
+        inside = z >= near
+        inn = inside[:, nxt]
+        xy = np.stack([x, y], axis=-1)
+        dz = z[:, nxt] - z
+        t = (near - z) / np.where(dz == 0, 1.0, dz)
+        p_int = (xy + t[..., None] * (xy[:, nxt] - xy)) / near
+        p_first = np.where(inside[..., None], xy / np.where(inside, z, 1.0)[..., None], p_int)
+        p_second = np.where((inside & ~inn)[..., None], p_int, p_first)
+        valid = inside | inn
+        if not valid.all():
+            v = valid
+            for _ in range(k - 1):
+                pv = v[:, prev]
+                p_second = np.where((~v & pv)[..., None], p_second[:, prev], p_second)
+                v = v | pv
+                if v.all():
+                    break
+            p_first = np.where(valid[..., None], p_first, p_second)
+        out = np.stack([p_first, p_second], axis=2).reshape(x.shape[0], 2 * k, 2)
+        return np.rint((out * self._focal + self._centre) * SCALE).astype(np.int32)
+
+    def _ground_cam(self, geo: RoadGeometry, cam: tuple[float, ...]) -> tuple[np.ndarray, ...]:
+        """Camera-frame x, y, z (M, 4) of the ground quads that may be visible, and their batch ids."""
+        qs = geo.ground
+        cam_x, cam_y, cyaw, syaw, cp, sp = cam
+        h_m = self.spec.height_m
+        reach = self.spec.max_distance_m
+        side = self._tan_half * (reach + h_m) + 5.0
+        xs = (cam_x - 5.0 * cyaw, cam_x + reach * cyaw - side * syaw, cam_x + reach * cyaw + side * syaw)
+        ys = (cam_y - 5.0 * syaw, cam_y + reach * syaw + side * cyaw, cam_y + reach * syaw - side * cyaw)
+        cand = geo.grid.query(min(xs) - 10.0, min(ys) - 10.0, max(xs) + 10.0, max(ys) + 10.0)
+        if len(cand) == 0:
+            return _EMPTY4, _EMPTY4, _EMPTY4, qs.batch[:0]
+        c = qs.centres[cand]
+        r = qs.radii[cand]
+        dx = c[:, 0] - cam_x
+        dy = c[:, 1] - cam_y
+        fwd = dx * cyaw + dy * syaw
+        lat = dy * cyaw - dx * syaw
+        depth = cp * fwd + sp * h_m
+        vis = (fwd < reach + r) & (depth > self._ground_near - r) & (
+            np.abs(lat) < self._tan_half * depth + r * (1.0 + self._tan_half) + 1.0)
+        idx = cand[vis]
+        q = qs.quads[idx]
+        qx = q[:, :, 0] - cam_x
+        qy = q[:, :, 1] - cam_y
+        a = qx * cyaw + qy * syaw
+        x_cam = qy * cyaw - qx * syaw
+        z_cam = cp * a + sp * h_m
+        y_cam = cp * h_m - sp * a
+        keep = (z_cam >= self._ground_near).any(axis=1)
+        if not keep.all():
+            x_cam, y_cam, z_cam, idx = x_cam[keep], y_cam[keep], z_cam[keep], idx[keep]
+        return x_cam, y_cam, z_cam, qs.batch[idx]
+
+    def _objects(self, road: Any, ego: Any) -> np.ndarray:
+        """(N, 7) rows x, y, heading, length, width, kind (0 vehicle, 1 obstacle), radius; no ego."""
+        rows = [(*v.position, v.heading, v.LENGTH, v.WIDTH, 0.0, v.diagonal / 2)
+                for v in road.vehicles if v is not ego]
+        if road.objects:
+            rows += [(*o.position, o.heading, o.LENGTH, o.WIDTH, 1.0, o.diagonal / 2)
+                     for o in road.objects if _is_solid(o)]
+        if not rows:
+            return np.zeros((0, 7))
+        return np.array(rows, dtype=np.float64)
+
+    def _box_faces(self, style: _Style, road: Any, ego: Any, cam: tuple[float, ...]) -> tuple[Any, ...]:
+        """Camera-frame x, y, z (F, 4) of the visible box faces, far to near, and their colours."""
+        objs = self._objects(road, ego)
+        if not len(objs):
+            return _EMPTY4, _EMPTY4, _EMPTY4, []
+        cam_x, cam_y, cyaw, syaw, cp, sp = cam
+        h_m = self.spec.height_m
+        dx = objs[:, 0] - cam_x
+        dy = objs[:, 1] - cam_y
+        fwd = dx * cyaw + dy * syaw
+        lat = dy * cyaw - dx * syaw
+        r = objs[:, 6]
+        depth = cp * fwd + sp * h_m
+        vis = (fwd < self.spec.max_distance_m + r) & (depth > self.spec.near_m - r - 2.0) & (
+            np.abs(lat) < self._tan_half * np.maximum(depth, 0.0) + r * (1.0 + self._tan_half) + 2.0)
+        idx = np.flatnonzero(vis)
+        if not len(idx):
+            return _EMPTY4, _EMPTY4, _EMPTY4, []
+        idx = idx[np.argsort(-(fwd[idx] ** 2 + lat[idx] ** 2), kind="stable")]   # far to near
+        o = objs[idx]
+        ox, oy = fwd[idx, None], lat[idx, None]
+        kind = o[:, 5].astype(np.intp)
+        length, width = o[:, 3:4], o[:, 4:5]
+        box = _BOX
+        lx = box["ux"][kind] * length                       # (n, 16) object frame
+        ly = box["uy"][kind] * width
+        rel = o[:, 2:3] - math.atan2(syaw, cyaw)             # heading relative to the camera yaw
+        c2, s2 = np.cos(rel), np.sin(rel)
+        a = ox + lx * c2 - ly * s2                           # forward of the camera (level)
+        x_cam = oy + lx * s2 + ly * c2                       # right of the camera
+        hz = box["uz"][kind] - h_m
+        z_cam = cp * a - sp * hz
+        y_cam = -sp * a - cp * hz
+        # back-face culling: a face shows if the camera is outside its plane
+        cam_lx = -(ox * c2 + oy * s2)                         # camera in the object frame
+        cam_ly = ox * s2 - oy * c2
+        dims = np.concatenate([length, width, np.ones_like(length)], axis=1)      # (n, 3)
+        cam3 = np.concatenate([cam_lx, cam_ly, np.full_like(cam_lx, h_m)], axis=1)
+        axis = box["axis"]
+        facing = (box["sign"] * (cam3[:, axis] - box["plane"][kind] * dims[:, axis]) > 1e-6) & box["exists"][kind]
+        faces = box["faces"]
+        sel = np.flatnonzero(facing)
+        if not len(sel):
+            return _EMPTY4, _EMPTY4, _EMPTY4, []
+        fx = x_cam[:, faces].reshape(-1, 4)[sel]
+        fy = y_cam[:, faces].reshape(-1, 4)[sel]
+        fz = z_cam[:, faces].reshape(-1, 4)[sel]
+        ahead = (fz >= self.spec.near_m).any(axis=1)
+        colours = style.face_colours
+        ci = box["colour"][kind].reshape(-1)[sel]
+        if not ahead.all():
+            fx, fy, fz, ci = fx[ahead], fy[ahead], fz[ahead], ci[ahead]
+        return fx, fy, fz, [colours[i] for i in ci.tolist()]
+
+    # ------------------------------------------------------------------ bev
+    def _bev_scale(self) -> tuple[float, float, float, float]:
+        spec = self.spec
+        sv = spec.height_px / (spec.bev_ahead_m + spec.bev_behind_m)
+        su = spec.width_px / (2.0 * spec.bev_side_m) if spec.bev_side_m else sv
+        u0 = (spec.width_px - 1) / 2.0
+        v0 = spec.bev_ahead_m * sv - 0.5
+        return su, sv, u0, v0
+
+    def _render_bev(self, img: np.ndarray, style: _Style, road: Any, ego: Any,
+                    pose: tuple[float, float, float]) -> None:
+        su, sv, u0, v0 = self._bev_scale()
+        x, y, h = pose
+        c, s = math.cos(h), math.sin(h)
+        spec = self.spec
+        half_w = spec.width_px / (2.0 * su)
+        reach = math.hypot(max(spec.bev_ahead_m, spec.bev_behind_m), half_w)
+        geo = road_geometry(road.network)
+
+        def to_px(px: np.ndarray, py: np.ndarray) -> np.ndarray:
+            dx, dy = px - x, py - y
+            out = np.empty(px.shape + (2,), np.int32)
+            out[..., 0] = np.rint((u0 + (dy * c - dx * s) * su) * SCALE)
+            out[..., 1] = np.rint((v0 - (dx * c + dy * s) * sv) * SCALE)
+            return out
+
+        for qs, colour, outline in ((geo.road, style.road, False), (geo.markings, style.marking, True)):
+            if not len(qs.batch):
+                continue
+            vis = np.hypot(qs.centres[:, 0] - x, qs.centres[:, 1] - y) < reach + qs.radii
+            idx = np.flatnonzero(vis)
+            if not len(idx):
+                continue
+            q = qs.quads[idx]
+            polys = to_px(q[:, :, 0], q[:, :, 1])
+            for a, b in _batches(qs.batch[idx]):
+                cv2.fillPoly(img, polys[a:b], colour, cv2.LINE_8, SHIFT)
+                if outline:
+                    cv2.polylines(img, polys[a:b], True, colour, 1, cv2.LINE_8, SHIFT)
+        objs = self._objects(road, ego)
+        if len(objs):
+            near = np.hypot(objs[:, 0] - x, objs[:, 1] - y) < reach + 5.0
+            o = objs[near]
+            if len(o):
+                polys = to_px(*_footprints(o))
+                for poly, kind in zip(polys, o[:, 5].tolist()):
+                    cv2.fillConvexPoly(img, poly, style.vehicle if kind == 0.0 else style.obstacle,
+                                       cv2.LINE_8, SHIFT)
+        ego_row = np.array([[x, y, h, float(ego.LENGTH), float(ego.WIDTH), 0.0]])
+        cv2.fillConvexPoly(img, to_px(*_footprints(ego_row))[0], style.ego, cv2.LINE_8, SHIFT)
+
+
+def _footprints(o: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """World x, y (N, 4) of the rectangles of rows (x, y, heading, length, width, ...)."""
+    ch, sh = np.cos(o[:, 2])[:, None], np.sin(o[:, 2])[:, None]
+    lx = np.array([-0.5, 0.5, 0.5, -0.5]) * o[:, 3:4]
+    ly = np.array([-0.5, -0.5, 0.5, 0.5]) * o[:, 4:5]
+    return o[:, 0:1] + lx * ch - ly * sh, o[:, 1:2] + lx * sh + ly * ch
+
+
+def _is_solid(obj: Any) -> bool:
+    """Road objects drawn as boxes: obstacles, not landmarks (invisible goal markers)."""
+    return type(obj).__name__ != "Landmark"
+
+
+def render_all(cameras: Iterable[Camera], road: Any, ego: Any, **kwargs: Any) -> list[np.ndarray]:
+    """Render several cameras on the same state."""
+    return [cam.render(road, ego, **kwargs) for cam in cameras]
