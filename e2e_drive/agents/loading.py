@@ -31,6 +31,7 @@ from e2e_drive.errors import ConfigError
 AGENT_TYPES: dict[str, str] = {
     "modular": "e2e_drive.agents.modular.stack:ModularAgent",
     "expert": "e2e_drive.agents.expert:ExpertAgent",
+    "safety_filter": "e2e_drive.agents.safety_filter:SafetyFilter",
 }
 
 _FILE_KEYS = ("type", "class", "params")
@@ -163,8 +164,13 @@ def build(
     where: str,
     base_dir: Path | None = None,
     required_methods: tuple[str, ...] = (),
+    params_where: str | None = None,
 ) -> Any:
-    """Instantiate ``spec`` (a registry name, ``"package.module:Class"`` or a class) with checked params."""
+    """Instantiate ``spec`` (a registry name, ``"package.module:Class"`` or a class) with checked params.
+
+    ``where`` names the key that holds ``spec`` in messages; ``params_where`` the key that
+    holds ``params`` (default ``where + ".params"``).
+    """
     if isinstance(spec, str):
         if registry is not None and spec in registry:
             cls = import_object(registry[spec], where=where)
@@ -180,7 +186,8 @@ def build(
     missing = [m for m in required_methods if not callable(getattr(cls, m, None))]
     if missing:
         raise ConfigError(f"{where} = {spec!r}: class has no {' / '.join(missing)} method")
-    kwargs = check_kwargs(cls, params, where=f"{where}.params" if where else "params", base_dir=base_dir)
+    kwargs = check_kwargs(cls, params, where=params_where or (f"{where}.params" if where else "params"),
+                          base_dir=base_dir)
     return cls(**kwargs)
 
 

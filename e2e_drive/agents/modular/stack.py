@@ -59,11 +59,11 @@ class ModularAgent:
         is_reference: bool = False,
     ) -> None:
         self.perception = build(perception, perception_params, registry=PERCEPTIONS, where="params.perception",
-                                required_methods=("reset", "perceive"))
+                                params_where="params.perception_params", required_methods=("reset", "perceive"))
         self.planner = build(planner, planner_params, registry=PLANNERS, where="params.planner",
-                             required_methods=("reset", "plan"))
+                             params_where="params.planner_params", required_methods=("reset", "plan"))
         self.controller = build(controller, controller_params, registry=CONTROLLERS, where="params.controller",
-                                required_methods=("reset", "control"))
+                                params_where="params.controller_params", required_methods=("reset", "control"))
         if policy_frequency_hz <= 0:
             from e2e_drive.errors import ConfigError
 
