@@ -21,9 +21,10 @@ DEFAULT_ENV_IDS = ("highway-v0", "merge-v0", "roundabout-v0", "racetrack-v0")
 
 # Action sequences. "mixed": a fixed pseudo-random sequence of meta actions (discrete
 # envs) or of [acceleration, steering] (continuous envs), drawn from a generator seeded
-# with the episode seed. "faster": always FASTER / full throttle straight, which drives
+# with the episode seed. "idle": always IDLE / zero action (long episodes, the traffic
+# evolves on its own). "faster": always FASTER / full throttle straight, which drives
 # the ego into traffic and produces crashes.
-ACTION_MODES = ("mixed", "faster")
+ACTION_MODES = ("idle", "mixed", "faster")
 
 
 @dataclass
@@ -91,27 +92,84 @@ def _action_sequence(env: gym.Env, seed: int, steps: int, mode: str) -> list[Any
     rng = np.random.default_rng(10_000 + seed)
     if isinstance(space, gym.spaces.Discrete):
         names = getattr(env.unwrapped.action_type, "actions_indexes", {})
-        faster = names.get("FASTER", 3)
         if mode == "faster":
-            return [faster] * steps
+            return [names.get("FASTER", 3)] * steps
+        if mode == "idle":
+            return [names.get("IDLE", 1)] * steps
         return [int(a) for a in rng.integers(0, space.n, size=steps)]
     low, high = space.low, space.high
-    if mode == "faster":
+    if mode in ("faster", "idle"):
         a = np.zeros(space.shape, dtype=space.dtype)
-        a[0] = high[0]
+        if mode == "faster":
+            a[0] = high[0]
         return [a.copy() for _ in range(steps)]
-    return [
-        rng.uniform(low, high).astype(space.dtype) * np.array([1.0] + [0.1] * (space.shape[0] - 1), dtype=space.dtype)
-        for _ in range(steps)
-    ]
+    scale = np.array([1.0] + [0.1] * (space.shape[0] - 1), dtype=space.dtype)
+    return [rng.uniform(low, high).astype(space.dtype) * scale for _ in range(steps)]
 
 
-def _snapshot(env: gym.Env) -> tuple[np.ndarray, np.ndarray, list[bool]]:
+@dataclass
+class _Trace:
+    positions: list[np.ndarray]
+    speeds: list[np.ndarray]
+    crashed: list[list[bool]]
+    rewards: list[float]
+    done: list[tuple[bool, bool]]
+
+
+def _snapshot(env: gym.Env, trace: _Trace) -> None:
     vehicles = env.unwrapped.road.vehicles
-    pos = np.array([v.position for v in vehicles], dtype=float).reshape(len(vehicles), 2)
-    spd = np.array([v.speed for v in vehicles], dtype=float)
-    crashed = [bool(v.crashed) for v in vehicles]
-    return pos, spd, crashed
+    trace.positions.append(
+        np.array([v.position for v in vehicles], dtype=float).reshape(len(vehicles), 2)
+    )
+    trace.speeds.append(np.array([v.speed for v in vehicles], dtype=float))
+    trace.crashed.append([bool(v.crashed) for v in vehicles])
+
+
+def run_trace(
+    env_id: str,
+    seed: int,
+    steps: int,
+    core: str,
+    config: dict | None = None,
+    mode: str = "mixed",
+    hook: Callable[[gym.Env, int], None] | None = None,
+    continue_after_done: bool = True,
+) -> _Trace:
+    """Run one episode and record every vehicle's state at every policy step.
+
+    :param core: "stock" (highway-env's own code), "attach" (this env's road attached to
+        the fast core) or "accelerate" (fast core through `fast_core.accelerate()`)
+    :param continue_after_done: keep stepping after the episode terminates (the crashed
+        ego stays on the road), so that the traffic is compared for all `steps`
+    """
+    if core not in ("stock", "attach", "accelerate"):
+        raise ValueError(f"unknown core {core!r}")
+    was_accelerated = fast_core.is_accelerated()
+    fast_core.accelerate(core == "accelerate")
+    kwargs = {"config": config} if config else {}
+    env = gym.make(env_id, disable_env_checker=True, **kwargs)
+    if continue_after_done:
+        env = env.unwrapped  # no TimeLimit / order enforcing: step past termination
+    trace = _Trace([], [], [], [], [])
+    try:
+        env.reset(seed=seed)
+        if core == "attach":
+            fast_core.attach(env.unwrapped.road)
+        actions = _action_sequence(env, seed, steps, mode)
+        _snapshot(env, trace)
+        for t in range(steps):
+            if hook is not None:
+                hook(env, t)
+            _, r, term, trunc, _ = env.step(actions[t])
+            _snapshot(env, trace)
+            trace.rewards.append(float(r))
+            trace.done.append((bool(term), bool(trunc)))
+            if (term or trunc) and not continue_after_done:
+                break
+    finally:
+        env.close()
+        fast_core.accelerate(was_accelerated)
+    return trace
 
 
 def compare_episode(
@@ -122,92 +180,62 @@ def compare_episode(
     mode: str = "mixed",
     tolerance: float = 1e-6,
     hook: Callable[[gym.Env, int], None] | None = None,
+    core: str = "attach",
+    continue_after_done: bool = True,
 ) -> RunResult:
-    """Run one episode stock and fast side by side and compare them.
+    """Run one episode stock, then fast, from the same seed and actions; compare them.
 
-    :param hook: optional ``hook(env, step)`` called on both envs before each policy step
+    :param hook: optional ``hook(env, step)`` called before each policy step on both runs
         (e.g. to add a vehicle to ``road.vehicles``); it must act identically on both.
+    :param core: how the fast run gets the fast core: "attach" or "accelerate"
     """
-    kwargs = {"config": config} if config else {}
-    stock = gym.make(env_id, **kwargs)
-    fast = gym.make(env_id, **kwargs)
+    a = run_trace(env_id, seed, steps, "stock", config, mode, hook, continue_after_done)
+    b = run_trace(env_id, seed, steps, core, config, mode, hook, continue_after_done)
     problems: list[str] = []
     max_dp = max_ds = 0.0
-    crash_stock: dict[int, int] = {}
-    crash_fast: dict[int, int] = {}
-    n_steps = 0
-    counts = (0, 0)
-    was_accelerated = fast_core.is_accelerated()
-    fast_core.accelerate(False)
-    try:
-        stock.reset(seed=seed)
-        fast.reset(seed=seed)
-        fast_core.attach(fast.unwrapped.road)
-        actions = _action_sequence(stock, seed, steps, mode)
-        for t in range(steps + 1):
-            ps, ss, cs = _snapshot(stock)
-            pf, sf, cf = _snapshot(fast)
-            counts = (len(ss), len(sf))
-            if len(ss) != len(sf):
-                problems.append(f"step {t}: {len(ss)} vehicles stock vs {len(sf)} fast")
+    crash_a: dict[int, int] = {}
+    crash_b: dict[int, int] = {}
+    counts = (len(a.speeds[0]), len(b.speeds[0]))
+    if len(a.speeds) != len(b.speeds):
+        problems.append(f"episode length {len(a.speeds) - 1} stock vs {len(b.speeds) - 1} fast")
+    for t, (pa, pb, sa, sb, ca, cb) in enumerate(
+        zip(a.positions, b.positions, a.speeds, b.speeds, a.crashed, b.crashed, strict=False)
+    ):
+        counts = (len(sa), len(sb))
+        if len(sa) != len(sb):
+            problems.append(f"step {t}: {len(sa)} vehicles stock vs {len(sb)} fast")
+            break
+        if len(sa):
+            dp = float(np.max(np.abs(pa - pb)))
+            ds = float(np.max(np.abs(sa - sb)))
+            if not np.isfinite(dp) or not np.isfinite(ds):
+                dp = float(np.max(np.abs(np.nan_to_num(pa, nan=1e9) - np.nan_to_num(pb, nan=1e9))))
+                ds = float(np.max(np.abs(np.nan_to_num(sa, nan=1e9) - np.nan_to_num(sb, nan=1e9))))
+            max_dp = max(max_dp, dp)
+            max_ds = max(max_ds, ds)
+            if not dp <= tolerance or not ds <= tolerance:
+                problems.append(f"step {t}: |dpos| {dp:.2e} m, |dspeed| {ds:.2e} m/s")
                 break
-            if len(ss):
-                dp = float(np.max(np.abs(ps - pf)))
-                ds = float(np.max(np.abs(ss - sf)))
-                max_dp = max(max_dp, dp)
-                max_ds = max(max_ds, ds)
-                if not dp <= tolerance or not ds <= tolerance:
-                    problems.append(f"step {t}: |dpos| {dp:.2e} m, |dspeed| {ds:.2e} m/s")
-                    break
-            for k, (a, b) in enumerate(zip(cs, cf, strict=True)):
-                if a and k not in crash_stock:
-                    crash_stock[k] = t
-                if b and k not in crash_fast:
-                    crash_fast[k] = t
-            if crash_stock != crash_fast:
-                problems.append(f"step {t}: crash steps {crash_stock} stock vs {crash_fast} fast")
+        for k, (x, y) in enumerate(zip(ca, cb, strict=True)):
+            if x and k not in crash_a:
+                crash_a[k] = t
+            if y and k not in crash_b:
+                crash_b[k] = t
+        if crash_a != crash_b:
+            problems.append(f"step {t}: vehicles crashed at {crash_a} stock vs {crash_b} fast")
+            break
+    if not problems:
+        for t, (ra, rb, da, db) in enumerate(
+            zip(a.rewards, b.rewards, a.done, b.done, strict=False)
+        ):
+            if da != db:
+                problems.append(f"step {t + 1}: terminated/truncated {da} stock vs {db} fast")
                 break
-            if t == steps:
+            if not abs(ra - rb) <= tolerance:
+                problems.append(f"step {t + 1}: reward {ra} stock vs {rb} fast")
                 break
-            if hook is not None:
-                hook(stock, t)
-                hook(fast, t)
-                fast_core.attach(fast.unwrapped.road)
-            _, rs, term_s, trunc_s, _ = stock.step(actions[t])
-            _, rf, term_f, trunc_f, _ = fast.step(actions[t])
-            n_steps += 1
-            if (term_s, trunc_s) != (term_f, trunc_f):
-                problems.append(
-                    f"step {t + 1}: terminated/truncated {(term_s, trunc_s)} stock vs "
-                    f"{(term_f, trunc_f)} fast"
-                )
-                break
-            if abs(float(rs) - float(rf)) > tolerance:
-                problems.append(f"step {t + 1}: reward {rs} stock vs {rf} fast")
-                break
-            if term_s or trunc_s:
-                ps, ss, cs = _snapshot(stock)
-                pf, sf, cf = _snapshot(fast)
-                if len(ss) == len(sf) and len(ss):
-                    dp = float(np.max(np.abs(ps - pf)))
-                    ds = float(np.max(np.abs(ss - sf)))
-                    max_dp, max_ds = max(max_dp, dp), max(max_ds, ds)
-                    if not dp <= tolerance or not ds <= tolerance:
-                        problems.append(f"step {t + 1}: |dpos| {dp:.2e}, |dspeed| {ds:.2e}")
-                for k, (a, b) in enumerate(zip(cs, cf, strict=False)):
-                    if a and k not in crash_stock:
-                        crash_stock[k] = t + 1
-                    if b and k not in crash_fast:
-                        crash_fast[k] = t + 1
-                if crash_stock != crash_fast:
-                    problems.append(f"step {t + 1}: crash steps differ")
-                break
-    finally:
-        fast_core.accelerate(was_accelerated)
-        stock.close()
-        fast.close()
     return RunResult(
-        env_id, seed, n_steps, max_dp, max_ds, crash_stock, crash_fast, counts, problems
+        env_id, seed, len(a.rewards), max_dp, max_ds, crash_a, crash_b, counts, problems
     )
 
 
@@ -216,9 +244,10 @@ def check_equivalence(
     seeds: Iterable[int] = range(20),
     steps: int = 40,
     config: dict | None = None,
-    modes: Sequence[str] = ("mixed",),
+    modes: Sequence[str] = ("idle", "mixed", "faster"),
     tolerance: float = 1e-6,
     progress: bool = False,
+    core: str = "attach",
 ) -> EquivalenceReport:
     """Compare stock and fast highway-env on every (env, seed, action mode).
 
@@ -226,6 +255,7 @@ def check_equivalence(
     :param config: highway-env config overrides applied to every env
     :param modes: ego action sequences, see ACTION_MODES
     :param progress: show a tqdm progress bar
+    :param core: how the fast runs get the fast core: "attach" or "accelerate"
     """
     for m in modes:
         if m not in ACTION_MODES:
@@ -236,5 +266,5 @@ def check_equivalence(
         from tqdm import tqdm
 
         it = tqdm(jobs, desc="equivalence", unit="episode")
-    runs = [compare_episode(e, s, steps, config, m, tolerance) for e, s, m in it]
+    runs = [compare_episode(e, s, steps, config, m, tolerance, core=core) for e, s, m in it]
     return EquivalenceReport(runs, tolerance)
