@@ -38,6 +38,7 @@ class RunResult:
     crash_steps_fast: dict[int, int]
     vehicle_counts: tuple[int, int]
     problems: list[str] = field(default_factory=list)
+    vehicle_count_range: tuple[int, int] = (0, 0)
 
     @property
     def ok(self) -> bool:
@@ -234,8 +235,18 @@ def compare_episode(
             if not abs(ra - rb) <= tolerance:
                 problems.append(f"step {t + 1}: reward {ra} stock vs {rb} fast")
                 break
+    sizes = [len(x) for x in a.speeds]
     return RunResult(
-        env_id, seed, len(a.rewards), max_dp, max_ds, crash_a, crash_b, counts, problems
+        env_id,
+        seed,
+        len(a.rewards),
+        max_dp,
+        max_ds,
+        crash_a,
+        crash_b,
+        counts,
+        problems,
+        (min(sizes), max(sizes)),
     )
 
 

@@ -1,0 +1,254 @@
+"""The fast traffic core against stock highway-env 1.12.1: same trajectories and crashes,
+caches that follow vehicles being added and removed, and a reversible switch."""
+
+from __future__ import annotations
+
+import warnings
+
+import gymnasium as gym
+import highway_env  # noqa: F401
+import numpy as np
+import pytest
+from highway_env.road.regulation import RegulatedRoad
+from highway_env.road.road import Road
+from highway_env.vehicle.behavior import IDMVehicle
+from highway_env.vehicle.objects import Obstacle
+
+from e2e_drive.sim import fast_core
+from e2e_drive.sim.equivalence import compare_episode, run_trace
+
+warnings.filterwarnings("ignore", category=DeprecationWarning)
+
+
+@pytest.fixture(autouse=True)
+def _stock_after_each_test():
+    yield
+    fast_core.accelerate(False)
+
+
+def _make(env_id: str, **config):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return gym.make(env_id, disable_env_checker=True, config=config or None).unwrapped
+
+
+def _assert_equal(r):
+    assert r.ok, f"{r.env_id} seed {r.seed}: {r.problems}"
+    assert r.max_position_error_m <= 1e-6 and r.max_speed_error_mps <= 1e-6
+
+
+# ----------------------------------------------------------------------------------------
+# Side by side with stock highway-env
+# ----------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "env_id, steps",
+    [("highway-v0", 5), ("merge-v0", 10), ("roundabout-v0", 10), ("racetrack-v0", 8)],
+)
+@pytest.mark.parametrize("mode", ["idle", "mixed"])
+def test_same_trajectories_as_stock(env_id, steps, mode):
+    for seed in (0, 1):
+        r = compare_episode(env_id, seed, steps, mode=mode)
+        _assert_equal(r)
+        assert r.steps == steps
+
+
+def test_crashes_happen_at_the_same_step():
+    # An ego that keeps accelerating drives into traffic; the episode is continued past the
+    # ego's crash so that following vehicles pile into it.
+    crashes = 0
+    for env_id, seed in (("highway-v0", 0), ("merge-v0", 0)):
+        r = compare_episode(env_id, seed, 12, mode="faster")
+        _assert_equal(r)
+        assert r.crash_steps_stock == r.crash_steps_fast
+        crashes += r.crashes
+    assert crashes >= 2
+
+
+def test_spawned_and_removed_vehicles_via_accelerate():
+    # intersection-v0 spawns vehicles every step and removes those that left; its road is a
+    # RegulatedRoad whose own step() calls Road.step, which accelerate() replaces.
+    r = compare_episode("intersection-v0", 1, 15, mode="idle", core="accelerate")
+    _assert_equal(r)
+    lo, hi = r.vehicle_count_range
+    assert hi > lo, "the scenario should add vehicles during the episode"
+
+
+def _add_and_remove(env, t):
+    road = env.road
+    if t == 1:
+        ego = env.vehicle
+        lane_index = ego.lane_index
+        lane = road.network.get_lane(lane_index)
+        s = lane.local_coordinates(ego.position)[0]
+        side = road.network.side_lanes(lane_index)[0]
+        v = IDMVehicle.make_on_lane(road, side, s + 15, speed=18)
+        road.vehicles.append(v)  # plain list append, as users do
+        road.vehicles.insert(3, IDMVehicle.make_on_lane(road, lane_index, s + 40, speed=15))
+    if t == 3:
+        del road.vehicles[5]
+        road.objects.append(Obstacle(road, road.vehicles[-1].position + np.array([60.0, 0.0])))
+
+
+@pytest.mark.parametrize("core", ["attach", "accelerate"])
+def test_vehicles_added_and_removed_mid_episode(core):
+    r = compare_episode(
+        "highway-v0", 2, 6, config={"vehicles_count": 20}, mode="idle", hook=_add_and_remove,
+        core=core,
+    )
+    _assert_equal(r)
+    assert r.vehicle_count_range == (21, 23)  # 21, +2 at step 1, -1 at step 3
+
+
+# ----------------------------------------------------------------------------------------
+# The cached queries, checked directly against highway-env's own methods
+# ----------------------------------------------------------------------------------------
+def _all_lane_indexes(net):
+    return [(f, t, i) for f, d in net.graph.items() for t, ls in d.items() for i in range(len(ls))]
+
+
+@pytest.mark.parametrize("env_id", ["highway-v0", "merge-v0", "roundabout-v0"])
+@pytest.mark.parametrize("connected", [False, True])
+def test_neighbour_queries_match_stock(env_id, connected):
+    env = _make(env_id, neighbour_vehicles_connected_lanes=connected, vehicles_count=15)
+    env.reset(seed=3)
+    for _ in range(20):
+        env.road.act()
+        env.road.step(1 / 15)
+    road = env.road
+    # exact ties: two more vehicles at exactly the same place as existing ones
+    for k in (1, 2):
+        twin = IDMVehicle(road, road.vehicles[k].position.copy(), road.vehicles[k].heading, 20)
+        road.vehicles.insert(k + 1, twin)
+    outsider = IDMVehicle(road, road.vehicles[0].position + np.array([3.0, 0.0]), 0, 20)
+    frame = fast_core._Frame(road)
+    lanes = _all_lane_indexes(road.network)
+    checked = 0
+    for v in [*road.vehicles, outsider]:
+        for li in [None, *lanes]:
+            expected = fast_core._STOCK_NEIGHBOURS(road, v, li)
+            got = frame.neighbours(v, li or v.lane_index)
+            assert got[0] is expected[0] and got[1] is expected[1], (v, li)
+            checked += expected[0] is not None
+    assert checked > 10
+
+
+def test_close_objects_to_matches_stock():
+    env = _make("merge-v0")  # has an Obstacle in road.objects
+    env.reset(seed=0)
+    road = env.road
+    fast_core.attach(road)
+    for _ in range(10):
+        road.act()
+        road.step(1 / 15)
+    assert road.objects
+    for v in road.vehicles:
+        for kw in (
+            {},
+            {"count": 3},
+            {"see_behind": False},
+            {"sort": False, "vehicles_only": True},
+            {"count": 2, "see_behind": False, "vehicles_only": False},
+        ):
+            assert road.close_objects_to(v, 200, **kw) == fast_core._STOCK_CLOSE_OBJECTS(
+                road, v, 200, **kw
+            )
+
+
+def test_collision_broad_phase_keeps_every_pair_stock_would_test():
+    rng = np.random.default_rng(0)
+    env = _make("highway-v0", vehicles_count=5)
+    env.reset(seed=0)
+    road = env.road
+    dt = 1 / 15
+    for _ in range(30):
+        n = int(rng.integers(2, 40))
+        ents = []
+        for _ in range(n):
+            v = IDMVehicle(road, rng.uniform([0, -4], [60, 16]), rng.uniform(-3, 3), 0)
+            v.speed = float(rng.uniform(-40, 40))
+            ents.append(v)
+        n_veh = n - int(rng.integers(0, 3))
+        pairs = set(fast_core._collision_pairs(ents, n_veh, dt))
+        for i in range(n_veh):
+            for j in range(i + 1, n):
+                a, b = ents[i], ents[j]
+                passes = np.linalg.norm(b.position - a.position) <= (
+                    a.diagonal + b.diagonal
+                ) / 2 + a.speed * dt
+                if passes:
+                    assert (i, j) in pairs
+
+
+# ----------------------------------------------------------------------------------------
+# Switching the core on and off
+# ----------------------------------------------------------------------------------------
+def _road_methods():
+    return {name: getattr(Road, name) for name in fast_core._STOCK_METHODS}
+
+
+def test_accelerate_round_trip():
+    stock = _road_methods()
+    assert all(f.__module__ == "highway_env.road.road" for f in stock.values())
+    fast_core.accelerate()
+    fast_core.accelerate()  # idempotent
+    assert fast_core.is_accelerated()
+    assert all(f.__module__ == fast_core.__name__ for f in _road_methods().values())
+    env = _make("highway-v0", vehicles_count=10)
+    env.reset(seed=0)
+    env.step(1)
+    assert env.road.act.__func__ is fast_core._fast_act
+    fast_core.accelerate(False)
+    fast_core.accelerate(False)
+    assert not fast_core.is_accelerated()
+    assert _road_methods() == stock
+    assert env.road.act.__func__ is stock["act"]
+
+
+def test_attach_is_idempotent_and_detach_restores():
+    env = _make("highway-v0", vehicles_count=10)
+    env.reset(seed=0)
+    road = env.road
+    assert fast_core.attach(road) is road
+    cls = type(road)
+    fast_core.attach(road)
+    assert type(road) is cls and fast_core.is_attached(road)
+    assert isinstance(road, Road) and cls.__bases__ == (Road,)
+    env.step(1)
+    fast_core.detach(road)
+    assert type(road) is Road and not fast_core.is_attached(road)
+    env.step(1)
+    # a road subclass keeps its own overrides (RegulatedRoad.step enforces road rules)
+    reg = RegulatedRoad(network=road.network)
+    fast_core.attach(reg)
+    assert isinstance(reg, RegulatedRoad) and type(reg).step is RegulatedRoad.step
+    with pytest.raises(TypeError):
+        fast_core.attach(object())
+
+
+def test_public_vehicle_attributes_keep_working():
+    fast_core.accelerate()
+    env = _make("highway-v0", vehicles_count=15)
+    env.reset(seed=1)
+    road = env.road
+    arrays = [v.position for v in road.vehicles]
+    for _ in range(3):
+        env.step(1)
+    assert [v.position for v in road.vehicles] == arrays  # updated in place, like stock
+    for v in road.vehicles:
+        assert isinstance(v.position, np.ndarray) and v.position.dtype == np.float64
+        assert v.position.shape == (2,) and np.all(np.isfinite(v.position))
+        assert isinstance(v.speed, float) and isinstance(v.heading, float)
+        assert isinstance(v.crashed, bool)
+        assert v.lane_index == road.network.get_closest_lane_index(v.position, v.heading)
+        assert v.lane is road.network.get_lane(v.lane_index)
+    # neighbour queries outside act() are answered by the stock search
+    ego = env.vehicle
+    assert road.neighbour_vehicles(ego) == fast_core._STOCK_NEIGHBOURS(road, ego)
+
+
+def test_stock_and_fast_traces_reproducible():
+    a = run_trace("roundabout-v0", 4, 5, "attach", mode="mixed")
+    b = run_trace("roundabout-v0", 4, 5, "accelerate", mode="mixed")
+    assert len(a.positions) == len(b.positions) == 6
+    for pa, pb in zip(a.positions, b.positions, strict=True):
+        assert np.array_equal(pa, pb)
