@@ -120,7 +120,7 @@ def check_value(source: str, key: str, value: Any, spec: Key) -> Any:
         raise ConfigError(f"{source}: key '{key}' must be {_type_name(spec.type)}, got {value!r}")
     if spec.check is not None and value is not None and not spec.check(value):
         raise ConfigError(f"{source}: key '{key}' = {value!r} is invalid: expected {spec.expect or spec.help}")
-    if isinstance(value, int) and not isinstance(value, bool) and float in allowed and int not in allowed:
+    if isinstance(value, int) and not isinstance(value, bool) and float in allowed:
         value = float(value)
     return value
 

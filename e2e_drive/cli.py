@@ -1,0 +1,147 @@
+"""``e2e-drive``: thin command-line entry points; all logic lives in the library.
+
+Every command prints a one-line error (no traceback) for bad input and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Callable
+
+from e2e_drive.errors import CheckpointError, ConfigError
+
+
+def _cmd_render(args: argparse.Namespace) -> int:
+    from e2e_drive.env import make_env
+    from e2e_drive.render import render_clip
+
+    env = make_env(args.env)
+    policy = None
+    if args.agent:
+        from e2e_drive.agents.loading import load_agent
+        from e2e_drive.agents.base import call_act
+
+        agent = load_agent(args.agent)
+        agent.reset(args.seed)
+        policy = lambda obs, info: call_act(agent, obs, info)[0]  # noqa: E731
+    result = render_clip(env, args.camera or next(iter(env.unwrapped.cameras)), args.seconds, args.out,
+                         seed=args.seed, policy=policy)
+    env.close()
+    print(f"wrote {result['frames']} frames at {result['fps']} Hz")
+    print(f"video:     {Path(result['video']).resolve()}")
+    for p in result["snapshots"]:
+        print(f"snapshot:  {Path(p).resolve()}")
+    return 0
+
+
+def _cmd_benchmark(args: argparse.Namespace) -> int:
+    """The main job. Until the evaluator and agents exist: a short dashcam clip of the default scenario."""
+    from e2e_drive.env import make_env
+    from e2e_drive.render import render_clip
+
+    env = make_env(None)
+    result = render_clip(env, "dashcam", args.seconds, args.out, seed=args.seed)
+    env.close()
+    print(f"rendered {result['frames']} dashcam frames of the default highway scenario")
+    print(f"video:     {Path(result['video']).resolve()}")
+    for p in result["snapshots"]:
+        print(f"snapshot:  {Path(p).resolve()}")
+    return 0
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from e2e_drive.config import load_scenario
+
+    for path in args.files:
+        p = Path(path)
+        if p.parent.name == "agents" or "agents" in p.parts[:-1]:
+            from e2e_drive.agents.loading import load_agent_file
+
+            load_agent_file(p)
+        else:
+            load_scenario(p)
+        print(f"ok: {p}")
+    return 0
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from e2e_drive.bench import run_bench
+
+    print(run_bench(parts=args.only, quick=args.quick))
+    return 0
+
+
+def _add_render(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("render", help="render a camera clip (VP8 .webm + PNG snapshots) of a scenario",
+                       description="Drive a scenario and write what a camera sees to OUT/<camera>.webm "
+                                   "and PNG snapshots. Without --agent the ego coasts straight.")
+    p.add_argument("--env", default=None, help="scenario file (envs/*.toml); default: the built-in highway")
+    p.add_argument("--camera", default=None, help="camera name in the scenario (default: its first camera)")
+    p.add_argument("--seconds", type=float, default=10.0, help="clip length in simulated seconds (default 10)")
+    p.add_argument("--seed", type=int, default=0, help="episode seed (default 0)")
+    p.add_argument("--agent", default=None, help="agent file (agents/*.toml) or package.module:Class to drive")
+    p.add_argument("--out", default="runs/render", help="output folder (default runs/render)")
+    p.set_defaults(func=_cmd_render)
+
+
+def _add_benchmark(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("benchmark", help="the main job, on built-in defaults",
+                       description="Run the default benchmark. Until the evaluator and agents land, this "
+                                   "renders a short dashcam clip of the default highway scenario.")
+    p.add_argument("--seconds", type=float, default=8.0, help="clip length in simulated seconds (default 8)")
+    p.add_argument("--seed", type=int, default=0, help="episode seed (default 0)")
+    p.add_argument("--out", default="runs/benchmark", help="output folder (default runs/benchmark)")
+    p.set_defaults(func=_cmd_benchmark)
+
+
+def _add_validate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("validate", help="check scenario and agent files strictly",
+                       description="Load and validate scenario files (envs/) and agent files (agents/).")
+    p.add_argument("files", nargs="+", help="files to check")
+    p.set_defaults(func=_cmd_validate)
+
+
+def _add_bench(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bench", help="speed figures (ratios measured in one run)",
+                       description="Measure cameras, env steps and traffic cores in one run and print "
+                                   "the figures with ratios against references measured in the same run.")
+    p.add_argument("--only", nargs="*", default=None, help="parts to run (default: all); see the list printed")
+    p.add_argument("--quick", action="store_true", help="fewer repetitions (noisier figures)")
+    p.set_defaults(func=_cmd_bench)
+
+
+#: Subcommand name -> function adding its parser (a registry, not an if/elif chain).
+COMMANDS: dict[str, Callable[[argparse._SubParsersAction], None]] = {
+    "benchmark": _add_benchmark,
+    "render": _add_render,
+    "validate": _add_validate,
+    "bench": _add_bench,
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="e2e-drive", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for add in COMMANDS.values():
+        add(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (ConfigError, CheckpointError) as exc:
+        print(f"e2e-drive {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"e2e-drive {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
