@@ -1,0 +1,179 @@
+"""Named evaluation conditions: variants of a scenario (new traffic, new visuals, new sensor).
+
+The CARLA paper compared driving stacks under their training conditions and under new ones;
+here a *condition* is a named change applied on top of a scenario file's config, so every
+agent meets the same scenario under the same change on the same seeds.
+
+Built-in conditions (:data:`CONDITIONS`):
+
+==============  ================================================================================
+train           the scenario file as written (the training conditions)
+dusk            visuals: dusk colour palette
+night           visuals: night palette (dark road, lit tail lights)
+noise           visuals: Gaussian pixel noise, std 8 grey levels
+night_noise     visuals: night palette and pixel noise together
+blur            visuals: Gaussian blur, sigma 1.5 px
+occlusion       visuals: two dark patches on the image
+latency         sensor: frames arrive one policy step late (200 ms at 5 Hz)
+camera_pitch    sensor: dashcams pitched 2 degrees further down than the agent is told (calibration error)
+camera_height   sensor: dashcams mounted 0.3 m higher than the agent is told (calibration error)
+dense_traffic   traffic: 1.5x as many vehicles, 1.5x denser, aggressive drivers (highway);
+                twice the vehicles (racetrack)
+==============  ================================================================================
+
+A user's own condition is a TOML file named instead of a built-in name
+(``--conditions train,conditions/rain.toml``); its name is the file's stem::
+
+    description = "heavy noise and blur"
+    [config]                      # deep-merged over the scenario's config
+    conditions = { noise_std = 20.0 }
+
+Every resulting config is validated strictly (by the env's own validation) before a run
+starts; a condition that does not apply to a scenario (e.g. ``dense_traffic`` on the merge
+scenario, which has no traffic keys) is a :class:`~e2e_drive.errors.ConfigError` naming both.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from e2e_drive.errors import ConfigError
+
+__all__ = ["Condition", "CONDITIONS", "resolve_condition", "resolve_conditions", "apply_condition",
+           "deep_merge"]
+
+
+@dataclass(frozen=True)
+class Condition:
+    """A named change to a scenario config.
+
+    overrides: keys deep-merged over every scenario's config (tables merge, values replace).
+    by_scenario: scenario name ("highway", "racetrack", ...) -> overrides for that scenario only.
+        When non-empty, a scenario not listed does not support the condition.
+    scale: key -> factor for numeric keys the scenario has (integers round up).
+    """
+
+    name: str
+    description: str
+    overrides: dict[str, Any] = field(default_factory=dict)
+    by_scenario: dict[str, dict[str, Any]] = field(default_factory=dict)
+    scale: dict[str, float] = field(default_factory=dict)
+    source: str = "built-in"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe description (stored in run.json)."""
+        return {"name": self.name, "description": self.description, "overrides": self.overrides,
+                "by_scenario": self.by_scenario, "scale": self.scale,
+                "source": self.source}
+
+
+#: Condition name -> condition (a registry; add one line to add a condition).
+CONDITIONS: dict[str, Condition] = {c.name: c for c in (
+    Condition("train", "the scenario as written (training conditions)"),
+    Condition("dusk", "new visuals: dusk palette", overrides={"conditions": {"palette": "dusk"}}),
+    Condition("night", "new visuals: night palette", overrides={"conditions": {"palette": "night"}}),
+    Condition("noise", "new visuals: pixel noise (std 8)", overrides={"conditions": {"noise_std": 8.0}}),
+    Condition("night_noise", "new visuals: night palette and pixel noise (std 8)",
+              overrides={"conditions": {"palette": "night", "noise_std": 8.0}}),
+    Condition("latency", "new sensor: frames one policy step late", overrides={"conditions": {"latency_steps": 1}}),
+    Condition("blur", "new visuals: Gaussian blur (sigma 1.5 px)", overrides={"conditions": {"blur_sigma_px": 1.5}}),
+    Condition("occlusion", "new visuals: two dark patches on the image",
+              overrides={"conditions": {"occlusion_count": 2}}),
+    Condition("camera_pitch", "new sensor: dashcam pitched 2 deg down (calibration error)",
+              overrides={"conditions": {"calib_pitch_deg": 2.0}}),
+    Condition("camera_height", "new sensor: dashcam 0.3 m higher (calibration error)",
+              overrides={"conditions": {"calib_height_m": 0.3}}),
+    Condition("dense_traffic", "new traffic: 1.5x denser, aggressive drivers",
+              by_scenario={"highway": {"aggressive_traffic": True}, "racetrack": {}},
+              scale={"vehicles_count": 1.5, "vehicles_density": 1.5}),
+)}
+
+
+def deep_merge(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` with ``overrides`` merged in: nested tables merge, other values replace (copies)."""
+    out = copy.deepcopy(dict(base))
+    for key, value in overrides.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _from_file(path: Path) -> Condition:
+    from e2e_drive.config import load_toml
+
+    data = load_toml(path)
+    unknown = sorted(set(data) - {"description", "config"})
+    if unknown:
+        raise ConfigError(f"{path}: unknown key '{unknown[0]}'; allowed keys: config, description")
+    config = data.get("config", {})
+    if not isinstance(config, dict):
+        raise ConfigError(f"{path}: key 'config' must be a table, got {config!r}")
+    return Condition(path.stem, str(data.get("description", f"overrides from {path}")), overrides=config,
+                     source=str(path))
+
+
+def resolve_condition(spec: str) -> Condition:
+    """A built-in condition by name, or a condition TOML file by path."""
+    if spec in CONDITIONS:
+        return CONDITIONS[spec]
+    if spec.endswith(".toml") or Path(spec).is_file():
+        return _from_file(Path(spec))
+    raise ConfigError(f"--conditions {spec!r}: unknown condition; known: {', '.join(CONDITIONS)} "
+                      "(or a path to a condition .toml file)")
+
+
+def resolve_conditions(specs: list[str] | str | None) -> list[Condition]:
+    """Resolve a list (or a comma-separated string) of condition specs; default ``["train"]``."""
+    if specs is None:
+        specs = ["train"]
+    if isinstance(specs, str):
+        specs = [s.strip() for s in specs.split(",") if s.strip()]
+    if not specs:
+        raise ConfigError("--conditions is empty; give at least one condition (e.g. train)")
+    out = [resolve_condition(s) for s in specs]
+    names = [c.name for c in out]
+    dup = next((n for n in names if names.count(n) > 1), None)
+    if dup is not None:
+        raise ConfigError(f"--conditions names {dup!r} twice")
+    return out
+
+
+def apply_condition(condition: Condition, scenario: str, config: Mapping[str, Any],
+                    source: str = "scenario") -> dict[str, Any]:
+    """The full, validated config of ``scenario`` under ``condition``.
+
+    ``config`` is the scenario file's config (defaults filled in or not); the result is
+    validated with :func:`e2e_drive.config.validate_env_config` and the camera checks, and
+    returned with every default filled in. Errors name the condition and the scenario.
+    """
+    from e2e_drive.config import validate_env_config
+
+    where = f"condition {condition.name!r} on {source}"
+    if condition.by_scenario and scenario not in condition.by_scenario:
+        raise ConfigError(f"{where}: does not apply to scenario '{scenario}' "
+                          f"(applies to: {', '.join(sorted(condition.by_scenario))})")
+    base = validate_env_config(scenario, dict(config), source)
+    cfg = deep_merge(base, condition.overrides)
+    cfg = deep_merge(cfg, condition.by_scenario.get(scenario, {}))
+    for key, factor in condition.scale.items():
+        if key not in cfg:
+            continue
+        value = cfg[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: cannot scale key '{key}' = {value!r}")
+        cfg[key] = int(math.ceil(value * factor)) if isinstance(value, int) else float(value) * factor
+    try:
+        full = validate_env_config(scenario, cfg, where)
+        from e2e_drive.env import validate_sensors
+
+        validate_sensors(full, where)
+    except ConfigError as exc:
+        msg = str(exc)
+        raise ConfigError(msg if msg.startswith(where) else f"{where}: {msg}") from None
+    return full

@@ -1,0 +1,897 @@
+"""The evaluation runner: agents x scenarios x conditions x seeds, in parallel, resumable.
+
+:func:`evaluate` runs every agent on every scenario under every condition on the same N
+seeds (``seed .. seed + N - 1``: same traffic, same start, so differences are paired) and
+appends one JSON line per episode to ``DIR/episodes.jsonl`` as each episode ends.
+
+Layout of a run directory::
+
+    DIR/run.json          the run's configuration (validated scenario configs per condition,
+                          agents, seeds, package version); a different configuration is refused
+    DIR/episodes.jsonl    one line per finished episode (see :func:`run_episode`)
+    DIR/summary.json      :func:`e2e_drive.eval.summary.summarize` of the lines
+    DIR/trajectories/     with ``save_trajectories``: one compressed .npz per episode
+
+Guarantees:
+
+- **Paired seeds.** Each episode is fully described by a picklable :class:`EpisodeJob`
+  (scenario config, agent spec, seed); the env and a fresh agent are built inside the
+  worker, so results depend on seeds only, never on scheduling, worker count or backend.
+- **Faults stay in their episode.** An exception in the agent gives status
+  ``agent_error``, in the simulator ``sim_error``, an overrun of the per-episode wall-clock
+  budget ``timeout`` (also interrupting an agent stuck inside ``act``, via SIGALRM where the
+  episode runs in a main thread); the traceback or reason is kept in the line, and the
+  run goes on. A worker process that dies is replaced; the episode that killed it (found by
+  re-running the suspects one at a time) is recorded as ``sim_error``. NaN/inf actions
+  become 0 / +-1 and out-of-range actions are clipped; both are counted
+  (``nonfinite_actions``, ``clipped_actions``).
+- **Kill-safe, resumable.** Each line is written with one ``os.write`` on an ``O_APPEND``
+  descriptor and fsynced; on load a truncated last line is dropped (and cut from the file
+  before appending). Re-running the same command skips finished episodes: none runs twice,
+  none is lost, and the summary equals an uninterrupted run's.
+- **Privilege check.** Only agents declaring ``reads_ground_truth`` receive ``info``; a
+  camera-only run (the default) refuses such an agent unless it is a reference
+  (``is_reference``, the expert). Declared cameras are checked against every scenario.
+
+Backends: ``"process"`` (a process pool, default all cores; ``workers=1`` runs in this
+process) and ``"ray"`` (the same episode function as Ray tasks; ``pip install e2e-drive[ray]``).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import io
+import json
+import math
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+import zipfile
+from collections import deque
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from e2e_drive.errors import ConfigError
+
+__all__ = [
+    "EpisodeJob",
+    "RunPlan",
+    "REQUIRED_KEYS",
+    "TIMING_KEYS",
+    "evaluate",
+    "plan_run",
+    "run_episode",
+    "load_episodes",
+    "append_line",
+    "episode_key",
+    "strip_timings",
+]
+
+RUN_FORMAT = "e2e_drive.run/1"
+EPISODES_FILE = "episodes.jsonl"
+RUN_FILE = "run.json"
+SUMMARY_FILE = "summary.json"
+TRAJECTORY_DIR = "trajectories"
+
+#: Keys every episode line carries (metrics.md names and units).
+REQUIRED_KEYS: tuple[str, ...] = (
+    "agent", "scenario", "condition", "seed", "status", "at_fault", "collision", "offroad", "distance_m",
+    "route_completion", "duration_s", "mean_speed_mps", "min_ttc_s", "min_thw_s", "max_abs_lateral_offset_m",
+    "comfortable", "driving_score", "act_ms_mean",
+)
+#: Line keys that measure wall-clock time (differ between runs of the same seeds).
+TIMING_KEYS: tuple[str, ...] = ("act_ms_mean", "act_ms_p95", "act_ms_max", "wall_s")
+TIMING_PREFIXES: tuple[str, ...] = ("stage_ms_mean_",)
+
+#: Default per-episode wall-clock budget [s].
+DEFAULT_EPISODE_BUDGET_S = 300.0
+#: Neighbours kept per simulation step in the record.
+MAX_NEIGHBOURS = 8
+
+
+# ============================================================================ jobs and episodes
+@dataclass(frozen=True)
+class EpisodeJob:
+    """Everything a worker needs to run one episode (picklable; no env, no agent object)."""
+
+    agent: str
+    agent_spec: str
+    scenario: str
+    env_id: str
+    config: dict[str, Any]
+    condition: str
+    seed: int
+    budget_s: float = DEFAULT_EPISODE_BUDGET_S
+    save_trajectory: bool = False
+    reference: bool = False
+    max_neighbours: int = MAX_NEIGHBOURS
+
+    @property
+    def key(self) -> tuple[str, str, str, int]:
+        return (self.agent, self.scenario, self.condition, self.seed)
+
+
+def episode_key(line: Mapping[str, Any]) -> tuple[str, str, str, int]:
+    """(agent, scenario, condition, seed) of an episode line."""
+    return (str(line["agent"]), str(line["scenario"]), str(line["condition"]), int(line["seed"]))
+
+
+def strip_timings(line: Mapping[str, Any]) -> dict[str, Any]:
+    """The line without wall-clock measurements (what must be identical across runs and backends)."""
+    return {k: v for k, v in line.items() if k not in TIMING_KEYS and not k.startswith(TIMING_PREFIXES)}
+
+
+class EpisodeTimeout(BaseException):
+    """Raised (by SIGALRM or between steps) when an episode overruns its wall-clock budget."""
+
+
+class _Alarm:
+    """SIGALRM-based interrupt after ``seconds`` (only in a main thread; a no-op elsewhere)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.armed = False
+        self._old: Any = None
+
+    def _fire(self, signum: int, frame: Any) -> None:
+        if self.armed:
+            self.armed = False
+            raise EpisodeTimeout()
+
+    def __enter__(self) -> "_Alarm":
+        if (self.seconds and math.isfinite(self.seconds) and hasattr(signal, "setitimer")
+                and threading.current_thread() is threading.main_thread()):
+            self._old = signal.signal(signal.SIGALRM, self._fire)
+            self.armed = True
+            signal.setitimer(signal.ITIMER_REAL, max(self.seconds, 1e-3))
+        return self
+
+    def disarm(self) -> None:
+        if self._old is not None:
+            self.armed = False
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, self._old)
+            self._old = None
+
+    def __exit__(self, *exc: Any) -> None:
+        self.disarm()
+
+
+#: Envs kept per worker process between episodes (key: env id + config). Reset by seed makes
+#: reuse exact; an env that raised or timed out is dropped.
+_ENV_CACHE: dict[str, Any] = {}
+_ENV_CACHE_MAX = 4
+
+
+def _env_key(job: EpisodeJob) -> str:
+    return json.dumps([job.env_id, job.config], sort_keys=True)
+
+
+def _get_env(job: EpisodeJob) -> Any:
+    key = _env_key(job)
+    env = _ENV_CACHE.get(key)
+    if env is None:
+        import gymnasium as gym
+
+        import e2e_drive  # noqa: F401  (registers the ids)
+
+        env = gym.make(job.env_id, config=copy.deepcopy(job.config))
+        while len(_ENV_CACHE) >= _ENV_CACHE_MAX:
+            _drop_env(next(iter(_ENV_CACHE)))
+        _ENV_CACHE[key] = env
+    return env
+
+
+def _drop_env(key: str) -> None:
+    env = _ENV_CACHE.pop(key, None)
+    if env is not None:
+        try:
+            env.close()
+        except Exception:
+            pass
+
+
+def sanitize_action(raw: Any) -> tuple[np.ndarray, bool, bool]:
+    """(action float32 (2,) in [-1, 1], had non-finite values, was clipped).
+
+    NaN becomes 0 and +-inf becomes +-1; a wrong shape or a non-numeric value raises
+    :class:`e2e_drive.agents.base.InvalidActionError` (an agent bug, ``agent_error``).
+    """
+    from e2e_drive.agents.base import ACTION_SIZE, InvalidActionError
+
+    try:
+        a = np.array(raw, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise InvalidActionError(f"act returned {raw!r}, not a numeric array: {exc}") from None
+    if a.shape != (ACTION_SIZE,):
+        raise InvalidActionError(f"act returned shape {a.shape}, expected ({ACTION_SIZE},) = [acceleration, steering]")
+    finite = np.isfinite(a)
+    nonfinite = not bool(finite.all())
+    if nonfinite:
+        a = np.where(np.isnan(a), 0.0, np.clip(a, -1.0, 1.0))
+    clipped = bool(np.any(np.abs(a) > 1.0))
+    if clipped:
+        a = np.clip(a, -1.0, 1.0)
+    return a.astype(np.float32), nonfinite, clipped or nonfinite
+
+
+def _blank_metrics() -> dict[str, Any]:
+    """Metric keys of a line whose episode produced no record (failed before reset)."""
+    out: dict[str, Any] = {k: None for k in REQUIRED_KEYS}
+    out.update(at_fault=False, collision=False, offroad=False, comfortable=False, distance_m=0.0,
+               route_completion=0.0, duration_s=0.0, driving_score=0.0, closed_loop_score=0.0,
+               status_reason=None, clipped_actions=0, n_policy_steps=0, n_sim_steps=0)
+    return out
+
+
+def _trajectory_bytes(record: Any, world: np.ndarray, columns: Sequence[str]) -> bytes:
+    """The record's .npz (EpisodeRecord.save_npz) plus world-frame neighbours, as bytes."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "episode.npz"
+        record.save_npz(path)
+        with zipfile.ZipFile(path, "a", compression=zipfile.ZIP_DEFLATED) as zf:
+            with zf.open("world_neighbours.npy", "w") as fh:
+                np.lib.format.write_array(fh, world.astype(np.float32), allow_pickle=False)
+            with zf.open("world_neighbour_features.npy", "w") as fh:
+                np.lib.format.write_array(fh, np.array(list(columns)), allow_pickle=False)
+        return path.read_bytes()
+
+
+def run_episode(job: EpisodeJob, record: bool = True) -> dict[str, Any]:
+    """Run one episode and return its JSON-safe line (never raises for agent or simulator faults).
+
+    ``record=False`` (benchmarks only) drives the same loop without recording or metrics.
+    """
+    from e2e_drive.agents.base import agent_needs, agent_timings_ms
+    from e2e_drive.agents.loading import load_agent
+    from e2e_drive.eval.metrics import episode_metrics, json_safe
+
+    start = time.perf_counter()
+    deadline = start + job.budget_s if job.budget_s else math.inf
+    status_override: str | None = None
+    reason: str | None = None
+    error: str | None = None
+    phase = "sim"
+    env = agent = rec = None
+    nonfinite = clipped = 0
+    stage_means: dict[str, float] = {}
+    alarm = _Alarm(job.budget_s)
+    try:
+        with alarm:
+            try:
+                env = _get_env(job)
+                phase = "agent"
+                agent = load_agent(job.agent_spec)
+                needs = agent_needs(agent)
+                phase = "sim"
+                obs, info = env.reset(seed=job.seed)
+                if record:
+                    from e2e_drive.eval.recorder import GroundTruthRecorder
+
+                    rec = GroundTruthRecorder(env, max_neighbours=job.max_neighbours, world=job.save_trajectory)
+                    env.unwrapped.substep_callback = rec.on_substep
+                phase = "agent"
+                agent.reset(job.seed)
+                while True:
+                    phase = "agent"
+                    t0 = time.perf_counter()
+                    raw = agent.act(obs, info) if needs.reads_ground_truth else agent.act(obs)
+                    action, bad, cut = sanitize_action(raw)
+                    if rec is not None:
+                        rec.act_ms.append((time.perf_counter() - t0) * 1000.0)
+                    nonfinite += bad
+                    clipped += cut
+                    phase = "sim"
+                    obs, _, terminated, truncated, info = env.step(action)
+                    if terminated or truncated:
+                        break
+                    if time.perf_counter() > deadline:
+                        raise EpisodeTimeout()
+                phase = "agent"
+                stage_means = agent_timings_ms(agent)
+            except EpisodeTimeout:
+                status_override = "timeout"
+                reason = f"episode wall-clock budget of {job.budget_s:g} s exceeded (in the {phase})"
+            except Exception as exc:  # faults stay inside their episode
+                status_override = "agent_error" if phase == "agent" else "sim_error"
+                reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
+                error = traceback.format_exc()
+    except EpisodeTimeout:  # the alarm fired while handling another exception
+        status_override = status_override or "timeout"
+        reason = reason or f"episode wall-clock budget of {job.budget_s:g} s exceeded"
+    finally:
+        alarm.disarm()
+        if env is not None:
+            env.unwrapped.substep_callback = None
+            if status_override in ("sim_error", "timeout"):
+                _drop_env(_env_key(job))
+    wall_s = time.perf_counter() - start
+    line: dict[str, Any] = {"agent": job.agent, "scenario": job.scenario, "condition": job.condition,
+                            "seed": job.seed}
+    if not record:
+        line.update(status=status_override or "done", wall_s=wall_s)
+        return line
+    trajectory = None
+    if rec is not None and rec.n_steps:
+        try:
+            episode_record = rec.build(clipped_actions=clipped)
+            metrics = episode_metrics(episode_record, status_override)
+            if job.save_trajectory:
+                from e2e_drive.eval.recorder import WORLD_NEIGHBOUR_FEATURES
+
+                trajectory = _trajectory_bytes(episode_record, rec.world_array(), WORLD_NEIGHBOUR_FEATURES)
+        except Exception as exc:
+            metrics = _blank_metrics()
+            status_override = "sim_error"
+            reason = f"recording or metrics failed: {type(exc).__name__}: {exc}".splitlines()[0][:500]
+            error = (error or "") + traceback.format_exc()
+            metrics["status"] = status_override
+    else:
+        metrics = _blank_metrics()
+        metrics["status"] = status_override or "sim_error"
+    line.update(metrics)
+    if reason is not None:
+        line["status_reason"] = reason
+    line["error"] = error
+    line["nonfinite_actions"] = int(nonfinite)
+    line["clipped_actions"] = int(clipped)
+    line["reference"] = bool(job.reference)
+    for name, value in sorted(stage_means.items()):
+        line[f"stage_ms_mean_{name}"] = value
+    line["wall_s"] = wall_s
+    line = json_safe(line)
+    if trajectory is not None:
+        line["_trajectory_npz"] = trajectory
+    return line
+
+
+def _worker_init() -> None:
+    """Pool worker start: one thread per worker for numeric libraries (workers share the cores)."""
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = "1"
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(1)
+
+
+def _run_job(job: EpisodeJob) -> dict[str, Any]:
+    """Worker entry point (process pool and Ray)."""
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(1)
+    return run_episode(job)
+
+
+# ============================================================================ planning
+@dataclass
+class RunPlan:
+    """A run's configuration (stored as run.json) and its episodes in scheduling order."""
+
+    config: dict[str, Any]
+    jobs: list[EpisodeJob] = field(default_factory=list)
+
+
+def _package_version() -> str:
+    import e2e_drive
+
+    return str(getattr(e2e_drive, "__version__", "unknown"))
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _agent_fingerprint(spec: str) -> dict[str, Any]:
+    """What defines an agent for run.json: its file's content and the files it names, or its class path."""
+    p = Path(spec)
+    if p.suffix.lower() in (".toml", ".yaml", ".yml") or p.is_file():
+        from e2e_drive.agents.loading import _read_file
+
+        data = _read_file(p)
+        files = {}
+
+        def scan(value: Any) -> None:
+            if isinstance(value, str) and value and len(value) < 1000:
+                cand = (p.resolve().parent / value) if not Path(value).is_absolute() else Path(value)
+                try:
+                    if cand.is_file():
+                        files[value] = _sha256(cand)
+                except OSError:
+                    pass
+            elif isinstance(value, dict):
+                for v in value.values():
+                    scan(v)
+            elif isinstance(value, list):
+                for v in value:
+                    scan(v)
+
+        scan(data.get("params", {}))
+        return {"file": p.name, "content": data, "referenced_files_sha256": files}
+    return {"class": spec}
+
+
+def _agent_label(spec: str) -> str:
+    p = Path(spec)
+    if p.suffix.lower() in (".toml", ".yaml", ".yml") or p.is_file():
+        return p.stem
+    return spec.rpartition(":")[2] or spec
+
+
+def _check_cameras(label: str, needs: Any, cfg: Mapping[str, Any], where: str) -> None:
+    if needs.cameras is None:
+        return
+    cams = cfg["cameras"]
+    for name, need in needs.cameras.items():
+        table = cams.get(name)
+        if table is None:
+            raise ConfigError(f"agent '{label}' needs camera '{name}', which {where} does not have "
+                              f"(cameras: {', '.join(sorted(cams))})")
+        from e2e_drive.sensors import CameraSpec
+
+        spec = CameraSpec.from_dict(table, source=f"{where} cameras.{name}")
+        got = (spec.kind, spec.width_px, spec.height_px, spec.grayscale)
+        want = (need.kind, need.width_px, need.height_px, need.grayscale)
+        if got != want:
+            raise ConfigError(f"agent '{label}' needs camera '{name}' as kind/width/height/grayscale {want}, "
+                              f"{where} has {got}")
+
+
+def plan_run(envs: Sequence[str | Path], agents: Sequence[str], episodes: int, seed: int,
+             conditions: Sequence[str] | str | None = None, camera_only: bool = True,
+             save_trajectories: bool = False, episode_budget_s: float = DEFAULT_EPISODE_BUDGET_S,
+             max_neighbours: int = MAX_NEIGHBOURS) -> RunPlan:
+    """Validate everything before any episode runs and lay out the jobs (seed-major order)."""
+    from e2e_drive.agents.base import agent_needs
+    from e2e_drive.agents.loading import load_agent
+    from e2e_drive.config import load_scenario
+    from e2e_drive.eval.conditions import apply_condition, resolve_conditions
+    from e2e_drive.registration import scenario_of
+
+    if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
+        raise ConfigError(f"--episodes {episodes!r}: expected a positive integer")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ConfigError(f"--seed {seed!r}: expected an integer >= 0")
+    if not envs:
+        raise ConfigError("--env: give at least one scenario file (envs/*.toml)")
+    if not agents:
+        raise ConfigError("--agent: give at least one agent (agents/*.toml or package.module:Class)")
+    if episode_budget_s is not None and not (episode_budget_s > 0):
+        raise ConfigError(f"--episode-budget-s {episode_budget_s!r}: expected a positive number of seconds")
+    conds = resolve_conditions(conditions)
+
+    scenarios = []
+    for path in envs:
+        sf = load_scenario(path)
+        scenario = scenario_of(sf.env_id, source=str(path))
+        configs = {c.name: apply_condition(c, scenario, sf.config, source=str(path)) for c in conds}
+        scenarios.append((sf, scenario, configs))
+    names = [sf.name for sf, _, _ in scenarios]
+    dup = next((n for n in names if names.count(n) > 1), None)
+    if dup is not None:
+        raise ConfigError(f"--env: two scenario files are named '{dup}'; scenario names (file stems) must differ")
+
+    agent_entries = []
+    for spec in agents:
+        spec = str(spec)
+        resolved = str(Path(spec).resolve()) if Path(spec).is_file() else spec
+        agent = load_agent(resolved)
+        needs = agent_needs(agent)
+        label = _agent_label(spec)
+        if needs.reads_ground_truth and camera_only and not needs.is_reference:
+            raise ConfigError(
+                f"agent '{label}' ({spec}) reads ground truth (needs.reads_ground_truth) and is not a reference; "
+                f"this is a camera-only comparison: remove it, or allow privileged agents (--allow-ground-truth)")
+        for sf, _, configs in scenarios:
+            for cname, cfg in configs.items():
+                _check_cameras(label, needs, cfg, f"scenario {sf.path} (condition {cname})")
+        agent_entries.append({"label": label, "spec": resolved, "given": spec,
+                              "reads_ground_truth": bool(needs.reads_ground_truth),
+                              "is_reference": bool(needs.is_reference)})
+    labels = [a["label"] for a in agent_entries]
+    if len(set(labels)) != len(labels):
+        for a in agent_entries:  # fall back to the full spec where stems collide
+            if labels.count(a["label"]) > 1:
+                a["label"] = a["given"]
+        labels = [a["label"] for a in agent_entries]
+        dup = next((n for n in labels if labels.count(n) > 1), None)
+        if dup is not None:
+            raise ConfigError(f"--agent: '{dup}' is given twice")
+
+    seeds = list(range(seed, seed + episodes))
+    budget = float(episode_budget_s) if episode_budget_s else 0.0
+    config = {
+        "format": RUN_FORMAT,
+        "package_version": _package_version(),
+        "episodes": episodes,
+        "seed": seed,
+        "seeds": seeds,
+        "camera_only": bool(camera_only),
+        "episode_budget_s": budget,
+        "save_trajectories": bool(save_trajectories),
+        "max_neighbours": int(max_neighbours),
+        "envs": [{"name": sf.name, "file": sf.path.name, "env_id": sf.env_id, "scenario": scenario,
+                  "description": sf.description, "configs": configs}
+                 for sf, scenario, configs in scenarios],
+        "conditions": [c.to_dict() for c in conds],
+        "agents": [{"label": a["label"], "reads_ground_truth": a["reads_ground_truth"],
+                    "is_reference": a["is_reference"], **_agent_fingerprint(a["spec"])} for a in agent_entries],
+    }
+    config = json.loads(json.dumps(config))
+    jobs = [EpisodeJob(agent=a["label"], agent_spec=a["spec"], scenario=sf.name, env_id=sf.env_id,
+                       config=configs[c.name], condition=c.name, seed=s, budget_s=budget,
+                       save_trajectory=bool(save_trajectories), reference=a["is_reference"],
+                       max_neighbours=int(max_neighbours))
+            for s in seeds for sf, _, configs in scenarios for c in conds for a in agent_entries]
+    return RunPlan(config=config, jobs=jobs)
+
+
+# ============================================================================ episode file
+def append_line(path: str | Path, line: Mapping[str, Any]) -> None:
+    """Append one JSON line with a single write on an O_APPEND descriptor, then fsync."""
+    data = (json.dumps(line, separators=(",", ":"), allow_nan=False) + "\n").encode()
+    fd = os.open(str(path), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        written = os.write(fd, data)
+        while written < len(data):  # only on exotic file systems
+            written += os.write(fd, data[written:])
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def load_episodes(run_dir: str | Path, repair: bool = False) -> list[dict[str, Any]]:
+    """The episode lines of a run directory; a truncated or unreadable *last* line is ignored.
+
+    ``repair=True`` also cuts such a last line from the file (done before appending on resume).
+    A bad line elsewhere means the file was edited: ConfigError naming the line.
+    """
+    path = Path(run_dir) / EPISODES_FILE
+    if not path.exists():
+        return []
+    raw = path.read_bytes()
+    rows: list[dict[str, Any]] = []
+    pos = 0
+    good_end = 0
+    n = 0
+    while pos < len(raw):
+        end = raw.find(b"\n", pos)
+        chunk = raw[pos:] if end < 0 else raw[pos:end]
+        n += 1
+        last = end < 0 or end == len(raw) - 1
+        try:
+            if end < 0:
+                raise ValueError("no newline: truncated")
+            row = json.loads(chunk)
+            if not isinstance(row, dict):
+                raise ValueError("not an object")
+            episode_key(row)
+        except (ValueError, KeyError, TypeError) as exc:
+            if last:
+                break
+            if not chunk.strip():
+                pos = end + 1
+                good_end = pos
+                continue
+            raise ConfigError(f"{path}: line {n} is not a valid episode line ({exc}); the file was edited "
+                              f"by hand? Remove that line to resume") from None
+        rows.append(row)
+        pos = end + 1
+        good_end = pos
+    if repair and good_end < len(raw):
+        with path.open("r+b") as fh:
+            fh.truncate(good_end)
+            fh.flush()
+            os.fsync(fh.fileno())
+    return rows
+
+
+def _first_difference(a: Any, b: Any, where: str = "") -> str | None:
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in sorted(set(a) | set(b), key=str):
+            if k not in a or k not in b:
+                return f"{where}.{k}".lstrip(".")
+            d = _first_difference(a[k], b[k], f"{where}.{k}")
+            if d is not None:
+                return d
+        return None
+    if isinstance(a, list) and isinstance(b, list):
+        if len(a) != len(b):
+            return f"{where} (length {len(a)} vs {len(b)})".lstrip(".")
+        for i, (x, y) in enumerate(zip(a, b)):
+            d = _first_difference(x, y, f"{where}[{i}]")
+            if d is not None:
+                return d
+        return None
+    return None if a == b else where.lstrip(".")
+
+
+def _prepare_dir(out_dir: Path, config: dict[str, Any]) -> None:
+    """Create the run directory, or check that an existing one was made by the same configuration."""
+    run_file = out_dir / RUN_FILE
+    if run_file.exists():
+        try:
+            stored = json.loads(run_file.read_text())
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"{run_file}: unreadable ({exc}); not an e2e-drive run directory?") from None
+        old = stored.get("config") if isinstance(stored, dict) else None
+        if old != config:
+            where = _first_difference(old, config) if isinstance(old, dict) else "format"
+            raise ConfigError(f"--out {out_dir}: made by a different configuration (differs at '{where}'); "
+                              f"results are not mixed: use another --out, or the same command as before")
+        return
+    if (out_dir / EPISODES_FILE).exists():
+        raise ConfigError(f"--out {out_dir}: has {EPISODES_FILE} but no {RUN_FILE}; not resuming an unknown run")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    meta = {"config": config, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "git_commit": _git_commit(),
+            "python": sys.version.split()[0]}
+    tmp = run_file.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(meta, indent=1))
+    os.replace(tmp, run_file)
+
+
+def _git_commit() -> str | None:
+    import subprocess
+
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent, capture_output=True,
+                             text=True, timeout=5)
+        return out.stdout.strip() or None
+    except Exception:
+        return None
+
+
+def _trajectory_name(key: tuple[str, str, str, int]) -> str:
+    safe = ["".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in str(part)) for part in key]
+    return "__".join(safe) + ".npz"
+
+
+# ============================================================================ backends
+def _default_workers() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+#: Modules the worker server imports once, so that workers start in milliseconds.
+_PRELOAD = ["e2e_drive.eval.runner", "e2e_drive.env", "e2e_drive.eval.recorder", "e2e_drive.eval.metrics",
+            "e2e_drive.agents.loading"]
+
+
+def _pool_context() -> Any:
+    """The multiprocessing context for the pool: "forkserver" with the simulator preloaded where
+    available (clean state like "spawn", start-up like "fork"), else "spawn"."""
+    import multiprocessing as mp
+
+    if "forkserver" in mp.get_all_start_methods():
+        ctx = mp.get_context("forkserver")
+        ctx.set_forkserver_preload(_PRELOAD)
+        return ctx
+    return mp.get_context("spawn")
+
+
+def _warm_pool() -> None:
+    """Start the worker server now, so its imports overlap with planning (no-op for "spawn")."""
+    ctx = _pool_context()
+    if ctx.get_start_method() == "forkserver":
+        from multiprocessing import forkserver
+
+        forkserver.ensure_running()
+
+
+def _run_inline(jobs: Sequence[EpisodeJob], on_result: Callable[[dict], None]) -> None:
+    for job in jobs:
+        on_result(_run_job(job))
+
+
+def _died_line(job: EpisodeJob, why: str) -> dict[str, Any]:
+    line = {"agent": job.agent, "scenario": job.scenario, "condition": job.condition, "seed": job.seed,
+            **_blank_metrics()}
+    line.update(status="sim_error", status_reason=why, error=why, nonfinite_actions=0, reference=job.reference,
+                wall_s=None)
+    return line
+
+
+def _run_pool(jobs: Sequence[EpisodeJob], workers: int, on_result: Callable[[dict], None]) -> None:
+    """Process pool with a bounded number of episodes in flight; survives worker deaths.
+
+    When a worker dies, every episode then in flight is suspect: suspects are re-run one at a
+    time in a fresh pool, so the episode that kills a worker is found and recorded as sim_error
+    while the innocent ones run normally. Workers are started with "spawn" (no state inherited).
+    """
+    ctx = _pool_context()
+    todo = deque(jobs)
+    suspects: deque[EpisodeJob] = deque()
+    alone: EpisodeJob | None = None  # the suspect running by itself, if any
+    in_flight: dict[Any, EpisodeJob] = {}
+
+    def new_pool() -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init)
+
+    pool = new_pool()
+    try:
+        while todo or suspects or in_flight:
+            if suspects:
+                if not in_flight:
+                    alone = suspects.popleft()
+                    in_flight[pool.submit(_run_job, alone)] = alone
+            else:
+                while todo and len(in_flight) < 2 * workers:
+                    job = todo.popleft()
+                    in_flight[pool.submit(_run_job, job)] = job
+            done, _ = wait(list(in_flight), return_when=FIRST_COMPLETED)
+            broken = False
+            for fut in done:
+                job = in_flight.pop(fut)
+                try:
+                    line = fut.result()
+                except BrokenProcessPool:
+                    broken = True
+                    if job is alone:
+                        on_result(_died_line(job, "the worker process running this episode died "
+                                                  "(a crash in native code, or killed for memory)"))
+                    else:
+                        suspects.append(job)
+                    continue
+                except Exception as exc:  # e.g. a result that cannot be sent back
+                    line = _died_line(job, f"worker failed: {type(exc).__name__}: {exc}".splitlines()[0])
+                if job is alone:
+                    alone = None
+                on_result(line)
+            if broken:
+                suspects.extend(in_flight.values())
+                in_flight.clear()
+                alone = None
+                pool.shutdown(wait=False, cancel_futures=True)
+                pool = new_pool()
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _run_ray(jobs: Sequence[EpisodeJob], address: str | None, workers: int | None,
+             on_result: Callable[[dict], None]) -> None:
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError("--backend ray needs Ray, an optional extra: pip install e2e-drive[ray]") from None
+    if not ray.is_initialized():
+        kwargs: dict[str, Any] = {"address": address, "ignore_reinit_error": True, "log_to_driver": False}
+        if address is None:  # a local cluster: let its workers import what this process imports
+            kwargs["runtime_env"] = {"env_vars": {"PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}}
+            if workers:
+                kwargs["num_cpus"] = workers
+        ray.init(**kwargs)
+    remote = ray.remote(num_cpus=1, max_retries=0)(_run_job)
+    todo = deque(jobs)
+    limit = 2 * max(1, int(ray.cluster_resources().get("CPU", workers or 1)))
+    pending: dict[Any, EpisodeJob] = {}
+    while todo or pending:
+        while todo and len(pending) < limit:
+            job = todo.popleft()
+            pending[remote.remote(job)] = job
+        ready, _ = ray.wait(list(pending), num_returns=1)
+        for ref in ready:
+            job = pending.pop(ref)
+            try:
+                on_result(ray.get(ref))
+            except ray.exceptions.RayError as exc:
+                on_result(_died_line(job, f"Ray task failed: {type(exc).__name__}: {str(exc).splitlines()[0]}"))
+
+
+# ============================================================================ evaluate
+def evaluate(envs: Sequence[str | Path], agents: Sequence[str], episodes: int, seed: int, out_dir: str | Path,
+             conditions: Sequence[str] | str | None = None, workers: int | None = None,
+             backend: str = "process", save_trajectories: bool = False,
+             episode_budget_s: float = DEFAULT_EPISODE_BUDGET_S, address: str | None = None,
+             camera_only: bool = True, progress: bool = True) -> dict[str, Any]:
+    """Run (or resume) an evaluation and return its summary (also written to DIR/summary.json).
+
+    envs: scenario files. agents: agent files or ``package.module:Class``. episodes, seed:
+    every agent meets seeds ``seed .. seed + episodes - 1`` in every scenario and condition.
+    conditions: names from :data:`e2e_drive.eval.conditions.CONDITIONS` or condition files
+    (default ``["train"]``). workers: process-pool size (default all cores; 1 = in this
+    process). backend: "process" or "ray" (``address`` of a Ray cluster; default a local
+    one). episode_budget_s: wall-clock budget per episode (overrun = ``timeout``).
+    camera_only: refuse agents that read ground truth unless they are references.
+    """
+    from e2e_drive.eval.summary import summarize
+
+    backends = {"process", "ray"}
+    if backend not in backends:
+        raise ConfigError(f"--backend {backend!r}: expected one of {', '.join(sorted(backends))}")
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise ConfigError(f"--workers {workers!r}: expected a positive integer")
+    if backend == "ray":
+        try:
+            import ray  # noqa: F401
+        except ImportError:
+            raise ConfigError("--backend ray needs Ray, an optional extra: pip install e2e-drive[ray]") from None
+    if backend == "process" and workers != 1:
+        _warm_pool()
+    plan = plan_run(envs, agents, episodes, seed, conditions, camera_only=camera_only,
+                    save_trajectories=save_trajectories, episode_budget_s=episode_budget_s)
+    out = Path(out_dir)
+    _prepare_dir(out, plan.config)
+    episodes_path = out / EPISODES_FILE
+    wanted = {job.key for job in plan.jobs}
+    done_rows = {}
+    for row in load_episodes(out, repair=True):
+        key = episode_key(row)
+        if key in wanted and key not in done_rows:
+            done_rows[key] = row
+    todo = [job for job in plan.jobs if job.key not in done_rows]
+    if save_trajectories:
+        (out / TRAJECTORY_DIR).mkdir(exist_ok=True)
+
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(plan.jobs), initial=len(done_rows), unit="episode", desc="evaluate",
+                   dynamic_ncols=True, file=sys.stderr)
+
+    def on_result(line: dict[str, Any]) -> None:
+        key = episode_key(line)
+        if key in done_rows:  # never twice (cannot happen: each job is submitted once)
+            return
+        npz = line.pop("_trajectory_npz", None)
+        if npz is not None:
+            name = _trajectory_name(key)
+            tmp = out / TRAJECTORY_DIR / (name + ".tmp")
+            tmp.write_bytes(npz)
+            os.replace(tmp, out / TRAJECTORY_DIR / name)
+            line["trajectory_file"] = f"{TRAJECTORY_DIR}/{name}"
+        append_line(episodes_path, line)
+        done_rows[key] = line
+        if bar is not None:
+            bar.update(1)
+            if line["status"] in ("agent_error", "sim_error", "timeout"):
+                bar.write(f"{line['status']}: {line['agent']} on {line['scenario']}/{line['condition']} "
+                          f"seed {line['seed']}: {line.get('status_reason')}")
+
+    try:
+        if todo:
+            n_workers = min(workers or _default_workers(), len(todo))
+            if backend == "ray":
+                _run_ray(todo, address, workers, on_result)
+            elif n_workers <= 1:
+                _run_inline(todo, on_result)
+            else:
+                _run_pool(todo, n_workers, on_result)
+    finally:
+        if bar is not None:
+            bar.close()
+    rows = sorted((done_rows[k] for k in wanted if k in done_rows), key=episode_key)
+    summary = summarize(rows)
+    summary["run"] = {"dir": str(out), "n_episodes": len(rows), "n_planned": len(plan.jobs)}
+    tmp = out / (SUMMARY_FILE + ".tmp")
+    tmp.write_text(json.dumps(summary, indent=1, allow_nan=False))
+    os.replace(tmp, out / SUMMARY_FILE)
+    return summary
+
+
+def load_run(run_dir: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """(run.json contents, episode lines sorted by key) of a run directory; ConfigError if it is not one."""
+    d = Path(run_dir)
+    run_file = d / RUN_FILE
+    if not run_file.is_file():
+        raise ConfigError(f"{d}: not an e2e-drive run directory (no {RUN_FILE}); make one with e2e-drive evaluate")
+    try:
+        meta = json.loads(run_file.read_text())
+    except ValueError as exc:
+        raise ConfigError(f"{run_file}: not valid JSON ({exc})") from None
+    rows = sorted(load_episodes(d), key=episode_key)
+    return meta, rows
