@@ -18,7 +18,7 @@ def _cmd_render(args: argparse.Namespace) -> int:
     from e2e_drive.render import render_clip
 
     env = make_env(args.env)
-    policy = None
+    policy = overlay = None
     if args.agent:
         from e2e_drive.agents.loading import load_agent
         from e2e_drive.agents.base import call_act
@@ -26,8 +26,11 @@ def _cmd_render(args: argparse.Namespace) -> int:
         agent = load_agent(args.agent)
         agent.reset(args.seed)
         policy = lambda obs, info: call_act(agent, obs, info)[0]  # noqa: E731
+        draw_debug = getattr(agent, "draw_debug", None)
+        if draw_debug is not None:  # e.g. the modular stack draws what perception found and its plan
+            overlay = lambda frame, obs, info: draw_debug(frame)  # noqa: E731
     result = render_clip(env, args.camera or next(iter(env.unwrapped.cameras)), args.seconds, args.out,
-                         seed=args.seed, policy=policy)
+                         seed=args.seed, policy=policy, overlay=overlay)
     env.close()
     print(f"wrote {result['frames']} frames at {result['fps']} Hz")
     print(f"video:     {Path(result['video']).resolve()}")
