@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from highway_env.road.regulation import RegulatedRoad
 from highway_env.road.road import Road
-from highway_env.vehicle.behavior import IDMVehicle
+from highway_env.vehicle.behavior import IDMVehicle, LinearVehicle
 from highway_env.vehicle.objects import Obstacle
 
 from e2e_drive.sim import fast_core
@@ -64,10 +64,11 @@ def test_crashes_happen_at_the_same_step():
     assert crashes >= 2
 
 
-def test_spawned_and_removed_vehicles_via_accelerate():
+@pytest.mark.parametrize("core", ["attach", "accelerate"])
+def test_spawned_and_removed_vehicles(core):
     # intersection-v0 spawns vehicles every step and removes those that left; its road is a
-    # RegulatedRoad whose own step() calls Road.step, which accelerate() replaces.
-    r = compare_episode("intersection-v0", 1, 15, mode="idle", core="accelerate")
+    # RegulatedRoad whose own step() ends with super().step(), which reaches the fast one.
+    r = compare_episode("intersection-v0", 1, 12, mode="idle", core=core)
     _assert_equal(r)
     lo, hi = r.vehicle_count_range
     assert hi > lo, "the scenario should add vehicles during the episode"
@@ -97,6 +98,24 @@ def test_vehicles_added_and_removed_mid_episode(core):
     )
     _assert_equal(r)
     assert r.vehicle_count_range == (21, 23)  # 21, +2 at step 1, -1 at step 3
+
+
+def _mix_vehicle_classes(env, t):
+    # Every third vehicle becomes a LinearVehicle (its own act(), not vectorised), so that
+    # fast and stock-path vehicles alternate in the list and list order must be kept.
+    if t == 0:
+        road = env.road
+        for k in range(1, len(road.vehicles), 3):
+            v = LinearVehicle.create_from(road.vehicles[k])
+            road.vehicles[k] = v
+
+
+def test_mixed_vehicle_classes_keep_list_order():
+    r = compare_episode(
+        "highway-v0", 0, 6, config={"vehicles_count": 25}, mode="idle",
+        hook=_mix_vehicle_classes,
+    )
+    _assert_equal(r)
 
 
 # ----------------------------------------------------------------------------------------
@@ -212,15 +231,19 @@ def test_attach_is_idempotent_and_detach_restores():
     cls = type(road)
     fast_core.attach(road)
     assert type(road) is cls and fast_core.is_attached(road)
-    assert isinstance(road, Road) and cls.__bases__ == (Road,)
+    assert isinstance(road, Road) and cls.__mro__[-3:] == (fast_core._FastRoad, Road, object)
     env.step(1)
     fast_core.detach(road)
     assert type(road) is Road and not fast_core.is_attached(road)
     env.step(1)
-    # a road subclass keeps its own overrides (RegulatedRoad.step enforces road rules)
+    # a road subclass keeps its own overrides (RegulatedRoad.step enforces road rules),
+    # which reach the fast methods through super()
     reg = RegulatedRoad(network=road.network)
     fast_core.attach(reg)
     assert isinstance(reg, RegulatedRoad) and type(reg).step is RegulatedRoad.step
+    assert type(reg).__mro__.index(fast_core._FastRoad) < type(reg).__mro__.index(Road)
+    fast_core.detach(reg)
+    assert type(reg) is RegulatedRoad
     with pytest.raises(TypeError):
         fast_core.attach(object())
 

@@ -314,8 +314,13 @@ def _fast_act(self: Road) -> None:
     """Road.act: same decisions as highway-env, computed with the act-phase cache."""
     vehicles = self.vehicles
     infos = [_info(type(v)) for v in vehicles]
-    if not all(i[0] for i in infos) or id(self) in _FRAMES:
-        # A vehicle class we do not know may move vehicles while acting: stock path.
+    if (
+        not all(i[0] for i in infos)
+        or id(self) in _FRAMES
+        or type(self).neighbour_vehicles not in _NEIGHBOUR_FUNCS
+    ):
+        # A vehicle class we do not know may move vehicles while acting, or the road
+        # class answers neighbour queries its own way: stock path.
         return _STOCK_ACT(self)
     frame = _Frame(self)
     _FRAMES[id(self)] = frame
@@ -355,6 +360,10 @@ def _fast_act(self: Road) -> None:
                                 v.target_lane_index = lane_index
                 fast.append(v)
             else:
+                # Vehicles before this one must have acted completely (stock order).
+                if fast:
+                    _idm_actions(frame, fast)
+                    fast = []
                 v.act()
         if fast:
             _idm_actions(frame, fast)
@@ -781,17 +790,22 @@ def _fast_step(self: Road, dt: float) -> None:
         k != 0 and v.road is self and type(v.action) is dict
         for v, k in zip(vehicles, kinds, strict=True)
     ]
-    if all(vec) or all(i[3] for i in infos):
-        # Stock step methods only read their own vehicle, so the order does not matter.
-        others = [v for v, ok in zip(vehicles, vec, strict=True) if not ok]
-        fast = [v for v, ok in zip(vehicles, vec, strict=True) if ok]
-        for v in others:
+    # Vehicle.step only reads its own vehicle, so consecutive vectorisable vehicles are
+    # stepped together; any other vehicle (whose step may read its neighbours) is stepped
+    # in its place in the list, after every vehicle before it.
+    seg: list = []
+    seg_kinds: list = []
+    for v, ok, kind in zip(vehicles, vec, kinds, strict=True):
+        if ok:
+            seg.append(v)
+            seg_kinds.append(kind)
+        else:
+            if seg:
+                _vector_step(self, seg, seg_kinds, dt)
+                seg, seg_kinds = [], []
             v.step(dt)
-        if fast:
-            _vector_step(self, fast, [k for k, ok in zip(kinds, vec, strict=True) if ok], dt)
-    else:
-        for v in vehicles:
-            v.step(dt)
+    if seg:
+        _vector_step(self, seg, seg_kinds, dt)
     objects = list(self.objects)
     ents = vehicles + objects
     stock_collisions = any(
@@ -825,20 +839,28 @@ _STOCK_METHODS = {
     "neighbour_vehicles": _STOCK_NEIGHBOURS,
     "close_objects_to": _STOCK_CLOSE_OBJECTS,
 }
+_NEIGHBOUR_FUNCS = (_fast_neighbour_vehicles, _STOCK_NEIGHBOURS)
 _fast_classes: dict[type, type] = {}
 _accelerated = False
+
+
+class _FastRoad(Road):
+    """Road with the fast methods; placed right above Road in an attached road's MRO, so
+    that a Road subclass's own overrides (e.g. RegulatedRoad.step, which ends with
+    super().step) are kept and reach the fast methods."""
+
+    act = _fast_act
+    step = _fast_step
+    neighbour_vehicles = _fast_neighbour_vehicles
+    close_objects_to = _fast_close_objects_to
 
 
 def _fast_class(base: type) -> type:
     cls = _fast_classes.get(base)
     if cls is None:
         ns: dict[str, Any] = {"__module__": __name__, "_fast_core_base": base}
-        for name, fn in _FAST_METHODS.items():
-            # Only replace methods the road class takes from Road itself; a subclass's
-            # own override (e.g. RegulatedRoad.step) is kept and still calls Road's.
-            if getattr(base, name) in (_STOCK_METHODS[name], fn):
-                ns[name] = fn
-        cls = type("Fast" + base.__name__, (base,), ns)
+        bases = (_FastRoad,) if base is Road else (base, _FastRoad)
+        cls = type("Fast" + base.__name__, bases, ns)
         _fast_classes[base] = cls
     return cls
 
