@@ -6,6 +6,7 @@ Every command prints a one-line error (no traceback) for bad input and exits wit
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from pathlib import Path
 from typing import Callable
@@ -121,6 +122,9 @@ COMMANDS: dict[str, Callable[[argparse._SubParsersAction], None]] = {
     "render": _add_render,
     "validate": _add_validate,
     "bench": _add_bench,
+    "evaluate": lambda sub: importlib.import_module("e2e_drive.eval.cli_commands").add_evaluate(sub),
+    "compare": lambda sub: importlib.import_module("e2e_drive.eval.cli_commands").add_compare(sub),
+    "report": lambda sub: importlib.import_module("e2e_drive.eval.cli_commands").add_report(sub),
 }
 
 

@@ -226,7 +226,7 @@ def sanitize_action(raw: Any) -> tuple[np.ndarray, bool, bool]:
 
 def _blank_metrics() -> dict[str, Any]:
     """Metric keys of a line whose episode produced no record (failed before reset)."""
-    out: dict[str, Any] = {k: None for k in REQUIRED_KEYS}
+    out: dict[str, Any] = {k: None for k in REQUIRED_KEYS if k not in ("agent", "scenario", "condition", "seed")}
     out.update(at_fault=False, collision=False, offroad=False, comfortable=False, distance_m=0.0,
                route_completion=0.0, duration_s=0.0, driving_score=0.0, closed_loop_score=0.0,
                status_reason=None, clipped_actions=0, n_policy_steps=0, n_sim_steps=0)
