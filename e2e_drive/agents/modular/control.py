@@ -4,7 +4,8 @@ Vehicle model (highway-env's kinematic bicycle, ``highway_env/vehicle/kinematics
 slip angle ``beta = arctan(tan(delta) / 2)``, heading rate ``v sin(beta) / (L / 2)`` with
 L = 5 m, speed rate = the commanded acceleration; the command is held between policy steps.
 So a wanted path curvature ``kappa`` needs ``sin(beta) = kappa L / 2`` and
-``delta = arctan(2 tan(beta))`` (exact inverse of the model).
+``delta = arctan(2 tan(beta))`` (exact inverse of the model), and the centre moves along
+``heading + beta``: the direction of travel differs from the body heading by the slip angle.
 
 Action mapping (highway-env's ContinuousAction): ``acceleration = lmap(a, [-1, 1], [-5, 5])``
 and ``steering = lmap(s, [-1, 1], [-pi/4, pi/4])``; both ranges are parameters.
@@ -109,7 +110,9 @@ class PurePursuitController:
         # ---- lateral: pure pursuit to the path point at the look-ahead distance
         d_ref = plan.lateral_at(ell)
         dx, dy = ell, d_ref - p.lateral_offset_m
-        e = p.heading_error_rad
+        # the centre moves along heading + beta (slip angle of the steering held now), not along
+        # the body heading: without this the ego cuts the inside of every curve
+        e = p.heading_error_rad + math.atan(0.5 * math.tan(self._last_steering_rad or 0.0))
         x_ego = math.cos(e) * dx + math.sin(e) * dy
         y_ego = -math.sin(e) * dx + math.cos(e) * dy
         curvature = 2.0 * y_ego / max(x_ego * x_ego + y_ego * y_ego, 1e-6)
