@@ -33,6 +33,7 @@ Checked against highway-env 1.12.1 (``HIGHWAY_ENV_VERSION``).
 
 from __future__ import annotations
 
+import math
 import weakref
 from bisect import bisect_left
 from typing import Any
@@ -386,7 +387,8 @@ def _acceleration(frame: _Frame, me, ego, front):
     ego_target_speed = getattr(ego, "target_speed", 0)
     lane = ego.lane
     if lane and lane.speed_limit is not None:
-        ego_target_speed = np.clip(ego_target_speed, 0, lane.speed_limit)
+        # np.clip(x, 0, limit) on a scalar, without its dispatch overhead
+        ego_target_speed = min(max(ego_target_speed, 0), lane.speed_limit)
     cam = me.COMFORT_ACC_MAX
     acceleration = cam * (
         1
@@ -404,7 +406,7 @@ def _acceleration(frame: _Frame, me, ego, front):
         dv = (vx[k] - vx[kf]) * frame.cos[k] + (vy[k] - vy[kf]) * frame.sin[k]
         speed = ego.speed
         d_star = (
-            me.DISTANCE_WANTED + speed * me.TIME_WANTED + speed * dv / (2 * np.sqrt(ab))
+            me.DISTANCE_WANTED + speed * me.TIME_WANTED + speed * dv / (2 * math.sqrt(ab))
         )
         acceleration -= cam * np.power(d_star / utils.not_zero(d), 2)
     return acceleration
@@ -743,16 +745,18 @@ def _collision_pairs(ents: list, n_veh: int, dt: float) -> list[tuple[int, int]]
 
     A pair is kept when both |dx| and |dy| are within the sum of the two entities' radii
     (half diagonal plus the distance travelled in dt), which contains every pair that
-    passes RoadObject._is_colliding's spherical pre-check. i < n_veh is a vehicle; j is a
-    later vehicle or an object (index >= n_veh).
+    passes RoadObject._is_colliding's spherical pre-check. Pairs that clearly fail that
+    pre-check (by more than 1e-9 m, so rounding cannot matter) are then dropped: for them
+    highway-env's handle_collisions does nothing. i < n_veh is a vehicle; j is a later
+    vehicle or an object (index >= n_veh).
     """
     n = len(ents)
     if n < 2:
         return []
     xy = np.array([e.position for e in ents], dtype=float).reshape(n, 2)
-    rad = np.array(
-        [e.diagonal / 2 + abs(e.speed * dt) for e in ents], dtype=float
-    )
+    diag = np.array([e.diagonal for e in ents], dtype=float)
+    speed = np.array([e.speed for e in ents], dtype=float)
+    rad = diag / 2 + np.abs(speed * dt)
     if not np.all(np.isfinite(xy)) or not np.all(np.isfinite(rad)):
         return [(i, j) for i in range(n_veh) for j in range(i + 1, n)]
     order = np.argsort(xy[:, 0], kind="stable")
@@ -777,6 +781,15 @@ def _collision_pairs(ents: list, n_veh: int, dt: float) -> list[tuple[int, int]]
                     p, q = q, p
                 if p < n_veh:
                     pairs.append((p, q))
+    if pairs:
+        pq = np.array(pairs, dtype=np.intp)
+        a, b = pq[:, 0], pq[:, 1]
+        ddx = xy[b, 0] - xy[a, 0]
+        ddy = xy[b, 1] - xy[a, 1]
+        dist = np.sqrt(ddx * ddx + ddy * ddy)
+        bound = (diag[a] + diag[b]) / 2 + speed[a] * dt
+        keep = ~(dist > bound + 1e-9)
+        pairs = [pr for pr, k in zip(pairs, keep.tolist(), strict=True) if k]
     pairs.sort()
     return pairs
 
