@@ -56,17 +56,18 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    from e2e_drive.config import load_scenario
+    from e2e_drive.config import load_scenario, load_toml
 
     for path in args.files:
-        p = Path(path)
-        if p.parent.name == "agents" or "agents" in p.parts[:-1]:
+        if "id" in load_toml(path):  # scenario files name an env id; agent files a type or class
+            load_scenario(path)
+            kind = "scenario"
+        else:
             from e2e_drive.agents.loading import load_agent_file
 
-            load_agent_file(p)
-        else:
-            load_scenario(p)
-        print(f"ok: {p}")
+            load_agent_file(path)
+            kind = "agent"
+        print(f"ok: {path} ({kind})")
     return 0
 
 
