@@ -170,7 +170,9 @@ def test_controller_converges_lateral_offset_and_respects_bounds_and_rate_limits
 
 def test_controller_follows_constant_curvature_with_feedforward():
     ctrl = PurePursuitController()
-    p = perception(curvature_1pm=0.05, curvature_ahead_1pm=0.05, speed=10.0)
+    # steady turn on the lane centre: the body points inside the curve by the slip angle beta
+    beta = math.asin(0.05 * 5.0 / 2)
+    p = perception(curvature_1pm=0.05, curvature_ahead_1pm=0.05, speed=10.0, heading_error_rad=-beta)
     from e2e_drive.agents.modular.interfaces import Plan
 
     plan = Plan(0, 10.0, 0.0, (0.0, 50.0), (0.0, 0.0))
