@@ -176,7 +176,7 @@ def test_controller_follows_constant_curvature_with_feedforward():
     from e2e_drive.agents.modular.interfaces import Plan
 
     plan = Plan(0, 10.0, 0.0, (0.0, 50.0), (0.0, 0.0))
-    for _ in range(10):
+    for _ in range(40):
         out = ctrl.control(p, plan, 0.2)
     assert curvature_for_steering(out.steering_rad) == pytest.approx(0.05, rel=1e-3)
 
