@@ -1,0 +1,294 @@
+"""Drive the expert (optionally mixed with a learner, for DAgger) and write one shard per episode.
+
+    e2e-drive collect --env envs/highway.toml --expert agents/expert.toml --episodes 100 \
+        --out data/highway [--workers 2] [--recovery-share 0.3] [--seed 0]
+
+Episode i uses seed ``seed + i`` and is stored as ``<out>/<prefix><seed>.shard``. Re-running
+the same command skips shards that already exist and verify; a corrupt one is reported by
+name and collected again. Workers are processes that build their own env and agents.
+
+Recovery views (NVIDIA PilotNet's side cameras, exact here because the camera is rendered):
+at a share of steps the camera is also rendered from the ego pose shifted sideways by
+0.5-1.5 m and turned by 5-10 degrees (random signs), and labelled with the expert
+controller's action for that pose: the same plan, the perceived lateral offset and heading
+error moved by the shift, no steering-rate limit (the label must not depend on history).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import os
+import sys
+import time
+import tomllib
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from e2e_drive.agents.base import call_act
+from e2e_drive.errors import ConfigError
+from e2e_drive.learning.dataset import (LABEL_NAMES, SHARD_SUFFIX, perception_labels, shifted_labels,
+                                        verify_shard, write_shard)
+
+
+@dataclass(frozen=True)
+class RecoverySettings:
+    """Recovery views: share of steps that get one, sideways shift range [m], yaw range [deg] (random signs)."""
+
+    share: float = 0.0
+    shift_m: tuple[float, float] = (0.5, 1.5)
+    yaw_deg: tuple[float, float] = (5.0, 10.0)
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.share <= 1.0:
+            raise ConfigError(f"recovery share = {self.share!r}: expected a number in [0, 1]")
+
+
+@dataclass
+class CollectJob:
+    """Everything a worker needs to collect one episode (picklable)."""
+
+    env_file: str | None
+    expert_file: str
+    seed: int
+    out_path: str
+    recovery: RecoverySettings = field(default_factory=RecoverySettings)
+    overrides: dict[str, Any] = field(default_factory=dict)
+    learner_checkpoint: str | None = None  # DAgger: the learner drives with probability 1 - beta
+    beta: float = 1.0
+    preset: int = 6
+    extra_meta: dict[str, Any] = field(default_factory=dict)
+
+
+def recovery_action(expert: Any, dy_m: float, dyaw_rad: float) -> np.ndarray:
+    """The expert controller's action at the ego pose shifted ``dy_m`` right and turned ``dyaw_rad`` right.
+
+    Needs an expert of the modular kind that has just acted (``last_perception``,
+    ``last_plan``, ``controller``, ``dt_s``). The controller is copied, so the expert's
+    state is untouched; its steering-rate limit is lifted for the label.
+    """
+    perceived, plan = getattr(expert, "last_perception", None), getattr(expert, "last_plan", None)
+    if perceived is None or plan is None or not hasattr(expert, "controller"):
+        raise ConfigError(f"recovery views need a modular expert (last_perception/last_plan/controller); "
+                          f"{type(expert).__name__} has none")
+    ctrl = copy.deepcopy(expert.controller)
+    if hasattr(ctrl, "max_steering_rate_radps"):
+        ctrl.max_steering_rate_radps = math.inf
+    shifted = dataclasses.replace(perceived, lateral_offset_m=perceived.lateral_offset_m + dy_m,
+                                  heading_error_rad=perceived.heading_error_rad + dyaw_rad)
+    return np.asarray(ctrl.control(shifted, plan, expert.dt_s).action, dtype=np.float32)
+
+
+def run_episode(env: Any, expert: Any, seed: int, *, recovery: RecoverySettings = RecoverySettings(),
+                learner: Any = None, beta: float = 1.0) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Drive one episode; return (arrays for :func:`write_shard`, episode facts for the meta)."""
+    inner = env.unwrapped
+    cameras = list(inner.cameras)
+    rng = np.random.default_rng([seed, 0xC011EC7])
+    obs, info = env.reset(seed=seed)
+    expert.reset(seed)
+    if learner is not None:
+        learner.reset(seed)
+    frames: dict[str, list] = {c: [] for c in cameras}
+    rframes: dict[str, list] = {c: [] for c in cameras}
+    speed, actions, executed, learner_drove, labels = [], [], [], [], []
+    r_step, r_offset, r_action, r_labels = [], [], [], []
+    per_frame = {c: (1 if inner.camera_specs[c].grayscale else 3) for c in cameras}
+    event = None
+    while True:
+        label = call_act(expert, obs, info).action
+        lab = perception_labels(info)
+        for c in cameras:
+            frames[c].append(obs[c][..., -per_frame[c]:])
+        speed.append(float(obs["speed"][0]))
+        actions.append(label)
+        labels.append(lab)
+        if recovery.share > 0 and rng.random() < recovery.share:
+            dy = float(rng.uniform(*recovery.shift_m) * rng.choice([-1.0, 1.0]))
+            dyaw = float(math.radians(rng.uniform(*recovery.yaw_deg)) * rng.choice([-1.0, 1.0]))
+            r_step.append(len(speed) - 1)
+            r_offset.append((0.0, dy, dyaw))
+            r_action.append(recovery_action(expert, dy, dyaw))
+            r_labels.append(shifted_labels(lab, dy, dyaw))
+            for c in cameras:
+                rframes[c].append(inner.render_camera(c, pose_offset=(0.0, dy, dyaw)))
+        use_learner = learner is not None and rng.random() >= beta
+        act = call_act(learner, obs).action if use_learner else label
+        executed.append(act)
+        learner_drove.append(use_learner)
+        obs, _, terminated, truncated, info = env.step(act)
+        if terminated or truncated:
+            event = info.get("event")
+            break
+    arrays: dict[str, np.ndarray] = {
+        "speed_mps": np.asarray(speed, np.float32),
+        "action": np.asarray(actions, np.float32).reshape(-1, 2),
+        "executed_action": np.asarray(executed, np.float32).reshape(-1, 2),
+        "learner_drove": np.asarray(learner_drove, bool),
+        "labels": np.asarray(labels, np.float32).reshape(-1, len(LABEL_NAMES)),
+        "recovery_step": np.asarray(r_step, np.int32),
+        "recovery_offset": np.asarray(r_offset, np.float32).reshape(-1, 3),
+        "recovery_action": np.asarray(r_action, np.float32).reshape(-1, 2),
+        "recovery_labels": np.asarray(r_labels, np.float32).reshape(-1, len(LABEL_NAMES)),
+    }
+    for c in cameras:
+        arrays[f"frames/{c}"] = np.stack(frames[c])
+        spec = inner.camera_specs[c]
+        shape = (0, spec.height_px, spec.width_px, per_frame[c])
+        arrays[f"recovery_frames/{c}"] = np.stack(rframes[c]) if rframes[c] else np.zeros(shape, np.uint8)
+    facts = {"steps": len(speed), "recovery_views": len(r_step), "end_event": event,
+             "crashed": bool(info.get("crashed")), "on_road": bool(info.get("on_road", True)),
+             "learner_steps": int(sum(learner_drove))}
+    return arrays, facts
+
+
+# ---------------------------------------------------------------------------------------- workers
+_CACHE: dict[tuple, Any] = {}
+
+
+def _cached(key: tuple, build: Any) -> Any:
+    if key not in _CACHE:
+        _CACHE[key] = build()
+    return _CACHE[key]
+
+
+def _env_meta(env: Any, env_file: str | None, overrides: dict[str, Any]) -> dict[str, Any]:
+    inner = env.unwrapped
+    return {
+        "env_file": env_file,
+        "env_id": env.spec.id if env.spec is not None else None,
+        "env_config": inner.config,
+        "overrides": overrides,
+        "cameras": {n: dataclasses.asdict(s) for n, s in inner.camera_specs.items()},
+        "frame_stack": int(inner.config.get("frame_stack", 1)),
+        "policy_frequency_hz": inner.config.get("policy_frequency_hz"),
+    }
+
+
+def collect_episode(job: CollectJob) -> dict[str, Any]:
+    """Collect one episode and write its shard (runs inside a worker process or inline)."""
+    import e2e_drive
+    from e2e_drive.agents.loading import load_agent_file
+    from e2e_drive.env import make_env
+
+    if job.recovery.share > 0:
+        stack = None
+    t0 = time.perf_counter()
+    env = _cached(("env", job.env_file, repr(sorted(job.overrides.items()))),
+                  lambda: make_env(job.env_file, job.overrides))
+    if job.recovery.share > 0 and int(env.unwrapped.config.get("frame_stack", 1)) != 1:
+        raise ConfigError(f"{job.env_file}: recovery views need frame_stack = 1 "
+                          f"(got {env.unwrapped.config.get('frame_stack')}); use --recovery-share 0")
+    expert = _cached(("expert", job.expert_file), lambda: load_agent_file(job.expert_file))
+    learner = None
+    if job.learner_checkpoint is not None:
+        from e2e_drive.agents.e2e_agent import E2EAgent
+
+        learner = _cached(("learner", job.learner_checkpoint),
+                          lambda: E2EAgent(checkpoint=Path(job.learner_checkpoint)))
+    arrays, facts = run_episode(env, expert, job.seed, recovery=job.recovery, learner=learner, beta=job.beta)
+    expert_text = Path(job.expert_file).read_text()
+    meta = {
+        **_env_meta(env, job.env_file, job.overrides),
+        "seed": job.seed,
+        "package_version": e2e_drive.__version__,
+        "expert_file": job.expert_file,
+        "expert": tomllib.loads(expert_text) if job.expert_file.endswith(".toml") else expert_text,
+        "learner_checkpoint": job.learner_checkpoint,
+        "beta": job.beta,
+        "recovery": dataclasses.asdict(job.recovery),
+        "label_names": list(LABEL_NAMES),
+        "created_unix_s": round(time.time(), 3),
+        **facts,
+        **job.extra_meta,
+    }
+    header = write_shard(job.out_path, arrays, meta, preset=job.preset)
+    return {"path": job.out_path, "seed": job.seed, "steps": facts["steps"],
+            "recovery_views": facts["recovery_views"], "end_event": facts["end_event"],
+            "payload_bytes": header["payload_bytes"], "frame_bytes": header["frame_bytes"],
+            "seconds": time.perf_counter() - t0}
+
+
+def _worker_init() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+
+
+@dataclass
+class CollectReport:
+    """What a collect run did: episodes written, skipped (already there), redone (were corrupt)."""
+
+    written: list[dict[str, Any]]
+    skipped: list[str]
+    corrupt: list[str]
+
+    @property
+    def compression_ratio(self) -> float | None:
+        payload = sum(w["payload_bytes"] for w in self.written)
+        return sum(w["frame_bytes"] for w in self.written) / payload if payload else None
+
+
+def collect(env_file: str | None, expert_file: str | Path, episodes: int, out: str | Path, *, workers: int = 1,
+            seed: int = 0, recovery_share: float = 0.0, overrides: dict[str, Any] | None = None,
+            prefix: str = "ep_", learner_checkpoint: str | Path | None = None, beta: float = 1.0,
+            preset: int = 6, progress: bool = True, extra_meta: dict[str, Any] | None = None) -> CollectReport:
+    """Collect ``episodes`` episodes (seeds ``seed .. seed+episodes-1``) into ``out``; resumable."""
+    if episodes < 1:
+        raise ConfigError(f"--episodes = {episodes!r}: expected a positive integer")
+    if workers < 1:
+        raise ConfigError(f"--workers = {workers!r}: expected a positive integer")
+    if not Path(expert_file).is_file():
+        raise ConfigError(f"{expert_file}: expert agent file not found")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    recovery = RecoverySettings(share=float(recovery_share))
+    jobs, skipped, corrupt = [], [], []
+    for i in range(episodes):
+        s = seed + i
+        path = out / f"{prefix}{s:06d}{SHARD_SUFFIX}"
+        if path.exists():
+            problem = verify_shard(path)
+            if problem is None:
+                skipped.append(path.name)
+                continue
+            print(f"corrupt shard {path.name}: {problem}; collecting it again", file=sys.stderr)
+            corrupt.append(path.name)
+        jobs.append(CollectJob(env_file=None if env_file is None else str(env_file), expert_file=str(expert_file),
+                               seed=s, out_path=str(path), recovery=recovery, overrides=dict(overrides or {}),
+                               learner_checkpoint=None if learner_checkpoint is None else str(learner_checkpoint),
+                               beta=float(beta), preset=int(preset), extra_meta=dict(extra_meta or {})))
+    written: list[dict[str, Any]] = []
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(jobs), desc=f"collect {out.name}", unit="ep", disable=not progress or not jobs,
+               file=sys.stderr)
+    t0 = time.perf_counter()
+    steps = 0
+
+    def done(res: dict[str, Any]) -> None:
+        nonlocal steps
+        written.append(res)
+        steps += res["steps"]
+        ratio = sum(w["frame_bytes"] for w in written) / max(sum(w["payload_bytes"] for w in written), 1)
+        bar.set_postfix(steps_per_s=f"{steps / (time.perf_counter() - t0):.0f}", ratio=f"{ratio:.0f}x")
+        bar.update(1)
+
+    if workers == 1 or len(jobs) <= 1:
+        for job in jobs:
+            done(collect_episode(job))
+    else:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
+                                 initializer=_worker_init) as pool:
+            futures = [pool.submit(collect_episode, job) for job in jobs]
+            for fut in as_completed(futures):
+                done(fut.result())
+    bar.close()
+    written.sort(key=lambda w: w["seed"])
+    return CollectReport(written=written, skipped=skipped, corrupt=corrupt)
