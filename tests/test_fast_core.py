@@ -277,3 +277,26 @@ def test_stock_and_fast_traces_reproducible():
     assert len(a.positions) == len(b.positions) == 6
     for pa, pb in zip(a.positions, b.positions, strict=True):
         assert np.array_equal(pa, pb)
+
+
+def test_attached_road_survives_deepcopy_and_pickle():
+    import copy
+    import pickle
+
+    env = _make("highway-v0", vehicles_count=10)
+    env.reset(seed=5)
+    fast_core.attach(env.road)
+    twin = copy.deepcopy(env)  # highway-env deep-copies envs (e.g. simplify())
+    assert fast_core.is_attached(twin.road) and twin.road is not env.road
+    assert all(v.road is twin.road for v in twin.road.vehicles)
+    for e in (env, twin):
+        for _ in range(10):
+            e.road.act()
+            e.road.step(1 / 15)
+    for a, b in zip(env.road.vehicles, twin.road.vehicles, strict=True):
+        assert np.array_equal(a.position, b.position) and a.speed == b.speed
+    clone = pickle.loads(pickle.dumps(env.road))
+    assert fast_core.is_attached(clone) and type(clone) is type(env.road)
+    assert len(clone.vehicles) == len(env.road.vehicles)
+    fast_core.detach(clone)
+    assert type(clone) is Road

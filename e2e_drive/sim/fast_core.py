@@ -803,6 +803,8 @@ def _fast_step(self: Road, dt: float) -> None:
         k != 0 and v.road is self and type(v.action) is dict
         for v, k in zip(vehicles, kinds, strict=True)
     ]
+    if len({id(v) for v in vehicles}) != len(vehicles):
+        vec = [False] * len(vehicles)  # a vehicle listed twice is stepped twice, in order
     # Vehicle.step only reads its own vehicle, so consecutive vectorisable vehicles are
     # stepped together; any other vehicle (whose step may read its neighbours) is stepped
     # in its place in the list, after every vehicle before it.
@@ -866,6 +868,17 @@ class _FastRoad(Road):
     step = _fast_step
     neighbour_vehicles = _fast_neighbour_vehicles
     close_objects_to = _fast_close_objects_to
+
+    def __reduce_ex__(self, protocol):
+        # Pickle / deepcopy as "the original road class, attached again", so that the
+        # dynamically created class never has to be found by name.
+        return _new_attached, (type(self).__dict__["_fast_core_base"],), self.__dict__
+
+
+def _new_attached(base: type) -> Road:
+    road = base.__new__(base)
+    road.__class__ = _fast_class(base)
+    return road
 
 
 def _fast_class(base: type) -> type:
