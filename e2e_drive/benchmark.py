@@ -1,0 +1,325 @@
+"""The main job: the default comparison suite, CARLA-style tables with intervals, and the README results.
+
+``e2e-drive benchmark`` runs the end-to-end agent (shipped checkpoint), the modular stack
+(camera), the modular stack behind the safety filter and the privileged expert (reference
+line) on the default highway and racetrack scenarios, under training conditions and two new
+ones (new traffic, new visuals), on paired seeds. It prints the comparison table and the two
+tables of the CARLA paper (Dosovitskiy et al., 2017; Table 1 success rates, Table 2 km driven
+between infractions) with confidence intervals, writes the HTML report, and says where.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import re
+import subprocess
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from e2e_drive.errors import ConfigError
+
+#: The repository root (scenario and agent files live in envs/ and agents/ beside the package).
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+README_START = "<!-- benchmark-results:start -->"
+README_END = "<!-- benchmark-results:end -->"
+
+
+@dataclass(frozen=True)
+class Suite:
+    """What a benchmark runs: scenario files, agents, conditions and how many paired seeds."""
+
+    envs: tuple[str, ...]
+    agents: tuple[str, ...]
+    conditions: tuple[str, ...]
+    episodes: int
+    #: Condition label in the tables, per condition name.
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+AGENTS = ("agents/e2e.toml", "agents/modular.toml", "agents/modular_safety.toml", "agents/expert.toml")
+LABELS = {"train": "training conditions", "dense_traffic": "new traffic", "night_noise": "new visuals",
+          "noise": "new visuals (noise)", "night": "new visuals (night)", "blur": "new visuals (blur)",
+          "occlusion": "new visuals (occlusion)", "latency": "new sensor (latency)",
+          "camera_pitch": "new sensor (pitch)", "camera_height": "new sensor (height)"}
+
+#: Suite name -> suite (a registry; ``--full`` picks "full").
+SUITES: dict[str, Suite] = {
+    "default": Suite(envs=("envs/highway.toml", "envs/racetrack.toml"), agents=AGENTS,
+                     conditions=("train", "dense_traffic", "night_noise"), episodes=12, labels=LABELS),
+    "full": Suite(envs=("envs/highway.toml", "envs/racetrack.toml"), agents=AGENTS,
+                  conditions=("train", "dense_traffic", "night", "noise", "blur", "occlusion", "latency",
+                              "camera_pitch"), episodes=100, labels=LABELS),
+}
+
+
+def _resolve(paths: Sequence[str]) -> list[str]:
+    out = []
+    for p in paths:
+        path = Path(p) if Path(p).is_absolute() else REPO_ROOT / p
+        if not path.is_file():
+            raise ConfigError(f"{path}: no such file (the benchmark runs from a clone: pip install -e .)")
+        out.append(str(path))
+    return out
+
+
+def _label(agent_path: str) -> str:
+    return Path(agent_path).stem
+
+
+# ---------------------------------------------------------------------------------------- tables
+def _fmt_rate(k: int, n: int) -> str:
+    from e2e_drive.eval.stats import wilson_interval
+
+    if n == 0:
+        return "-"
+    low, high = wilson_interval(k, n)
+    return f"{100 * k / n:.0f} [{100 * low:.0f}, {100 * high:.0f}]"
+
+
+def _fmt_km(entry: Mapping[str, Any]) -> str:
+    def km(v: float | None) -> str:
+        return "inf" if v is None else (f"{v:.1f}" if v < 100 else f"{v:.0f}")
+
+    if entry.get("count", 0) == 0:
+        return f">{km(entry.get('low'))} (0)"
+    return f"{km(entry['km_between'])} [{km(entry['low'])}, {km(entry['high'])}] ({entry['count']})"
+
+
+def carla_tables(rows: Sequence[Mapping[str, Any]], labels: Mapping[str, str]) -> dict[str, Any]:
+    """The CARLA paper's Table 1 (success %) and Table 2 (km between infractions), with intervals.
+
+    Table 1: one row per (scenario, condition), one column per agent: success rate with its Wilson
+    95 % interval. Table 2: one row per (condition, infraction kind), pooled over scenarios as in
+    the paper: km driven per infraction with its exact Poisson 95 % interval and the count.
+    """
+    from e2e_drive.eval.scores import distance_between_infractions
+
+    agents = sorted({r["agent"] for r in rows}, key=lambda a: (a == "expert", a))
+    cells: dict[tuple, list] = defaultdict(list)
+    for r in rows:
+        cells[(r["scenario"], r["condition"], r["agent"])].append(r)
+    order = sorted({(r["scenario"], r["condition"]) for r in rows},
+                   key=lambda sc: (sc[0], list(labels).index(sc[1]) if sc[1] in labels else 99))
+    t1_rows = []
+    for scenario, condition in order:
+        line = [scenario, labels.get(condition, condition)]
+        for agent in agents:
+            members = cells[(scenario, condition, agent)]
+            line.append(_fmt_rate(sum(bool(m.get("success")) for m in members), len(members)))
+        t1_rows.append(line)
+    kinds = {"at-fault collision": "n_at_fault_collisions", "any collision": "n_collisions",
+             "leaving the road": "n_offroad_events"}
+    conditions = [c for c in labels if any(r["condition"] == c for r in rows)]
+    conditions += sorted({r["condition"] for r in rows} - set(conditions))
+    t2_rows = []
+    for condition in conditions:
+        per_agent = {a: distance_between_infractions([r for r in rows if r["agent"] == a
+                                                      and r["condition"] == condition], kinds=kinds)
+                     for a in agents}
+        for kind in kinds:
+            t2_rows.append([labels.get(condition, condition), kind]
+                           + [_fmt_km(per_agent[a][kind]) for a in agents])
+    return {"agents": agents,
+            "table1": {"head": ["scenario", "condition", *agents], "rows": t1_rows},
+            "table2": {"head": ["condition", "infraction", *agents], "rows": t2_rows}}
+
+
+def _fixed(head: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
+    fmt = lambda r: "  ".join(str(x).ljust(w) for x, w in zip(r, widths))  # noqa: E731
+    return "\n".join([fmt(head), "  ".join("-" * w for w in widths), *map(fmt, rows)])
+
+
+def _markdown(head: list[str], rows: list[list[str]]) -> str:
+    return "\n".join(["| " + " | ".join(head) + " |", "|" + "---|" * len(head),
+                      *("| " + " | ".join(str(x) for x in r) + " |" for r in rows)])
+
+
+# ---------------------------------------------------------------------------------------- findings
+def findings(rows: Sequence[Mapping[str, Any]], agent: str = "e2e", baseline: str = "modular",
+             labels: Mapping[str, str] | None = None) -> list[str]:
+    """Plain sentences, computed from paired differences, on where ``agent`` beats ``baseline``,
+    where it loses and where the data cannot tell (an interval containing zero is never a win)."""
+    from e2e_drive.eval.summary import compare
+
+    labels = labels or {}
+    present = {r["agent"] for r in rows}
+    if agent not in present or baseline not in present:
+        return [f"(no comparison: agents {agent!r} and {baseline!r} are not both in this run)"]
+    sub = [r for r in rows if r["agent"] in (agent, baseline)]
+    comp = compare(sub, baseline=baseline, metrics=("success", "driving_score"))
+    out = []
+    for c in comp["comparisons"]:
+        where = "pooled over all scenarios and conditions" if c["scenario"] == "*" else \
+            f"{c['scenario']}, {labels.get(c['condition'], c['condition'])}"
+        parts = []
+        for metric, m in c["metrics"].items():
+            diff, low, high = m.get("difference"), m.get("low"), m.get("high")
+            if diff is None or low is None or high is None:
+                continue
+            scale, unit = (100.0, " points") if metric == "success" else (1.0, "")
+            name = "success rate" if metric == "success" else "driving score"
+            if low > 0:
+                word = "better"
+            elif high < 0:
+                word = "worse"
+            else:
+                word = "no detectable difference"
+            p = m.get("p_value")
+            p_text = f", {m['test'].split('_')[0]} p = {p:.3g}" if p is not None and m.get("test") else ""
+            parts.append(f"{name} {word} ({diff * scale:+.2f}{unit}, 95% CI [{low * scale:+.2f}, "
+                         f"{high * scale:+.2f}]{p_text}, {c['n_pairs']} paired seeds)")
+        if parts:
+            out.append(f"{agent} vs {baseline}, {where}: " + "; ".join(parts) + ".")
+    return out
+
+
+# ---------------------------------------------------------------------------------------- figure
+def text_figure(rows: Sequence[Mapping[str, Any]], labels: Mapping[str, str], width: int = 40) -> str:
+    """Success rate per agent and condition (pooled over scenarios) as a text bar chart with the
+    Wilson interval drawn as [ ] around the bar, so it renders anywhere (terminal, README)."""
+    from e2e_drive.eval.stats import wilson_interval
+
+    agents = sorted({r["agent"] for r in rows}, key=lambda a: (a == "expert", a))
+    conditions = [c for c in labels if any(r["condition"] == c for r in rows)]
+    conditions += sorted({r["condition"] for r in rows} - set(conditions))
+    name_w = max(len(a) for a in agents)
+    lines = [f"success rate, pooled over scenarios (bar = rate, [ ] = 95% Wilson interval, 0..100%)"]
+    for condition in conditions:
+        lines.append(f"{labels.get(condition, condition)}:")
+        for a in agents:
+            members = [r for r in rows if r["agent"] == a and r["condition"] == condition]
+            if not members:
+                continue
+            k, n = sum(bool(r.get("success")) for r in members), len(members)
+            low, high = wilson_interval(k, n)
+            bar = [" "] * (width + 1)
+            for i in range(int(round(k / n * width))):
+                bar[i] = "#"
+            bar[int(round(low * width))] = "["
+            bar[int(round(high * width))] = "]"
+            lines.append(f"  {a.ljust(name_w)} |{''.join(bar)}| {100 * k / n:5.1f}% ({k}/{n})")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------- run
+def _git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "--short", "HEAD"],
+                             capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "-C", str(REPO_ROOT), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return out.stdout.strip() + ("+uncommitted changes" if dirty else "") if out.returncode == 0 else "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def machine_line() -> str:
+    import os
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            cpu = next((ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")), cpu)
+    except OSError:
+        pass
+    mem = ""
+    try:
+        pages, size = os.sysconf("SC_PHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")
+        mem = f", {pages * size / 2**30:.0f} GiB"
+    except (ValueError, OSError):
+        pass
+    return f"{os.cpu_count()} cores ({cpu}){mem}, {platform.system()} {platform.machine()}, Python {platform.python_version()}"
+
+
+def run_benchmark(suite: str = "default", episodes: int | None = None, seed: int = 0, out: str = "runs/benchmark",
+                  workers: int | None = None, backend: str = "process", address: str | None = None,
+                  report: bool = True, readme: str | None = None, command: str = "e2e-drive benchmark") -> dict:
+    """Run (or resume) the benchmark suite, print its tables, write the report; return paths and tables."""
+    from e2e_drive.eval.runner import evaluate, load_run
+    from e2e_drive.eval.summary import format_table
+
+    if suite not in SUITES:
+        raise ConfigError(f"unknown suite {suite!r}; suites: {', '.join(SUITES)}")
+    spec = SUITES[suite]
+    n = episodes or spec.episodes
+    if n < 1:
+        raise ConfigError(f"--episodes {n}: expected a positive integer")
+    envs, agents = _resolve(spec.envs), _resolve(spec.agents)
+    t0 = time.perf_counter()
+    summary = evaluate(envs, agents, episodes=n, seed=seed, out_dir=out, conditions=list(spec.conditions),
+                       workers=workers, backend=backend, address=address)
+    wall_s = time.perf_counter() - t0
+    _, rows = load_run(out)
+    tables = carla_tables(rows, spec.labels)
+    lines = [format_table(summary), "",
+             "Table 1 (CARLA paper, Table 1): success rate % [95% Wilson interval]",
+             _fixed(tables["table1"]["head"], tables["table1"]["rows"]), "",
+             "Table 2 (CARLA paper, Table 2): km driven between infractions [95% exact Poisson interval] (count)",
+             _fixed(tables["table2"]["head"], tables["table2"]["rows"]), "",
+             text_figure(rows, spec.labels), "",
+             *findings(rows, labels=spec.labels)]
+    print("\n".join(lines))
+    result: dict[str, Any] = {"dir": str(Path(out).resolve()), "episodes": len(rows), "wall_s": wall_s,
+                              "tables": tables}
+    if report:
+        from e2e_drive.eval.report import write_report
+
+        paths = write_report(out)
+        result["report"] = paths
+        print(f"\nreport: {Path(paths.get('html', Path(out) / 'report.html')).resolve()}")
+    print(f"run directory: {result['dir']}  ({len(rows)} episodes, {wall_s / 60:.1f} min this run)")
+    meta = {"command": command, "date": time.strftime("%Y-%m-%d"), "commit": _git_commit(),
+            "machine": machine_line(), "episodes": n, "seed": seed, "suite": suite, "wall_s": wall_s}
+    (Path(out) / "benchmark.json").write_text(json.dumps({**meta, "tables": tables}, indent=1))
+    if readme:
+        update_readme(readme, rows, spec, meta)
+        print(f"README results updated: {Path(readme).resolve()}")
+    return result
+
+
+def results_markdown(rows: Sequence[Mapping[str, Any]], spec: Suite, meta: Mapping[str, Any]) -> str:
+    """The README's Results section, generated from the run (never typed by hand)."""
+    tables = carla_tables(rows, spec.labels)
+    return "\n".join([
+        f"Generated by `{meta['command']}` on {meta['date']}, commit `{meta['commit']}`, on {meta['machine']}; "
+        f"{meta['episodes']} paired seeds per agent, scenario and condition (seeds {meta['seed']}.."
+        f"{meta['seed'] + meta['episodes'] - 1}), {len(rows)} episodes in all.",
+        "",
+        "**Table 1** (as the CARLA paper's Table 1): success rate %, [95 % Wilson interval].",
+        "",
+        _markdown(tables["table1"]["head"], tables["table1"]["rows"]),
+        "",
+        "**Table 2** (as the CARLA paper's Table 2): km driven between infractions, pooled over scenarios, "
+        "[95 % exact Poisson interval] (count); `>x (0)` means no infraction in the km driven.",
+        "",
+        _markdown(tables["table2"]["head"], tables["table2"]["rows"]),
+        "",
+        "**Figure**: success rate per agent and condition.",
+        "",
+        "```text",
+        text_figure(rows, spec.labels),
+        "```",
+        "",
+        "**What the data says** (paired bootstrap intervals of per-seed differences; an interval that "
+        "contains zero reads \"no detectable difference\", never a win):",
+        "",
+        *(f"- {s}" for s in findings(rows, labels=spec.labels)),
+    ])
+
+
+def update_readme(readme: str | Path, rows: Sequence[Mapping[str, Any]], spec: Suite, meta: Mapping[str, Any]) -> None:
+    """Replace the text between the README's benchmark-results markers with freshly generated results."""
+    path = Path(readme)
+    text = path.read_text()
+    if README_START not in text or README_END not in text:
+        raise ConfigError(f"{path}: no '{README_START}' ... '{README_END}' markers to write the results between")
+    body = results_markdown(rows, spec, meta)
+    new = re.sub(re.escape(README_START) + r".*?" + re.escape(README_END),
+                 lambda _: f"{README_START}\n{body}\n{README_END}", text, flags=re.S)
+    path.write_text(new)
