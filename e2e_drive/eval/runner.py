@@ -71,6 +71,8 @@ __all__ = [
     "plan_run",
     "run_episode",
     "load_episodes",
+    "load_run",
+    "job_for",
     "append_line",
     "episode_key",
     "strip_timings",
@@ -248,10 +250,13 @@ def _trajectory_bytes(record: Any, world: np.ndarray, columns: Sequence[str]) ->
         return path.read_bytes()
 
 
-def run_episode(job: EpisodeJob, record: bool = True) -> dict[str, Any]:
+def run_episode(job: EpisodeJob, record: bool = True,
+                observer: Callable[[Any, dict, dict], None] | None = None) -> dict[str, Any]:
     """Run one episode and return its JSON-safe line (never raises for agent or simulator faults).
 
     ``record=False`` (benchmarks only) drives the same loop without recording or metrics.
+    ``observer(env, observation, info)`` (in-process replays, e.g. the report's videos) is
+    called after reset and after every step; it must not change the simulation.
     """
     from e2e_drive.agents.base import agent_needs, agent_timings_ms
     from e2e_drive.agents.loading import load_agent
@@ -276,6 +281,8 @@ def run_episode(job: EpisodeJob, record: bool = True) -> dict[str, Any]:
                 needs = agent_needs(agent)
                 phase = "sim"
                 obs, info = env.reset(seed=job.seed)
+                if observer is not None:
+                    observer(env, obs, info)
                 if record:
                     from e2e_drive.eval.recorder import GroundTruthRecorder
 
@@ -294,6 +301,8 @@ def run_episode(job: EpisodeJob, record: bool = True) -> dict[str, Any]:
                     clipped += cut
                     phase = "sim"
                     obs, _, terminated, truncated, info = env.step(action)
+                    if observer is not None:
+                        observer(env, obs, info)
                     if terminated or truncated:
                         break
                     if time.perf_counter() > deadline:
@@ -378,6 +387,9 @@ class RunPlan:
 
     config: dict[str, Any]
     jobs: list[EpisodeJob] = field(default_factory=list)
+    #: Agent label -> the spec to load it with (resolved file path or package.module:Class);
+    #: stored in run.json beside the configuration, for re-simulation by the report.
+    agent_specs: dict[str, str] = field(default_factory=dict)
 
 
 def _package_version() -> str:
@@ -535,7 +547,7 @@ def plan_run(envs: Sequence[str | Path], agents: Sequence[str], episodes: int, s
                        save_trajectory=bool(save_trajectories), reference=a["is_reference"],
                        max_neighbours=int(max_neighbours))
             for s in seeds for sf, _, configs in scenarios for c in conds for a in agent_entries]
-    return RunPlan(config=config, jobs=jobs)
+    return RunPlan(config=config, jobs=jobs, agent_specs={a["label"]: a["spec"] for a in agent_entries})
 
 
 # ============================================================================ episode file
@@ -618,7 +630,7 @@ def _first_difference(a: Any, b: Any, where: str = "") -> str | None:
     return None if a == b else where.lstrip(".")
 
 
-def _prepare_dir(out_dir: Path, config: dict[str, Any]) -> None:
+def _prepare_dir(out_dir: Path, config: dict[str, Any], agent_specs: Mapping[str, str] | None = None) -> None:
     """Create the run directory, or check that an existing one was made by the same configuration."""
     run_file = out_dir / RUN_FILE
     if run_file.exists():
@@ -636,7 +648,7 @@ def _prepare_dir(out_dir: Path, config: dict[str, Any]) -> None:
         raise ConfigError(f"--out {out_dir}: has {EPISODES_FILE} but no {RUN_FILE}; not resuming an unknown run")
     out_dir.mkdir(parents=True, exist_ok=True)
     meta = {"config": config, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "git_commit": _git_commit(),
-            "python": sys.version.split()[0]}
+            "python": sys.version.split()[0], "agent_specs": dict(agent_specs or {})}
     tmp = run_file.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(meta, indent=1))
     os.replace(tmp, run_file)
@@ -824,7 +836,7 @@ def evaluate(envs: Sequence[str | Path], agents: Sequence[str], episodes: int, s
     plan = plan_run(envs, agents, episodes, seed, conditions, camera_only=camera_only,
                     save_trajectories=save_trajectories, episode_budget_s=episode_budget_s)
     out = Path(out_dir)
-    _prepare_dir(out, plan.config)
+    _prepare_dir(out, plan.config, plan.agent_specs)
     episodes_path = out / EPISODES_FILE
     wanted = {job.key for job in plan.jobs}
     done_rows = {}
@@ -881,6 +893,23 @@ def evaluate(envs: Sequence[str | Path], agents: Sequence[str], episodes: int, s
     tmp.write_text(json.dumps(summary, indent=1, allow_nan=False))
     os.replace(tmp, out / SUMMARY_FILE)
     return summary
+
+
+def job_for(meta: Mapping[str, Any], agent: str, scenario: str, condition: str, seed: int,
+            save_trajectory: bool = False) -> EpisodeJob:
+    """The job that produced an episode of a run (from its run.json), to re-simulate it exactly."""
+    config = meta["config"]
+    env = next((e for e in config["envs"] if e["name"] == scenario), None)
+    if env is None or condition not in env["configs"]:
+        raise ConfigError(f"run.json has no scenario {scenario!r} under condition {condition!r}")
+    spec = (meta.get("agent_specs") or {}).get(agent)
+    if spec is None:
+        raise ConfigError(f"run.json does not say how to load agent {agent!r}")
+    is_reference = any(a["label"] == agent and a.get("is_reference") for a in config["agents"])
+    return EpisodeJob(agent=agent, agent_spec=spec, scenario=scenario, env_id=env["env_id"],
+                      config=env["configs"][condition], condition=condition, seed=int(seed),
+                      budget_s=float(config.get("episode_budget_s") or 0.0), save_trajectory=save_trajectory,
+                      reference=is_reference, max_neighbours=int(config.get("max_neighbours", MAX_NEIGHBOURS)))
 
 
 def load_run(run_dir: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
