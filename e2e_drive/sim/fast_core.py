@@ -145,6 +145,7 @@ class _Frame:
         "valid",
         "lane_cache",
         "sorted_cache",
+        "query_cache",
         "speed",
         "heading",
         "cos",
@@ -169,6 +170,7 @@ class _Frame:
         self.valid = np.array([not isinstance(e, Landmark) for e in ents], dtype=bool)
         self.lane_cache: dict[int, tuple[Any, np.ndarray, np.ndarray, np.ndarray]] = {}
         self.sorted_cache: dict[Any, tuple[list, list]] = {}
+        self.query_cache: dict[Any, tuple] = {}
         self.speed = None
 
     # ----------------------------------------------------------------------------------
@@ -255,15 +257,19 @@ class _Frame:
 
     def neighbours(self, vehicle, lane_index):
         road = self.road
-        lane = road.network.get_lane(lane_index)
+        connected = bool(road.neighbour_vehicles_connected_lanes)
+        q = self.query_cache.get((lane_index, connected))
+        if q is None:
+            lane = road.network.get_lane(lane_index)
+            s_list, e_list = self.sorted_lane(lane_index, lane, connected)
+            q = (lane, self.coords(lane)[1].tolist(), s_list, e_list)
+            self.query_cache[(lane_index, connected)] = q
+        lane, s_all, s_list, e_list = q
         k = self.index.get(id(vehicle))
         if k is not None:
-            s = self.coords(lane)[1][k]
+            s = s_all[k]
         else:
             s = lane.local_coordinates(vehicle.position)[0]
-        s_list, e_list = self.sorted_lane(
-            lane_index, lane, bool(road.neighbour_vehicles_connected_lanes)
-        )
         n = len(s_list)
         p = bisect_left(s_list, s)
         v_front = None
