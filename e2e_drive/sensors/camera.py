@@ -16,7 +16,17 @@ from typing import Any, Iterable, Mapping, Sequence
 import cv2
 import numpy as np
 
-from e2e_drive.sensors.geometry import MARKING_BATCH0, RoadGeometry, road_geometry
+from e2e_drive.sensors.geometry import (
+    DASH,
+    LINE,
+    MARKING_BATCH0,
+    ROAD,
+    STRIPE_LENGTH_M,
+    STRIPE_SPACING_M,
+    STRIPE_WIDTH_M,
+    RoadGeometry,
+    road_geometry,
+)
 from e2e_drive.sensors.palettes import luma, resolve_palette, shaded
 from e2e_drive.sensors.pinhole import focal_px, horizon_row, offset_pose
 from e2e_drive.sensors.spec import CameraSpec
@@ -28,6 +38,9 @@ VEHICLE_BODY_HEIGHT_M = 0.95   # top of the bonnet / boot
 OBSTACLE_HEIGHT_M = 1.0
 
 _EMPTY4 = np.zeros((0, 4))
+_NO_SEGMENTS = np.zeros((0, 2, 2), np.int32)
+_NEXT = {k: np.roll(np.arange(k), -1) for k in range(2, 9)}
+_PREV = {k: np.roll(np.arange(k), 1) for k in range(2, 9)}
 _OFFSCREEN = -(1 << 14) * int(SCALE)   # fixed-point coordinate far outside any frame
 
 # Box faces, as corner indices into a box's 8 corners; corner i has x sign (i & 1),
@@ -95,6 +108,9 @@ class _Style:
         end, side = float(p["shade_end"]), float(p["shade_side"])
         self.road = c(p["road"])
         self.marking = c(p["marking"])
+        # a far dashed line averages dash and gap
+        duty = STRIPE_LENGTH_M / STRIPE_SPACING_M
+        self.marking_far = c(tuple(round(duty * m + (1 - duty) * r) for m, r in zip(p["marking"], p["road"])))
         self.ego = c(p["ego"])
         self.vehicle = c(p["vehicle"])
         self.obstacle = c(p["obstacle"])
@@ -130,6 +146,15 @@ def _background(spec: CameraSpec, p: Mapping[str, Any]) -> np.ndarray:
     return img
 
 
+def _chains(segments: np.ndarray, idx: np.ndarray) -> list[np.ndarray]:
+    """Join segments (S, >=2, 2) into polylines where one starts where the previous one ends
+    (consecutive pieces of one lane side: consecutive quad indices, touching ends)."""
+    apart = np.abs(segments[1:, 0] - segments[:-1, 1]).max(axis=1) > 2
+    cuts = np.flatnonzero((np.diff(idx) != 1) | apart) + 1
+    edges = [0, *cuts.tolist(), len(idx)]
+    return [np.concatenate([segments[a:b, 0], segments[b - 1:b, 1]]) for a, b in zip(edges[:-1], edges[1:])]
+
+
 def _batches(batch_ids: np.ndarray) -> list[tuple[int, int]]:
     """(start, end) of runs of equal ids in a sorted id array."""
     if len(batch_ids) == 0:
@@ -162,6 +187,10 @@ class Camera:
             a_min = spec.height_m / math.tan(below)
             pitch = math.radians(spec.pitch_deg)
             self._ground_near = max(spec.near_m, 0.8 * a_min * math.cos(pitch) + spec.height_m * math.sin(pitch))
+            # beyond these distances a dash period spans under 2 rows, a line under 1.2 px:
+            # draw them as one-pixel lines instead of quads
+            self._lod_dash_m = math.sqrt(self._focal * spec.height_m * STRIPE_SPACING_M / 2.0)
+            self._lod_line_m = self._focal * STRIPE_WIDTH_M / 1.2
 
     # ------------------------------------------------------------------ public
     def render(
@@ -213,9 +242,9 @@ class Camera:
                         pose: tuple[float, float, float]) -> None:
         cam = self._dash_pose(pose)
         geo = road_geometry(road.network)
-        gx, gy, gz, gbatch = self._ground_cam(geo, cam)
+        gx, gy, gz, gbatch, n_far_dash, n_far_line, far_idx = self._ground_cam(geo, cam)
         fx, fy, fz, fcol = self._box_faces(style, road, ego, cam)
-        n_ground = len(gbatch)
+        n_ground = len(gx)
         if n_ground and len(fcol):
             x, y, z = np.concatenate([gx, fx]), np.concatenate([gy, fy]), np.concatenate([gz, fz])
         elif n_ground:
@@ -226,19 +255,74 @@ class Camera:
             return
         polys, clipped = self._project_polys(x, y, z)
         for a, b in _batches(gbatch):
-            extra = [clipped[i] for i in clipped if a <= i < b] if clipped else []
-            if gbatch[a] < MARKING_BATCH0:
-                cv2.fillPoly(img, polys[a:b], style.road, cv2.LINE_8, SHIFT)
-                for poly in extra:
-                    cv2.fillConvexPoly(img, poly, style.road, cv2.LINE_8, SHIFT)
-            else:
-                cv2.fillPoly(img, polys[a:b], style.marking, cv2.LINE_8, SHIFT)
-                # the outline keeps far markings at least one pixel wide
-                cv2.polylines(img, polys[a:b], True, style.marking, 1, cv2.LINE_8, SHIFT)
-                for poly in extra:
-                    cv2.fillConvexPoly(img, poly, style.marking, cv2.LINE_8, SHIFT)
+            colour = style.road if gbatch[a] < MARKING_BATCH0 else style.marking
+            cv2.fillPoly(img, polys[a:b], colour, cv2.LINE_8, SHIFT)
+            for i in clipped:
+                if a <= i < b:
+                    cv2.fillConvexPoly(img, clipped[i], colour, cv2.LINE_8, SHIFT)
+        # far markings: one-pixel lines (dashes blend into a dimmer line, as in a real image)
+        n_quads = len(gbatch)
+        if n_far_dash:
+            cv2.polylines(img, _chains(polys[n_quads:n_quads + n_far_dash], far_idx[:n_far_dash]), False,
+                          style.marking_far, 1, cv2.LINE_8, SHIFT)
+        if n_far_line:
+            cv2.polylines(img, _chains(polys[n_quads + n_far_dash:n_ground], far_idx[n_far_dash:]), False,
+                          style.marking, 1, cv2.LINE_8, SHIFT)
         for i, colour in enumerate(fcol, start=n_ground):
             cv2.fillConvexPoly(img, clipped.get(i, polys[i]) if clipped else polys[i], colour, cv2.LINE_8, SHIFT)
+
+    def _ground_cam(self, geo: RoadGeometry, cam: tuple[float, ...]) -> tuple[Any, ...]:
+        """What the ground shows, in camera-frame x, y, z (M, 4) rows: first the road and
+        near marking quads that may be visible (their batch ids returned), then the far
+        dashed lines, then the far continuous lines, as degenerate quads along their
+        centre line (counts returned), drawn as one-pixel lines."""
+        qs = geo.ground
+        cam_x, cam_y, cyaw, syaw, cp, sp = cam
+        h_m = self.spec.height_m
+        reach = self.spec.max_distance_m
+        side = self._tan_half * (reach + h_m) + 5.0
+        xs = (cam_x - 5.0 * cyaw, cam_x + reach * cyaw - side * syaw, cam_x + reach * cyaw + side * syaw)
+        ys = (cam_y - 5.0 * syaw, cam_y + reach * syaw + side * cyaw, cam_y + reach * syaw - side * cyaw)
+        cand = geo.grid.query(min(xs) - 10.0, min(ys) - 10.0, max(xs) + 10.0, max(ys) + 10.0)
+        if len(cand) == 0:
+            return _EMPTY4, _EMPTY4, _EMPTY4, qs.batch[:0], 0, 0, cand
+        c = qs.centres[cand]
+        r = qs.radii[cand]
+        dx = c[:, 0] - cam_x
+        dy = c[:, 1] - cam_y
+        fwd = dx * cyaw + dy * syaw
+        lat = dy * cyaw - dx * syaw
+        depth = cp * fwd + sp * h_m
+        vis = (fwd < reach + r) & (depth > self._ground_near - r) & (
+            np.abs(lat) < self._tan_half * depth + r * (1.0 + self._tan_half) + 1.0)
+        idx = cand[vis]
+        kind = qs.kind[idx]
+        fwd, r = fwd[vis], r[vis]
+        # level of detail: marking quads near the camera, one-pixel lines beyond
+        is_dash, is_line = kind == DASH, kind == LINE
+        near_dash = is_dash & (fwd < self._lod_dash_m)
+        near_line = is_line & (fwd - r < self._lod_line_m)
+        idx_q = idx[(kind == ROAD) | near_dash | near_line]
+        idx_d = idx[is_dash & ~near_dash]
+        idx_l = idx[is_line & (fwd + r > self._lod_line_m)]
+        if len(idx_d) or len(idx_l):
+            seg = qs.segments4
+            q = np.concatenate([qs.quads[idx_q], seg[idx_d], seg[idx_l]])
+        else:
+            q = qs.quads[idx_q]
+        qx = q[:, :, 0] - cam_x
+        qy = q[:, :, 1] - cam_y
+        a = qx * cyaw + qy * syaw
+        x_cam = qy * cyaw - qx * syaw
+        z_cam = cp * a + sp * h_m
+        y_cam = cp * h_m - sp * a
+        n_q = len(idx_q)
+        keep = (z_cam[:n_q] >= self.spec.near_m).any(axis=1)
+        if not keep.all():
+            keep = np.concatenate([keep, np.ones(len(q) - n_q, bool)])
+            x_cam, y_cam, z_cam = x_cam[keep], y_cam[keep], z_cam[keep]
+            idx_q = idx_q[keep[:n_q]]
+        return x_cam, y_cam, z_cam, qs.batch[idx_q], len(idx_d), len(idx_l), np.concatenate([idx_d, idx_l])
 
     def _project_polys(self, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, dict[int, np.ndarray]]:
         """Project camera-frame polygons (M, K) to fixed-point pixels (M, K, 2).
@@ -271,8 +355,7 @@ class Camera:
         polygon must have at least one vertex in front of the plane.
         """
         k = x.shape[1]
-        nxt = np.roll(np.arange(k), -1)
-        prev = np.roll(np.arange(k), 1)
+        nxt, prev = _NEXT[k], _PREV[k]
         inside = z >= near
         inn = inside[:, nxt]
         xy = np.stack([x, y], axis=-1)
@@ -294,57 +377,30 @@ class Camera:
         out = np.stack([p_first, p_second], axis=2).reshape(x.shape[0], 2 * k, 2)
         return np.rint((out * self._focal + self._centre) * SCALE).astype(np.int32)
 
-    def _ground_cam(self, geo: RoadGeometry, cam: tuple[float, ...]) -> tuple[np.ndarray, ...]:
-        """Camera-frame x, y, z (M, 4) of the ground quads that may be visible, and their batch ids."""
-        qs = geo.ground
-        cam_x, cam_y, cyaw, syaw, cp, sp = cam
-        h_m = self.spec.height_m
-        reach = self.spec.max_distance_m
-        side = self._tan_half * (reach + h_m) + 5.0
-        xs = (cam_x - 5.0 * cyaw, cam_x + reach * cyaw - side * syaw, cam_x + reach * cyaw + side * syaw)
-        ys = (cam_y - 5.0 * syaw, cam_y + reach * syaw + side * cyaw, cam_y + reach * syaw - side * cyaw)
-        cand = geo.grid.query(min(xs) - 10.0, min(ys) - 10.0, max(xs) + 10.0, max(ys) + 10.0)
-        if len(cand) == 0:
-            return _EMPTY4, _EMPTY4, _EMPTY4, qs.batch[:0]
-        c = qs.centres[cand]
-        r = qs.radii[cand]
-        dx = c[:, 0] - cam_x
-        dy = c[:, 1] - cam_y
-        fwd = dx * cyaw + dy * syaw
-        lat = dy * cyaw - dx * syaw
-        depth = cp * fwd + sp * h_m
-        vis = (fwd < reach + r) & (depth > self._ground_near - r) & (
-            np.abs(lat) < self._tan_half * depth + r * (1.0 + self._tan_half) + 1.0)
-        idx = cand[vis]
-        q = qs.quads[idx]
-        qx = q[:, :, 0] - cam_x
-        qy = q[:, :, 1] - cam_y
-        a = qx * cyaw + qy * syaw
-        x_cam = qy * cyaw - qx * syaw
-        z_cam = cp * a + sp * h_m
-        y_cam = cp * h_m - sp * a
-        keep = (z_cam >= self._ground_near).any(axis=1)
-        if not keep.all():
-            x_cam, y_cam, z_cam, idx = x_cam[keep], y_cam[keep], z_cam[keep], idx[keep]
-        return x_cam, y_cam, z_cam, qs.batch[idx]
-
-    def _objects(self, road: Any, ego: Any) -> np.ndarray:
-        """(N, 7) rows x, y, heading, length, width, kind (0 vehicle, 1 obstacle), radius; no ego."""
-        rows = [(*v.position, v.heading, v.LENGTH, v.WIDTH, 0.0, v.diagonal / 2)
-                for v in road.vehicles if v is not ego]
-        if road.objects:
-            rows += [(*o.position, o.heading, o.LENGTH, o.WIDTH, 1.0, o.diagonal / 2)
-                     for o in road.objects if _is_solid(o)]
-        if not rows:
+    def _objects(self, road: Any, ego: Any, cam_x: float, cam_y: float, reach_m: float) -> np.ndarray:
+        """(N, 7) rows x, y, heading, length, width, kind (0 vehicle, 1 obstacle), radius of
+        the vehicles and solid objects near (cam_x, cam_y) (within about reach_m); no ego."""
+        out = []
+        for kind, items in ((0.0, road.vehicles), (1.0, road.objects)):
+            if not items:
+                continue
+            pos = np.concatenate([v.position for v in items]).reshape(-1, 2)
+            near = np.flatnonzero(np.abs(pos[:, 0] - cam_x) + np.abs(pos[:, 1] - cam_y) < reach_m * 1.415 + 10.0)
+            chosen = [i for i in near.tolist() if items[i] is not ego and _is_solid(items[i])]
+            if not chosen:
+                continue
+            rows = [(items[i].heading, items[i].LENGTH, items[i].WIDTH, kind, items[i].diagonal / 2) for i in chosen]
+            out.append(np.column_stack([pos[chosen], np.array(rows, dtype=np.float64)]))
+        if not out:
             return np.zeros((0, 7))
-        return np.array(rows, dtype=np.float64)
+        return out[0] if len(out) == 1 else np.concatenate(out)
 
     def _box_faces(self, style: _Style, road: Any, ego: Any, cam: tuple[float, ...]) -> tuple[Any, ...]:
         """Camera-frame x, y, z (F, 4) of the visible box faces, far to near, and their colours."""
-        objs = self._objects(road, ego)
+        cam_x, cam_y, cyaw, syaw, cp, sp = cam
+        objs = self._objects(road, ego, cam_x, cam_y, self.spec.max_distance_m)
         if not len(objs):
             return _EMPTY4, _EMPTY4, _EMPTY4, []
-        cam_x, cam_y, cyaw, syaw, cp, sp = cam
         h_m = self.spec.height_m
         dx = objs[:, 0] - cam_x
         dy = objs[:, 1] - cam_y
@@ -419,20 +475,19 @@ class Camera:
             out[..., 1] = np.rint((v0 - (dx * c + dy * s) * sv) * SCALE)
             return out
 
-        for qs, colour, outline in ((geo.road, style.road, False), (geo.markings, style.marking, True)):
-            if not len(qs.batch):
-                continue
-            vis = np.hypot(qs.centres[:, 0] - x, qs.centres[:, 1] - y) < reach + qs.radii
-            idx = np.flatnonzero(vis)
-            if not len(idx):
-                continue
+        qs = geo.ground
+        if len(qs.batch):
+            idx = np.flatnonzero(np.hypot(qs.centres[:, 0] - x, qs.centres[:, 1] - y) < reach + qs.radii)
             q = qs.quads[idx]
             polys = to_px(q[:, :, 0], q[:, :, 1])
-            for a, b in _batches(qs.batch[idx]):
-                cv2.fillPoly(img, polys[a:b], colour, cv2.LINE_8, SHIFT)
-                if outline:
-                    cv2.polylines(img, polys[a:b], True, colour, 1, cv2.LINE_8, SHIFT)
-        objs = self._objects(road, ego)
+            batch = qs.batch[idx]
+            for a, b in _batches(batch):
+                if batch[a] < MARKING_BATCH0:
+                    cv2.fillPoly(img, polys[a:b], style.road, cv2.LINE_8, SHIFT)
+                else:
+                    cv2.fillPoly(img, polys[a:b], style.marking, cv2.LINE_8, SHIFT)
+                    cv2.polylines(img, polys[a:b], True, style.marking, 1, cv2.LINE_8, SHIFT)
+        objs = self._objects(road, ego, x, y, reach + 5.0)
         if len(objs):
             near = np.hypot(objs[:, 0] - x, objs[:, 1] - y) < reach + 5.0
             o = objs[near]
