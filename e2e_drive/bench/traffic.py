@@ -199,9 +199,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--check", action="store_true", help="run the long equivalence check")
     p.add_argument("--seeds", type=int, default=20)
     p.add_argument("--steps", type=int, default=30, help="policy steps per episode")
+    p.add_argument(
+        "--modes", default="idle,mixed,faster", help="ego action sequences (comma-separated)"
+    )
+    p.add_argument("--envs", default=None, help="highway-env ids (comma-separated)")
     args = p.parse_args(argv)
     if args.check:
-        return 0 if check(seeds=args.seeds, steps=args.steps) else 1
+        envs = tuple(args.envs.split(",")) if args.envs else None
+        modes = tuple(args.modes.split(","))
+        return 0 if check(seeds=args.seeds, steps=args.steps, env_ids=envs, modes=modes) else 1
     print(bench_and_format(quick=args.quick))
     return 0
 
