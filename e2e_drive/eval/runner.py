@@ -371,6 +371,8 @@ def _worker_init() -> None:
         os.environ[var] = "1"
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(1)
+    if "cv2" in sys.modules:
+        sys.modules["cv2"].setNumThreads(1)
 
 
 def _run_job(job: EpisodeJob) -> dict[str, Any]:

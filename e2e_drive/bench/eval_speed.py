@@ -1,0 +1,89 @@
+"""Evaluator speed: the cost of recording ground truth + metrics, and the speed-up of 2 workers.
+
+(a) The same episodes (default highway scenario, the expert) run through the runner's episode
+    function with and without the sim-rate recorder and the metrics, interleaved so that both
+    see the same machine load; overhead = (with - without) / without. Target: <= 10 %.
+(b) The same small evaluation with 1 worker and with 2 (wall time of ``evaluate``, pool
+    start-up included). Target on 2 free cores: >= 1.7x.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+#: Scenario and agent of the benchmark (files shipped with the repository).
+_ROOT = Path(__file__).resolve().parents[2]
+SCENARIO = _ROOT / "envs" / "highway.toml"
+AGENT = _ROOT / "agents" / "expert.toml"
+
+
+def bench_recording_overhead(episodes: int = 4, duration_s: float = 40.0, repeats: int = 2) -> dict[str, Any]:
+    """Seconds per episode without and with recording + metrics, and the overhead (%)."""
+    from e2e_drive.eval.runner import plan_run, run_episode
+
+    plan = plan_run([SCENARIO], [str(AGENT)], episodes, 0)
+    jobs = [dataclasses.replace(job, config={**job.config, "duration_s": float(duration_s)}) for job in plan.jobs]
+    run_episode(jobs[0], record=True)  # warm-up: imports, caches
+    plain = recorded = 0.0
+    for r in range(repeats):
+        for k, job in enumerate(jobs):
+            order = (False, True) if (r + k) % 2 == 0 else (True, False)
+            for record in order:
+                t0 = time.perf_counter()
+                line = run_episode(job, record=record)
+                dt = time.perf_counter() - t0
+                if line["status"] in ("agent_error", "sim_error", "timeout"):
+                    raise RuntimeError(f"bench episode failed: {line.get('status_reason')}")
+                if record:
+                    recorded += dt
+                else:
+                    plain += dt
+    n = episodes * repeats
+    return {"episodes": n, "duration_s": duration_s, "plain_s": plain / n, "recorded_s": recorded / n,
+            "overhead_pct": 100.0 * (recorded - plain) / plain}
+
+
+def bench_workers(episodes: int = 8, duration_s: float = 40.0) -> dict[str, Any]:
+    """Wall time of one evaluation with 1 worker and with 2 workers, and the speed-up."""
+    from e2e_drive.eval.runner import evaluate
+
+    env_text = SCENARIO.read_text().replace("duration_s = 40.0", f"duration_s = {float(duration_s)}")
+    out: dict[str, Any] = {"episodes": episodes, "duration_s": duration_s, "cores": _cores()}
+    with tempfile.TemporaryDirectory() as tmp:
+        env = Path(tmp) / "highway.toml"
+        env.write_text(env_text)
+        for workers in (1, 2):
+            t0 = time.perf_counter()
+            evaluate([env], [str(AGENT)], episodes, 0, Path(tmp) / f"w{workers}", workers=workers, progress=False)
+            out[f"wall_s_{workers}"] = time.perf_counter() - t0
+    out["speedup"] = out["wall_s_1"] / out["wall_s_2"]
+    return out
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def bench_and_format(quick: bool = False) -> str:
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    a = bench_recording_overhead(episodes=2 if quick else 4, duration_s=20.0 if quick else 40.0,
+                                 repeats=1 if quick else 2)
+    b = bench_workers(episodes=4 if quick else 8, duration_s=20.0 if quick else 40.0)
+    return (
+        f"recording + metrics (default highway, expert, {a['episodes']} episodes of {a['duration_s']:g} s, "
+        f"interleaved):\n"
+        f"  s/episode  plain {a['plain_s']:.3f}   recorded + metrics {a['recorded_s']:.3f}   "
+        f"overhead {a['overhead_pct']:+.1f}%  (target <= 10%)\n"
+        f"evaluation wall time ({b['episodes']} episodes of {b['duration_s']:g} s, {b['cores']} cores, "
+        f"load average {load:.1f} before the bench; other processes on the cores lower the speed-up):\n"
+        f"  1 worker {b['wall_s_1']:.1f} s   2 workers {b['wall_s_2']:.1f} s   "
+        f"speed-up {b['speedup']:.2f}x  (target >= 1.7x on 2 free cores)"
+    )
