@@ -10,6 +10,8 @@ observation or the reward. It fills an :class:`~e2e_drive.eval.record.EpisodeRec
 - progress along the road ``longitudinal_m``, continuous across lane segments: when the
   ego's lane changes, the offset is carried so that progress measured on the old lane and
   on the new one agree at the switch (exact on parallel straight lanes, no jumps on curves);
+  a jump that the ego's motion cannot explain (a lane coordinate wrapping on a circular lane)
+  is bridged with the ego's speed along the lane;
 - the lead vehicle (nearest road user ahead whose centre lies inside the ego's lane);
 - the ``max_neighbours`` nearest road users within 100 m in ego-lane coordinates;
 - collisions (the other party: the nearest crashed road user at the sub-step the ego
@@ -33,6 +35,9 @@ __all__ = ["GroundTruthRecorder", "WORLD_NEIGHBOUR_FEATURES", "NEIGHBOUR_RADIUS_
 
 #: Road users farther than this from the ego are not recorded [m].
 NEIGHBOUR_RADIUS_M = 100.0
+#: A change of progress along the road this much larger than the ego's motion is a wrap of the lane
+#: coordinate, not motion [m] (the ego moves at most ~3 m per 15 Hz sub-step).
+MAX_PROGRESS_JUMP_M = 5.0
 #: Ids: a vehicle's position in ``road.vehicles``; a static object's in ``road.objects`` plus this.
 #: (Deterministic and free of side effects on the simulator.)
 OBJECT_ID_BASE = 100000
@@ -115,6 +120,14 @@ class GroundTruthRecorder:
         heading = float(ego.heading)
         err = _wrap(heading - lane_heading)
         speed = float(ego.speed)
+        progress = self._s_offset + s
+        if step:
+            # Lane coordinates can wrap (highway-env's circular lanes measure angles within +-pi of
+            # their start): a jump no motion explains is a wrap, bridged with the motion along the lane.
+            expected = cols["longitudinal_m"][-1] + speed * math.cos(err) * self._dt
+            if abs(progress - expected) > MAX_PROGRESS_JUMP_M:
+                self._s_offset += expected - progress
+                progress = expected
         action = getattr(ego, "action", None) or {}
         cols["t_s"].append(float(sim.time) - self._t0 if step else 0.0)
         cols["x_m"].append(float(pos[0]))
@@ -126,7 +139,7 @@ class GroundTruthRecorder:
         cols["lane_id"].append(int(lane_index[2]))
         width = float(lane.width_at(s))
         cols["lane_width_m"].append(width)
-        cols["longitudinal_m"].append(self._s_offset + s)
+        cols["longitudinal_m"].append(progress)
         cols["lateral_offset_m"].append(d)
         cols["heading_error_rad"].append(err)
         cols["on_road"].append(bool(ego.on_road))
