@@ -38,6 +38,7 @@ VEHICLE_BODY_HEIGHT_M = 0.95   # top of the bonnet / boot
 OBSTACLE_HEIGHT_M = 1.0
 
 _EMPTY4 = np.zeros((0, 4))
+_EMPTY4C = np.zeros((0, 4), complex)
 _NO_SEGMENTS = np.zeros((0, 2, 2), np.int32)
 _NEXT = {k: np.roll(np.arange(k), -1) for k in range(2, 9)}
 _PREV = {k: np.roll(np.arange(k), 1) for k in range(2, 9)}
@@ -92,6 +93,30 @@ def _box_templates() -> dict[str, np.ndarray]:
 
 
 _BOX = _box_templates()
+
+
+def _box_tables(camera_height_m: float) -> dict[str, np.ndarray]:
+    """Per-camera tables for boxes, with corners and face normals as complex numbers.
+
+    Face f shows when Re(normal_f * camera_local) > plane_l * length + plane_w * width + plane_z,
+    camera_local being the camera position in the object frame (x + iy): for a face whose
+    outward axis is x (sign s) that reads s * x_cam > s * plane_x * length, for y
+    s * y_cam > s * plane_y * width, and for a top face camera height > top height.
+    """
+    b = _BOX
+    axis, sign = b["axis"], b["sign"]
+    normal = np.where(axis == 0, sign + 0j, np.where(axis == 1, -1j * sign, 0j))
+    plane = b["plane"]
+    return {
+        "ux": b["ux"],
+        "uyj": 1j * b["uy"],
+        "hz": b["uz"] - camera_height_m,
+        "normal": normal,
+        "plane_l": np.where(axis == 0, sign * plane, 0.0),
+        "plane_w": np.where(axis == 1, sign * plane, 0.0),
+        "plane_z": np.where(axis == 2, plane - camera_height_m, 0.0),
+        "exists": b["exists"],
+    }
 
 
 class _Style:
@@ -179,6 +204,8 @@ class Camera:
         self._cy = (spec.height_px - 1) / 2.0
         self._tan_half = math.tan(math.radians(spec.fov_deg) / 2.0)
         self._centre = np.array([self._cx, self._cy])
+        self._centre16 = complex(self._cx * SCALE, self._cy * SCALE)
+        self._box_tables = _box_tables(spec.height_m)
         self._ground_near = spec.near_m
         if spec.kind == "dashcam":
             # ground nearer than what the bottom row sees is never visible: clip it there,
@@ -242,18 +269,18 @@ class Camera:
                         pose: tuple[float, float, float]) -> None:
         cam = self._dash_pose(pose)
         geo = road_geometry(road.network)
-        gx, gy, gz, gbatch, n_far_dash, n_far_line, far_idx = self._ground_cam(geo, cam)
-        fx, fy, fz, fcol = self._box_faces(style, road, ego, cam)
-        n_ground = len(gx)
+        gxy, gz, gbatch, n_far_dash, n_far_line, far_idx = self._ground_cam(geo, cam)
+        fxy, fz, fcol = self._box_faces(style, road, ego, cam)
+        n_ground = len(gxy)
         if n_ground and len(fcol):
-            x, y, z = np.concatenate([gx, fx]), np.concatenate([gy, fy]), np.concatenate([gz, fz])
+            xy, z = np.concatenate([gxy, fxy]), np.concatenate([gz, fz])
         elif n_ground:
-            x, y, z = gx, gy, gz
+            xy, z = gxy, gz
         elif len(fcol):
-            x, y, z = fx, fy, fz
+            xy, z = fxy, fz
         else:
             return
-        polys, clipped = self._project_polys(x, y, z)
+        polys, clipped = self._project_polys(xy, z)
         for a, b in _batches(gbatch):
             colour = style.road if gbatch[a] < MARKING_BATCH0 else style.marking
             cv2.fillPoly(img, polys[a:b], colour, cv2.LINE_8, SHIFT)
@@ -268,14 +295,26 @@ class Camera:
         if n_far_line:
             cv2.polylines(img, _chains(polys[n_quads + n_far_dash:n_ground], far_idx[n_far_dash:]), False,
                           style.marking, 1, cv2.LINE_8, SHIFT)
-        for i, colour in enumerate(fcol, start=n_ground):
-            cv2.fillConvexPoly(img, clipped.get(i, polys[i]) if clipped else polys[i], colour, cv2.LINE_8, SHIFT)
+        if len(fcol):
+            # faces far away or seen edge-on that would cover under a pixel are skipped
+            fp = polys[n_ground:]
+            d02, d13 = fp[:, 2] - fp[:, 0], fp[:, 3] - fp[:, 1]
+            area2 = np.abs(d02[:, 0] * d13[:, 1] - d02[:, 1] * d13[:, 0])   # 2 x area, in 1/256 px^2
+            draw = area2 >= 2 * 0.5 * SCALE * SCALE
+            for i in clipped:
+                if i >= n_ground:   # faces cut by the near plane (right beside the camera)
+                    draw[i - n_ground] = True
+            for i in np.flatnonzero(draw).tolist():
+                poly = clipped.get(i + n_ground, fp[i]) if clipped else fp[i]
+                cv2.fillConvexPoly(img, poly, fcol[i], cv2.LINE_8, SHIFT)
 
     def _ground_cam(self, geo: RoadGeometry, cam: tuple[float, ...]) -> tuple[Any, ...]:
-        """What the ground shows, in camera-frame x, y, z (M, 4) rows: first the road and
-        near marking quads that may be visible (their batch ids returned), then the far
-        dashed lines, then the far continuous lines, as degenerate quads along their
-        centre line (counts returned), drawn as one-pixel lines."""
+        """What the ground shows, as camera-frame rows (M, 4): xy = x + iy (complex) and depth z.
+
+        Rows: first the road and near marking quads that may be visible (their batch ids are
+        returned), then the far dashed lines, then the far continuous lines, as degenerate
+        quads along their centre line (counts and quad indices returned): one-pixel lines.
+        """
         qs = geo.ground
         cam_x, cam_y, cyaw, syaw, cp, sp = cam
         h_m = self.spec.height_m
@@ -285,13 +324,12 @@ class Camera:
         ys = (cam_y - 5.0 * syaw, cam_y + reach * syaw + side * cyaw, cam_y + reach * syaw - side * cyaw)
         cand = geo.grid.query(min(xs) - 10.0, min(ys) - 10.0, max(xs) + 10.0, max(ys) + 10.0)
         if len(cand) == 0:
-            return _EMPTY4, _EMPTY4, _EMPTY4, qs.batch[:0], 0, 0, cand
-        c = qs.centres[cand]
+            return _EMPTY4C, _EMPTY4, qs.batch[:0], 0, 0, cand
+        origin = complex(cam_x, cam_y)
+        turn = complex(cyaw, -syaw)          # rotates world offsets into (forward, right)
+        rel = (qs.centres_c[cand] - origin) * turn
+        fwd, lat = rel.real, rel.imag
         r = qs.radii[cand]
-        dx = c[:, 0] - cam_x
-        dy = c[:, 1] - cam_y
-        fwd = dx * cyaw + dy * syaw
-        lat = dy * cyaw - dx * syaw
         depth = cp * fwd + sp * h_m
         vis = (fwd < reach + r) & (depth > self._ground_near - r) & (
             np.abs(lat) < self._tan_half * depth + r * (1.0 + self._tan_half) + 1.0)
@@ -306,43 +344,37 @@ class Camera:
         idx_d = idx[is_dash & ~near_dash]
         idx_l = idx[is_line & (fwd + r > self._lod_line_m)]
         if len(idx_d) or len(idx_l):
-            seg = qs.segments4
-            q = np.concatenate([qs.quads[idx_q], seg[idx_d], seg[idx_l]])
+            q = np.concatenate([qs.quads_c[idx_q], qs.segments_c[idx_d], qs.segments_c[idx_l]])
         else:
-            q = qs.quads[idx_q]
-        qx = q[:, :, 0] - cam_x
-        qy = q[:, :, 1] - cam_y
-        a = qx * cyaw + qy * syaw
-        x_cam = qy * cyaw - qx * syaw
+            q = qs.quads_c[idx_q]
+        w = (q - origin) * turn              # forward + i right, on the ground
+        a = w.real
         z_cam = cp * a + sp * h_m
-        y_cam = cp * h_m - sp * a
+        xy = w.imag + 1j * (cp * h_m - sp * a)
         n_q = len(idx_q)
         keep = (z_cam[:n_q] >= self.spec.near_m).any(axis=1)
         if not keep.all():
             keep = np.concatenate([keep, np.ones(len(q) - n_q, bool)])
-            x_cam, y_cam, z_cam = x_cam[keep], y_cam[keep], z_cam[keep]
+            xy, z_cam = xy[keep], z_cam[keep]
             idx_q = idx_q[keep[:n_q]]
-        return x_cam, y_cam, z_cam, qs.batch[idx_q], len(idx_d), len(idx_l), np.concatenate([idx_d, idx_l])
+        return xy, z_cam, qs.batch[idx_q], len(idx_d), len(idx_l), np.concatenate([idx_d, idx_l])
 
-    def _project_polys(self, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, dict[int, np.ndarray]]:
-        """Project camera-frame polygons (M, K) to fixed-point pixels (M, K, 2).
+    def _project_polys(self, xy: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, dict[int, np.ndarray]]:
+        """Project camera-frame polygons (M, K) (xy = x + iy, depth z) to fixed-point pixels (M, K, 2).
 
         Polygons wholly in front of the near plane are projected directly. The few that
         cross it are clipped (see _clip) and returned separately as {row: (2K, 2) polygon};
         their row in the main array is moved off-screen so that it draws nothing.
         """
         near = self.spec.near_m
-        inside = z >= near
-        full = inside.all(axis=1)
-        polys = np.empty(x.shape + (2,), np.int32)
-        zs = np.maximum(z, near)
-        f16 = self._focal * SCALE
-        np.rint(x / zs * f16 + self._cx * SCALE, out=polys[..., 0], casting="unsafe")
-        np.rint(y / zs * f16 + self._cy * SCALE, out=polys[..., 1], casting="unsafe")
+        pix = xy / np.maximum(z, near) * (self._focal * SCALE) + self._centre16
+        polys = np.rint(pix.view(np.float64)).astype(np.int32).reshape(xy.shape + (2,))
+        full = (z >= near).all(axis=1)
         if full.all():
             return polys, {}
         rows = np.flatnonzero(~full)
-        clipped = self._clip(x[rows], y[rows], z[rows], near)
+        sub = xy[rows]
+        clipped = self._clip(sub.real, sub.imag, z[rows], near)
         polys[rows] = _OFFSCREEN
         return polys, dict(zip(rows.tolist(), clipped))
 
@@ -396,58 +428,51 @@ class Camera:
         return out[0] if len(out) == 1 else np.concatenate(out)
 
     def _box_faces(self, style: _Style, road: Any, ego: Any, cam: tuple[float, ...]) -> tuple[Any, ...]:
-        """Camera-frame x, y, z (F, 4) of the visible box faces, far to near, and their colours."""
+        """Visible box faces, far to near: camera-frame xy = x + iy (F, 4) complex, depth z
+        (F, 4), and their colours."""
         cam_x, cam_y, cyaw, syaw, cp, sp = cam
         objs = self._objects(road, ego, cam_x, cam_y, self.spec.max_distance_m)
         if not len(objs):
-            return _EMPTY4, _EMPTY4, _EMPTY4, []
+            return _EMPTY4C, _EMPTY4, []
         h_m = self.spec.height_m
-        dx = objs[:, 0] - cam_x
-        dy = objs[:, 1] - cam_y
-        fwd = dx * cyaw + dy * syaw
-        lat = dy * cyaw - dx * syaw
+        turn = complex(cyaw, -syaw)
+        rel = (objs[:, 0] + 1j * objs[:, 1] - complex(cam_x, cam_y)) * turn   # forward + i right
+        fwd, lat = rel.real, rel.imag
         r = objs[:, 6]
         depth = cp * fwd + sp * h_m
         vis = (fwd < self.spec.max_distance_m + r) & (depth > self.spec.near_m - r - 2.0) & (
             np.abs(lat) < self._tan_half * np.maximum(depth, 0.0) + r * (1.0 + self._tan_half) + 2.0)
         idx = np.flatnonzero(vis)
         if not len(idx):
-            return _EMPTY4, _EMPTY4, _EMPTY4, []
-        idx = idx[np.argsort(-(fwd[idx] ** 2 + lat[idx] ** 2), kind="stable")]   # far to near
+            return _EMPTY4C, _EMPTY4, []
+        idx = idx[np.argsort(-np.abs(rel[idx]), kind="stable")]      # far to near
         o = objs[idx]
-        ox, oy = fwd[idx, None], lat[idx, None]
+        centre = rel[idx, None]
         kind = o[:, 5].astype(np.intp)
         length, width = o[:, 3:4], o[:, 4:5]
-        box = _BOX
-        lx = box["ux"][kind] * length                       # (n, 16) object frame
-        ly = box["uy"][kind] * width
-        rel = o[:, 2:3] - math.atan2(syaw, cyaw)             # heading relative to the camera yaw
-        c2, s2 = np.cos(rel), np.sin(rel)
-        a = ox + lx * c2 - ly * s2                           # forward of the camera (level)
-        x_cam = oy + lx * s2 + ly * c2                       # right of the camera
-        hz = box["uz"][kind] - h_m
+        spin = np.exp(1j * o[:, 2:3]) * turn                         # object heading, camera frame
+        t = self._box_tables
+        w = centre + (t["ux"][kind] * length + t["uyj"][kind] * width) * spin   # (n, 16) corners
+        a = w.real
+        hz = t["hz"][kind]
         z_cam = cp * a - sp * hz
-        y_cam = -sp * a - cp * hz
+        xy = w.imag - 1j * (sp * a + cp * hz)
         # back-face culling: a face shows if the camera is outside its plane
-        cam_lx = -(ox * c2 + oy * s2)                         # camera in the object frame
-        cam_ly = ox * s2 - oy * c2
-        dims = np.concatenate([length, width, np.ones_like(length)], axis=1)      # (n, 3)
-        cam3 = np.concatenate([cam_lx, cam_ly, np.full_like(cam_lx, h_m)], axis=1)
-        axis = box["axis"]
-        facing = (box["sign"] * (cam3[:, axis] - box["plane"][kind] * dims[:, axis]) > 1e-6) & box["exists"][kind]
-        faces = box["faces"]
+        cam_local = -centre / spin                                   # camera in the object frame
+        facing = ((t["normal"] * cam_local).real
+                  > t["plane_l"][kind] * length + t["plane_w"][kind] * width + t["plane_z"][kind]) & t["exists"][kind]
         sel = np.flatnonzero(facing)
         if not len(sel):
-            return _EMPTY4, _EMPTY4, _EMPTY4, []
-        fx = x_cam[:, faces].reshape(-1, 4)[sel]
-        fy = y_cam[:, faces].reshape(-1, 4)[sel]
+            return _EMPTY4C, _EMPTY4, []
+        faces = _BOX["faces"]
+        fxy = xy[:, faces].reshape(-1, 4)[sel]
         fz = z_cam[:, faces].reshape(-1, 4)[sel]
+        ci = _BOX["colour"][kind].reshape(-1)[sel]
         ahead = (fz >= self.spec.near_m).any(axis=1)
-        colours = style.face_colours
-        ci = box["colour"][kind].reshape(-1)[sel]
         if not ahead.all():
-            fx, fy, fz, ci = fx[ahead], fy[ahead], fz[ahead], ci[ahead]
-        return fx, fy, fz, [colours[i] for i in ci.tolist()]
+            fxy, fz, ci = fxy[ahead], fz[ahead], ci[ahead]
+        colours = style.face_colours
+        return fxy, fz, [colours[i] for i in ci.tolist()]
 
     # ------------------------------------------------------------------ bev
     def _bev_scale(self) -> tuple[float, float, float, float]:

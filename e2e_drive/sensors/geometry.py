@@ -52,14 +52,14 @@ class QuadSet:
     line_start: np.ndarray  # (N, 2) centre-line segment (markings; road: unused)
     line_end: np.ndarray    # (N, 2)
 
-    @property
-    def segments4(self) -> np.ndarray:
-        """Centre-line segments as degenerate quads (N, 4, 2) [start, end, end, start], cached."""
-        seg = self.__dict__.get("_segments4")
-        if seg is None:
-            seg = np.ascontiguousarray(np.stack([self.line_start, self.line_end, self.line_end, self.line_start], 1))
-            self.__dict__["_segments4"] = seg
-        return seg
+    def __post_init__(self) -> None:
+        # the same points as complex numbers x + iy: one multiplication rotates them
+        self.quads_c = self.quads[..., 0] + 1j * self.quads[..., 1]                 # (N, 4)
+        self.centres_c = self.centres[:, 0] + 1j * self.centres[:, 1]               # (N,)
+        start = self.line_start[:, 0] + 1j * self.line_start[:, 1]
+        end = self.line_end[:, 0] + 1j * self.line_end[:, 1]
+        # centre-line segments as degenerate quads [start, end, end, start]
+        self.segments_c = np.stack([start, end, end, start], axis=1)               # (N, 4)
 
     @classmethod
     def build(cls, parts: list[tuple[np.ndarray, int, int, np.ndarray | None]]) -> "QuadSet":
@@ -90,6 +90,7 @@ class QuadGrid:
         self.cell_m = cell_m
         self.cells: dict[tuple[int, int], np.ndarray] = {}
         self._mask = np.zeros(len(quads), bool)
+        self._recent: dict[tuple[int, int, int, int], np.ndarray] = {}
         if not len(quads):
             return
         # cells of the quad's bounding box (pieces are at most one cell long, so at most 2 x 2
@@ -113,6 +114,15 @@ class QuadGrid:
         c = self.cell_m
         i0, i1 = int(math.floor(x0 / c)), int(math.floor(x1 / c))
         j0, j1 = int(math.floor(y0 / c)), int(math.floor(y1 / c))
+        key = (i0, i1, j0, j1)
+        out = self._recent.get(key)   # consecutive frames mostly need the same cells
+        if out is None:
+            if len(self._recent) >= 32:
+                self._recent.clear()
+            out = self._recent[key] = self._query(i0, i1, j0, j1)
+        return out
+
+    def _query(self, i0: int, i1: int, j0: int, j1: int) -> np.ndarray:
         cells = self.cells
         parts = [cells[(i, j)] for i in range(i0, i1 + 1) for j in range(j0, j1 + 1) if (i, j) in cells]
         if not parts:
