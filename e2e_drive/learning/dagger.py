@@ -1,0 +1,74 @@
+"""DAgger (Ross, Gordon and Bagnell 2011): the learner drives, the expert labels what it visits.
+
+    e2e-drive dagger --agent agents/e2e.toml --env envs/highway.toml --rounds 3 \
+        --episodes-per-round 10 --data data/highway --out runs/dagger [--init runs/bc/model.pt]
+
+Round 0: the initial policy, ``--init`` or behaviour cloning on ``--data`` (``[params.train]``).
+Round i = 1..K: collect M episodes in which each step executes the expert's action with
+probability beta_i = beta_start * beta_decay^(i-1) and the learner's otherwise (the expert
+labels every step either way), write them under ``<data>/dagger/round_<i>/``, and fine-tune
+the previous weights on all the data so far (aggregation) for ``epochs_per_round`` epochs.
+Every round is kept under ``<out>/round_<i>/``; re-running resumes at the first unfinished
+round (collection and training resume too). ``<out>/model.pt`` is the last round's policy.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+from e2e_drive.learning.checkpoints import card_path
+from e2e_drive.learning.collect import collect
+from e2e_drive.learning.config import AgentTables
+from e2e_drive.learning.train import train
+
+#: DAgger episodes use seeds from here on (expert data uses 0..), so they never repeat an expert episode.
+DAGGER_SEED_BASE = 100_000
+
+
+def dagger(tables: AgentTables, env_file: str | None, expert_file: str, rounds: int, episodes_per_round: int,
+           data: str | Path, out: str | Path, *, mode: str = "end2end", seed: int = 0, workers: int = 1,
+           init_checkpoint: str | Path | None = None, overrides: dict[str, Any] | None = None,
+           command: str | None = None, progress: bool = True) -> dict[str, Any]:
+    """Run DAgger; return the final model card (see the module docstring)."""
+    data, out = Path(data), Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if init_checkpoint is None:
+        round0 = out / "round_0"
+        if not (round0 / "model.pt").exists():
+            train(tables.model, tables.train, [data], round0, mode=mode, seed=seed, command=command, progress=progress)
+        current = round0 / "model.pt"
+    else:
+        current = Path(init_checkpoint)
+    history = []
+    fine_tune = dataclasses.replace(tables.train, epochs=tables.dagger.epochs_per_round)
+    for i in range(1, rounds + 1):
+        beta = tables.dagger.beta(i)
+        round_dir = out / f"round_{i}"
+        round_data = data / "dagger" / f"round_{i}"
+        report = collect(env_file, expert_file, episodes_per_round, round_data, workers=workers,
+                         seed=DAGGER_SEED_BASE + (i - 1) * episodes_per_round,
+                         recovery_share=tables.dagger.recovery_share, overrides=overrides, prefix=f"dagger_r{i}_",
+                         learner_checkpoint=current, beta=beta, progress=progress,
+                         extra_meta={"dagger_round": i})
+        learner_steps = sum(w.get("steps", 0) for w in report.written)
+        print(f"dagger round {i}/{rounds}: beta {beta:.3f}, {len(report.written)} episodes collected "
+              f"({len(report.skipped)} already there)", file=sys.stderr)
+        if not (round_dir / "model.pt").exists():
+            train(tables.model, fine_tune, [data], round_dir, mode=mode, seed=seed + i, command=command,
+                  init_checkpoint=current, progress=progress,
+                  extra_card={"dagger": {"round": i, "beta": beta, "learner_checkpoint": str(current)}})
+        history.append({"round": i, "beta": beta, "episodes": episodes_per_round, "steps_collected": learner_steps})
+        current = round_dir / "model.pt"
+    shutil.copyfile(current, out / "model.pt")
+    card = json.loads(card_path(current).read_text())
+    card["dagger"] = {"rounds": rounds, "episodes_per_round": episodes_per_round,
+                      "config": dataclasses.asdict(tables.dagger), "history": history,
+                      "init_checkpoint": None if init_checkpoint is None else str(init_checkpoint)}
+    card["checkpoint"] = "model.pt"
+    (out / "model.json").write_text(json.dumps(card, indent=2, default=str) + "\n")
+    return card
