@@ -781,28 +781,38 @@ def _run_ray(jobs: Sequence[EpisodeJob], address: str | None, workers: int | Non
         import ray
     except ImportError:
         raise ConfigError("--backend ray needs Ray, an optional extra: pip install e2e-drive[ray]") from None
-    if not ray.is_initialized():
+    started = not ray.is_initialized()
+    if started:
         kwargs: dict[str, Any] = {"address": address, "ignore_reinit_error": True, "log_to_driver": False}
         if address is None:  # a local cluster: let its workers import what this process imports
             kwargs["runtime_env"] = {"env_vars": {"PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}}
             if workers:
                 kwargs["num_cpus"] = workers
-        ray.init(**kwargs)
-    remote = ray.remote(num_cpus=1, max_retries=0)(_run_job)
-    todo = deque(jobs)
-    limit = 2 * max(1, int(ray.cluster_resources().get("CPU", workers or 1)))
-    pending: dict[Any, EpisodeJob] = {}
-    while todo or pending:
-        while todo and len(pending) < limit:
-            job = todo.popleft()
-            pending[remote.remote(job)] = job
-        ready, _ = ray.wait(list(pending), num_returns=1)
-        for ref in ready:
-            job = pending.pop(ref)
-            try:
-                on_result(ray.get(ref))
-            except ray.exceptions.RayError as exc:
-                on_result(_died_line(job, f"Ray task failed: {type(exc).__name__}: {str(exc).splitlines()[0]}"))
+        try:
+            ray.init(**kwargs)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            raise ConfigError(f"--backend ray: cannot start or reach a Ray cluster"
+                              f"{f' at {address}' if address else ''}: {str(exc).splitlines()[0]}") from None
+    try:
+        remote = ray.remote(num_cpus=1, max_retries=0)(_run_job)
+        todo = deque(jobs)
+        limit = 2 * max(1, int(ray.cluster_resources().get("CPU", workers or 1)))
+        pending: dict[Any, EpisodeJob] = {}
+        while todo or pending:
+            while todo and len(pending) < limit:
+                job = todo.popleft()
+                pending[remote.remote(job)] = job
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            for ref in ready:
+                job = pending.pop(ref)
+                try:
+                    line = ray.get(ref)
+                except ray.exceptions.RayError as exc:
+                    line = _died_line(job, f"Ray task failed: {type(exc).__name__}: {str(exc).splitlines()[0]}")
+                on_result(line)
+    finally:
+        if started:
+            ray.shutdown()
 
 
 # ============================================================================ evaluate
@@ -828,6 +838,8 @@ def evaluate(envs: Sequence[str | Path], agents: Sequence[str], episodes: int, s
         raise ConfigError(f"--backend {backend!r}: expected one of {', '.join(sorted(backends))}")
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
         raise ConfigError(f"--workers {workers!r}: expected a positive integer")
+    if address is not None and backend != "ray":
+        raise ConfigError(f"--address {address!r} is for --backend ray (this run uses --backend {backend})")
     if backend == "ray":
         try:
             import ray  # noqa: F401
