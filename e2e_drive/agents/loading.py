@@ -32,6 +32,7 @@ AGENT_TYPES: dict[str, str] = {
     "modular": "e2e_drive.agents.modular.stack:ModularAgent",
     "expert": "e2e_drive.agents.expert:ExpertAgent",
     "safety_filter": "e2e_drive.agents.safety_filter:SafetyFilter",
+    "e2e": "e2e_drive.agents.e2e_agent:E2EAgent",
 }
 
 _FILE_KEYS = ("type", "class", "params")
