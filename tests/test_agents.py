@@ -384,3 +384,9 @@ def test_safety_filter_loads_from_an_agent_file(user_module):
     path.write_text('type = "safety_filter"\n[params]\nttc_threshold_s = 1.5\n')
     with pytest.raises(ConfigError, match="exactly one of agent, agent_file, agent_class"):
         load_agent(path)
+    path.write_text('type = "safety_filter"\n[params]\nagent = "expert"\n')
+    with pytest.raises(ConfigError, match="params.agent = 'expert': expected an agent object"):
+        load_agent(path)
+    (user_module / "inner.toml").write_text('type = "expert"\n')
+    path.write_text('type = "safety_filter"\n[params]\nagent_file = "inner.toml"\n')
+    assert load_agent(path).needs.is_reference  # agent_file resolves next to the filter's file

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from e2e_drive.agents.base import AgentNeeds, StageTimer, agent_needs, agent_timings_ms, call_act
+from e2e_drive.agents.base import AgentNeeds, StageTimer, agent_needs, agent_timings_ms, call_act, is_agent
 from e2e_drive.agents.loading import build, load_agent, load_agent_file
 from e2e_drive.agents.modular.control import to_unit
 from e2e_drive.agents.modular.interfaces import PerceivedVehicle, PerceptionOutput
@@ -78,6 +78,9 @@ class SafetyFilter:
             raise ConfigError("params: give exactly one of agent, agent_file, agent_class for the wrapped agent")
         if agent_params and agent_class is None:
             raise ConfigError("params.agent_params: only used with agent_class")
+        if agent is not None and not is_agent(agent):
+            raise ConfigError(f"params.agent = {agent!r}: expected an agent object (in a file: agent_file or "
+                              "agent_class)")
         if agent_file is not None:
             agent = load_agent_file(agent_file)
         elif agent_class is not None:

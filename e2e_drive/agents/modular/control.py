@@ -119,6 +119,8 @@ class PurePursuitController:
         if self.curvature_feedforward:
             curvature += self.feedforward_curvature(p, ell)
         steering = steering_for_curvature(curvature, self.vehicle_length_m)
+        if not p.lane_valid and self._last_steering_rad is not None:
+            steering = self._last_steering_rad  # lane not seen this step: hold the wheel
         if self._last_steering_rad is not None and dt_s > 0:
             max_step = self.max_steering_rate_radps * dt_s
             steering = float(np.clip(steering, self._last_steering_rad - max_step, self._last_steering_rad + max_step))

@@ -89,6 +89,8 @@ class RulePlanner:
       min_front_gap_m / min_rear_gap_m: hard gap floors in the target lane (bumper to bumper).
       min_front_ttc_s / min_rear_ttc_s: time-to-collision floors in the target lane.
       keep_right_bias_mps2: small extra gain for moving right (0 = symmetric passing).
+      lane_speed_gain_per_s: extra MOBIL gain per m/s that the target lane flows faster
+          (its lead's speed, or the target speed when free within lane_flow_range_m).
       path_horizon_s: how far ahead (in time at the current speed) the path reaches.
       emergency_ttc_s: below this time to collision with the lead, brake at the maximum.
       max_braking_mps2: the strongest braking the planner asks for (positive number).
@@ -112,6 +114,8 @@ class RulePlanner:
         min_front_ttc_s: float = 5.0,
         min_rear_ttc_s: float = 5.0,
         keep_right_bias_mps2: float = 0.0,
+        lane_speed_gain_per_s: float = 0.15,
+        lane_flow_range_m: float = 80.0,
         path_horizon_s: float = 3.0,
         emergency_ttc_s: float = 1.5,
         max_braking_mps2: float = 5.0,
@@ -136,6 +140,8 @@ class RulePlanner:
         self.min_front_ttc_s = float(min_front_ttc_s)
         self.min_rear_ttc_s = float(min_rear_ttc_s)
         self.keep_right_bias_mps2 = float(keep_right_bias_mps2)
+        self.lane_speed_gain_per_s = float(lane_speed_gain_per_s)
+        self.lane_flow_range_m = float(lane_flow_range_m)
         self.path_horizon_s = float(path_horizon_s)
         self.emergency_ttc_s = float(emergency_ttc_s)
         self.max_braking_mps2 = float(max_braking_mps2)
@@ -268,6 +274,12 @@ class RulePlanner:
         lead_new, follower_new = self._lead_and_follower(p, delta)
         a_there = self._idm(p, v0, lead_new)
         gain = a_there - a_here
+        if self.lane_speed_gain_per_s > 0.0:
+            # IDM alone sees no gain between two lanes that both follow someone; also value how
+            # fast each lane flows (its lead's speed, or the target speed when free within range)
+            lead_here, _ = self._lead_and_follower(p, 0)
+            gain += self.lane_speed_gain_per_s * (self._lane_flow_mps(p, lead_new, v0)
+                                                  - self._lane_flow_mps(p, lead_here, v0))
         if self.politeness > 0.0 and follower_new is not None:
             # braking the new follower would have to do behind the ego (only the change counts)
             before = (self._follower_acceleration(p, follower_new, lead_new.gap_m - follower_new.gap_m + 5.0,
@@ -278,6 +290,11 @@ class RulePlanner:
         if delta > 0:
             gain += self.keep_right_bias_mps2
         return gain
+
+    def _lane_flow_mps(self, p: PerceptionOutput, lead: PerceivedVehicle | None, v0: float) -> float:
+        if lead is None or lead.gap_m > self.lane_flow_range_m:
+            return v0
+        return min(v0, max(p.ego_speed_mps + lead.relative_speed_mps, 0.0))
 
     def _start_lane_change(self, y: float, lane_centre: float, delta: int, w: float, duration_s: float) -> None:
         self._lc_active = True
