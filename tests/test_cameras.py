@@ -329,3 +329,33 @@ def test_from_dict_rejects_unknown_keys_and_names_the_source():
     with pytest.raises(ConfigError, match="envs/x.toml.*'fov'.*fov_deg"):
         CameraSpec.from_dict({"fov": 60}, source="envs/x.toml: cameras.front")
     assert CameraSpec.from_dict({"kind": "bev", "width_px": 64}).width_px == 64
+
+
+def test_near_plane_clipping_matches_a_full_polygon_clip():
+    """Quads cut by the near plane in every way (1, 2 or 3 corners behind) fill the same
+    pixels as a full Sutherland-Hodgman clip of each quad."""
+    import cv2
+
+    cam = Camera(SPEC.replace(fov_deg=100.0))
+    rng = np.random.default_rng(0)
+    seen_counts = set()
+    for _ in range(400):
+        # a random planar convex quad (a parallelogram) around the camera, in camera coordinates
+        centre = rng.uniform([-3.0, -1.5, -1.0], [3.0, 1.5, 2.0])
+        u, v = rng.normal(size=3), rng.normal(size=3)
+        corners = centre + np.array([u + v, u - v, -u - v, -u + v]) * rng.uniform(0.3, 2.0)
+        x, y, z = corners[:, 0][None], corners[:, 1][None], corners[:, 2][None]
+        inside = z >= cam.spec.near_m
+        if inside.all() or not inside.any():
+            continue
+        seen_counts.add(int(inside.sum()))
+        polys, clipped = cam._project_polys(x + 1j * y, z.copy())
+        fast = np.zeros((66, 200), np.uint8)
+        cv2.fillPoly(fast, polys, 255, cv2.LINE_8, 4)
+        if clipped:
+            cv2.fillPoly(fast, list(clipped.values()), 255, cv2.LINE_8, 4)
+        full = np.zeros((66, 200), np.uint8)
+        cv2.fillPoly(full, cam._clip(x, y, z, cam.spec.near_m), 255, cv2.LINE_8, 4)
+        differ = np.count_nonzero(fast != full)
+        assert differ <= 2, differ   # fixed-point rounding of the cut points at most
+    assert seen_counts == {1, 2, 3}

@@ -171,11 +171,10 @@ def _background(spec: CameraSpec, p: Mapping[str, Any]) -> np.ndarray:
     return img
 
 
-def _chains(segments: np.ndarray, idx: np.ndarray) -> list[np.ndarray]:
-    """Join segments (S, >=2, 2) into polylines where one starts where the previous one ends
-    (consecutive pieces of one lane side: consecutive quad indices, touching ends)."""
-    apart = np.abs(segments[1:, 0] - segments[:-1, 1]).max(axis=1) > 2
-    cuts = np.flatnonzero((np.diff(idx) != 1) | apart) + 1
+def _chains(segments: np.ndarray, idx: np.ndarray, cont: np.ndarray) -> list[np.ndarray]:
+    """Join segments (S, >=2, 2) of quads idx into polylines where quad idx[k + 1] carries on
+    quad idx[k]'s centre line (cont: per-quad flag of the road geometry)."""
+    cuts = np.flatnonzero((np.diff(idx) != 1) | ~cont[idx[:-1]]) + 1
     edges = [0, *cuts.tolist(), len(idx)]
     return [np.concatenate([segments[a:b, 0], segments[b - 1:b, 1]]) for a, b in zip(edges[:-1], edges[1:])]
 
@@ -284,16 +283,17 @@ class Camera:
         for a, b in _batches(gbatch):
             colour = style.road if gbatch[a] < MARKING_BATCH0 else style.marking
             cv2.fillPoly(img, polys[a:b], colour, cv2.LINE_8, SHIFT)
-            for i in clipped:
-                if a <= i < b:
-                    cv2.fillConvexPoly(img, clipped[i], colour, cv2.LINE_8, SHIFT)
+            if clipped:
+                extra = [clipped[i] for i in clipped if a <= i < b]
+                if extra:
+                    cv2.fillPoly(img, extra, colour, cv2.LINE_8, SHIFT)
         # far markings: one-pixel lines (dashes blend into a dimmer line, as in a real image)
         n_quads = len(gbatch)
         if n_far_dash:
-            cv2.polylines(img, _chains(polys[n_quads:n_quads + n_far_dash], far_idx[:n_far_dash]), False,
+            cv2.polylines(img, _chains(polys[n_quads:n_quads + n_far_dash], far_idx[:n_far_dash], geo.ground.cont), False,
                           style.marking_far, 1, cv2.LINE_8, SHIFT)
         if n_far_line:
-            cv2.polylines(img, _chains(polys[n_quads + n_far_dash:n_ground], far_idx[n_far_dash:]), False,
+            cv2.polylines(img, _chains(polys[n_quads + n_far_dash:n_ground], far_idx[n_far_dash:], geo.ground.cont), False,
                           style.marking, 1, cv2.LINE_8, SHIFT)
         if len(fcol):
             # faces far away or seen edge-on that would cover under a pixel are skipped
@@ -360,23 +360,49 @@ class Camera:
         return xy, z_cam, qs.batch[idx_q], len(idx_d), len(idx_l), np.concatenate([idx_d, idx_l])
 
     def _project_polys(self, xy: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, dict[int, np.ndarray]]:
-        """Project camera-frame polygons (M, K) (xy = x + iy, depth z) to fixed-point pixels (M, K, 2).
+        """Project camera-frame quads (M, 4) (xy = x + iy, depth z) to fixed-point pixels (M, 4, 2).
 
-        Polygons wholly in front of the near plane are projected directly. The few that
-        cross it are clipped (see _clip) and returned separately as {row: (2K, 2) polygon};
-        their row in the main array is moved off-screen so that it draws nothing.
+        A convex quad cut by the near plane with two or three corners behind it stays a quad
+        (or a triangle with a repeated corner) once clipped: each corner behind the plane
+        slides along its edge to the corner in front (a corner with no neighbour in front
+        takes its predecessor's new place). Only a quad with a single corner behind needs a
+        fifth corner: those rare ones are clipped in full (see _clip) and returned separately
+        as {row: (8, 2) polygon}, their row in the main array moved off-screen.
         """
         near = self.spec.near_m
+        inside = z >= near
+        full = inside.all(axis=1)
+        clipped: dict[int, np.ndarray] = {}
+        if not full.all():
+            rows = np.flatnonzero(~full)
+            ins = inside[rows]
+            sub_xy, sub_z = xy[rows], z[rows]
+            n_in = ins.sum(axis=1)
+            ins_next, ins_prev = ins[:, _NEXT[4]], ins[:, _PREV[4]]
+            target = np.where(ins_next, _NEXT[4], _PREV[4])
+            z_t = np.take_along_axis(sub_z, target, axis=1)
+            xy_t = np.take_along_axis(sub_xy, target, axis=1)
+            dz = z_t - sub_z
+            t = (near - sub_z) / np.where(dz == 0, 1.0, dz)
+            slide = ~ins & (ins_next | ins_prev)
+            new_xy = np.where(slide, sub_xy + t * (xy_t - sub_xy), sub_xy)
+            lonely = ~ins & ~ins_next & ~ins_prev
+            if lonely.any():
+                new_xy = np.where(lonely, new_xy[:, _PREV[4]], new_xy)
+            xy = xy.copy()
+            z = z.copy()
+            xy[rows] = new_xy
+            z[rows] = np.where(ins, sub_z, near)
+            five = n_in == 3
+            if five.any():
+                r5 = rows[five]
+                sub = sub_xy[five]
+                clipped = dict(zip(r5.tolist(), self._clip(sub.real, sub.imag, sub_z[five], near)))
         pix = xy / np.maximum(z, near) * (self._focal * SCALE) + self._centre16
         polys = np.rint(pix.view(np.float64)).astype(np.int32).reshape(xy.shape + (2,))
-        full = (z >= near).all(axis=1)
-        if full.all():
-            return polys, {}
-        rows = np.flatnonzero(~full)
-        sub = xy[rows]
-        clipped = self._clip(sub.real, sub.imag, z[rows], near)
-        polys[rows] = _OFFSCREEN
-        return polys, dict(zip(rows.tolist(), clipped))
+        if clipped:
+            polys[list(clipped)] = _OFFSCREEN
+        return polys, clipped
 
     def _clip(self, x: np.ndarray, y: np.ndarray, z: np.ndarray, near: float) -> np.ndarray:
         """Clip polygons (M, K) to depth >= near and project: (M, 2K, 2) fixed-point pixels.

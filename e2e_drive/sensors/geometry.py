@@ -51,6 +51,7 @@ class QuadSet:
     kind: np.ndarray        # (N,) int8: ROAD, DASH or LINE
     line_start: np.ndarray  # (N, 2) centre-line segment (markings; road: unused)
     line_end: np.ndarray    # (N, 2)
+    cont: np.ndarray        # (N,) bool: quad i + 1 continues quad i's centre line
 
     def __post_init__(self) -> None:
         # the same points as complex numbers x + iy: one multiplication rotates them
@@ -67,20 +68,23 @@ class QuadSet:
         parts = [p for p in parts if len(p[0])]
         if not parts:
             z2 = np.zeros((0, 2))
-            return cls(np.zeros((0, 4, 2)), z2, np.zeros(0), np.zeros(0, np.int64), np.zeros(0, np.int8), z2, z2)
+            return cls(np.zeros((0, 4, 2)), z2, np.zeros(0), np.zeros(0, np.int64), np.zeros(0, np.int8), z2, z2,
+                       np.zeros(0, bool))
         q = np.concatenate([p[0] for p in parts]).astype(np.float64)
         batch = np.concatenate([np.full(len(p[0]), p[1], np.int64) for p in parts])
         kind = np.concatenate([np.full(len(p[0]), p[2], np.int8) for p in parts])
         start = (q[:, 0] + q[:, 3]) / 2.0
         end = np.concatenate([(p[0][:, 1] + p[0][:, 2]) / 2.0 if p[3] is None else p[3] for p in parts])
+        # cont[i]: quad i + 1 carries on quad i's centre line (next piece of the same lane side)
+        cont = np.concatenate([np.arange(len(p[0])) < len(p[0]) - 1 for p in parts]) & (kind != ROAD)
         order = np.argsort(batch, kind="stable")
-        q, batch, kind, start, end = q[order], batch[order], kind[order], start[order], end[order]
+        q, batch, kind, start, end, cont = q[order], batch[order], kind[order], start[order], end[order], cont[order]
         centres = q.mean(axis=1)
         radii = np.sqrt(((q - centres[:, None, :]) ** 2).sum(axis=2)).max(axis=1)
         # the centre-line segment must fit in the bounding circle too
         for pts in (start, end):
             radii = np.maximum(radii, np.hypot(*(pts - centres).T))
-        return cls(np.ascontiguousarray(q), centres, radii, batch, kind, start, end)
+        return cls(np.ascontiguousarray(q), centres, radii, batch, kind, start, end, cont)
 
 
 class QuadGrid:
