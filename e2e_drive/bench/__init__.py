@@ -18,6 +18,7 @@ PARTS: dict[str, str] = {
     "cameras": "e2e_drive.bench.cameras:bench_and_format",
     "env": "e2e_drive.bench.env_steps:bench_and_format",
     "traffic": "e2e_drive.bench.traffic:bench_and_format",
+    "learning": "e2e_drive.bench.learning:bench_and_format",
     "eval": "e2e_drive.bench.eval_speed:bench_and_format",
 }
 

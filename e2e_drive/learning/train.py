@@ -227,7 +227,7 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, data: Sequence[str | Path], 
         stage_start = 0 if stage != 2 else stage1_epochs
         train_set.set_epoch(epoch)
         bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{cfg.epochs}" + (f" stage {stage}" if stage else ""),
-                   unit="batch", disable=not progress, file=sys.stderr, leave=False)
+                   unit="batch", disable=not progress, file=sys.stderr, leave=False, mininterval=1.0)
         t_epoch, epoch_samples, steps_this_epoch = time.perf_counter(), 0, 0
         for batch in bar:
             # cosine learning rate over the stage, per step (the epoch length is only known after one pass)
@@ -247,7 +247,7 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, data: Sequence[str | Path], 
             samples_seen += b
             epoch_samples += b
             rate = epoch_samples / max(time.perf_counter() - t_epoch, 1e-9)
-            bar.set_postfix(loss=f"{loss.item():.4f}", samples_per_s=f"{rate:.0f}")
+            bar.set_postfix(loss=f"{loss.item():.4f}", samples_per_s=f"{rate:.0f}", refresh=False)
             if global_step % cfg.log_every_steps == 0:
                 log.write({"phase": "train", "epoch": epoch + 1, "stage": stage, "step": global_step,
                            "samples": samples_seen, "loss": loss.item(), "action_loss": parts["action"].item(),
