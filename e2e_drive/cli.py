@@ -72,9 +72,14 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from e2e_drive.bench import run_bench
+    from e2e_drive.bench import run_bench, update_readme
 
-    print(run_bench(parts=args.only, quick=args.quick))
+    report = run_bench(parts=args.only, quick=args.quick)
+    print(report)
+    if args.readme:
+        update_readme(args.readme, report, "e2e-drive bench" + (" --quick" if args.quick else "")
+                      + (f" --only {' '.join(args.only)}" if args.only else ""))
+        print(f"README speed figures updated: {Path(args.readme).resolve()}")
     return 0
 
 
@@ -114,6 +119,8 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
                                    "the figures with ratios against references measured in the same run.")
     p.add_argument("--only", nargs="*", default=None, help="parts to run (default: all); see the list printed")
     p.add_argument("--quick", action="store_true", help="fewer repetitions (noisier figures)")
+    p.add_argument("--readme", default=None, metavar="README.md",
+                   help="also write the figures between the README's bench-results markers")
     p.set_defaults(func=_cmd_bench)
 
 
