@@ -101,8 +101,8 @@ def _action_sequence(env: gym.Env, seed: int, steps: int, mode: str) -> list[Any
     low, high = space.low, space.high
     if mode in ("faster", "idle"):
         a = np.zeros(space.shape, dtype=space.dtype)
-        if mode == "faster":
-            a[0] = high[0]
+        if mode == "faster" and getattr(env.unwrapped.action_type, "longitudinal", True):
+            a[0] = high[0]  # full throttle (steering-only action spaces stay at zero)
         return [a.copy() for _ in range(steps)]
     scale = np.array([1.0] + [0.1] * (space.shape[0] - 1), dtype=space.dtype)
     return [rng.uniform(low, high).astype(space.dtype) * scale for _ in range(steps)]
