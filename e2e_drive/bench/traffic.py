@@ -17,7 +17,6 @@ import time
 import warnings
 from typing import Any
 
-import numpy as np
 
 VEHICLE_COUNTS = (25, 50, 100, 200)
 
