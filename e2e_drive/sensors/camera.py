@@ -171,12 +171,18 @@ def _background(spec: CameraSpec, p: Mapping[str, Any]) -> np.ndarray:
     return img
 
 
-def _chains(segments: np.ndarray, idx: np.ndarray, cont: np.ndarray) -> list[np.ndarray]:
+def _chains(segments: np.ndarray, idx: np.ndarray, cont: np.ndarray, split: int) -> tuple[list, list]:
     """Join segments (S, >=2, 2) of quads idx into polylines where quad idx[k + 1] carries on
-    quad idx[k]'s centre line (cont: per-quad flag of the road geometry)."""
+    quad idx[k]'s centre line (cont: per-quad flag of the road geometry). Returns the
+    polylines of segments before ``split`` and those from ``split`` on (a lane side is
+    either all dashes or all line, so no polyline straddles the split)."""
     cuts = np.flatnonzero((np.diff(idx) != 1) | ~cont[idx[:-1]]) + 1
     edges = [0, *cuts.tolist(), len(idx)]
-    return [np.concatenate([segments[a:b, 0], segments[b - 1:b, 1]]) for a, b in zip(edges[:-1], edges[1:])]
+    first: list[np.ndarray] = []
+    second: list[np.ndarray] = []
+    for a, b in zip(edges[:-1], edges[1:]):
+        (first if a < split else second).append(np.concatenate([segments[a:b, 0], segments[b - 1:b, 1]]))
+    return first, second
 
 
 def _batches(batch_ids: np.ndarray) -> list[tuple[int, int]]:
@@ -289,12 +295,12 @@ class Camera:
                     cv2.fillPoly(img, extra, colour, cv2.LINE_8, SHIFT)
         # far markings: one-pixel lines (dashes blend into a dimmer line, as in a real image)
         n_quads = len(gbatch)
-        if n_far_dash:
-            cv2.polylines(img, _chains(polys[n_quads:n_quads + n_far_dash], far_idx[:n_far_dash], geo.ground.cont), False,
-                          style.marking_far, 1, cv2.LINE_8, SHIFT)
-        if n_far_line:
-            cv2.polylines(img, _chains(polys[n_quads + n_far_dash:n_ground], far_idx[n_far_dash:], geo.ground.cont), False,
-                          style.marking, 1, cv2.LINE_8, SHIFT)
+        if n_far_dash or n_far_line:
+            dashed, solid = _chains(polys[n_quads:n_ground], far_idx, geo.ground.cont, n_far_dash)
+            if dashed:
+                cv2.polylines(img, dashed, False, style.marking_far, 1, cv2.LINE_8, SHIFT)
+            if solid:
+                cv2.polylines(img, solid, False, style.marking, 1, cv2.LINE_8, SHIFT)
         if len(fcol):
             # faces far away or seen edge-on that would cover under a pixel are skipped
             fp = polys[n_ground:]
@@ -444,11 +450,15 @@ class Camera:
                 continue
             pos = np.concatenate([v.position for v in items]).reshape(-1, 2)
             near = np.flatnonzero(np.abs(pos[:, 0] - cam_x) + np.abs(pos[:, 1] - cam_y) < reach_m * 1.415 + 10.0)
-            chosen = [i for i in near.tolist() if items[i] is not ego and _is_solid(items[i])]
+            if kind == 0.0:
+                chosen = [i for i in near.tolist() if items[i] is not ego]
+            else:
+                chosen = [i for i in near.tolist() if _is_solid(items[i])]
             if not chosen:
                 continue
-            rows = [(items[i].heading, items[i].LENGTH, items[i].WIDTH, kind, items[i].diagonal / 2) for i in chosen]
-            out.append(np.column_stack([pos[chosen], np.array(rows, dtype=np.float64)]))
+            rows = np.array([(items[i].heading, items[i].LENGTH, items[i].WIDTH) for i in chosen], dtype=np.float64)
+            radius = 0.5 * np.hypot(rows[:, 1], rows[:, 2])
+            out.append(np.column_stack([pos[chosen], rows, np.full(len(chosen), kind), radius]))
         if not out:
             return np.zeros((0, 7))
         return out[0] if len(out) == 1 else np.concatenate(out)
