@@ -2,10 +2,16 @@
 
 ``Camera(spec).render(road, ego)`` returns a uint8 frame (H, W, 3) RGB or (H, W, 1) gray.
 numpy computes, OpenCV draws. The road network is sampled once (see geometry.py); per frame
-the camera culls quads by distance and field of view, transforms them in one vectorised
-step, clips them against the near plane and fills them with a few cv2.fillPoly calls.
-Vehicles and obstacles are solid boxes (a body and, for vehicles, a glass cabin) whose
-visible faces are drawn far to near (painter's algorithm).
+the dashcam takes the quads of the grid cells its view covers, culls them by distance and
+field of view, transforms them in one vectorised step (points as complex numbers), clips
+them against the near plane and fills them with a few cv2.fillPoly calls (one per batch of
+non-overlapping quads). Lane markings are ground quads near the camera and, beyond the
+distance where a dash period spans under two rows (or a line under ~1 px), one-pixel
+polylines: a far dashed line is drawn in a dimmer colour (dash and gap averaged), a
+continuous one in the marking colour. Vehicles and obstacles are solid boxes (a body and,
+for vehicles, a glass cabin) whose camera-facing faces are drawn far to near (painter's
+algorithm); faces under half a pixel are skipped. The bird's-eye view fills the same quads
+in the ego frame (ego fixed, heading up).
 """
 
 from __future__ import annotations
