@@ -47,7 +47,7 @@ class IDMParams:
 
     acceleration_max_mps2: float = 2.5
     deceleration_comfort_mps2: float = 3.0
-    time_headway_s: float = 1.2
+    time_headway_s: float = 1.0
     min_gap_m: float = 4.0
     delta: float = 4.0
 
@@ -105,16 +105,16 @@ class RulePlanner:
         cruise_speed_mps: float = 30.0,
         max_lateral_acceleration_mps2: float = 4.0,
         lane_change_duration_s: float = 3.0,
-        min_time_between_lane_changes_s: float = 3.0,
-        lane_change_gain_mps2: float = 0.3,
+        min_time_between_lane_changes_s: float = 2.0,
+        lane_change_gain_mps2: float = 0.2,
         politeness: float = 0.1,
         max_imposed_braking_mps2: float = 1.5,
         min_front_gap_m: float = 10.0,
         min_rear_gap_m: float = 8.0,
-        min_front_ttc_s: float = 5.0,
-        min_rear_ttc_s: float = 5.0,
+        min_front_ttc_s: float = 4.0,
+        min_rear_ttc_s: float = 4.0,
         keep_right_bias_mps2: float = 0.0,
-        lane_speed_gain_per_s: float = 0.15,
+        lane_speed_gain_per_s: float = 0.3,
         lane_flow_range_m: float = 80.0,
         path_horizon_s: float = 3.0,
         emergency_ttc_s: float = 1.5,
@@ -124,7 +124,7 @@ class RulePlanner:
         crossing_horizon_s: float = 2.5,
         idm_acceleration_max_mps2: float = 2.5,
         idm_deceleration_comfort_mps2: float = 3.0,
-        idm_time_headway_s: float = 1.2,
+        idm_time_headway_s: float = 1.0,
         idm_min_gap_m: float = 4.0,
         idm_delta: float = 4.0,
     ) -> None:
