@@ -1,0 +1,159 @@
+"""Tracking of detected vehicles across frames: nearest-neighbour association + Kalman filters.
+
+Each track holds two constant-velocity Kalman filters in the lane frame: along the road
+(gap [m], relative speed [m/s]) and across it (lateral position on the road [m], lateral
+speed [m/s]). The lateral position is kept in a road-fixed coordinate (the ego lane
+centre's continuous coordinate plus the lateral offset from it), so it does not jump when
+the ego changes lane. The measurement noise along the road grows with the square of the
+distance (one pixel row is worth more metres far away).
+
+A track that leaves the field of view (close beside or behind the ego) is kept, predicted
+with its last relative speed, for ``coast_out_of_view_s``: the camera cannot see beside the
+car, the planner still has to know someone is there. A track not seen while it should be
+visible (occluded) is kept for ``coast_in_view_s``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class Detection:
+    """One vehicle seen in one frame, in the lane frame."""
+
+    gap_m: float              # bumper-to-bumper distance along the road (ahead positive)
+    lateral_road_m: float     # road-fixed lateral coordinate of its centre [m]
+    gap_sigma_m: float        # measurement std of the gap
+    lateral_sigma_m: float
+    box: tuple[int, int, int, int] = (0, 0, 0, 0)  # image box (u0, v0, u1, v1) for the debug view
+    near_edge: bool = False   # bottom edge at the image bottom: it is at most this far
+
+
+@dataclass
+class Track:
+    track_id: int
+    x: np.ndarray             # [gap, rel speed]
+    p: np.ndarray             # 2x2
+    y: np.ndarray             # [lateral_road, lateral speed]
+    q: np.ndarray
+    hits: int = 1
+    misses: int = 0
+    age_s: float = 0.0
+    unseen_s: float = 0.0
+    last: Detection | None = None
+    history: list = field(default_factory=list)
+
+
+def _predict(x: np.ndarray, p: np.ndarray, dt: float, accel_sigma: float) -> tuple[np.ndarray, np.ndarray]:
+    f = np.array([[1.0, dt], [0.0, 1.0]])
+    g = np.array([0.5 * dt * dt, dt])
+    return f @ x, f @ p @ f.T + np.outer(g, g) * accel_sigma**2
+
+
+def _update(x: np.ndarray, p: np.ndarray, z: float, sigma: float) -> tuple[np.ndarray, np.ndarray]:
+    s = p[0, 0] + sigma * sigma
+    k = p[:, 0] / s
+    innov = z - x[0]
+    x = x + k * innov
+    p = p - np.outer(k, p[0, :])
+    return x, p
+
+
+class Tracker:
+    """Greedy nearest-neighbour tracker with per-track Kalman filters.
+
+    gate_gap_sigmas / gate_gap_m: association gate along the road (sigmas of the predicted
+        gap plus a fixed margin); gate_lateral_m: across the road.
+    min_hits: a track is reported once it was seen this many times (or at once when closer
+        than ``report_at_once_m``).
+    """
+
+    def __init__(self, gate_gap_sigmas: float = 3.0, gate_gap_m: float = 4.0, gate_lateral_m: float = 1.8,
+                 accel_sigma_mps2: float = 3.0, lateral_accel_sigma_mps2: float = 1.5,
+                 initial_speed_sigma_mps: float = 8.0, min_hits: int = 2, report_at_once_m: float = 25.0,
+                 coast_in_view_s: float = 1.0, coast_out_of_view_s: float = 3.0,
+                 max_relative_speed_mps: float = 40.0) -> None:
+        self.gate_gap_sigmas = gate_gap_sigmas
+        self.gate_gap_m = gate_gap_m
+        self.gate_lateral_m = gate_lateral_m
+        self.accel_sigma = accel_sigma_mps2
+        self.lat_accel_sigma = lateral_accel_sigma_mps2
+        self.initial_speed_sigma = initial_speed_sigma_mps
+        self.min_hits = min_hits
+        self.report_at_once_m = report_at_once_m
+        self.coast_in_view_s = coast_in_view_s
+        self.coast_out_of_view_s = coast_out_of_view_s
+        self.max_relative_speed = max_relative_speed_mps
+        self.reset()
+
+    def reset(self) -> None:
+        self.tracks: list[Track] = []
+        self._next_id = 1
+
+    def step(self, detections: list[Detection], dt: float, in_view) -> list[Track]:
+        """Predict all tracks by ``dt``, associate ``detections``, update; return the live tracks.
+
+        in_view(gap_m, lateral_road_m) -> bool: whether a vehicle there would be visible.
+        """
+        for tr in self.tracks:
+            tr.x, tr.p = _predict(tr.x, tr.p, dt, self.accel_sigma)
+            tr.y, tr.q = _predict(tr.y, tr.q, dt, self.lat_accel_sigma)
+            tr.age_s += dt
+        # greedy association by normalised distance
+        pairs = []
+        for ti, tr in enumerate(self.tracks):
+            sg = float(np.sqrt(tr.p[0, 0]))
+            for di, det in enumerate(detections):
+                gate_g = self.gate_gap_sigmas * np.hypot(sg, det.gap_sigma_m) + self.gate_gap_m
+                dg = abs(det.gap_m - tr.x[0])
+                dl = abs(det.lateral_road_m - tr.y[0])
+                if dg < gate_g and dl < self.gate_lateral_m:
+                    pairs.append((dg / gate_g + dl / self.gate_lateral_m, ti, di))
+        pairs.sort()
+        used_t, used_d = set(), set()
+        for _, ti, di in pairs:
+            if ti in used_t or di in used_d:
+                continue
+            used_t.add(ti)
+            used_d.add(di)
+            tr, det = self.tracks[ti], detections[di]
+            tr.x, tr.p = _update(tr.x, tr.p, det.gap_m, det.gap_sigma_m)
+            tr.y, tr.q = _update(tr.y, tr.q, det.lateral_road_m, det.lateral_sigma_m)
+            tr.x[1] = float(np.clip(tr.x[1], -self.max_relative_speed, self.max_relative_speed))
+            tr.hits += 1
+            tr.misses = 0
+            tr.unseen_s = 0.0
+            tr.last = det
+        alive = []
+        for ti, tr in enumerate(self.tracks):
+            if ti not in used_t:
+                tr.misses += 1
+                tr.unseen_s += dt
+                tr.last = None
+                limit = self.coast_in_view_s if in_view(tr.x[0], tr.y[0]) else self.coast_out_of_view_s
+                if tr.unseen_s > limit or tr.hits < self.min_hits or tr.x[0] < -40.0:
+                    continue
+            alive.append(tr)
+        for di, det in enumerate(detections):
+            if di in used_d:
+                continue
+            tr = Track(
+                track_id=self._next_id,
+                x=np.array([det.gap_m, 0.0]),
+                p=np.diag([det.gap_sigma_m**2, self.initial_speed_sigma**2]),
+                y=np.array([det.lateral_road_m, 0.0]),
+                q=np.diag([det.lateral_sigma_m**2, 1.0]),
+                last=det,
+            )
+            self._next_id += 1
+            alive.append(tr)
+        self.tracks = alive
+        return [t for t in alive if t.hits >= self.min_hits or (t.last is not None and t.x[0] < self.report_at_once_m)]
+
+    def shift_lateral(self, delta_m: float) -> None:
+        """Shift every track's road-fixed lateral coordinate (the road frame was renumbered)."""
+        for tr in self.tracks:
+            tr.y = tr.y + np.array([delta_m, 0.0])
