@@ -28,6 +28,7 @@ from e2e_drive.agents.modular.interfaces import ControlOutput, PerceptionOutput,
 #: Stage name -> "package.module:Class" (imported lazily). Camera perception registers here.
 PERCEPTIONS: dict[str, str] = {
     "oracle": "e2e_drive.agents.modular.oracle:OraclePerception",
+    "camera": "e2e_drive.agents.modular.perception:CameraPerception",
 }
 PLANNERS: dict[str, str] = {
     "rule": "e2e_drive.agents.modular.planning:RulePlanner",
@@ -102,6 +103,12 @@ class ModularAgent:
     def timings_ms(self) -> dict[str, float]:
         """Mean wall time per call [ms] of perception, planning, control and their total."""
         return self._timer.means_ms()
+
+    def draw_debug(self, frame_rgb: np.ndarray) -> np.ndarray:
+        """What perception finds in ``frame_rgb`` and the last plan, drawn over it (the perception's
+        ``draw_debug``; the frame unchanged when the perception has none, e.g. the oracle)."""
+        draw = getattr(self.perception, "draw_debug", None)
+        return draw(frame_rgb, self.last_plan) if draw is not None else frame_rgb
 
     def debug_state(self) -> dict[str, Any]:
         """The last step's stage outputs (for debug views and tests)."""
