@@ -6,6 +6,7 @@ Tiny scenarios (2 lanes, 3 vehicles, 2 s, 64x32 dashcam) and tiny agents defined
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import sys
@@ -136,6 +137,31 @@ class StagedAgent(ConstantAgent):
 
 def spec(name: str) -> str:
     return f"{HERE}:{name}"
+
+
+_STOCK_IDM: dict[str, float] = {}
+
+
+@pytest.fixture(autouse=True)
+def stock_idm_parameters(monkeypatch):
+    """Stock IDM parameters in this process, as in a fresh worker process.
+
+    highway-env's intersection-v0 writes DISTANCE_WANTED and COMFORT_ACC_* on the IDMVehicle
+    class for the rest of the process, and other test files make one; an in-process run
+    (workers=1) would then see other traffic than fresh worker processes do.
+    """
+    import subprocess
+
+    from highway_env.vehicle.behavior import IDMVehicle
+
+    names = ("DISTANCE_WANTED", "COMFORT_ACC_MAX", "COMFORT_ACC_MIN")
+    if not _STOCK_IDM:
+        code = ("from highway_env.vehicle.behavior import IDMVehicle as V; "
+                f"print(repr([float(getattr(V, n)) for n in {names!r}]))")
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+        _STOCK_IDM.update(zip(names, ast.literal_eval(out.strip().splitlines()[-1])))
+    for name, value in _STOCK_IDM.items():
+        monkeypatch.setattr(IDMVehicle, name, value)
 
 
 # ---------------------------------------------------------------------------- fixtures
