@@ -181,6 +181,27 @@ def test_controller_follows_constant_curvature_with_feedforward():
     assert curvature_for_steering(out.steering_rad) == pytest.approx(0.05, rel=1e-3)
 
 
+def test_braking_is_jerk_limited_except_in_an_emergency():
+    from e2e_drive.agents.modular.interfaces import Plan
+
+    path = ((0.0, 50.0), (0.0, 0.0))
+    ctrl = PurePursuitController(max_jerk_down_mps3=8.0)
+    ctrl.control(perception(), Plan(0, 25.0, 1.0, *path), 0.2)
+    calm = ctrl.control(perception(), Plan(0, 25.0, -4.0, *path), 0.2)
+    assert calm.acceleration_mps2 == pytest.approx(1.0 - 8.0 * 0.2)
+    ctrl.reset()
+    ctrl.control(perception(), Plan(0, 25.0, 1.0, *path), 0.2)
+    urgent = ctrl.control(perception(), Plan(0, 25.0, -5.0, *path, emergency=True), 0.2)
+    assert urgent.acceleration_mps2 == -5.0 and urgent.action[0] == -1.0
+
+
+def test_controller_never_brakes_into_reverse():
+    from e2e_drive.agents.modular.interfaces import Plan
+
+    out = PurePursuitController().control(perception(speed=0.4), Plan(0, 0.0, -5.0, (0.0, 9.0), (0.0, 0.0)), 0.2)
+    assert out.acceleration_mps2 == pytest.approx(-2.0)
+
+
 # --------------------------------------------------------------------------- planning
 def test_planner_keeps_lane_and_brakes_hard_for_a_close_slow_lead():
     planner = RulePlanner()

@@ -50,7 +50,7 @@ class PurePursuitController:
         turns the straight-lane Frenet approximation into the right answer on curves.
     max_steering_rate_radps: steering rate limit.
     max_jerk_up_mps3 / max_jerk_down_mps3: rate limits of the acceleration command when it
-        rises / falls (falling is allowed to be fast: braking must not wait).
+        rises / falls; in an emergency (``plan.emergency``) braking is not rate limited.
     acceleration_range_mps2 / steering_range_rad: the env's action mapping.
     """
 
@@ -61,8 +61,8 @@ class PurePursuitController:
         max_lookahead_m: float = 35.0,
         curvature_feedforward: bool = True,
         max_steering_rate_radps: float = 1.0,
-        max_jerk_up_mps3: float = 6.0,
-        max_jerk_down_mps3: float = 30.0,
+        max_jerk_up_mps3: float = 4.0,
+        max_jerk_down_mps3: float = 8.0,
         vehicle_length_m: float = VEHICLE_LENGTH_M,
         acceleration_range_mps2: list[float] | None = None,
         steering_range_rad: list[float] | None = None,
@@ -130,7 +130,8 @@ class PurePursuitController:
         # ---- longitudinal: feed-forward on the planned acceleration (the model applies it exactly), jerk limited
         acceleration = plan.target_acceleration_mps2
         if self._last_acceleration_mps2 is not None and dt_s > 0:
-            lo = self._last_acceleration_mps2 - self.max_jerk_down_mps3 * dt_s
+            jerk_down = float("inf") if plan.emergency else self.max_jerk_down_mps3
+            lo = self._last_acceleration_mps2 - jerk_down * dt_s
             hi = self._last_acceleration_mps2 + self.max_jerk_up_mps3 * dt_s
             acceleration = float(np.clip(acceleration, lo, hi))
         if dt_s > 0:  # brake to a stop, never into reverse (the model would drive backwards)

@@ -98,6 +98,7 @@ class Plan:
     path_lateral_rate_mps: d(lateral)/dt of the path at the ego now (feed-forward).
     lane_change_active: a lane change is in progress.
     lead_gap_m / lead_relative_speed_mps: the vehicle being followed (None when free road).
+    emergency: a collision is close; the controller must not rate-limit the braking.
     """
 
     target_lane_delta: int
@@ -109,6 +110,7 @@ class Plan:
     lane_change_active: bool = False
     lead_gap_m: float | None = None
     lead_relative_speed_mps: float | None = None
+    emergency: bool = False
 
     def lateral_at(self, s_m: float) -> float:
         """Path lateral offset at distance ``s_m`` ahead (linear interpolation, clamped)."""

@@ -45,7 +45,7 @@ class IDMParams:
     delta: the free-road exponent.
     """
 
-    acceleration_max_mps2: float = 2.5
+    acceleration_max_mps2: float = 2.0
     deceleration_comfort_mps2: float = 3.0
     time_headway_s: float = 1.0
     min_gap_m: float = 4.0
@@ -81,7 +81,8 @@ class RulePlanner:
     Parameters (all in SI units, see the names):
       cruise_speed_mps: desired speed on a free road (capped by the perceived speed limit).
       max_lateral_acceleration_mps2: caps the speed in curves, v <= sqrt(a_lat / |kappa|).
-      lane_change_duration_s: duration of the quintic lateral profile.
+      lane_change_duration_s: duration of the quintic lateral profile (at least; longer at
+          low speed so that the path never points more than max_lane_change_heading_rad off).
       min_time_between_lane_changes_s: rest time after a lane change before the next one.
       lane_change_gain_mps2: MOBIL threshold, acceleration the ego must gain.
       politeness: MOBIL politeness factor p in [0, 1].
@@ -94,17 +95,22 @@ class RulePlanner:
       path_horizon_s: how far ahead (in time at the current speed) the path reaches.
       emergency_ttc_s: below this time to collision with the lead, brake at the maximum.
       max_braking_mps2: the strongest braking the planner asks for (positive number).
+      comfort_braking_mps2: the IDM's braking is capped here outside emergencies (nuPlan's
+          comfort bound is 4.05 m/s^2).
       intrusion_margin_m: a vehicle closer than half a lane width plus this to a lane's centre
           is treated as in that lane.
       cut_in_horizon_s / crossing_horizon_s: how far ahead tracked lateral motion is
           extrapolated to foresee cut-ins (connected lanes) and crossings (junctions).
+      oncoming_speed_mps: a vehicle on a connected (one-way) lane that seems to move towards
+          the ego faster than this is a geometry artefact and is ignored.
     """
 
     def __init__(
         self,
         cruise_speed_mps: float = 30.0,
-        max_lateral_acceleration_mps2: float = 4.0,
+        max_lateral_acceleration_mps2: float = 3.5,
         lane_change_duration_s: float = 3.0,
+        max_lane_change_heading_rad: float = 0.12,
         min_time_between_lane_changes_s: float = 2.0,
         lane_change_gain_mps2: float = 0.2,
         politeness: float = 0.1,
@@ -117,12 +123,14 @@ class RulePlanner:
         lane_speed_gain_per_s: float = 0.3,
         lane_flow_range_m: float = 80.0,
         path_horizon_s: float = 3.0,
-        emergency_ttc_s: float = 1.5,
+        emergency_ttc_s: float = 2.0,
         max_braking_mps2: float = 5.0,
+        comfort_braking_mps2: float = 4.0,
         intrusion_margin_m: float = 0.5,
         cut_in_horizon_s: float = 1.0,
         crossing_horizon_s: float = 2.5,
-        idm_acceleration_max_mps2: float = 2.5,
+        oncoming_speed_mps: float = 2.0,
+        idm_acceleration_max_mps2: float = 2.0,
         idm_deceleration_comfort_mps2: float = 3.0,
         idm_time_headway_s: float = 1.0,
         idm_min_gap_m: float = 4.0,
@@ -131,6 +139,7 @@ class RulePlanner:
         self.cruise_speed_mps = float(cruise_speed_mps)
         self.max_lateral_acceleration_mps2 = float(max_lateral_acceleration_mps2)
         self.lane_change_duration_s = float(lane_change_duration_s)
+        self.max_lane_change_heading_rad = float(max_lane_change_heading_rad)
         self.min_time_between_lane_changes_s = float(min_time_between_lane_changes_s)
         self.lane_change_gain_mps2 = float(lane_change_gain_mps2)
         self.politeness = float(politeness)
@@ -145,9 +154,11 @@ class RulePlanner:
         self.path_horizon_s = float(path_horizon_s)
         self.emergency_ttc_s = float(emergency_ttc_s)
         self.max_braking_mps2 = float(max_braking_mps2)
+        self.comfort_braking_mps2 = float(comfort_braking_mps2)
         self.intrusion_margin_m = float(intrusion_margin_m)
         self.cut_in_horizon_s = float(cut_in_horizon_s)
         self.crossing_horizon_s = float(crossing_horizon_s)
+        self.oncoming_speed_mps = float(oncoming_speed_mps)
         self.idm = IDMParams(
             acceleration_max_mps2=float(idm_acceleration_max_mps2),
             deceleration_comfort_mps2=float(idm_deceleration_comfort_mps2),
@@ -168,6 +179,7 @@ class RulePlanner:
         self._lc_target_y_m = 0.0
         self._lc_start_lane_centre_m = 0.0
         self._since_lane_change_s = 1.0e9
+        self._speed_mps = 0.0
         self.lane_changes = 0
         self.aborted_lane_changes = 0
 
@@ -210,6 +222,10 @@ class RulePlanner:
         lead = follower = None
         for v in p.vehicles:
             if not self._occupies(v, delta, p.lane_width_m):
+                continue
+            if v.lane_delta is not None and p.ego_speed_mps + v.relative_speed_mps < -self.oncoming_speed_mps:
+                # "oncoming" on a connected one-way lane: a projection artefact (e.g. a vehicle
+                # across a circuit's loop measured on the ego lane's extension), not traffic
                 continue
             if v.gap_m >= 0.0:
                 if lead is None or v.gap_m < lead.gap_m:
@@ -296,19 +312,31 @@ class RulePlanner:
             return v0
         return min(v0, max(p.ego_speed_mps + lead.relative_speed_mps, 0.0))
 
+    def _lane_change_duration_s(self, lateral_m: float, speed_mps: float, minimum_s: float) -> float:
+        """At least ``minimum_s``, and long enough that the path's peak heading stays small.
+
+        The quintic's peak lateral speed is 1.875 * lateral / T; at low speed (racetrack,
+        roundabout) a 3 s change would point the ego 0.3 rad off the lane.
+        """
+        v = max(speed_mps, 1.0)
+        return max(minimum_s, 1.875 * abs(lateral_m) / (v * math.tan(self.max_lane_change_heading_rad)))
+
     def _start_lane_change(self, y: float, lane_centre: float, delta: int, w: float, duration_s: float) -> None:
         self._lc_active = True
         self._lc_elapsed_s = 0.0
+        target = lane_centre + delta * w
+        duration_s = self._lane_change_duration_s(target - y, self._speed_mps, duration_s)
         self._lc_duration_s = duration_s
         self._lc_start_y_m = y
         self._lc_start_lane_centre_m = lane_centre
-        self._lc_target_y_m = lane_centre + delta * w
+        self._lc_target_y_m = target
 
     # ------------------------------------------------------------------ plan
     def plan(self, perception: PerceptionOutput, dt_s: float) -> Plan:
         p = perception
         w = p.lane_width_m
         v_ego = max(p.ego_speed_mps, 0.0)
+        self._speed_mps = v_ego
         v0 = self.target_speed(p)
         y, lane_centre = self._continuous_y(p)
         self._since_lane_change_s += dt_s
@@ -349,6 +377,7 @@ class RulePlanner:
             deltas.add(1 if p.lateral_offset_m > 0 else -1)
         acceleration = self._idm(p, v0, None)
         lead_gap = lead_rel = None
+        emergency = False
         for delta in sorted(deltas):
             lead, _ = self._lead_and_follower(p, delta)
             if lead is None:
@@ -357,11 +386,14 @@ class RulePlanner:
             if lead_gap is None or lead.gap_m < lead_gap:
                 lead_gap, lead_rel = lead.gap_m, lead.relative_speed_mps
             closing = -lead.relative_speed_mps
-            if closing > 0 and lead.gap_m / closing < self.emergency_ttc_s:
-                acceleration = -self.max_braking_mps2
+            if (closing > 0 and lead.gap_m / closing < self.emergency_ttc_s) or lead.gap_m < 0.5 * self.idm.min_gap_m:
+                emergency = True
         if not p.vehicles_valid:
             acceleration = min(acceleration, 0.0)
-        acceleration = float(np.clip(acceleration, -self.max_braking_mps2, self.idm.acceleration_max_mps2))
+        # comfortable braking unless a collision is close; then the strongest braking there is
+        floor = -self.max_braking_mps2 if emergency else -self.comfort_braking_mps2
+        acceleration = -self.max_braking_mps2 if emergency else acceleration
+        acceleration = float(np.clip(acceleration, floor, self.idm.acceleration_max_mps2))
 
         # ---- path: lateral offsets from the current lane centre at distances ahead
         v_path = max(v_ego, 1.0)
@@ -386,4 +418,5 @@ class RulePlanner:
             lane_change_active=self._lc_active,
             lead_gap_m=lead_gap,
             lead_relative_speed_mps=lead_rel,
+            emergency=emergency,
         )
