@@ -282,6 +282,15 @@ def test_a_directory_from_another_configuration_is_refused(tiny_env, tmp_path):
     assert len(load_episodes(out)) == 1
 
 
+def test_a_directory_in_use_is_refused(tiny_env, tmp_path):
+    out = tmp_path / "run"
+    _run(tiny_env, out, [spec("ConstantAgent")], episodes=1)
+    with runner._DirLock(out):  # another evaluate holding the directory
+        with pytest.raises(ConfigError, match="another e2e-drive evaluate is running"):
+            _run(tiny_env, out, [spec("ConstantAgent")], episodes=1)
+    _run(tiny_env, out, [spec("ConstantAgent")], episodes=1)  # free again
+
+
 def test_agent_exception_is_kept_in_its_episode(tiny_env, tmp_path):
     out = tmp_path / "run"
     _run(tiny_env, out, [spec("FailsOnSeedOneAgent")], episodes=3)

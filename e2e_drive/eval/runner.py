@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import io
 import json
 import math
 import os
@@ -54,9 +53,9 @@ import zipfile
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -831,8 +830,6 @@ def evaluate(envs: Sequence[str | Path], agents: Sequence[str], episodes: int, s
     one). episode_budget_s: wall-clock budget per episode (overrun = ``timeout``).
     camera_only: refuse agents that read ground truth unless they are references.
     """
-    from e2e_drive.eval.summary import summarize
-
     backends = {"process", "ray"}
     if backend not in backends:
         raise ConfigError(f"--backend {backend!r}: expected one of {', '.join(sorted(backends))}")
@@ -851,6 +848,42 @@ def evaluate(envs: Sequence[str | Path], agents: Sequence[str], episodes: int, s
                     save_trajectories=save_trajectories, episode_budget_s=episode_budget_s)
     out = Path(out_dir)
     _prepare_dir(out, plan.config, plan.agent_specs)
+    with _DirLock(out):
+        return _evaluate_locked(plan, out, workers, backend, address, save_trajectories, progress)
+
+
+class _DirLock:
+    """An exclusive lock on a run directory, so two evaluations never run the same episodes at once."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = run_dir / ".lock"
+        self.fd: int | None = None
+
+    def __enter__(self) -> "_DirLock":
+        try:
+            import fcntl
+        except ImportError:  # not POSIX: no lock
+            return self
+        self.fd = os.open(str(self.path), os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(self.fd)
+            self.fd = None
+            raise ConfigError(f"--out {self.path.parent}: another e2e-drive evaluate is running in this directory; "
+                              f"wait for it (a re-run afterwards resumes)") from None
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # closing releases the lock
+            self.fd = None
+
+
+def _evaluate_locked(plan: RunPlan, out: Path, workers: int | None, backend: str, address: str | None,
+                     save_trajectories: bool, progress: bool) -> dict[str, Any]:
+    from e2e_drive.eval.summary import summarize
+
     episodes_path = out / EPISODES_FILE
     wanted = {job.key for job in plan.jobs}
     done_rows = {}
