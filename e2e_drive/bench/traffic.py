@@ -19,6 +19,7 @@ from typing import Any
 
 
 VEHICLE_COUNTS = (25, 50, 100, 200)
+_CHUNKS = {True: (2, 3), False: (8, 5)}  # (chunks, env steps per chunk) per core
 
 
 def _make_highway(n_vehicles: int | None = None):
@@ -43,13 +44,15 @@ def _env_steps(quick: bool, progress) -> dict[str, float]:
         env.reset(seed=0)
     fast_core.attach(envs["fast"].road)
     idle = envs["stock"].action_type.actions_indexes["IDLE"]
-    chunks, chunk = (2, 3) if quick else (5, 4)
+    chunks, chunk = _CHUNKS[quick]
     elapsed = {"stock": 0.0, "fast": 0.0}
+    cpu = {"stock": 0.0, "fast": 0.0}
     steps = {"stock": 0, "fast": 0}
     resets = {"stock": 0, "fast": 0}
     for _ in range(chunks):
         for name, env in envs.items():
             t0 = time.perf_counter()
+            c0 = time.process_time()
             for _ in range(chunk):
                 _, _, term, trunc, _ = env.step(idle)
                 steps[name] += 1
@@ -59,17 +62,19 @@ def _env_steps(quick: bool, progress) -> dict[str, float]:
                     if name == "fast":
                         fast_core.attach(env.road)
             elapsed[name] += time.perf_counter() - t0
+            cpu[name] += time.process_time() - c0
             progress.update(chunk)
     for env in envs.values():
         env.close()
     out = {name: steps[name] / elapsed[name] for name in envs}
     out["ratio"] = out["fast"] / out["stock"]
+    out["cpu_ratio"] = cpu["stock"] / cpu["fast"]
     out["steps_each"] = steps["stock"]
     return out
 
 
-def _sim_step_ms(n_vehicles: int, core: str, sim_steps: int) -> float:
-    """Mean wall time of one simulation step (road.act + road.step) in ms."""
+def _sim_step_ms(n_vehicles: int, core: str, sim_steps: int) -> tuple[float, float]:
+    """Mean wall and CPU time of one simulation step (road.act + road.step) in ms."""
     from e2e_drive.sim import fast_core
 
     env = _make_highway(n_vehicles)
@@ -81,12 +86,14 @@ def _sim_step_ms(n_vehicles: int, core: str, sim_steps: int) -> float:
     road.act()
     road.step(dt)  # warm-up
     t0 = time.perf_counter()
+    c0 = time.process_time()
     for _ in range(sim_steps):
         road.act()
         road.step(dt)
     ms = (time.perf_counter() - t0) / sim_steps * 1e3
+    cpu_ms = (time.process_time() - c0) / sim_steps * 1e3
     env.close()
-    return ms
+    return ms, cpu_ms
 
 
 def bench_traffic(seconds_budget: float = 150.0, quick: bool = False) -> dict:
@@ -108,21 +115,26 @@ def bench_traffic(seconds_budget: float = 150.0, quick: bool = False) -> dict:
     try:
         # Stock per-step cost grows ~quadratically: time fewer steps for larger counts.
         scale = 0.25 if quick else max(0.25, min(1.0, seconds_budget / 150.0))
-        stock_steps = {25: 20, 50: 12, 100: 6, 200: 3}
-        fast_steps = {25: 60, 50: 45, 100: 30, 200: 20}
+        stock_steps = {25: 40, 50: 24, 100: 10, 200: 5}
+        fast_steps = {25: 150, 50: 120, 100: 80, 200: 50}
         plan_stock = {n: max(2, int(k * scale)) for n, k in stock_steps.items()}
         plan_fast = {n: max(5, int(k * scale)) for n, k in fast_steps.items()}
-        chunks, chunk = (2, 3) if quick else (5, 4)
+        chunks, chunk = _CHUNKS[quick]
         total = 2 * chunks * chunk + sum(plan_stock.values()) + sum(plan_fast.values())
         with tqdm(total=total, desc="traffic bench", unit="step", leave=False) as bar:
             env_rate = _env_steps(quick, bar)
             per_step: dict[int, dict[str, float]] = {}
             for n in VEHICLE_COUNTS:
-                stock_ms = _sim_step_ms(n, "stock", plan_stock[n])
+                stock_ms, stock_cpu = _sim_step_ms(n, "stock", plan_stock[n])
                 bar.update(plan_stock[n])
-                fast_ms = _sim_step_ms(n, "fast", plan_fast[n])
+                fast_ms, fast_cpu = _sim_step_ms(n, "fast", plan_fast[n])
                 bar.update(plan_fast[n])
-                per_step[n] = {"stock": stock_ms, "fast": fast_ms, "ratio": stock_ms / fast_ms}
+                per_step[n] = {
+                    "stock": stock_ms,
+                    "fast": fast_ms,
+                    "ratio": stock_ms / fast_ms,
+                    "cpu_ratio": stock_cpu / fast_cpu,
+                }
     finally:
         fast_core.accelerate(was_accelerated)
     lo, hi = VEHICLE_COUNTS[0], VEHICLE_COUNTS[-1]
@@ -147,12 +159,15 @@ def format_traffic(result: dict) -> str:
         f"highway-v0 defaults (50 vehicles, 15 Hz sim, 1 Hz policy), highway-env "
         f"{result['highway_env_version']}, {e['steps_each']} env steps per core:",
         f"  env steps/s  stock {e['stock']:7.2f}   fast {e['fast']:7.2f}   "
-        f"ratio {e['ratio']:.1f}x",
-        "  one simulation step (road.act + road.step):",
-        "    vehicles   stock ms    fast ms   ratio",
+        f"ratio {e['ratio']:.1f}x  (CPU-time ratio {e['cpu_ratio']:.1f}x)",
+        "  one simulation step (road.act + road.step), wall ms:",
+        "    vehicles   stock ms    fast ms   ratio   CPU-time ratio",
     ]
     for n, r in result["sim_step_ms"].items():
-        lines.append(f"    {n:8d} {r['stock']:10.2f} {r['fast']:10.2f} {r['ratio']:6.1f}x")
+        lines.append(
+            f"    {n:8d} {r['stock']:10.2f} {r['fast']:10.2f} {r['ratio']:6.1f}x "
+            f"{r['cpu_ratio']:9.1f}x"
+        )
     g = result["growth_exponent"]
     lo, hi = VEHICLE_COUNTS[0], VEHICLE_COUNTS[-1]
     lines.append(

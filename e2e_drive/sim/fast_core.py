@@ -687,13 +687,13 @@ def _lane_table(network: RoadNetwork) -> tuple[list, list]:
     return indexes, lanes
 
 
-def _closest_lanes(network: RoadNetwork, positions: list, headings: list) -> list:
-    """RoadNetwork.get_closest_lane_index for several vehicles at once."""
+def _closest_lanes(
+    network: RoadNetwork, positions: list, headings: list, x: np.ndarray, y: np.ndarray
+) -> list:
+    """RoadNetwork.get_closest_lane_index for several vehicles at once (x, y: the
+    positions' coordinates)."""
     indexes, lanes = _lane_table(network)
     n = len(positions)
-    xy = np.array(positions, dtype=float).reshape(n, 2)
-    x = xy[:, 0].copy()
-    y = xy[:, 1].copy()
     h = np.array(headings, dtype=float)
     dist = np.empty((len(lanes), n))
     for j, lane in enumerate(lanes):
@@ -709,22 +709,32 @@ def _vector_step(road: Road, vehicles: list, kinds: list, dt: float) -> None:
             v.timer += dt
         v.clip_actions()
     n = len(vehicles)
-    steer = np.array([v.action["steering"] for v in vehicles], dtype=float)
-    acc = np.array([v.action["acceleration"] for v in vehicles], dtype=float)
-    speed = np.array([v.speed for v in vehicles], dtype=float)
-    heading = np.array([v.heading for v in vehicles], dtype=float)
-    half_len = np.array([v.LENGTH / 2 for v in vehicles], dtype=float)
-    pos = np.array([v.position for v in vehicles], dtype=float).reshape(n, 2)
+    state = np.array(
+        [
+            (
+                v.action["steering"],
+                v.action["acceleration"],
+                v.speed,
+                v.heading,
+                v.LENGTH / 2,
+                *v.position,
+            )
+            for v in vehicles
+        ],
+        dtype=float,
+    ).reshape(n, 7)
+    steer, acc, speed, heading, half_len, px, py = state.T
     beta = np.arctan(1 / 2 * np.tan(steer))
     hb = heading + beta
-    nx = pos[:, 0] + speed * np.cos(hb) * dt
-    ny = pos[:, 1] + speed * np.sin(hb) * dt
+    nx = px + speed * np.cos(hb) * dt
+    ny = py + speed * np.sin(hb) * dt
     new_heading = heading + speed * np.sin(beta) / half_len * dt
     new_speed = speed + acc * dt
     nh = list(new_heading)
     ns = list(new_speed)
     nxl = nx.tolist()
     nyl = ny.tolist()
+    positions = []
     for i, v in enumerate(vehicles):
         p = v.position
         p[0] = nxl[i]
@@ -733,11 +743,13 @@ def _vector_step(road: Road, vehicles: list, kinds: list, dt: float) -> None:
             p += v.impact
             v.crashed = True
             v.impact = None
+            nx[i], ny[i] = p
+        positions.append(p)
         v.heading = nh[i]
         v.speed = ns[i]
     # on_state_update
     net = road.network
-    closest = _closest_lanes(net, [v.position for v in vehicles], nh)
+    closest = _closest_lanes(net, positions, nh, nx, ny)
     record = road.record_history
     for v, (idx, lane) in zip(vehicles, closest, strict=True):
         v.lane_index = idx
@@ -830,9 +842,9 @@ def _fast_step(self: Road, dt: float) -> None:
     objects = list(self.objects)
     ents = vehicles + objects
     stock_collisions = any(
-        type(e).handle_collisions is not RoadObject.handle_collisions
-        or type(e)._is_colliding is not RoadObject._is_colliding
-        for e in ents
+        cls.handle_collisions is not RoadObject.handle_collisions
+        or cls._is_colliding is not RoadObject._is_colliding
+        for cls in {type(e) for e in ents}
     )
     if stock_collisions:
         for i, vehicle in enumerate(vehicles):
