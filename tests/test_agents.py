@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import textwrap
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -254,6 +255,17 @@ def test_predicted_cut_in_is_treated_as_lead():
                                lateral_speed_mps=2.0)
     plan = RulePlanner().plan(perception([cutting]), 0.2)
     assert plan.lead_gap_m == 8.0 and plan.target_acceleration_mps2 < -3.0
+
+
+def test_crossing_traffic_is_yielded_to_as_a_conflict_point():
+    # a vehicle on a road that does not connect to the ego's (roundabout ring), crossing from the left
+    crossing = PerceivedVehicle(lane_delta=None, gap_m=15.0, relative_speed_mps=-9.0, lateral_m=-9.0,
+                                lateral_speed_mps=8.0)
+    plan = RulePlanner().plan(perception([crossing], speed=8.0), 0.2)
+    assert plan.lead_gap_m == 15.0 and plan.lead_relative_speed_mps == -8.0  # stays put along the lane
+    assert -4.0 <= plan.target_acceleration_mps2 < -1.0 and not plan.emergency
+    leaving = replace(crossing, lateral_m=9.0)  # already past, moving away
+    assert RulePlanner().plan(perception([leaving], speed=8.0), 0.2).lead_gap_m is None
 
 
 # --------------------------------------------------------------------------- stack

@@ -13,7 +13,7 @@ line and perception starts reporting the new lane.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -101,6 +101,8 @@ class RulePlanner:
           is treated as in that lane.
       cut_in_horizon_s / crossing_horizon_s: how far ahead tracked lateral motion is
           extrapolated to foresee cut-ins (connected lanes) and crossings (junctions).
+      crossing_margin_m: extra lateral berth for traffic on roads that do not connect to the
+          ego's (junction traffic), which is yielded to as a conflict point.
       oncoming_speed_mps: a vehicle on a connected (one-way) lane that seems to move towards
           the ego faster than this is a geometry artefact and is ignored.
     """
@@ -128,7 +130,8 @@ class RulePlanner:
         comfort_braking_mps2: float = 4.0,
         intrusion_margin_m: float = 0.5,
         cut_in_horizon_s: float = 1.0,
-        crossing_horizon_s: float = 2.5,
+        crossing_horizon_s: float = 3.0,
+        crossing_margin_m: float = 1.0,
         oncoming_speed_mps: float = 2.0,
         idm_acceleration_max_mps2: float = 2.0,
         idm_deceleration_comfort_mps2: float = 3.0,
@@ -158,6 +161,7 @@ class RulePlanner:
         self.intrusion_margin_m = float(intrusion_margin_m)
         self.cut_in_horizon_s = float(cut_in_horizon_s)
         self.crossing_horizon_s = float(crossing_horizon_s)
+        self.crossing_margin_m = float(crossing_margin_m)
         self.oncoming_speed_mps = float(oncoming_speed_mps)
         self.idm = IDMParams(
             acceleration_max_mps2=float(idm_acceleration_max_mps2),
@@ -207,6 +211,8 @@ class RulePlanner:
         if v.lane_delta == delta:
             return True
         half = 0.5 * lane_width_m + self.intrusion_margin_m
+        if v.lane_delta is None:  # crossing traffic: keep a wider berth
+            half += self.crossing_margin_m
         lat = v.lateral_m - delta * lane_width_m
         if abs(lat) < half:
             return True
@@ -227,6 +233,11 @@ class RulePlanner:
                 # "oncoming" on a connected one-way lane: a projection artefact (e.g. a vehicle
                 # across a circuit's loop measured on the ego lane's extension), not traffic
                 continue
+            if v.lane_delta is None:
+                # on a road that does not connect to the ego's (junction traffic): only its motion
+                # along the ego lane counts, and crossing traffic is a conflict point that stays put
+                along = max(p.ego_speed_mps + v.relative_speed_mps, 0.0)
+                v = replace(v, relative_speed_mps=along - p.ego_speed_mps)
             if v.gap_m >= 0.0:
                 if lead is None or v.gap_m < lead.gap_m:
                     lead = v
@@ -386,8 +397,10 @@ class RulePlanner:
             if lead_gap is None or lead.gap_m < lead_gap:
                 lead_gap, lead_rel = lead.gap_m, lead.relative_speed_mps
             closing = -lead.relative_speed_mps
-            if (closing > 0 and lead.gap_m / closing < self.emergency_ttc_s) or lead.gap_m < 0.5 * self.idm.min_gap_m:
+            if lead.gap_m < 0.5 * self.idm.min_gap_m:
                 emergency = True
+            elif lead.lane_delta is not None and closing > 0 and lead.gap_m / closing < self.emergency_ttc_s:
+                emergency = True  # (junction traffic is yielded to by IDM on the conflict point)
         if not p.vehicles_valid:
             acceleration = min(acceleration, 0.0)
         # comfortable braking unless a collision is close; then the strongest braking there is
