@@ -124,10 +124,19 @@ def _capped(value: Any, cap: float) -> float | None:
 
 
 # ============================================================================ tables
-def _main_table(summary: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
+def _in_run_order(names: Sequence[str], order: Sequence[str] | None) -> list[str]:
+    """Distinct names, in the run's order where known (conditions as given: train first)."""
+    names = list(dict.fromkeys(names))
+    if not order:
+        return names
+    rank = {n: i for i, n in enumerate(order)}
+    return sorted(names, key=lambda n: (rank.get(n, len(rank)), n))
+
+
+def _main_table(summary: Mapping[str, Any], order: Sequence[str] | None = None) -> tuple[list[str], list[list[str]]]:
     """Agents (x scenario) by conditions: success rate and km between collisions (CARLA's two tables in one)."""
     groups = summary["groups"]
-    conditions = list(dict.fromkeys(g["condition"] for g in groups))
+    conditions = _in_run_order([g["condition"] for g in groups], order)
     keys = list(dict.fromkeys((g["agent"], g["scenario"]) for g in groups))
     by = {(g["agent"], g["scenario"], g["condition"]): g for g in groups}
     head = ["agent", "scenario"] + [f"{c}: success" for c in conditions] + [f"{c}: km/collision" for c in conditions]
@@ -178,14 +187,16 @@ def _default_baseline(meta: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]
 
 
 # ============================================================================ plots
-def _plot_distributions(rows: Sequence[Mapping[str, Any]]) -> str:
+def _plot_distributions(rows: Sequence[Mapping[str, Any]], order: Sequence[str] | None = None) -> str:
     plt = _pyplot()
     from e2e_drive.eval.metrics import ERROR_STATUSES
 
     metrics = [("min_ttc_s", "min TTC [s] (no closing lead = 10)", 10.0), ("mean_speed_mps", "mean speed [m/s]", None),
                ("max_abs_lateral_offset_m", "max |lateral offset| [m]", None)]
     multi_cond = len({r["condition"] for r in rows}) > 1
-    groups = list(dict.fromkeys((r["agent"], r["condition"]) for r in rows))
+    conditions = _in_run_order([r["condition"] for r in rows], order)
+    groups = [(a, c) for a in dict.fromkeys(r["agent"] for r in rows) for c in conditions
+              if any(r["agent"] == a and r["condition"] == c for r in rows)]
     labels = [f"{a}\n{c}" if multi_cond else a for a, c in groups]
     fig, axes = plt.subplots(1, 3, figsize=(max(9.0, 1.1 * len(groups) * 3), 3.4))
     rng = np.random.default_rng(0)
@@ -208,11 +219,11 @@ def _plot_distributions(rows: Sequence[Mapping[str, Any]]) -> str:
     return _svg(fig)
 
 
-def _plot_rates(summary: Mapping[str, Any]) -> str:
+def _plot_rates(summary: Mapping[str, Any], order: Sequence[str] | None = None) -> str:
     plt = _pyplot()
     groups = summary["groups"]
     scenarios = list(dict.fromkeys(g["scenario"] for g in groups))
-    conditions = list(dict.fromkeys(g["condition"] for g in groups))
+    conditions = _in_run_order([g["condition"] for g in groups], order)
     agents = list(dict.fromkeys(g["agent"] for g in groups))
     by = {(g["agent"], g["scenario"], g["condition"]): g for g in groups}
     fig, axes = plt.subplots(len(scenarios), 2, figsize=(max(8.0, 1.0 + 1.3 * len(conditions) * 2), 2.9 * len(scenarios)),
@@ -296,13 +307,17 @@ def _lead_ttc(info: Mapping[str, Any]) -> float:
 
 
 def _label(frame: np.ndarray, lines: Sequence[str]) -> np.ndarray:
+    """Write text lines at the top left on a dark band (readable on sky, road or grass)."""
     import cv2
 
     y = 14
     for text in lines:
-        cv2.putText(frame, text, (6, y), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (0, 0, 0), 3, cv2.LINE_AA)
-        cv2.putText(frame, text, (6, y), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (255, 255, 255), 1, cv2.LINE_AA)
-        y += 15
+        if text:
+            (w, h), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.42, 1)
+            band = frame[y - h - 4: y + 4, 2: 10 + w]
+            band[:] = (band * 0.35).astype(np.uint8)
+            cv2.putText(frame, text, (6, y), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (255, 255, 255), 1, cv2.LINE_AA)
+        y += 16
     return frame
 
 
@@ -468,7 +483,7 @@ def build_markdown(meta: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], s
     from e2e_drive.eval.summary import comparison_to_markdown, to_markdown
 
     _, facts = _header(meta, rows, run_dir)
-    head, table = _main_table(summary)
+    head, table = _main_table(summary, [c["name"] for c in meta["config"]["conditions"]])
     parts = ["# e2e-drive evaluation", "", *facts, "",
              "## Agents x conditions: success rate [Wilson 95%] and km between collisions [exact Poisson 95%]", "",
              _md_table(head, table), "", "## Summary tables", "", to_markdown(summary)]
@@ -503,8 +518,9 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, videos: int
     comparison = _comparison(rows, baseline or _default_baseline(meta, rows))
     header_html, _ = _header(meta, rows, run_dir)
 
+    order = [c["name"] for c in meta["config"]["conditions"]]
     body = [f"<h1>e2e-drive evaluation report</h1><p class=\"meta\">{header_html}</p>"]
-    head, table = _main_table(summary)
+    head, table = _main_table(summary, order)
     body.append("<h2>Agents x conditions</h2>")
     body.append(_table(head, table, "Success rate [Wilson 95%] and km between collisions [exact Poisson 95%]"))
     body.append("<h2>Summary tables</h2>")
@@ -519,10 +535,10 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, videos: int
                                   "that contains 0 reads 'no detectable difference'"))
 
     body.append("<h2>Distributions</h2>")
-    body.append(_plot_distributions(rows))
+    body.append(_plot_distributions(rows, order))
     body.append('<p class="note">One dot per episode (errors left out); boxes show the quartiles.</p>')
     body.append("<h2>Rates per condition</h2>")
-    body.append(_plot_rates(summary))
+    body.append(_plot_rates(summary, order))
 
     replays: dict[tuple, dict[str, Any]] = {}
     mismatches = 0
