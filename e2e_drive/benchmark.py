@@ -25,6 +25,9 @@ from e2e_drive.errors import ConfigError
 #: The repository root (scenario and agent files live in envs/ and agents/ beside the package).
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
+#: Fewer paired seeds than this never yield a "better" or "worse" finding.
+MIN_PAIRS = 5
+
 README_START = "<!-- benchmark-results:start -->"
 README_END = "<!-- benchmark-results:end -->"
 
@@ -110,7 +113,7 @@ def carla_tables(rows: Sequence[Mapping[str, Any]], labels: Mapping[str, str]) -
         line = [scenario, labels.get(condition, condition)]
         for agent in agents:
             members = cells[(scenario, condition, agent)]
-            line.append(_fmt_rate(sum(bool(m.get("success")) for m in members), len(members)))
+            line.append(_fmt_rate(sum(m["status"] == "success" for m in members), len(members)))
         t1_rows.append(line)
     kinds = {"at-fault collision": "n_at_fault_collisions", "any collision": "n_collisions",
              "leaving the road": "n_offroad_events"}
@@ -164,13 +167,17 @@ def findings(rows: Sequence[Mapping[str, Any]], agent: str = "e2e", baseline: st
                 continue
             scale, unit = (100.0, " points") if metric == "success" else (1.0, "")
             name = "success rate" if metric == "success" else "driving score"
-            if low > 0:
+            p = m.get("p_value")
+            # A difference counts only when the paired interval excludes zero AND the paired test agrees;
+            # with a handful of pairs the bootstrap interval is degenerate, so say so instead.
+            if c["n_pairs"] < MIN_PAIRS:
+                word = f"too few paired seeds to tell (< {MIN_PAIRS})"
+            elif low > 0 and p is not None and p < 0.05:
                 word = "better"
-            elif high < 0:
+            elif high < 0 and p is not None and p < 0.05:
                 word = "worse"
             else:
                 word = "no detectable difference"
-            p = m.get("p_value")
             p_text = f", {m['test'].split('_')[0]} p = {p:.3g}" if p is not None and m.get("test") else ""
             parts.append(f"{name} {word} ({diff * scale:+.2f}{unit}, 95% CI [{low * scale:+.2f}, "
                          f"{high * scale:+.2f}]{p_text}, {c['n_pairs']} paired seeds)")
@@ -196,7 +203,7 @@ def text_figure(rows: Sequence[Mapping[str, Any]], labels: Mapping[str, str], wi
             members = [r for r in rows if r["agent"] == a and r["condition"] == condition]
             if not members:
                 continue
-            k, n = sum(bool(r.get("success")) for r in members), len(members)
+            k, n = sum(r["status"] == "success" for r in members), len(members)
             low, high = wilson_interval(k, n)
             bar = [" "] * (width + 1)
             for i in range(int(round(k / n * width))):
@@ -237,7 +244,7 @@ def machine_line() -> str:
     return f"{os.cpu_count()} cores ({cpu}){mem}, {platform.system()} {platform.machine()}, Python {platform.python_version()}"
 
 
-def run_benchmark(suite: str = "default", episodes: int | None = None, seed: int = 0, out: str = "runs/benchmark",
+def run_benchmark(suite: str = "default", episodes: int | None = None, seed: int = 0, out: str | None = None,
                   workers: int | None = None, backend: str = "process", address: str | None = None,
                   report: bool = True, readme: str | None = None, command: str = "e2e-drive benchmark") -> dict:
     """Run (or resume) the benchmark suite, print its tables, write the report; return paths and tables."""
@@ -247,6 +254,7 @@ def run_benchmark(suite: str = "default", episodes: int | None = None, seed: int
     if suite not in SUITES:
         raise ConfigError(f"unknown suite {suite!r}; suites: {', '.join(SUITES)}")
     spec = SUITES[suite]
+    out = out or ("runs/benchmark" if suite == "default" else f"runs/benchmark_{suite}")
     n = episodes or spec.episodes
     if n < 1:
         raise ConfigError(f"--episodes {n}: expected a positive integer")

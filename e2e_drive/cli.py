@@ -42,17 +42,13 @@ def _cmd_render(args: argparse.Namespace) -> int:
 
 
 def _cmd_benchmark(args: argparse.Namespace) -> int:
-    """The main job. Until the evaluator and agents exist: a short dashcam clip of the default scenario."""
-    from e2e_drive.env import make_env
-    from e2e_drive.render import render_clip
+    from e2e_drive.benchmark import run_benchmark
 
-    env = make_env(None)
-    result = render_clip(env, "dashcam", args.seconds, args.out, seed=args.seed)
-    env.close()
-    print(f"rendered {result['frames']} dashcam frames of the default highway scenario")
-    print(f"video:     {Path(result['video']).resolve()}")
-    for p in result["snapshots"]:
-        print(f"snapshot:  {Path(p).resolve()}")
+    command = "e2e-drive benchmark" + (" --full" if args.full else "") + (
+        f" --episodes {args.episodes}" if args.episodes else "")
+    run_benchmark(suite="full" if args.full else "default", episodes=args.episodes, seed=args.seed, out=args.out,
+                  workers=args.workers, backend=args.backend, address=args.address, report=not args.no_report,
+                  readme=args.readme, command=command)
     return 0
 
 
@@ -98,12 +94,24 @@ def _add_render(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_benchmark(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("benchmark", help="the main job, on built-in defaults",
-                       description="Run the default benchmark. Until the evaluator and agents land, this "
-                                   "renders a short dashcam clip of the default highway scenario.")
-    p.add_argument("--seconds", type=float, default=8.0, help="clip length in simulated seconds (default 8)")
-    p.add_argument("--seed", type=int, default=0, help="episode seed (default 0)")
-    p.add_argument("--out", default="runs/benchmark", help="output folder (default runs/benchmark)")
+    p = sub.add_parser("benchmark", help="the main job: the default comparison suite, tables and report",
+                       description="Run the end-to-end agent, the modular stack (camera), the modular stack behind "
+                                   "the safety filter and the privileged expert on the default highway and "
+                                   "racetrack scenarios under training conditions, new traffic and new visuals, "
+                                   "on paired seeds; print the tables and write the HTML report. Re-running the "
+                                   "same command resumes an interrupted run.")
+    p.add_argument("--episodes", type=int, default=None, help="paired seeds per agent, scenario and condition "
+                                                              "(default: 12, or 100 with --full)")
+    p.add_argument("--seed", type=int, default=0, help="first seed (default 0)")
+    p.add_argument("--out", default=None, help="run directory (default runs/benchmark, runs/benchmark_full)")
+    p.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
+    p.add_argument("--backend", choices=("process", "ray"), default="process",
+                   help="process pool (default) or a Ray cluster (pip install e2e-drive[ray])")
+    p.add_argument("--address", default=None, help="Ray cluster address (with --backend ray)")
+    p.add_argument("--full", action="store_true", help="the larger suite (more conditions, 100 seeds), for a cluster")
+    p.add_argument("--no-report", action="store_true", help="skip the HTML report")
+    p.add_argument("--readme", default=None, metavar="README.md",
+                   help="also regenerate the README's Results section from this run")
     p.set_defaults(func=_cmd_benchmark)
 
 
