@@ -187,6 +187,7 @@ class LaneFitter:
         self.kappa_prior_weight = float(kappa_prior_weight)
         self.theta_prior_weight = float(theta_prior_weight)
         self.dkappa_prior_weight = float(dkappa_prior_weight)
+        self.max_points = 1000
         self.max_dkappa = 0.0            # > 0 fits a clothoid (tends to twist on one short line)
         self.weight_range_m = float(weight_range_m)
         self.prior_width = float(lane_width_m)
@@ -212,13 +213,14 @@ class LaneFitter:
         are pulled toward them (the road's curvature changes slowly; one short line seen near the
         car cannot tell heading from curvature on its own)."""
         p = p0.copy()
-        k = np.zeros(len(x))
-        wts = wx
+        zeros = np.zeros(len(x))
+        k = zeros
         for it in range(iters):
-            r, _ = _residuals_and_jacobian(x, y, p, np.zeros(len(x)), need_j=False)
+            r, j = _residuals_and_jacobian(x, y, p, zeros, need_j=True)
             # assign each point to its nearest line of the comb
             k = np.round(r / p[4])
-            r, j = _residuals_and_jacobian(x, y, p, k, need_j=True)
+            r = r - k * p[4]
+            j[:, 4] = -(k + 0.5)
             scale = self.inlier_m if it else 1.5 * self.inlier_m
             u = r / scale
             wts = wx * np.where(np.abs(u) < 1.0, (1.0 - u * u) ** 2, 0.0)
@@ -288,6 +290,9 @@ class LaneFitter:
         """Fit the comb to marking points (ego frame); returns the model or None when lost."""
         keep = (x < self.max_range_m) & (x > 0.0)
         x, y = x[keep], y[keep]
+        if len(x) > self.max_points:      # near markings cover many pixels: a regular subsample suffices
+            step = int(math.ceil(len(x) / self.max_points))
+            x, y = x[::step], y[::step]
         if len(x) < 8:
             self.lost_frames += 1
             if self.lost_frames > 3:
@@ -299,7 +304,7 @@ class LaneFitter:
         else:
             m = self.model
             p0 = np.array([m.a, m.theta, m.kappa, m.dkappa, m.width])
-            p, k, r = self._gauss_newton(x, y, p0, wx, iters=5, prior=p0)
+            p, k, r = self._gauss_newton(x, y, p0, wx, iters=4, prior=p0)
             near = x < 20.0
             if near.sum() >= 10 and np.mean(np.abs(r[near]) < 0.35) < 0.6:
                 # a poor fit near the car (lost track, staircase through several lines): start afresh
@@ -345,9 +350,8 @@ class LaneFitter:
         xs, ys = x[keep], y[keep]
         p = np.array([m.a, m.theta, m.kappa, 0.0, m.width])
         for it in range(3):
-            r, _ = _residuals_and_jacobian(xs, ys, p, np.zeros(len(xs)), need_j=False)
-            k = np.round(r / p[4])
-            r, j = _residuals_and_jacobian(xs, ys, p, k, need_j=True)
+            r, j = _residuals_and_jacobian(xs, ys, p, np.zeros(len(xs)), need_j=True)
+            r = r - np.round(r / p[4]) * p[4]
             u = r / (0.8 if it == 0 else 0.5)
             wts = np.where(np.abs(u) < 1.0, (1.0 - u * u) ** 2, 0.0)
             h = float(np.sum(wts * j[:, 2] ** 2)) + 1e3

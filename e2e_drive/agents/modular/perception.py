@@ -320,53 +320,61 @@ class CameraPerception:
             self._lane_anchor = None      # a fresh fit: the lane index is unknown until an edge is seen
         return model
 
-    def _side_class(self, model: LaneModel, offset_m: float, luma, chroma, redness, road_l: float,
-                    noise: float) -> str | None:
-        """'road' / 'grass' / None: what lies along the curve at lateral ``offset_m`` (7-40 m ahead)."""
+    def _side_classes(self, model: LaneModel, offsets_m: np.ndarray, luma, chroma, redness, road_l: float,
+                      noise: float) -> list[str | None]:
+        """Per lateral offset: 'road' / 'grass' / None (unseen), from samples along the curve 6-40 m ahead
+        (6-28 m on curves, where the near fit does not reach far)."""
         straight = abs(model.kappa) < 0.008 and abs(self._kappa_ahead) < 0.008
-        pts = model.points(offset_m, x_max=40.0 if straight else 28.0, n=12)
-        pts = pts[pts[:, 0] > 6.0]
+        x_max = 40.0 if straight else 28.0
+        if abs(model.kappa) > 1e-6:
+            x_max = min(x_max, 1.2 / abs(model.kappa))
+        n = 10
+        arcs = np.tile(np.linspace(6.0, max(x_max, 7.0), n), len(offsets_m))
+        offs = np.repeat(np.asarray(offsets_m, np.float64), n)
+        pts = model.curve(arcs, offs)
         u, v = self.to_pixel(pts[:, 0], pts[:, 1])
         h, w = luma.shape
         ok = np.isfinite(u) & np.isfinite(v) & (u >= 0) & (u <= w - 1) & (v >= self.lane_v0) & (v <= h - 1)
-        if ok.sum() < 3:
-            return None
-        ui = np.rint(u[ok]).astype(int)
-        vi = np.rint(v[ok]).astype(int)
+        ui = np.where(ok, np.rint(np.nan_to_num(u)), 0).astype(int)
+        vi = np.where(ok, np.rint(np.nan_to_num(v)), 0).astype(int)
         lum = luma[vi, ui]
-        chr_ = chroma[vi, ui]
-        red = redness[vi, ui]
         tol = max(14.0, 0.22 * road_l, 3.0 * noise)
-        road_like = (np.abs(lum - road_l) < tol) & (chr_ < 40)
-        grass_like = ~road_like & (red < 20) & (lum < road_l - tol)
-        n = len(lum)
-        if grass_like.sum() >= 0.5 * n and grass_like.sum() > 2 * road_like.sum():
-            return "grass"
-        if road_like.sum() >= 0.5 * n:
-            return "road"
-        return None
+        road_like = ok & (np.abs(lum - road_l) < tol) & (chroma[vi, ui] < 40)
+        grass_like = ok & ~road_like & (redness[vi, ui] < 20) & (lum < road_l - tol)
+        out: list[str | None] = []
+        for i in range(len(offsets_m)):
+            sl = slice(i * n, (i + 1) * n)
+            cnt, grass, road = int(ok[sl].sum()), int(grass_like[sl].sum()), int(road_like[sl].sum())
+            if cnt < 3:
+                out.append(None)
+            elif grass >= 0.5 * cnt and grass > 2 * road:
+                out.append("grass")
+            elif road >= 0.5 * cnt:
+                out.append("road")
+            else:
+                out.append(None)
+        return out
 
     def _update_lane_ids(self, model: LaneModel, luma, chroma, redness, road_l: float, noise: float) -> None:
+        """Road edges = the innermost lines with grass just outside -> lane index and lane count."""
         w = model.width
         seen = self.lanes.lines_seen
+        lefts = [k for k in range(-1, -6, -1)]
+        rights = [k for k in range(0, 5)]
+        offsets = [(k + 0.5) * w - 0.9 for k in lefts] + [(k + 0.5) * w + 0.9 for k in rights]
+        sides = self._side_classes(model, np.array(offsets), luma, chroma, redness, road_l, noise)
         left_edge = right_edge = None
-        for k in range(-1, -6, -1):                 # lines to the left of the ego: -1, -2, ...
-            if k not in seen and k != -1:
+        for k, side in zip(lefts, sides[: len(lefts)]):
+            if (k not in seen and k != -1) or side is None:
                 break
-            side = self._side_class(model, (k + 0.5) * w - 0.9, luma, chroma, redness, road_l, noise)
             if side == "grass":
                 left_edge = k
                 break
-            if side is None:
+        for k, side in zip(rights, sides[len(lefts):]):
+            if (k not in seen and k != 0) or side is None:
                 break
-        for k in range(0, 5):
-            if k not in seen and k != 0:
-                break
-            side = self._side_class(model, (k + 0.5) * w + 0.9, luma, chroma, redness, road_l, noise)
             if side == "grass":
                 right_edge = k
-                break
-            if side is None:
                 break
         if left_edge is not None:
             self._lane_anchor = (-1 - left_edge) - self._lane_counter
@@ -392,6 +400,9 @@ class CameraPerception:
         else:
             su, sv, _, _ = self._bev
             sigma, lat_sigma = 0.5 / sv + 0.1, 0.5 / su + 0.1
+        if rd.near_edge:
+            # cut by the frame (bottom or side): the distance is only a bound, trust the track's motion
+            sigma, lat_sigma = max(sigma, 4.0), max(lat_sigma, 0.8)
         return Detection(gap_m=gap, lateral_road_m=d0 + self._lane_counter * width, gap_sigma_m=sigma,
                          lateral_sigma_m=lat_sigma, box=rd.box, near_edge=rd.near_edge)
 

@@ -10,7 +10,8 @@ distance (one pixel row is worth more metres far away).
 A track that leaves the field of view (close beside or behind the ego) is kept, predicted
 with its last relative speed, for ``coast_out_of_view_s``: the camera cannot see beside the
 car, the planner still has to know someone is there. A track not seen while it should be
-visible (occluded) is kept for ``coast_in_view_s``.
+visible (occluded) is kept for ``coast_in_view_s``; one predicted beside the ego (within
+``beside_m`` along the road) for ``coast_beside_s``.
 """
 
 from __future__ import annotations
@@ -48,18 +49,24 @@ class Track:
 
 
 def _predict(x: np.ndarray, p: np.ndarray, dt: float, accel_sigma: float) -> tuple[np.ndarray, np.ndarray]:
-    f = np.array([[1.0, dt], [0.0, 1.0]])
-    g = np.array([0.5 * dt * dt, dt])
-    return f @ x, f @ p @ f.T + np.outer(g, g) * accel_sigma**2
+    """Constant-velocity prediction (scalar arithmetic: far cheaper than numpy on 2x2 matrices)."""
+    x0, x1 = float(x[0]), float(x[1])
+    p00, p01, p11 = float(p[0, 0]), float(p[0, 1]), float(p[1, 1])
+    q = accel_sigma * accel_sigma
+    g0, g1 = 0.5 * dt * dt, dt
+    n00 = p00 + 2 * dt * p01 + dt * dt * p11 + g0 * g0 * q
+    n01 = p01 + dt * p11 + g0 * g1 * q
+    n11 = p11 + g1 * g1 * q
+    return np.array([x0 + dt * x1, x1]), np.array([[n00, n01], [n01, n11]])
 
 
 def _update(x: np.ndarray, p: np.ndarray, z: float, sigma: float) -> tuple[np.ndarray, np.ndarray]:
-    s = p[0, 0] + sigma * sigma
-    k = p[:, 0] / s
-    innov = z - x[0]
-    x = x + k * innov
-    p = p - np.outer(k, p[0, :])
-    return x, p
+    p00, p01, p11 = float(p[0, 0]), float(p[0, 1]), float(p[1, 1])
+    s = p00 + sigma * sigma
+    k0, k1 = p00 / s, p01 / s
+    innov = z - float(x[0])
+    return (np.array([float(x[0]) + k0 * innov, float(x[1]) + k1 * innov]),
+            np.array([[p00 - k0 * p00, p01 - k0 * p01], [p01 - k0 * p01, p11 - k1 * p01]]))
 
 
 class Tracker:
@@ -75,7 +82,9 @@ class Tracker:
                  accel_sigma_mps2: float = 3.0, lateral_accel_sigma_mps2: float = 1.5,
                  initial_speed_sigma_mps: float = 8.0, min_hits: int = 2, report_at_once_m: float = 25.0,
                  coast_in_view_s: float = 1.0, coast_out_of_view_s: float = 3.0,
-                 max_relative_speed_mps: float = 40.0) -> None:
+                 max_relative_speed_mps: float = 40.0, coast_beside_s: float = 6.0, beside_m: float = 10.0) -> None:
+        self.coast_beside_s = coast_beside_s
+        self.beside_m = beside_m
         self.gate_gap_sigmas = gate_gap_sigmas
         self.gate_gap_m = gate_gap_m
         self.gate_lateral_m = gate_lateral_m
@@ -133,7 +142,12 @@ class Tracker:
                 tr.misses += 1
                 tr.unseen_s += dt
                 tr.last = None
-                limit = self.coast_in_view_s if in_view(tr.x[0], tr.y[0]) else self.coast_out_of_view_s
+                if in_view(tr.x[0], tr.y[0]):
+                    limit = self.coast_in_view_s
+                elif abs(tr.x[0]) < self.beside_m:
+                    limit = self.coast_beside_s        # beside the car, where no dashcam sees
+                else:
+                    limit = self.coast_out_of_view_s
                 if tr.unseen_s > limit or tr.hits < self.min_hits or tr.x[0] < -40.0:
                     continue
             alive.append(tr)
