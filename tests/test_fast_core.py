@@ -300,3 +300,45 @@ def test_attached_road_survives_deepcopy_and_pickle():
     assert len(clone.vehicles) == len(env.road.vehicles)
     fast_core.detach(clone)
     assert type(clone) is Road
+
+
+@pytest.mark.parametrize(
+    "env_id, observation",
+    [
+        ("highway-v0", None),
+        ("merge-v0", {"type": "Kinematics", "normalize": False, "include_obstacles": False}),
+        (
+            "highway-v0",
+            {
+                "type": "Kinematics",
+                "absolute": True,
+                "order": "shuffled",
+                "see_behind": True,
+                "vehicles_count": 8,
+                "features": ["presence", "x", "y", "vx", "vy", "cos_h", "sin_h", "heading"],
+            },
+        ),
+    ],
+)
+def test_kinematics_observation_matches_stock(env_id, observation):
+    from highway_env.envs.common.observation import KinematicObservation
+
+    env = _make(env_id, **({"observation": observation} if observation else {}))
+    env.reset(seed=1)
+    checked = 0
+    for _ in range(4):
+        env.step(1)
+        obs_type = env.observation_type
+        assert isinstance(obs_type, KinematicObservation)
+        state = env.np_random.bit_generator.state  # "shuffled" draws from it
+        expected = fast_core._STOCK_KINEMATICS_OBSERVE(obs_type)
+        env.np_random.bit_generator.state = state
+        got = fast_core._fast_kinematics_observe(obs_type)
+        assert got.dtype == expected.dtype and got.shape == expected.shape
+        assert np.array_equal(got, expected)
+        checked += 1
+    fast_core.accelerate()
+    assert KinematicObservation.observe is fast_core._fast_kinematics_observe
+    fast_core.accelerate(False)
+    assert KinematicObservation.observe is fast_core._STOCK_KINEMATICS_OBSERVE
+    assert checked == 4

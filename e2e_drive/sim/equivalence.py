@@ -3,7 +3,8 @@
 Two copies of the same environment are reset with the same seed; one keeps highway-env's
 own Road methods, the other has its road attached to the fast core. Both receive the same
 fixed ego action sequence. At every policy step every vehicle's position and speed are
-compared (tolerance 1e-6 m and m/s) and every vehicle's first crash step must coincide.
+compared (tolerance 1e-6 m and m/s), every vehicle's first crash step must coincide, and the
+observations, rewards and termination flags returned to the agent must agree too.
 """
 
 from __future__ import annotations
@@ -115,6 +116,36 @@ class _Trace:
     crashed: list[list[bool]]
     rewards: list[float]
     done: list[tuple[bool, bool]]
+    observations: list[Any] = field(default_factory=list)
+
+
+def _copy_obs(obs: Any) -> Any:
+    if isinstance(obs, dict):
+        return {k: np.array(v, copy=True) for k, v in obs.items()}
+    if isinstance(obs, tuple):
+        return tuple(np.array(v, copy=True) for v in obs)
+    return np.array(obs, copy=True)
+
+
+def _obs_error(a: Any, b: Any) -> float:
+    """Largest absolute difference between two observations (inf if shapes differ)."""
+    if isinstance(a, dict):
+        if not isinstance(b, dict) or a.keys() != b.keys():
+            return float("inf")
+        return max((_obs_error(a[k], b[k]) for k in a), default=0.0)
+    if isinstance(a, tuple):
+        if not isinstance(b, tuple) or len(a) != len(b):
+            return float("inf")
+        return max((_obs_error(x, y) for x, y in zip(a, b, strict=True)), default=0.0)
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape:
+        return float("inf")
+    if a.size == 0:
+        return 0.0
+    if not np.array_equal(np.isnan(a), np.isnan(b)):
+        return float("inf")
+    return float(np.nanmax(np.abs(a - b))) if not np.all(np.isnan(a)) else 0.0
 
 
 def _snapshot(env: gym.Env, trace: _Trace) -> None:
@@ -153,7 +184,8 @@ def run_trace(
         env = env.unwrapped  # no TimeLimit / order enforcing: step past termination
     trace = _Trace([], [], [], [], [])
     try:
-        env.reset(seed=seed)
+        obs, _ = env.reset(seed=seed)
+        trace.observations.append(_copy_obs(obs))
         if core == "attach":
             fast_core.attach(env.unwrapped.road)
         actions = _action_sequence(env, seed, steps, mode)
@@ -161,8 +193,9 @@ def run_trace(
         for t in range(steps):
             if hook is not None:
                 hook(env, t)
-            _, r, term, trunc, _ = env.step(actions[t])
+            obs, r, term, trunc, _ = env.step(actions[t])
             _snapshot(env, trace)
+            trace.observations.append(_copy_obs(obs))
             trace.rewards.append(float(r))
             trace.done.append((bool(term), bool(trunc)))
             if (term or trunc) and not continue_after_done:
@@ -226,6 +259,12 @@ def compare_episode(
             problems.append(f"step {t}: vehicles crashed at {crash_a} stock vs {crash_b} fast")
             break
     if not problems:
+        for t, (oa, ob) in enumerate(zip(a.observations, b.observations, strict=False)):
+            err = _obs_error(oa, ob)
+            if not err <= tolerance:
+                problems.append(f"step {t}: observation differs by {err:.2e}")
+                break
+    if not problems:
         for t, (ra, rb, da, db) in enumerate(
             zip(a.rewards, b.rewards, a.done, b.done, strict=False)
         ):
@@ -258,7 +297,7 @@ def check_equivalence(
     modes: Sequence[str] = ("idle", "mixed", "faster"),
     tolerance: float = 1e-6,
     progress: bool = False,
-    core: str = "attach",
+    core: str = "accelerate",
 ) -> EquivalenceReport:
     """Compare stock and fast highway-env on every (env, seed, action mode).
 

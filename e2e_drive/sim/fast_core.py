@@ -23,6 +23,10 @@ This module keeps highway-env's classes and replaces only the three ``Road`` met
   pairs passing highway-env's own spherical pre-check); highway-env's ``handle_collisions``
   is then called on those pairs, in the stock order, so impacts and ``crashed`` flags match.
 
+``accelerate()`` also gives highway-env's ``KinematicObservation`` (highway-v0's default
+observation) a pandas-free ``observe`` with identical output; ``attach()`` only touches the
+road.
+
 All vectorised arithmetic uses the same numpy ufuncs in the same order as highway-env's
 scalar code, so results are equal bit for bit on a given machine (checked by
 ``e2e_drive.sim.equivalence``). Anything not recognised (user vehicle subclasses that
@@ -40,6 +44,7 @@ from typing import Any
 
 import numpy as np
 from highway_env import utils
+from highway_env.envs.common.observation import KinematicObservation
 from highway_env.road.lane import AbstractLane
 from highway_env.road.road import Road, RoadNetwork
 from highway_env.vehicle.behavior import IDMVehicle
@@ -858,6 +863,80 @@ def _fast_step(self: Road, dt: float) -> None:
 
 
 # --------------------------------------------------------------------------------------
+# KinematicObservation.observe without pandas (same numbers)
+# --------------------------------------------------------------------------------------
+_STOCK_KINEMATICS_OBSERVE = KinematicObservation.observe
+
+
+def _fast_kinematics_observe(self: KinematicObservation) -> np.ndarray:
+    """KinematicObservation.observe with the table built in numpy instead of pandas.
+
+    Same to_dict values, same arithmetic (utils.lmap, clip) on float64 columns, same
+    padding, shuffling and float32 cast; anything unusual (a subclass, missing or repeated
+    features, non-numeric values) goes to the stock method.
+    """
+    env = self.env
+    if type(self) is not KinematicObservation or not env.road:
+        return _STOCK_KINEMATICS_OBSERVE(self)
+    feats = list(self.features)
+    if len(set(feats)) != len(feats):
+        return _STOCK_KINEMATICS_OBSERVE(self)
+    ego = self.observer_vehicle
+    dicts = [ego.to_dict()]
+    close = env.road.close_objects_to(
+        ego,
+        env.PERCEPTION_DISTANCE,
+        count=self.vehicles_count - 1,
+        see_behind=self.see_behind,
+        sort=self.order == "sorted",
+        vehicles_only=not self.include_obstacles,
+    )
+    if close:
+        origin = ego if not self.absolute else None
+        dicts += [
+            v.to_dict(origin, observe_intentions=self.observe_intentions)
+            for v in close[-self.vehicles_count + 1 :]
+        ]
+    try:
+        rows = [[d[f] for f in feats] for d in dicts]
+        table = np.array(rows, dtype=np.float64).reshape(len(dicts), len(feats))
+    except (KeyError, TypeError, ValueError):
+        return _STOCK_KINEMATICS_OBSERVE(self)
+    if any(
+        not isinstance(x, (int, float, np.integer, np.floating)) or isinstance(x, bool)
+        for row in rows
+        for x in row
+    ):
+        return _STOCK_KINEMATICS_OBSERVE(self)
+    if self.normalize:
+        if not self.features_range:
+            side_lanes = env.road.network.all_side_lanes(ego.lane_index)
+            self.features_range = {
+                "x": [-5.0 * Vehicle.MAX_SPEED, 5.0 * Vehicle.MAX_SPEED],
+                "y": [
+                    -AbstractLane.DEFAULT_WIDTH * len(side_lanes),
+                    AbstractLane.DEFAULT_WIDTH * len(side_lanes),
+                ],
+                "vx": [-2 * Vehicle.MAX_SPEED, 2 * Vehicle.MAX_SPEED],
+                "vy": [-2 * Vehicle.MAX_SPEED, 2 * Vehicle.MAX_SPEED],
+            }
+        for feature, f_range in self.features_range.items():
+            if feature in feats:
+                j = feats.index(feature)
+                col = utils.lmap(table[:, j], [f_range[0], f_range[1]], [-1, 1])
+                if self.clip:
+                    col = np.clip(col, -1, 1)
+                table[:, j] = col
+    if table.shape[0] < self.vehicles_count:
+        pad = np.zeros((self.vehicles_count - table.shape[0], len(feats)))
+        table = np.concatenate([table, pad], axis=0)
+    obs = table
+    if self.order == "shuffled":
+        env.np_random.shuffle(obs[1:])
+    return obs.astype(self.space().dtype)
+
+
+# --------------------------------------------------------------------------------------
 # Public API
 # --------------------------------------------------------------------------------------
 _FAST_METHODS = {
@@ -938,10 +1017,14 @@ def is_accelerated() -> bool:
 
 def accelerate(enabled: bool = True) -> None:
     """Make every highway-env Road (so gym.make("highway-v0") and all other highway-env
-    environments, existing and future) use the fast core; `accelerate(False)` puts
-    highway-env's own methods back. Idempotent."""
+    environments, existing and future) use the fast core, and KinematicObservation its
+    pandas-free observe; `accelerate(False)` puts highway-env's own methods back.
+    Idempotent."""
     global _accelerated
     table = _FAST_METHODS if enabled else _STOCK_METHODS
     for name, fn in table.items():
         setattr(Road, name, fn)
+    KinematicObservation.observe = (
+        _fast_kinematics_observe if enabled else _STOCK_KINEMATICS_OBSERVE
+    )
     _accelerated = bool(enabled)
