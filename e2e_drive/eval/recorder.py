@@ -27,6 +27,7 @@ import math
 from typing import Any
 
 import numpy as np
+from highway_env.road.lane import StraightLane
 from highway_env.vehicle.objects import Landmark
 
 from e2e_drive.eval.record import NEIGHBOUR_FEATURES, EpisodeRecord
@@ -92,6 +93,8 @@ class GroundTruthRecorder:
             object_ids = {id(o): OBJECT_ID_BASE + k for k, o in enumerate(road.objects)}
             self._is_object = np.array([id(o) not in vehicle_ids for o in self._others], dtype=bool)
             self._ids = [vehicle_ids.get(id(o), object_ids.get(id(o), -1)) for o in self._others]
+            self._lengths = [float(o.LENGTH) for o in self._others]
+            self._widths = [float(o.WIDTH) for o in self._others]
             self._others_n = n
 
     def on_substep(self, env: Any) -> None:
@@ -142,56 +145,64 @@ class GroundTruthRecorder:
         cols["longitudinal_m"].append(progress)
         cols["lateral_offset_m"].append(d)
         cols["heading_error_rad"].append(err)
-        cols["on_road"].append(bool(ego.on_road))
+        cols["on_road"].append(bool(lane.on_lane(pos, s, d)))  # = ego.on_road, without recomputing s, d
         cols["wrong_way"].append(abs(err) > math.pi / 2)
         limit = getattr(lane, "speed_limit", None)
         cols["speed_limit_mps"].append(float(limit) if limit is not None else math.nan)
 
-        # Neighbours: nearest within the radius, in ego-lane coordinates.
+        # Neighbours: nearest within the radius, in ego-lane coordinates. Few vehicles are near, so a
+        # Python loop (plain float arithmetic on straight lanes) beats vectorising here.
         self._refresh_others(road, ego)
         others = self._others
-        block = np.full((self.max_neighbours, _N_F), np.nan)
+        k_max = self.max_neighbours
+        block = np.full((k_max, _N_F), np.nan)
+        wblock = np.full((k_max, len(WORLD_NEIGHBOUR_FEATURES)), np.nan) if self.world else None
         lead_gap, lead_speed = math.inf, math.nan
         if others:
             xy = np.array([o.position for o in others], dtype=np.float64)
             dist2 = ((xy - pos) ** 2).sum(axis=1)
             near = np.flatnonzero(dist2 <= NEIGHBOUR_RADIUS_M ** 2)
             if near.size:
-                order = near[np.argsort(dist2[near], kind="stable")]
+                order = near[np.argsort(dist2[near], kind="stable")].tolist()
+                points = xy.tolist()
+                straight = type(lane) is StraightLane
+                if straight:
+                    sx, sy = float(lane.start[0]), float(lane.start[1])
+                    dx, dy = float(lane.direction[0]), float(lane.direction[1])
+                    lx, ly = float(lane.direction_lateral[0]), float(lane.direction_lateral[1])
+                    lane_h = float(lane.heading)
                 half_ego = float(ego.LENGTH) / 2.0
                 half_w = width / 2.0
-                k_max = self.max_neighbours
-                rows = []
-                world_rows = []
+                n = 0
                 for i in order:
-                    if len(rows) >= k_max and lead_gap < math.inf:
+                    if n >= k_max and lead_gap < math.inf:
                         break
                     o = others[i]
-                    o_s, o_lat = lane.local_coordinates(o.position)
-                    o_s, o_lat = float(o_s), float(o_lat)
+                    px, py = points[i]
+                    if straight:
+                        o_s = (px - sx) * dx + (py - sy) * dy
+                        o_lat = (px - sx) * lx + (py - sy) * ly
+                        o_h = lane_h
+                    else:
+                        o_s, o_lat = (float(v) for v in lane.local_coordinates(o.position))
+                        o_h = float(lane.heading_at(o_s))
                     ds = o_s - s
                     o_speed = float(getattr(o, "speed", 0.0))
-                    along = o_speed * math.cos(float(o.heading) - float(lane.heading_at(o_s)))
-                    o_len = float(o.LENGTH)
+                    heading_o = float(o.heading)
+                    along = o_speed * math.cos(heading_o - o_h)
+                    o_len = self._lengths[i]
                     if ds > 0 and abs(o_lat) < half_w:
                         gap = ds - half_ego - o_len / 2.0
                         if gap < lead_gap:
                             lead_gap, lead_speed = gap, along
-                    if len(rows) < k_max:
-                        rows.append((ds, o_lat, along, o_len, float(o.WIDTH)))
-                        if self.world:
-                            world_rows.append((float(self._ids[i]), float(o.position[0]), float(o.position[1]),
-                                               float(o.heading), o_speed, o_len, float(o.WIDTH),
-                                               float(self._is_object[i])))
-                block[: len(rows)] = rows
-                if self.world:
-                    wblock = np.full((self.max_neighbours, len(WORLD_NEIGHBOUR_FEATURES)), np.nan)
-                    wblock[: len(world_rows)] = world_rows
-                    self.world_neighbours.append(wblock)
-            elif self.world:
-                self.world_neighbours.append(np.full((self.max_neighbours, len(WORLD_NEIGHBOUR_FEATURES)), np.nan))
-        elif self.world:
-            self.world_neighbours.append(np.full((self.max_neighbours, len(WORLD_NEIGHBOUR_FEATURES)), np.nan))
+                    if n < k_max:
+                        block[n] = (ds, o_lat, along, o_len, self._widths[i])
+                        if wblock is not None:
+                            wblock[n] = (self._ids[i], px, py, heading_o, o_speed, o_len, self._widths[i],
+                                         float(self._is_object[i]))
+                        n += 1
+        if wblock is not None:
+            self.world_neighbours.append(wblock)
         self.neighbours.append(block)
         cols["lead_gap_m"].append(lead_gap)
         cols["lead_speed_mps"].append(lead_speed)

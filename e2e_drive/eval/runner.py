@@ -90,7 +90,7 @@ REQUIRED_KEYS: tuple[str, ...] = (
     "comfortable", "driving_score", "act_ms_mean",
 )
 #: Line keys that measure wall-clock time (differ between runs of the same seeds).
-TIMING_KEYS: tuple[str, ...] = ("act_ms_mean", "act_ms_p95", "act_ms_max", "wall_s")
+TIMING_KEYS: tuple[str, ...] = ("act_ms_mean", "act_ms_p95", "act_ms_max", "wall_s", "cpu_s")
 TIMING_PREFIXES: tuple[str, ...] = ("stage_ms_mean_",)
 
 #: Default per-episode wall-clock budget [s].
@@ -262,6 +262,7 @@ def run_episode(job: EpisodeJob, record: bool = True,
     from e2e_drive.eval.metrics import episode_metrics, json_safe
 
     start = time.perf_counter()
+    cpu_start = time.process_time()
     deadline = start + job.budget_s if job.budget_s else math.inf
     status_override: str | None = None
     reason: str | None = None
@@ -325,10 +326,11 @@ def run_episode(job: EpisodeJob, record: bool = True,
             if status_override in ("sim_error", "timeout"):
                 _drop_env(_env_key(job))
     wall_s = time.perf_counter() - start
+    cpu_s = time.process_time() - cpu_start
     line: dict[str, Any] = {"agent": job.agent, "scenario": job.scenario, "condition": job.condition,
                             "seed": job.seed}
     if not record:
-        line.update(status=status_override or "done", wall_s=wall_s)
+        line.update(status=status_override or "done", wall_s=wall_s, cpu_s=cpu_s)
         return line
     trajectory = None
     if rec is not None and rec.n_steps:
@@ -358,6 +360,7 @@ def run_episode(job: EpisodeJob, record: bool = True,
     for name, value in sorted(stage_means.items()):
         line[f"stage_ms_mean_{name}"] = value
     line["wall_s"] = wall_s
+    line["cpu_s"] = cpu_s
     line = json_safe(line)
     if trajectory is not None:
         line["_trajectory_npz"] = trajectory
