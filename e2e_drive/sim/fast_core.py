@@ -8,16 +8,17 @@ highway-env spends its time in three places (profiled on highway-v0's defaults):
 - per-vehicle numpy scalar arithmetic in ``IDMVehicle.act``, ``Vehicle.step`` and
   ``RoadNetwork.get_closest_lane_index``.
 
-This module keeps highway-env's classes and replaces only the three ``Road`` methods
-``act``, ``step`` and ``neighbour_vehicles``:
+This module keeps highway-env's classes and replaces only the ``Road`` methods ``act``,
+``step``, ``neighbour_vehicles`` and ``close_objects_to``:
 
 - during ``Road.act`` (when no position can change) the projections of all vehicles on each
   queried lane are computed once, vectorised, and sorted; neighbour queries are then answered
   by bisection with highway-env's exact tie-breaking (front: the *last* vehicle in list order
   among the nearest; rear: the *first*). Outside ``Road.act`` the stock search is used.
 - IDM/MOBIL vehicles: lane-change decisions (which depend on list order) run one vehicle at a
-  time with highway-env's own methods; the steering and IDM acceleration, which only depend
-  on positions that do not change during ``act``, are then computed for all vehicles at once.
+  time, in list order (MOBIL's accelerations from the cached projections, the abort check
+  with highway-env's own method); the steering and IDM acceleration, which only depend on
+  positions that do not change during ``act``, are then computed for all vehicles at once.
 - ``Vehicle.step`` kinematics and the closest-lane search are vectorised over vehicles.
 - collisions: a sweep on x keeps only pairs whose bounding discs can meet (a superset of the
   pairs passing highway-env's own spherical pre-check); highway-env's ``handle_collisions``
@@ -38,10 +39,12 @@ Checked against highway-env 1.12.1 (``HIGHWAY_ENV_VERSION``).
 from __future__ import annotations
 
 import math
+import warnings
 import weakref
 from bisect import bisect_left
 from typing import Any
 
+import highway_env
 import numpy as np
 from highway_env import utils
 from highway_env.envs.common.observation import KinematicObservation
@@ -988,6 +991,18 @@ def _fast_class(base: type) -> type:
     return cls
 
 
+def _check_version() -> None:
+    version = getattr(highway_env, "__version__", "?")
+    if version != HIGHWAY_ENV_VERSION:
+        warnings.warn(
+            f"e2e_drive's fast traffic core is checked against highway-env "
+            f"{HIGHWAY_ENV_VERSION}, found {version}; run "
+            f"`python -m e2e_drive.bench.traffic --check` to verify it",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+
+
 def is_attached(road: Road) -> bool:
     """Whether `road` has been given the fast core by `attach`."""
     return "_fast_core_base" in type(road).__dict__
@@ -998,6 +1013,7 @@ def attach(road: Road) -> Road:
     if not isinstance(road, Road):
         raise TypeError(f"attach() expects a highway_env Road, got {type(road).__name__}")
     if not is_attached(road):
+        _check_version()
         road.__class__ = _fast_class(type(road))
     return road
 
@@ -1021,6 +1037,8 @@ def accelerate(enabled: bool = True) -> None:
     pandas-free observe; `accelerate(False)` puts highway-env's own methods back.
     Idempotent."""
     global _accelerated
+    if enabled:
+        _check_version()
     table = _FAST_METHODS if enabled else _STOCK_METHODS
     for name, fn in table.items():
         setattr(Road, name, fn)
