@@ -214,11 +214,18 @@ class CameraPerception:
         gb = np.maximum(g, b)
         chroma = np.maximum(r, gb) - np.minimum(np.minimum(r, g), b)
         redness = r - gb
+        if img is not frame:
+            # the vehicle mask comes from the unblurred frame: a blur drags the red of a rear face
+            # into the road row below it and makes every vehicle look nearer
+            fr = frame[:, :, 0].astype(np.int16)
+            raw_redness = fr - np.maximum(frame[:, :, 1], frame[:, :, 2]).astype(np.int16)
+        else:
+            raw_redness = redness
         delta = max(22.0, 0.35 * road_l, 4.0 * noise)
         marking = (luma > road_l + delta) & (chroma < 45 + 3 * noise)
         marking[: self.lane_v0] = False
-        red_thr = max(24.0, 4.0 * noise)
-        vehicle = redness > red_thr
+        raw_noise = noise * 3.0 if img is not frame else noise
+        vehicle = raw_redness > max(24.0, 5.0 * raw_noise)
         if self.spec.kind == "dashcam":
             vehicle[: self.v_start - 1] = False
 

@@ -12,10 +12,11 @@ with ``info``:
 - lane index / lane count accuracy;
 - lead gap error |perceived - true| / true for the lead in the ego lane within 50 m (steps
   where both see a lead), and how often the true lead is perceived at all;
-- detection precision and recall within 50 m ahead: a perceived vehicle matches a true one
-  when its gap is within max(3 m, 15 %) and its lateral position within 1.5 m (greedy);
-  recall counts every true vehicle ahead within 50 m inside the field of view, so vehicles
-  hidden behind others count as misses.
+- detection precision and recall within 50 m ahead, inside the camera's field of view: a
+  perceived vehicle matches a true one when its gap is within max(3 m, 15 %) and its lateral
+  position within 1.5 m (greedy); recall counts every true vehicle ahead within 50 m inside
+  the field of view, so vehicles hidden behind others count as misses; precision ignores
+  tracks the perception keeps (predicts) beside the car, outside the field of view.
 """
 
 from __future__ import annotations
@@ -103,7 +104,10 @@ def evaluate_perception(env: Any, perception: Any, driver: Any, seeds: Sequence[
                     rel_err.append(abs(pl[3] - tl[3]))
             t_det = [(t[0], t[1]) for t in truth
                      if t[2] is not None and 0.0 <= t[0] <= RANGE_M and _in_fov(t[0], t[4], fov_deg)]
-            p_det = [(v[0], v[1]) for v in p_vs if 0.0 <= v[0] <= RANGE_M]
+            # a perceived vehicle counts as a detection where the camera sees (tracks coasting
+            # beside the car, outside the field of view, are memory, not detections)
+            p_det = [(v[0], v[1]) for v in p_vs
+                     if 0.0 <= v[0] <= RANGE_M and _in_fov(v[0], v[1] - p.lateral_offset_m, fov_deg + 4.0)]
             t_all = [(t[0], t[1]) for t in truth if -5.0 <= t[0] <= RANGE_M + 8.0]
             m_rec = _match(p_det, t_det)
             m_prec = _match(p_det, t_all)
