@@ -12,6 +12,8 @@ neither the ego nor the neighbour changed road segment (the lane frame would jum
 
 from __future__ import annotations
 
+import math
+
 from e2e_drive.agents.base import AgentNeeds, finite_or
 from e2e_drive.agents.modular.interfaces import PerceivedVehicle, PerceptionOutput
 
@@ -49,6 +51,7 @@ class OraclePerception:
         ego = info["ego"]
         lane = info.get("lane") or {}
         ego_d = finite_or(lane.get("lateral_offset_m"), 0.0)
+        ego_along_mps = finite_or(ego.get("speed_mps"), 0.0) * math.cos(finite_or(lane.get("heading_error_rad"), 0.0))
         time_s = finite_or(info.get("time_s"), 0.0)
         ego_segment = _segment(lane.get("index"))
         dt = None
@@ -71,11 +74,17 @@ class OraclePerception:
                 if dt is not None and prev is not None and prev[0] == segment:
                     lateral_speed = (lateral - prev[1]) / dt
                     lateral_speed = max(-self.max_lateral_speed_mps, min(self.max_lateral_speed_mps, lateral_speed))
+            relative_speed = finite_or(n.get("relative_speed_mps"), 0.0)
+            if delta is not None and n.get("speed_mps") is not None:
+                # on a connected (one-way) lane it drives along its own lane: its speed along the
+                # road is its speed; the info's projection on the ego lane's tangent makes a car
+                # in the curve ahead look nearly stopped
+                relative_speed = finite_or(n.get("speed_mps"), 0.0) - ego_along_mps
             vehicles.append(
                 PerceivedVehicle(
                     lane_delta=None if delta is None else int(delta),
                     gap_m=gap,
-                    relative_speed_mps=finite_or(n.get("relative_speed_mps"), 0.0),
+                    relative_speed_mps=relative_speed,
                     lateral_m=lateral,
                     lateral_speed_mps=lateral_speed,
                     track_id=track_id,

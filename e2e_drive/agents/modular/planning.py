@@ -84,6 +84,8 @@ class RulePlanner:
       lane_change_duration_s: duration of the quintic lateral profile (at least; longer at
           low speed so that the path never points more than max_lane_change_heading_rad off).
       min_time_between_lane_changes_s: rest time after a lane change before the next one.
+      max_lane_change_curvature_1pm: lane changes start only where the road here and 20 m
+          ahead curves less than this (no lane changes in curves).
       lane_change_gain_mps2: MOBIL threshold, acceleration the ego must gain.
       politeness: MOBIL politeness factor p in [0, 1].
       max_imposed_braking_mps2: a new follower must not have to brake harder than this.
@@ -113,6 +115,7 @@ class RulePlanner:
         max_lateral_acceleration_mps2: float = 3.5,
         lane_change_duration_s: float = 3.0,
         max_lane_change_heading_rad: float = 0.12,
+        max_lane_change_curvature_1pm: float = 0.01,
         min_time_between_lane_changes_s: float = 2.0,
         lane_change_gain_mps2: float = 0.2,
         politeness: float = 0.1,
@@ -143,6 +146,7 @@ class RulePlanner:
         self.max_lateral_acceleration_mps2 = float(max_lateral_acceleration_mps2)
         self.lane_change_duration_s = float(lane_change_duration_s)
         self.max_lane_change_heading_rad = float(max_lane_change_heading_rad)
+        self.max_lane_change_curvature_1pm = float(max_lane_change_curvature_1pm)
         self.min_time_between_lane_changes_s = float(min_time_between_lane_changes_s)
         self.lane_change_gain_mps2 = float(lane_change_gain_mps2)
         self.politeness = float(politeness)
@@ -366,7 +370,8 @@ class RulePlanner:
                 self._since_lane_change_s = 0.0
         elif (p.lane_valid and p.vehicles_valid and p.lane_id is not None and p.lanes_count is not None
               and self._since_lane_change_s >= self.min_time_between_lane_changes_s and v_ego > 5.0
-              and abs(p.lateral_offset_m) < 0.5):
+              and abs(p.lateral_offset_m) < 0.5
+              and max(abs(p.curvature_1pm), abs(p.curvature_ahead_1pm)) <= self.max_lane_change_curvature_1pm):
             lead_here, _ = self._lead_and_follower(p, 0)
             a_here = self._idm(p, v0, lead_here)
             best_delta, best_gain = 0, self.lane_change_gain_mps2
