@@ -47,6 +47,7 @@ WORLD_NEIGHBOUR_FEATURES: tuple[str, ...] = ("id", "x_m", "y_m", "heading_rad", 
                                              "width_m", "is_object")
 
 _N_F = len(NEIGHBOUR_FEATURES)
+_RADIUS2 = NEIGHBOUR_RADIUS_M ** 2
 _TWO_PI = 2.0 * math.pi
 
 
@@ -160,10 +161,12 @@ class GroundTruthRecorder:
         lead_gap, lead_speed = math.inf, math.nan
         if others:
             xy = np.array([o.position for o in others], dtype=np.float64)
-            dist2 = ((xy - pos) ** 2).sum(axis=1)
-            near = np.flatnonzero(dist2 <= NEIGHBOUR_RADIUS_M ** 2)
-            if near.size:
-                order = near[np.argsort(dist2[near], kind="stable")].tolist()
+            sq = xy - pos
+            sq *= sq
+            dist2 = sq[:, 0] + sq[:, 1]
+            if dist2.min() <= _RADIUS2:
+                order = np.argsort(dist2, kind="stable").tolist()
+                dist2_list = dist2.tolist()
                 points = xy.tolist()
                 straight = type(lane) is StraightLane
                 if straight:
@@ -175,7 +178,7 @@ class GroundTruthRecorder:
                 half_w = width / 2.0
                 n = 0
                 for i in order:
-                    if n >= k_max and lead_gap < math.inf:
+                    if dist2_list[i] > _RADIUS2 or (n >= k_max and lead_gap < math.inf):
                         break
                     o = others[i]
                     px, py = points[i]
