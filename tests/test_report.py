@@ -149,3 +149,26 @@ def test_report_renders_in_a_headless_browser(report, tmp_path):
     dark = (image.mean(axis=2) < 128).mean()
     assert 0.005 < dark < 0.5
     assert image.std() > 20
+
+
+def test_report_uses_saved_trajectories_and_lists_errors(tmp_path):
+    from e2e_drive.eval.report import write_report
+
+    env = tmp_path / "tiny.toml"
+    env.write_text(TINY)
+    out = tmp_path / "run"
+    evaluate([str(env)], [f"{HERE}:SteadyAgent", f"{HERE}:BrokenAgent"], episodes=1, seed=3, out_dir=out,
+             workers=1, progress=False, save_trajectories=True)
+    result = write_report(out, videos=0)
+    text = Path(result["html"]).read_text()
+    assert "saved trajectories" in text and "Ego trajectories" in text
+    assert "agent_error" in text and "ZeroDivisionError" in text  # the error episode, its reason and traceback
+    assert result["replays"] == 0  # nothing re-simulated: the paths came from the .npz files
+
+
+class BrokenAgent:
+    def reset(self, seed=None):
+        pass
+
+    def act(self, observation, info=None):
+        return np.array([1 / 0, 0.0])
