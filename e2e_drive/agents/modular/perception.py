@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections import deque
 from typing import Any
 
 import cv2
@@ -179,6 +180,8 @@ class CameraPerception:
         self._lane_counter = 0       # road-fixed index of the ego lane (changes on line crossings)
         self._lane_anchor: int | None = None   # lane_id - lane_counter, once a road edge was seen
         self._lanes_count: int | None = None
+        self._count_votes: deque = deque(maxlen=12)   # lane counts seen (both road edges) lately
+        self._edges_now: tuple = (None, None)
         self._kappa_ahead = 0.0
         self._kappa = 0.0
         self.debug: dict[str, Any] = {}
@@ -243,11 +246,18 @@ class CameraPerception:
             k_ahead = model.kappa if k_far is None else model.kappa + 1.5 * (k_far - model.kappa)
             self._kappa_ahead = 0.5 * self._kappa_ahead + 0.5 * float(np.clip(k_ahead, -0.12, 0.12))
             self._update_lane_ids(model, luma, chroma, redness, road_l, noise)
-        elif fitter.model is None:
-            self._lane_anchor = None
+        else:
+            self._edges_now = (None, None)
+            if fitter.model is None:
+                self._lane_anchor = None
         lane_id = None if self._lane_anchor is None else self._lane_counter + self._lane_anchor
-        if lane_id is not None and self._lanes_count is not None:
-            lane_id = int(min(max(lane_id, 0), self._lanes_count - 1))
+        lanes_count = self._lanes_count
+        if lane_id is not None and lanes_count is not None:
+            lane_id = int(min(max(lane_id, 0), lanes_count - 1))
+            right_edge = self._edges_now[1] if model is not None else None
+            if right_edge is not None:
+                # never report a lane beyond a road edge seen now (a lane change there leaves the road)
+                lanes_count = lane_id + 1 + right_edge
         width = fitter.width
 
         # ---- vehicles
@@ -282,7 +292,7 @@ class CameraPerception:
         return PerceptionOutput(
             ego_speed_mps=ego_speed,
             lane_id=lane_id,
-            lanes_count=self._lanes_count,
+            lanes_count=lanes_count,
             lateral_offset_m=model.ego_offset_m if model is not None else 0.0,
             heading_error_rad=model.heading_error_rad if model is not None else 0.0,
             curvature_1pm=self._kappa if model is not None else 0.0,
@@ -385,10 +395,18 @@ class CameraPerception:
                 break
         if left_edge is not None:
             self._lane_anchor = (-1 - left_edge) - self._lane_counter
-        if left_edge is not None and right_edge is not None:
-            self._lanes_count = right_edge - left_edge
-        elif right_edge is not None and self._lanes_count is not None and left_edge is None:
-            self._lane_anchor = (self._lanes_count - 1 - right_edge) - self._lane_counter
+        lane_id = None if self._lane_anchor is None else self._lane_counter + self._lane_anchor
+        if right_edge is not None:
+            if lane_id is not None:
+                self._count_votes.append(lane_id + 1 + right_edge)
+            elif self._lanes_count is not None:
+                self._lane_anchor = (self._lanes_count - 1 - right_edge) - self._lane_counter
+        if self._count_votes:
+            values, counts = np.unique(np.array(self._count_votes), return_counts=True)
+            best = int(np.argmax(counts))
+            if counts[best] >= 2 and counts[best] >= 0.6 * len(self._count_votes):
+                self._lanes_count = int(values[best])
+        self._edges_now = (left_edge, right_edge)
         self.debug_edges = (left_edge, right_edge)
 
     def _to_lane_frame(self, rd: RawDetection, model: LaneModel | None, width: float) -> Detection | None:
