@@ -33,6 +33,11 @@ def run_bench(parts: list[str] | None = None, quick: bool = False) -> str:
     """Run the named parts (all by default) and return the report text."""
     from e2e_drive.errors import ConfigError
 
+    # highway-env's reference renderer uses pygame: "offscreen" draws real frames without a display
+    # (and without SDL's XDG_RUNTIME_DIR complaint); "dummy" would draw nothing, so it is refused.
+    if os.environ.get("SDL_VIDEODRIVER") == "dummy":
+        raise ConfigError("SDL_VIDEODRIVER=dummy makes highway-env render black frames; unset it or use 'offscreen'")
+    os.environ.setdefault("SDL_VIDEODRIVER", "offscreen")
     chosen = list(PARTS) if not parts else parts
     unknown = [p for p in chosen if p not in PARTS]
     if unknown:
