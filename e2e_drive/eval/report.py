@@ -41,6 +41,8 @@ SEVERITY: dict[str, int] = {"collision": 0, "offroad": 1, "stalled": 2, "timeout
 CLIP_S = 6.0
 BEV_PX = 176
 CAMERA_VIDEO_HEIGHT_PX = 176
+#: Largest video clip kept in the report [bytes] (larger ones are re-encoded smaller).
+MAX_CLIP_BYTES = 350_000
 #: Episodes re-simulated per agent and scenario for the trajectory plot when none were saved.
 TRAJECTORIES_PER_AGENT = 2
 
@@ -329,7 +331,7 @@ def replay_clip(job: Any, stored_line: Mapping[str, Any] | None = None, clip_s: 
     ego-aligned bird's-eye view, over the last ``clip_s`` seconds before the episode's
     decisive moment (its end for failures, the lowest TTC for successes). Returns the
     replay's episode line, whether it matches ``stored_line`` (timings aside), the ego path,
-    and with ``want_video`` the WebM bytes and a PNG poster frame.
+    and with ``want_video`` the WebM bytes and a JPEG poster frame.
     """
     import cv2
 
@@ -390,21 +392,35 @@ def replay_clip(job: Any, stored_line: Mapping[str, Any] | None = None, clip_s: 
     last = clip[-1].copy()
     _label(last, ["", "", f"end: {line['status']}"])
     clip = clip[:-1] + [last] * max(1, fps)  # hold the last frame for a second
-    h, w = clip[0].shape[:2]
-    with tempfile.TemporaryDirectory() as tmp:
-        video = Path(tmp) / "clip.webm"
-        with _quiet_stderr():  # FFmpeg's harmless note that it picks its own tag for VP8
-            writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"VP80"), fps, (w, h))
-        if not writer.isOpened():
-            raise RuntimeError("OpenCV cannot write VP8 video")
-        for f in clip:
-            writer.write(cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
-        writer.release()
-        out["webm"] = video.read_bytes()
-    ok, png = cv2.imencode(".png", cv2.cvtColor(clip[len(clip) // 2], cv2.COLOR_RGB2BGR))
-    out["poster_png"] = png.tobytes() if ok else b""
+    out["webm"] = _encode_webm(clip, fps)
+    ok, jpg = cv2.imencode(".jpg", cv2.cvtColor(clip[len(clip) // 2], cv2.COLOR_RGB2BGR),
+                           [cv2.IMWRITE_JPEG_QUALITY, 80])
+    out["poster_jpg"] = jpg.tobytes() if ok else b""
     out["clip_s"] = len(clip) / fps
     return out
+
+
+def _encode_webm(frames: Sequence[np.ndarray], fps: int, max_bytes: int = MAX_CLIP_BYTES) -> bytes:
+    """VP8 WebM of RGB frames; smaller frames until it fits ``max_bytes`` (pixel noise compresses badly)."""
+    import cv2
+
+    data = b""
+    for scale in (1.0, 0.75, 0.5, 0.35):
+        h, w = (int(round(s * scale)) // 2 * 2 for s in frames[0].shape[:2])
+        with tempfile.TemporaryDirectory() as tmp:
+            video = Path(tmp) / "clip.webm"
+            with _quiet_stderr():  # FFmpeg's harmless note that it picks its own tag for VP8
+                writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"VP80"), fps, (w, h))
+            if not writer.isOpened():
+                raise RuntimeError("OpenCV cannot write VP8 video")
+            for f in frames:
+                small = f if scale == 1.0 else cv2.resize(f, (w, h), interpolation=cv2.INTER_AREA)
+                writer.write(cv2.cvtColor(small, cv2.COLOR_RGB2BGR))
+            writer.release()
+            data = video.read_bytes()
+        if len(data) <= max_bytes:
+            break
+    return data
 
 
 class _quiet_stderr:
@@ -441,9 +457,9 @@ def _video_html(row: Mapping[str, Any], replay: Mapping[str, Any]) -> str:
     if "webm" not in replay:
         return f'<div class="clip"><div class="cap">{_esc(caption)}</div><div class="note">no frames</div></div>'
     video = base64.b64encode(replay["webm"]).decode()
-    poster = base64.b64encode(replay.get("poster_png", b"")).decode()
+    poster = base64.b64encode(replay.get("poster_jpg", b"")).decode()
     return (f'<div class="clip"><div class="cap">{_esc(caption)}</div>'
-            f'<video controls loop muted autoplay playsinline poster="data:image/png;base64,{poster}" '
+            f'<video controls loop muted autoplay playsinline poster="data:image/jpeg;base64,{poster}" '
             f'src="data:video/webm;base64,{video}"></video>{check}</div>')
 
 
