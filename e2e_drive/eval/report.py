@@ -393,6 +393,7 @@ def replay_clip(job: Any, stored_line: Mapping[str, Any] | None = None, clip_s: 
     _label(last, ["", "", f"end: {line['status']}"])
     clip = clip[:-1] + [last] * max(1, fps)  # hold the last frame for a second
     out["webm"] = _encode_webm(clip, fps)
+    out["width_px"] = int(clip[0].shape[1])
     ok, jpg = cv2.imencode(".jpg", cv2.cvtColor(clip[len(clip) // 2], cv2.COLOR_RGB2BGR),
                            [cv2.IMWRITE_JPEG_QUALITY, 80])
     out["poster_jpg"] = jpg.tobytes() if ok else b""
@@ -459,7 +460,8 @@ def _video_html(row: Mapping[str, Any], replay: Mapping[str, Any]) -> str:
     video = base64.b64encode(replay["webm"]).decode()
     poster = base64.b64encode(replay.get("poster_jpg", b"")).decode()
     return (f'<div class="clip"><div class="cap">{_esc(caption)}</div>'
-            f'<video controls loop muted autoplay playsinline poster="data:image/jpeg;base64,{poster}" '
+            f'<video controls loop muted autoplay playsinline width="{replay.get("width_px", 640)}" '
+            f'poster="data:image/jpeg;base64,{poster}" '
             f'src="data:video/webm;base64,{video}"></video>{check}</div>')
 
 
