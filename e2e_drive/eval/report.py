@@ -576,13 +576,33 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, videos: int
         replays[key] = result
         return result
 
+    video_html: list[str] = []
+    if videos:  # first, so that the trajectory plot can reuse these replays
+        video_html.append("<h2>Worst episodes</h2>")
+        video_html.append(f'<p class="note">Each agent\'s {videos} worst episodes, re-simulated from their seeds: '
+                          f'the agent\'s camera (what it saw) beside a bird\'s-eye view; up to {CLIP_S:g} s before '
+                          f'the end (failures) or around the lowest time-to-collision (successes).</p>'
+                          f'<div class="clips">')
+        for row in worst_episodes(rows, videos):
+            res = replay(row, want_video=True)
+            if res is None or "error" in res:
+                video_html.append(f'<div class="clip"><div class="note warn">{_esc(row["agent"])} seed '
+                                  f'{row["seed"]}: cannot re-simulate ({_esc((res or {}).get("error"))})</div></div>')
+            else:
+                video_html.append(_video_html(row, res))
+        video_html.append("</div>")
+
     if trajectories:
         tracks: dict[str, list] = {}
         for scenario in dict.fromkeys(r["scenario"] for r in rows):
             first_condition = next(r["condition"] for r in rows if r["scenario"] == scenario)
             for agent in dict.fromkeys(r["agent"] for r in rows):
                 mine = [r for r in rows if r["agent"] == agent and r["scenario"] == scenario
-                        and r["condition"] == first_condition][:TRAJECTORIES_PER_AGENT]
+                        and r["condition"] == first_condition]
+                # episodes already replayed for a video first, then the first seeds
+                mine.sort(key=lambda r: ((r["agent"], r["scenario"], r["condition"], r["seed"]) not in replays,
+                                         r["seed"]))
+                mine = mine[:TRAJECTORIES_PER_AGENT]
                 for r in mine:
                     xy = None
                     if r.get("trajectory_file") and (run_dir / r["trajectory_file"]).is_file():
@@ -600,22 +620,10 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, videos: int
             body.append("<h2>Ego trajectories</h2>")
             body.append(_plot_trajectories(tracks))
             saved = any(r.get("trajectory_file") for r in rows)
-            body.append(f'<p class="note">First {TRAJECTORIES_PER_AGENT} seeds per agent '
+            body.append(f'<p class="note">{TRAJECTORIES_PER_AGENT} episodes per agent and scenario '
                         f'({"saved trajectories" if saved else f"re-simulated; save all with --save-trajectories under {TRAJECTORY_DIR}/"}).</p>')
 
-    if videos:
-        body.append("<h2>Worst episodes</h2>")
-        body.append(f'<p class="note">Each agent\'s {videos} worst episodes, re-simulated from their seeds: the '
-                    f'agent\'s camera (what it saw) beside a bird\'s-eye view; up to {CLIP_S:g} s before the end '
-                    f'(failures) or around the lowest time-to-collision (successes).</p><div class="clips">')
-        for row in worst_episodes(rows, videos):
-            res = replay(row, want_video=True)
-            if res is None or "error" in res:
-                body.append(f'<div class="clip"><div class="note warn">{_esc(row["agent"])} seed {row["seed"]}: '
-                            f'cannot re-simulate ({_esc((res or {}).get("error"))})</div></div>')
-            else:
-                body.append(_video_html(row, res))
-        body.append("</div>")
+    body.extend(video_html)
     if mismatches:
         body.append(f'<p class="warn">{mismatches} re-simulated episode(s) did not reproduce their stored lines '
                     f'(code or files changed since the run?).</p>')
