@@ -86,7 +86,9 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, default=None, help="parallel episodes (default: all cores; 1 = in process)")
     p.add_argument("--backend", choices=("process", "ray"), default="process",
                    help="process pool (default) or a Ray cluster (pip install e2e-drive[ray])")
-    p.add_argument("--address", default=None, help="Ray cluster address (default: start a local one)")
+    p.add_argument("--address", default=None,
+                   help="Ray cluster address (default: start a local one); every node needs e2e-drive and the "
+                        "agent files at the same paths")
     p.add_argument("--save-trajectories", action="store_true",
                    help="also write each episode's ego and neighbour trajectories to OUT/trajectories/*.npz")
     p.add_argument("--episode-budget-s", type=float, default=300.0,

@@ -35,6 +35,9 @@ Guarantees:
 
 Backends: ``"process"`` (a process pool, default all cores; ``workers=1`` runs in this
 process) and ``"ray"`` (the same episode function as Ray tasks; ``pip install e2e-drive[ray]``).
+A local Ray cluster needs nothing more; on a multi-node cluster (``address``) every node needs
+e2e_drive installed and the agent files and checkpoints at the same paths (a shared file
+system or the same checkout), since jobs name agents by path.
 """
 
 from __future__ import annotations
