@@ -213,3 +213,26 @@ def test_fast_and_stock_traffic_cores_give_the_same_episode():
     for a, b in zip(s_fast, s_stock):
         assert np.allclose(np.array(a, float), np.array(b, float), atol=1e-6, rtol=0)
     assert all(np.array_equal(x, y) for x, y in zip(f_fast, f_stock))
+
+
+def test_neighbours_on_the_next_curved_segment_are_measured_along_the_road():
+    """On the racetrack a car in the curve ahead is as far ahead as it is by road, moving forward."""
+    env = gym.make("e2e_drive/Racetrack-v0", config={"cameras": SMALL_CAM, "vehicles_count": 1})
+    _, info = env.reset(seed=0)
+    road, ego = env.unwrapped.road, env.unwrapped.vehicle
+    other = next(v for v in road.vehicles if v is not ego)
+    ego_lane = road.network.get_lane(ego.lane_index)
+    s_ego = ego_lane.local_coordinates(ego.position)[0]
+    # put the other car 10 m into the lane that follows the ego's, same lane id
+    nxt = (ego.lane_index[1], next(iter(road.network.graph[ego.lane_index[1]])), ego.lane_index[2])
+    lane = road.network.get_lane(nxt)
+    other.position = lane.position(10.0, 0.0)
+    other.heading = lane.heading_at(10.0)
+    other.lane_index, other.lane = nxt, lane
+    n = next(m for m in env.unwrapped.ground_truth()["neighbours"] if m["position_m"] == list(other.position))
+    expected = ego_lane.length - s_ego + 10.0
+    assert n["longitudinal_m"] == pytest.approx(expected, abs=1e-6)
+    assert n["lane_delta"] == 0 and n["lateral_m"] == pytest.approx(-info["lane"]["lateral_offset_m"], abs=1e-6)
+    assert n["relative_speed_mps"] == pytest.approx(other.speed - info["ego"]["speed_mps"] *
+                                                     np.cos(info["lane"]["heading_error_rad"]), abs=1e-6)
+    assert info["lane"]["speed_limit_mps"] == pytest.approx(ego_lane.speed_limit)
