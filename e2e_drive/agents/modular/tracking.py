@@ -82,8 +82,9 @@ class Tracker:
                  accel_sigma_mps2: float = 3.0, lateral_accel_sigma_mps2: float = 1.5,
                  initial_speed_sigma_mps: float = 8.0, min_hits: int = 2, report_at_once_m: float = 25.0,
                  coast_in_view_s: float = 1.0, coast_out_of_view_s: float = 3.0,
-                 max_relative_speed_mps: float = 40.0, coast_beside_s: float = 6.0, beside_m: float = 10.0) -> None:
+                 max_relative_speed_mps: float = 40.0, coast_beside_s: float = 15.0, beside_m: float = 10.0) -> None:
         self.coast_beside_s = coast_beside_s
+        self.max_gate_gap_m = 10.0
         self.beside_m = beside_m
         self.gate_gap_sigmas = gate_gap_sigmas
         self.gate_gap_m = gate_gap_m
@@ -116,7 +117,10 @@ class Tracker:
         for ti, tr in enumerate(self.tracks):
             sg = float(np.sqrt(tr.p[0, 0]))
             for di, det in enumerate(detections):
-                gate_g = self.gate_gap_sigmas * np.hypot(sg, det.gap_sigma_m) + self.gate_gap_m
+                # capped: a track coasting for seconds has a huge variance, and must not grab a
+                # vehicle far ahead in the same lane
+                gate_g = min(self.gate_gap_sigmas * np.hypot(sg, det.gap_sigma_m) + self.gate_gap_m,
+                             self.max_gate_gap_m + 3.0 * det.gap_sigma_m)
                 dg = abs(det.gap_m - tr.x[0])
                 dl = abs(det.lateral_road_m - tr.y[0])
                 if dg < gate_g and dl < self.gate_lateral_m:
