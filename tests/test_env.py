@@ -236,3 +236,25 @@ def test_neighbours_on_the_next_curved_segment_are_measured_along_the_road():
     assert n["relative_speed_mps"] == pytest.approx(other.speed - info["ego"]["speed_mps"] *
                                                      np.cos(info["lane"]["heading_error_rad"]), abs=1e-6)
     assert info["lane"]["speed_limit_mps"] == pytest.approx(ego_lane.speed_limit)
+
+
+def test_same_episode_after_intersection_v0_changed_idm_constants():
+    """highway-env's intersection-v0 rewrites IDM class constants process-wide; our envs undo that."""
+    from highway_env.vehicle.behavior import IDMVehicle
+
+    def episode():
+        env = gym.make("e2e_drive/Highway-v0", config={"cameras": SMALL_CAM, "vehicles_count": 15})
+        env.reset(seed=3)
+        for _ in range(10):
+            env.step(np.array([0.3, 0.0], np.float32))
+        return [(*v.position, v.speed) for v in env.unwrapped.road.vehicles]
+
+    clean = episode()
+    saved = {k: getattr(IDMVehicle, k) for k in ("DISTANCE_WANTED", "COMFORT_ACC_MAX", "COMFORT_ACC_MIN")}
+    try:
+        gym.make("intersection-v0").reset(seed=0)
+        assert IDMVehicle.DISTANCE_WANTED == 7  # what intersection-v0 does to everyone
+        assert episode() == clean
+    finally:
+        for k, v in saved.items():
+            setattr(IDMVehicle, k, v)

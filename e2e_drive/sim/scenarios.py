@@ -21,7 +21,25 @@ from highway_env.envs.merge_env import MergeEnv
 from highway_env.envs.racetrack_env import RacetrackEnv
 from highway_env.envs.roundabout_env import RoundaboutEnv
 from highway_env.road.road import LaneIndex, Route
+from highway_env.vehicle.behavior import IDMVehicle
+from highway_env.vehicle.controller import ControlledVehicle
 from highway_env.vehicle.kinematics import Vehicle
+
+#: highway-env 1.12's IDM class constants. Its intersection-v0 overwrites these on the class for the
+#: rest of the process; every e2e_drive scenario puts them back at reset so the same seed gives the
+#: same traffic in any process, whatever ran before in it.
+STOCK_IDM_CONSTANTS: dict[str, float] = {
+    "DISTANCE_WANTED": 5.0 + ControlledVehicle.LENGTH,
+    "COMFORT_ACC_MAX": 3.0,
+    "COMFORT_ACC_MIN": -5.0,
+}
+
+
+def restore_stock_idm_constants() -> None:
+    """Undo other environments' process-wide changes to highway-env's IDM parameters."""
+    for name, value in STOCK_IDM_CONSTANTS.items():
+        if getattr(IDMVehicle, name) != value:
+            setattr(IDMVehicle, name, value)
 
 
 class RoutedVehicle(Vehicle):
@@ -78,6 +96,10 @@ class ScenarioMixin:
         action_cfg.pop("type", None)
         self.action_type = EgoAction(self, **action_cfg)
         self.action_space = self.action_type.space()
+
+    def _reset(self) -> None:
+        restore_stock_idm_constants()
+        super()._reset()  # type: ignore[misc]
 
     def _info(self, obs: Any, action: Any = None) -> dict:
         return {}
