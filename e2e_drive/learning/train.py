@@ -230,7 +230,7 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, data: Sequence[str | Path], 
                    unit="batch", disable=not progress, file=sys.stderr, leave=False, mininterval=1.0)
         t_epoch, epoch_samples, steps_this_epoch = time.perf_counter(), 0, 0
         for batch in bar:
-            # cosine learning rate over the stage, per step (the epoch length is only known after one pass)
+            # cosine learning rate over the stage, stepped once per epoch (epoch lengths are only known after a pass)
             frac = (epoch - stage_start) / max(stage_epochs, 1)
             lr = cfg.learning_rate * (cfg.lr_final_ratio + (1 - cfg.lr_final_ratio) * 0.5 * (1 + math.cos(math.pi * frac)))
             for group in optimizer.param_groups:
