@@ -18,8 +18,8 @@ register_envs()
 def accelerate(enabled: bool = True) -> None:
     """Make stock highway-env environments use e2e_drive's fast traffic core (False restores stock).
 
-    Same results as stock highway-env (checked to 1e-6 m and m/s), much faster. Affects every road
-    created after the call; idempotent.
+    Same results as stock highway-env (checked to 1e-6 m and m/s), much faster. Affects every road,
+    existing ones included, until ``accelerate(False)``; idempotent.
     """
     from e2e_drive.sim.fast_core import accelerate as _accelerate
 
