@@ -142,6 +142,8 @@ COMMANDS: dict[str, Callable[[argparse._SubParsersAction], None]] = {
     "evaluate": lambda sub: importlib.import_module("e2e_drive.eval.cli_commands").add_evaluate(sub),
     "compare": lambda sub: importlib.import_module("e2e_drive.eval.cli_commands").add_compare(sub),
     "report": lambda sub: importlib.import_module("e2e_drive.eval.cli_commands").add_report(sub),
+    "perception-eval": lambda sub: importlib.import_module(
+        "e2e_drive.agents.modular.perception_eval").add_perception_eval(sub),
     "collect": lambda sub: importlib.import_module("e2e_drive.learning.cli_commands").add_collect(sub),
     "train": lambda sub: importlib.import_module("e2e_drive.learning.cli_commands").add_train(sub),
     "dagger": lambda sub: importlib.import_module("e2e_drive.learning.cli_commands").add_dagger(sub),
