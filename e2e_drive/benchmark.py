@@ -53,7 +53,7 @@ LABELS = {"train": "training conditions", "dense_traffic": "new traffic", "night
 #: Suite name -> suite (a registry; ``--full`` picks "full").
 SUITES: dict[str, Suite] = {
     "default": Suite(envs=("envs/highway.toml", "envs/racetrack.toml"), agents=AGENTS,
-                     conditions=("train", "dense_traffic", "night_noise"), episodes=12, labels=LABELS),
+                     conditions=("train", "dense_traffic", "night_noise"), episodes=20, labels=LABELS),
     "full": Suite(envs=("envs/highway.toml", "envs/racetrack.toml"), agents=AGENTS,
                   conditions=("train", "dense_traffic", "night", "noise", "blur", "occlusion", "latency",
                               "camera_pitch"), episodes=100, labels=LABELS),

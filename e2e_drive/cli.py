@@ -101,7 +101,7 @@ def _add_benchmark(sub: argparse._SubParsersAction) -> None:
                                    "on paired seeds; print the tables and write the HTML report. Re-running the "
                                    "same command resumes an interrupted run.")
     p.add_argument("--episodes", type=int, default=None, help="paired seeds per agent, scenario and condition "
-                                                              "(default: 12, or 100 with --full)")
+                                                              "(default: 20, or 100 with --full)")
     p.add_argument("--seed", type=int, default=0, help="first seed (default 0)")
     p.add_argument("--out", default=None, help="run directory (default runs/benchmark, runs/benchmark_full)")
     p.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
