@@ -1,8 +1,8 @@
 """The main job: the default comparison suite, CARLA-style tables with intervals, and the README results.
 
 ``e2e-drive benchmark`` runs the end-to-end agent (shipped checkpoint), the modular stack
-(camera), the modular stack behind the safety filter and the privileged expert (reference
-line) on the default highway and racetrack scenarios, under training conditions and two new
+(camera), each behind the rule-based safety filter (the "learning plus rules" hybrids), and
+the privileged expert (reference line) on the default highway and racetrack scenarios, under training conditions and two new
 ones (new traffic, new visuals), on paired seeds. It prints the comparison table and the two
 tables of the CARLA paper (Dosovitskiy et al., 2017; Table 1 success rates, Table 2 km driven
 between infractions) with confidence intervals, writes the HTML report, and says where.
@@ -44,7 +44,8 @@ class Suite:
     labels: Mapping[str, str] = field(default_factory=dict)
 
 
-AGENTS = ("agents/e2e.toml", "agents/modular.toml", "agents/modular_safety.toml", "agents/expert.toml")
+AGENTS = ("agents/e2e.toml", "agents/e2e_safety.toml", "agents/modular.toml", "agents/modular_safety.toml",
+          "agents/expert.toml")
 LABELS = {"train": "training conditions", "dense_traffic": "new traffic", "night_noise": "new visuals",
           "noise": "new visuals (noise)", "night": "new visuals (night)", "blur": "new visuals (blur)",
           "occlusion": "new visuals (occlusion)", "latency": "new sensor (latency)",

@@ -73,6 +73,19 @@ class FailsOnSeedOneAgent:
         return np.zeros(2, np.float32)
 
 
+class TakeOverAgent:
+    """Stands for an agent behind a safety filter that took over twice in the episode."""
+
+    def reset(self, seed=None):
+        self.intervention_events, self.steps = 0, 0
+
+    def act(self, observation, info=None):
+        self.steps += 1
+        if self.steps in (2, 5):
+            self.intervention_events += 1
+        return np.zeros(2, np.float32)
+
+
 class HangsAgent:
     def reset(self, seed=None):
         pass
@@ -349,6 +362,18 @@ def test_nan_and_out_of_range_actions_are_clipped_and_counted(tiny_env, tmp_path
     assert row["n_policy_steps"] > 0
     assert row["nonfinite_actions"] == row["n_policy_steps"]
     assert row["clipped_actions"] == row["n_policy_steps"]
+
+
+def test_interventions_reach_the_line_and_autonomy(tiny_env, tmp_path):
+    out = tmp_path / "run"
+    _run(tiny_env, out, [spec("TakeOverAgent"), spec("ConstantAgent")], episodes=1)
+    rows = _by_key(out)
+    taken = rows[("TakeOverAgent", "tiny", "train", 0)]
+    assert taken["interventions"] == 2
+    # PilotNet: (1 - interventions x 6 s / elapsed) x 100, clipped at 0 for a 2 s episode
+    assert taken["autonomy_pct"] == 0.0
+    plain = rows[("ConstantAgent", "tiny", "train", 0)]
+    assert plain["interventions"] == 0 and plain["autonomy_pct"] == 100.0
 
 
 def test_sanitize_action():

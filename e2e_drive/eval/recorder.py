@@ -245,7 +245,8 @@ class GroundTruthRecorder:
     def n_steps(self) -> int:
         return len(self.cols["t_s"])
 
-    def build(self, clipped_actions: int = 0, stage_ms: dict[str, list[float]] | None = None) -> EpisodeRecord:
+    def build(self, clipped_actions: int = 0, stage_ms: dict[str, list[float]] | None = None,
+              interventions: int = 0) -> EpisodeRecord:
         """The episode's :class:`EpisodeRecord` (scenario scalars from the env config)."""
         cfg = self.base.config
         cols = self.cols
@@ -276,6 +277,7 @@ class GroundTruthRecorder:
             ego_length_m=float(ego.LENGTH),
             ego_width_m=float(ego.WIDTH),
             clipped_actions=int(clipped_actions),
+            interventions=int(interventions),
             **arrays,
         )
 

@@ -252,6 +252,19 @@ def _trajectory_bytes(record: Any, world: np.ndarray, columns: Sequence[str]) ->
         return path.read_bytes()
 
 
+def _interventions(agent: Any) -> int:
+    """Take-overs by a safety filter or safety driver around the agent (PilotNet's interventions).
+
+    An agent reports them as ``intervention_events`` (separate take-overs, as PilotNet counts) or,
+    failing that, ``interventions``; agents without either had none.
+    """
+    for name in ("intervention_events", "interventions"):
+        value = getattr(agent, name, None)
+        if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+            return int(value)
+    return 0
+
+
 def run_episode(job: EpisodeJob, record: bool = True,
                 observer: Callable[[Any, dict, dict], None] | None = None) -> dict[str, Any]:
     """Run one episode and return its JSON-safe line (never raises for agent or simulator faults).
@@ -338,7 +351,7 @@ def run_episode(job: EpisodeJob, record: bool = True,
     trajectory = None
     if rec is not None and rec.n_steps:
         try:
-            episode_record = rec.build(clipped_actions=clipped)
+            episode_record = rec.build(clipped_actions=clipped, interventions=_interventions(agent))
             metrics = episode_metrics(episode_record, status_override)
             if job.save_trajectory:
                 from e2e_drive.eval.recorder import WORLD_NEIGHBOUR_FEATURES
