@@ -46,7 +46,10 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
 
     command = "e2e-drive benchmark" + (" --full" if args.full else "") + (
         f" --episodes {args.episodes}" if args.episodes else "")
-    run_benchmark(suite="full" if args.full else "default", episodes=args.episodes, seed=args.seed, out=args.out,
+    from e2e_drive.benchmark import DEFAULT_SEED
+
+    run_benchmark(suite="full" if args.full else "default", episodes=args.episodes,
+                  seed=DEFAULT_SEED if args.seed is None else args.seed, out=args.out,
                   workers=args.workers, backend=args.backend, address=args.address, report=not args.no_report,
                   readme=args.readme, command=command)
     return 0
@@ -102,7 +105,8 @@ def _add_benchmark(sub: argparse._SubParsersAction) -> None:
                                    "same command resumes an interrupted run.")
     p.add_argument("--episodes", type=int, default=None, help="paired seeds per agent, scenario and condition "
                                                               "(default: 20, or 100 with --full)")
-    p.add_argument("--seed", type=int, default=0, help="first seed (default 0)")
+    p.add_argument("--seed", type=int, default=None,
+                   help="first seed (default 20000: held out from all training and tuning)")
     p.add_argument("--out", default=None, help="run directory (default runs/benchmark, runs/benchmark_full)")
     p.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
     p.add_argument("--backend", choices=("process", "ray"), default="process",
