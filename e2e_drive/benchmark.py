@@ -150,7 +150,7 @@ def _markdown(head: list[str], rows: list[list[str]]) -> str:
 
 # ---------------------------------------------------------------------------------------- findings
 def findings(rows: Sequence[Mapping[str, Any]], agent: str = "e2e", baseline: str = "modular",
-             labels: Mapping[str, str] | None = None) -> list[str]:
+             labels: Mapping[str, str] | None = None, pooled_only: bool = False) -> list[str]:
     """Plain sentences, computed from paired differences, on where ``agent`` beats ``baseline``,
     where it loses and where the data cannot tell (an interval containing zero is never a win)."""
     from e2e_drive.eval.summary import compare
@@ -163,6 +163,8 @@ def findings(rows: Sequence[Mapping[str, Any]], agent: str = "e2e", baseline: st
     comp = compare(sub, baseline=baseline, metrics=("success", "driving_score"))
     out = []
     for c in comp["comparisons"]:
+        if pooled_only and c["scenario"] != "*":
+            continue
         where = "pooled over all scenarios and conditions" if c["scenario"] == "*" else \
             f"{c['scenario']}, {labels.get(c['condition'], c['condition'])}"
         parts = []
@@ -276,7 +278,9 @@ def run_benchmark(suite: str = "default", episodes: int | None = None, seed: int
              "Table 2 (CARLA paper, Table 2): km driven between infractions [95% exact Poisson interval] (count)",
              _fixed(tables["table2"]["head"], tables["table2"]["rows"]), "",
              text_figure(rows, spec.labels), "",
-             *findings(rows, labels=spec.labels)]
+             *findings(rows, labels=spec.labels),
+             *findings(rows, "e2e_safety", "e2e", labels=spec.labels, pooled_only=True),
+             *findings(rows, "modular_safety", "modular", labels=spec.labels, pooled_only=True)]
     print("\n".join(lines))
     result: dict[str, Any] = {"dir": str(Path(out).resolve()), "episodes": len(rows), "wall_s": wall_s,
                               "tables": tables}
@@ -319,10 +323,14 @@ def results_markdown(rows: Sequence[Mapping[str, Any]], spec: Suite, meta: Mappi
         text_figure(rows, spec.labels),
         "```",
         "",
-        "**What the data says** (paired bootstrap intervals of per-seed differences; an interval that "
-        "contains zero reads \"no detectable difference\", never a win):",
+        "**What the data says**, from paired per-seed differences: a difference is called better or worse "
+        "only when its 95 % bootstrap interval excludes zero and the paired test (McNemar for success, "
+        "Wilcoxon for the driving score) gives p < 0.05; otherwise it reads \"no detectable difference\", "
+        "never a win.",
         "",
         *(f"- {s}" for s in findings(rows, labels=spec.labels)),
+        *(f"- {s}" for s in findings(rows, "e2e_safety", "e2e", labels=spec.labels, pooled_only=True)),
+        *(f"- {s}" for s in findings(rows, "modular_safety", "modular", labels=spec.labels, pooled_only=True)),
     ])
 
 
