@@ -11,9 +11,7 @@ between infractions) with confidence intervals, writes the HTML report, and says
 from __future__ import annotations
 
 import json
-import platform
 import re
-import subprocess
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -22,8 +20,7 @@ from typing import Any, Mapping, Sequence
 
 from e2e_drive.errors import ConfigError
 
-#: The repository root (scenario and agent files live in envs/ and agents/ beside the package).
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from e2e_drive.provenance import REPO_ROOT  # scenario and agent files live in envs/ and agents/ there
 
 #: First seed of the benchmark: far from every range used to collect training data (e2e: 0..59),
 #: to tune the stacks (1000+) or to check the expert (5000..6049), so every agent meets held-out traffic.
@@ -222,41 +219,13 @@ def text_figure(rows: Sequence[Mapping[str, Any]], labels: Mapping[str, str], wi
 
 
 # ---------------------------------------------------------------------------------------- run
-def _git_commit() -> str:
-    try:
-        out = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "--short", "HEAD"],
-                             capture_output=True, text=True, timeout=10)
-        dirty = subprocess.run(["git", "-C", str(REPO_ROOT), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-        return out.stdout.strip() + ("+uncommitted changes" if dirty else "") if out.returncode == 0 else "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
-def machine_line() -> str:
-    import os
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as fh:
-            cpu = next((ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")), cpu)
-    except OSError:
-        pass
-    mem = ""
-    try:
-        pages, size = os.sysconf("SC_PHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")
-        mem = f", {pages * size / 2**30:.0f} GiB"
-    except (ValueError, OSError):
-        pass
-    return f"{os.cpu_count()} cores ({cpu}){mem}, {platform.system()} {platform.machine()}, Python {platform.python_version()}"
-
-
 def run_benchmark(suite: str = "default", episodes: int | None = None, seed: int = DEFAULT_SEED, out: str | None = None,
                   workers: int | None = None, backend: str = "process", address: str | None = None,
                   report: bool = True, readme: str | None = None, command: str = "e2e-drive benchmark") -> dict:
     """Run (or resume) the benchmark suite, print its tables, write the report; return paths and tables."""
     from e2e_drive.eval.runner import evaluate, load_run
     from e2e_drive.eval.summary import format_table
+    from e2e_drive.provenance import commit_label, machine_line
 
     if suite not in SUITES:
         raise ConfigError(f"unknown suite {suite!r}; suites: {', '.join(SUITES)}")
@@ -291,7 +260,7 @@ def run_benchmark(suite: str = "default", episodes: int | None = None, seed: int
         result["report"] = paths
         print(f"\nreport: {Path(paths.get('html', Path(out) / 'report.html')).resolve()}")
     print(f"run directory: {result['dir']}  ({len(rows)} episodes, {wall_s / 60:.1f} min this run)")
-    meta = {"command": command, "date": time.strftime("%Y-%m-%d"), "commit": _git_commit(),
+    meta = {"command": command, "date": time.strftime("%Y-%m-%d"), "commit": commit_label(),
             "machine": machine_line(), "episodes": n, "seed": seed, "suite": suite, "wall_s": wall_s}
     (Path(out) / "benchmark.json").write_text(json.dumps({**meta, "tables": tables}, indent=1))
     if readme:

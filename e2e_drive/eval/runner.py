@@ -63,6 +63,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from e2e_drive.errors import ConfigError
+from e2e_drive.provenance import git_commit
 
 __all__ = [
     "EpisodeJob",
@@ -667,22 +668,11 @@ def _prepare_dir(out_dir: Path, config: dict[str, Any], agent_specs: Mapping[str
     if (out_dir / EPISODES_FILE).exists():
         raise ConfigError(f"--out {out_dir}: has {EPISODES_FILE} but no {RUN_FILE}; not resuming an unknown run")
     out_dir.mkdir(parents=True, exist_ok=True)
-    meta = {"config": config, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "git_commit": _git_commit(),
+    meta = {"config": config, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "git_commit": git_commit(),
             "python": sys.version.split()[0], "agent_specs": dict(agent_specs or {})}
     tmp = run_file.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(meta, indent=1))
     os.replace(tmp, run_file)
-
-
-def _git_commit() -> str | None:
-    import subprocess
-
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent, capture_output=True,
-                             text=True, timeout=5)
-        return out.stdout.strip() or None
-    except Exception:
-        return None
 
 
 def _trajectory_name(key: tuple[str, str, str, int]) -> str:

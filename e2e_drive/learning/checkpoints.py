@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -124,15 +123,10 @@ def read_card(path: str | Path) -> dict[str, Any]:
 def code_version() -> dict[str, Any]:
     """Package version and, when in a git checkout, the commit and whether the tree is dirty."""
     import e2e_drive
+    from e2e_drive.provenance import git_commit, git_dirty
 
     out: dict[str, Any] = {"package_version": e2e_drive.__version__}
-    root = Path(__file__).resolve().parents[2]
-    try:
-        out["git_commit"] = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
-                                           text=True, timeout=5).stdout.strip() or None
-        status = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--", "e2e_drive"],
-                                capture_output=True, text=True, timeout=5).stdout
-        out["git_dirty"] = bool(status.strip())
-    except (OSError, subprocess.SubprocessError):
-        out["git_commit"] = None
+    out["git_commit"] = git_commit()
+    if out["git_commit"] is not None:
+        out["git_dirty"] = git_dirty("e2e_drive")
     return out
