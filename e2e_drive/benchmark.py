@@ -200,7 +200,7 @@ def text_figure(rows: Sequence[Mapping[str, Any]], labels: Mapping[str, str], wi
     conditions = [c for c in labels if any(r["condition"] == c for r in rows)]
     conditions += sorted({r["condition"] for r in rows} - set(conditions))
     name_w = max(len(a) for a in agents)
-    lines = [f"success rate, pooled over scenarios (bar = rate, [ ] = 95% Wilson interval, 0..100%)"]
+    lines = ["success rate, pooled over scenarios (bar = rate, [ ] = 95% Wilson interval, 0..100%)"]
     for condition in conditions:
         lines.append(f"{labels.get(condition, condition)}:")
         for a in agents:

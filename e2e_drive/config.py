@@ -8,6 +8,7 @@ what was expected.
 
 from __future__ import annotations
 
+import copy
 import math
 import tomllib
 from dataclasses import dataclass
@@ -137,16 +138,8 @@ def check_keys(source: str, given: dict[str, Any], schema: dict[str, Key]) -> di
     out = {}
     for key, spec in schema.items():
         value = given[key] if key in given else spec.default
-        out[key] = check_value(source, key, value, spec) if key in given else _copy(value)
+        out[key] = check_value(source, key, value, spec) if key in given else copy.deepcopy(value)
     return out
-
-
-def _copy(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _copy(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_copy(v) for v in value]
-    return value
 
 
 def scenario_schema(scenario: str) -> dict[str, Key]:

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-import e2e_drive
+import e2e_drive  # noqa: F401  (registers the ids)
 from e2e_drive.registration import SCENARIOS, register_envs
 
 IDS = sorted(SCENARIOS)

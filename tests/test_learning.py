@@ -290,7 +290,6 @@ def test_e2e_agent_drives_the_real_env_camera_only(tmp_path: Path) -> None:
 
 
 def test_dagger_round_aggregates_learner_visited_states(shards: Path, tmp_path: Path) -> None:
-    import dataclasses
     import shutil
 
     from e2e_drive.learning.config import AgentTables, DaggerConfig

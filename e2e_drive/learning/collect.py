@@ -19,7 +19,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
-import os
 import sys
 import time
 import tomllib
@@ -27,7 +26,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -177,8 +176,6 @@ def collect_episode(job: CollectJob) -> dict[str, Any]:
     from e2e_drive.agents.loading import load_agent_file
     from e2e_drive.env import make_env
 
-    if job.recovery.share > 0:
-        stack = None
     t0 = time.perf_counter()
     env = _cached(("env", job.env_file, repr(sorted(job.overrides.items()))),
                   lambda: make_env(job.env_file, job.overrides))

@@ -19,7 +19,7 @@ half PilotNet's resolution by default (33 x 100) so that inference stays near 1 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 import cv2
