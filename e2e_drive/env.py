@@ -146,7 +146,8 @@ class DrivingEnv(gym.Env):
         event = self._event()
         terminated = event in ("crashed", "offroad", "route_end")
         truncated = event == "time_up"
-        return obs, self._reward(), terminated, truncated, self._info(event)
+        info = self._info(event)
+        return obs, self._reward(info), terminated, truncated, info
 
     def render(self) -> np.ndarray | None:
         """What the agent sees: the newest frame of the first camera, as RGB (rgb_array mode)."""
@@ -202,11 +203,14 @@ class DrivingEnv(gym.Env):
             return "time_up"
         return None
 
-    def _reward(self) -> float:
-        """A simple shaped reward for RL users: forward speed up to 30 m/s while on road, -1 on a crash."""
-        ego = self.sim.vehicle
-        forward = ego.speed * np.cos(ego.heading - ego.lane.heading_at(ego.lane.local_coordinates(ego.position)[0]))
-        return float(np.clip(forward / 30.0, 0.0, 1.0) * ego.on_road - 1.0 * ego.crashed)
+    @staticmethod
+    def _reward(info: dict[str, Any]) -> float:
+        """A simple shaped reward for RL users: forward speed up to 30 m/s while on road, -1 on a crash.
+
+        Read from the step's ground truth, which has already projected the ego on its lane.
+        """
+        forward = info["ego"]["speed_mps"] * np.cos(info["lane"]["heading_error_rad"])
+        return float(np.clip(forward / 30.0, 0.0, 1.0) * info["on_road"] - 1.0 * info["crashed"])
 
     def _info(self, event: str | None) -> dict[str, Any]:
         info = self.ground_truth()

@@ -258,3 +258,13 @@ def test_same_episode_after_intersection_v0_changed_idm_constants():
     finally:
         for k, v in saved.items():
             setattr(IDMVehicle, k, v)
+
+
+def test_reward_is_forward_speed_share_on_road():
+    env = gym.make("e2e_drive/Highway-v0", config={"cameras": SMALL_CAM, "vehicles_count": 0})
+    env.reset(seed=0)
+    _, reward, _, _, info = env.step(np.zeros(2, np.float32))
+    ego = env.unwrapped.vehicle
+    lane_heading = ego.lane.heading_at(ego.lane.local_coordinates(ego.position)[0])
+    assert reward == pytest.approx(min(1.0, ego.speed * np.cos(ego.heading - lane_heading) / 30.0))
+    assert 0.5 < reward < 1.0 and info["on_road"] and not info["crashed"]
