@@ -40,3 +40,20 @@ def test_validate_command_checks_both_kinds(capsys, tmp_path):
     bad.write_text('type = "expert"\nparamz = {}\n')
     assert main(["validate", str(bad)]) == 2
     assert "paramz" in capsys.readouterr().err
+
+
+def test_shipped_checkpoint_card_matches_its_recipe_and_agent_file():
+    """The model card of agents/checkpoints/e2e_default.pt names the commands of the recipe script as it
+    is now (so the script cannot drift from what was shipped) and the network of agents/e2e.toml."""
+    import json
+    import tomllib
+
+    card = json.loads((REPO / "agents/checkpoints/e2e_default.json").read_text())
+    script = REPO / "agents/checkpoints/make_e2e_default.sh"
+    commands = [line.strip() for line in script.read_text().splitlines()
+                if line.strip() and not line.lstrip().startswith(("#", "set "))]
+    assert card["recipe"]["commands"] == commands
+    assert card["checkpoint"] == "e2e_default.pt"
+    assert card["size_bytes"] == (REPO / "agents/checkpoints/e2e_default.pt").stat().st_size
+    model = tomllib.loads((REPO / "agents/e2e.toml").read_text())["params"]["model"]
+    assert {k: card["model_config"][k] for k in model} == model
