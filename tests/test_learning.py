@@ -219,6 +219,33 @@ def test_train_writes_logs_card_and_resumes_after_interrupt(shards: Path, tmp_pa
         train(TINY, TINY_TRAIN, [shards], tmp_path, mode="end2end", seed=3, progress=False)
 
 
+def test_tensorboard_logging_writes_the_logged_figures(shards: Path, tmp_path: Path) -> None:
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    train(TINY, TINY_TRAIN, [shards], tmp_path, seed=1, progress=False, tensorboard=True)
+    events = EventAccumulator(str(tmp_path / "tensorboard"))
+    events.Reload()
+    rows = [json.loads(x) for x in (tmp_path / "log.jsonl").read_text().splitlines()]
+    train_rows = [r for r in rows if r["phase"] == "train"]
+    loss = events.Scalars("train/loss")
+    assert [e.step for e in loss] == [r["step"] for r in train_rows]
+    assert [e.value for e in loss] == pytest.approx([r["loss"] for r in train_rows], rel=1e-6)
+    assert "val/samples_per_s" in events.Tags()["scalars"]
+
+
+def test_tensorboard_without_the_extra_is_a_clear_error(shards: Path, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from e2e_drive.errors import ConfigError
+
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # import fails as if not installed
+    with pytest.raises(ConfigError, match=r"\.\[tensorboard\]"):
+        train(TINY, TINY_TRAIN, [shards], tmp_path, progress=False, tensorboard=True)
+    assert not (tmp_path / "model.pt").exists()
+
+
 # ------------------------------------------------------------------------------------ checkpoints
 def test_checkpoint_round_trip_loads_weights_only(tmp_path: Path) -> None:
     model = build_model(TINY).eval()

@@ -53,7 +53,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     tables = read_agent_tables(args.agent)
     cfg = tables.train if args.epochs is None else dataclasses.replace(tables.train, epochs=args.epochs)
     card = train(tables.model, cfg, args.data, args.out, mode=args.mode, seed=args.seed, command=_command(),
-                 init_checkpoint=args.init, progress=not args.no_progress)
+                 init_checkpoint=args.init, progress=not args.no_progress, tensorboard=args.tensorboard)
     val = card.get("validation", {})
     print(json.dumps({"out": args.out, "mode": args.mode, "seed": args.seed, "size_bytes": card.get("size_bytes"),
                       "val_action": val.get("val_action"), "val_steering_mae": val.get("val_steering_mae"),
@@ -68,7 +68,8 @@ def _cmd_dagger(args: argparse.Namespace) -> int:
     tables = read_agent_tables(args.agent)
     card = dagger(tables, args.env, args.expert, args.rounds, args.episodes_per_round, args.data, args.out,
                   mode=args.mode, seed=args.seed, workers=args.workers, init_checkpoint=args.init,
-                  overrides=parse_overrides(args.set), command=_command(), progress=not args.no_progress)
+                  overrides=parse_overrides(args.set), command=_command(), progress=not args.no_progress,
+                  tensorboard=args.tensorboard)
     print(json.dumps({"out": args.out, "rounds": args.rounds, "history": card["dagger"]["history"]}))
     return 0
 
@@ -104,6 +105,8 @@ def add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--epochs", type=int, default=None, help="override train.epochs")
     p.add_argument("--init", default=None, help="start from this checkpoint's weights (fine-tuning)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--tensorboard", action="store_true",
+                   help="also log to RUN/tensorboard (needs the extra: pip install -e '.[tensorboard]')")
     p.set_defaults(func=_cmd_train)
 
 
@@ -123,4 +126,6 @@ def add_dagger(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--init", default=None, help="initial policy checkpoint (default: BC on --data first)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a scenario config key")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--tensorboard", action="store_true",
+                   help="also log to RUN/round_i/tensorboard (needs the extra: pip install -e '.[tensorboard]')")
     p.set_defaults(func=_cmd_dagger)

@@ -33,14 +33,15 @@ DAGGER_SEED_BASE = 100_000
 def dagger(tables: AgentTables, env_file: str | None, expert_file: str, rounds: int, episodes_per_round: int,
            data: str | Path, out: str | Path, *, mode: str = "end2end", seed: int = 0, workers: int = 1,
            init_checkpoint: str | Path | None = None, overrides: dict[str, Any] | None = None,
-           command: str | None = None, progress: bool = True) -> dict[str, Any]:
+           command: str | None = None, progress: bool = True, tensorboard: bool = False) -> dict[str, Any]:
     """Run DAgger; return the final model card (see the module docstring)."""
     data, out = Path(data), Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if init_checkpoint is None:
         round0 = out / "round_0"
         if not (round0 / "model.pt").exists():
-            train(tables.model, tables.train, [data], round0, mode=mode, seed=seed, command=command, progress=progress)
+            train(tables.model, tables.train, [data], round0, mode=mode, seed=seed, command=command, progress=progress,
+                  tensorboard=tensorboard)
         current = round0 / "model.pt"
     else:
         current = Path(init_checkpoint)
@@ -60,7 +61,7 @@ def dagger(tables: AgentTables, env_file: str | None, expert_file: str, rounds: 
               f"({len(report.skipped)} already there)", file=sys.stderr)
         if not (round_dir / "model.pt").exists():
             train(tables.model, fine_tune, [data], round_dir, mode=mode, seed=seed + i, command=command,
-                  init_checkpoint=current, progress=progress,
+                  init_checkpoint=current, progress=progress, tensorboard=tensorboard,
                   extra_card={"dagger": {"round": i, "beta": beta, "learner_checkpoint": str(current)}})
         history.append({"round": i, "beta": beta, "episodes": episodes_per_round, "steps_collected": learner_steps})
         current = round_dir / "model.pt"

@@ -11,7 +11,8 @@ Modes (same data, same number of epochs):
 
 Writes to ``--out``: ``log.jsonl`` and ``log.csv`` (one row per log step and per validation),
 ``last.pt`` (resume state after every epoch: Ctrl-C, then the same command, continues),
-and at the end ``model.pt`` (weights only) + ``model.json`` (the model card).
+and at the end ``model.pt`` (weights only) + ``model.json`` (the model card). With ``--tensorboard``
+(the ``tensorboard`` extra) the same figures also go to ``tensorboard/`` for ``tensorboard --logdir RUN``.
 """
 
 from __future__ import annotations
@@ -111,17 +112,28 @@ def validate(model: DrivingNet, loader: DataLoader | None, cfg: TrainConfig, dev
     return {k: v / max(n, 1) for k, v in sums.items()} | {"val_samples": n}
 
 
+def tensorboard_writer(log_dir: Path) -> Any:
+    """A TensorBoard ``SummaryWriter`` on ``log_dir``; ConfigError naming the extra when it is not installed."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise ConfigError("--tensorboard needs the tensorboard package: pip install -e '.[tensorboard]'") from None
+    return SummaryWriter(log_dir=str(log_dir))
+
+
 class RunLog:
-    """Appends rows to ``log.jsonl`` and ``log.csv`` (CSV columns fixed by the first row's keys + extras)."""
+    """Appends rows to ``log.jsonl`` and ``log.csv`` (fixed CSV columns), and with ``tensorboard`` also
+    every numeric field as a TensorBoard scalar ``<phase>/<field>`` at the row's ``step`` (under ``out/tensorboard``)."""
 
     COLUMNS = ("phase", "epoch", "stage", "step", "samples", "loss", "action_loss", "perception_loss",
                "learning_rate", "samples_per_s", "val_action", "val_perception", "val_steering_mae",
                "val_acceleration_mae", "val_mae_lateral_offset_m", "val_mae_heading_error_rad", "val_mae_lead_gap_m",
                "wall_s")
 
-    def __init__(self, out: Path) -> None:
+    def __init__(self, out: Path, tensorboard: bool = False) -> None:
         self.jsonl = out / "log.jsonl"
         self.csv = out / "log.csv"
+        self.tb = tensorboard_writer(out / "tensorboard") if tensorboard else None
         if not self.csv.exists():
             with self.csv.open("w", newline="") as fh:
                 csv.writer(fh).writerow(self.COLUMNS)
@@ -131,12 +143,21 @@ class RunLog:
             fh.write(json.dumps(row) + "\n")
         with self.csv.open("a", newline="") as fh:
             csv.writer(fh).writerow([row.get(c, "") for c in self.COLUMNS])
+        if self.tb is not None:
+            for key, value in row.items():
+                if key not in ("phase", "step") and isinstance(value, (int, float)) and not isinstance(value, bool):
+                    self.tb.add_scalar(f"{row.get('phase', 'train')}/{key}", value, row.get("step", 0))
+            self.tb.flush()
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
 
 
 def train(model_cfg: ModelConfig, cfg: TrainConfig, data: Sequence[str | Path], out: str | Path, *,
           mode: str = "end2end", seed: int = 0, command: str | None = None, init_checkpoint: str | Path | None = None,
           progress: bool = True, extra_card: dict[str, Any] | None = None,
-          on_epoch_end: Callable[[int, DrivingNet], None] | None = None) -> dict[str, Any]:
+          on_epoch_end: Callable[[int, DrivingNet], None] | None = None, tensorboard: bool = False) -> dict[str, Any]:
     """Train a policy on the shards under ``data``; write logs, checkpoints and the model card to ``out``.
 
     ``init_checkpoint``: start from these weights (DAgger fine-tuning) instead of a fresh init.
@@ -215,7 +236,7 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, data: Sequence[str | Path], 
         torch.set_rng_state(state["torch_rng"])
         print(f"resuming {out} after epoch {state['epoch'] + 1}/{cfg.epochs}", file=sys.stderr)
 
-    log = RunLog(out)
+    log = RunLog(out, tensorboard=tensorboard)
     from tqdm import tqdm
 
     t_start = time.perf_counter()
@@ -275,6 +296,8 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, data: Sequence[str | Path], 
                            "torch_rng": torch.get_rng_state(), "history": json.dumps(history)}, resume_path)
         if on_epoch_end is not None:
             on_epoch_end(epoch, model)
+
+    log.close()
 
     # ---- the final weights and the model card
     skipped = {**train_set.skipped, **val_set.skipped}
