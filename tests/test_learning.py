@@ -259,6 +259,15 @@ def test_checkpoint_round_trip_loads_weights_only(tmp_path: Path) -> None:
     assert json.loads(path.with_suffix(".json").read_text())["note"] == "x"
 
 
+def test_same_weights_give_the_same_checkpoint_bytes_whatever_the_file_name(tmp_path: Path) -> None:
+    """So a re-made checkpoint can be checked against the shipped one with a checksum."""
+    torch.manual_seed(0)
+    model = build_model(TINY)
+    a = save_checkpoint(tmp_path / "a" / "model.pt", model)
+    b = save_checkpoint(tmp_path / "b" / "e2e_default.pt", model)
+    assert a.read_bytes() == b.read_bytes()
+
+
 def test_wrong_architecture_and_corrupt_checkpoints_raise_checkpoint_error(tmp_path: Path) -> None:
     path = save_checkpoint(tmp_path / "tiny.pt", build_model(TINY))
     other = ModelConfig(arch="nature_cnn", input_height_px=16, input_width_px=48, conv_channels=(4, 6, 8))

@@ -11,6 +11,7 @@ one asked for, and that every tensor name and shape matches; every failure raise
 
 from __future__ import annotations
 
+import io
 import json
 import os
 from pathlib import Path
@@ -29,9 +30,16 @@ def card_path(checkpoint: str | Path) -> Path:
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
+    """Write ``torch.save(obj)`` to a temporary file, then rename it over ``path``.
+
+    Serialised in memory first: saved to a file, torch names the archive inside it after that
+    (temporary, per-process) file, so the same weights would give different bytes in every run.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(obj, tmp)
+    tmp.write_bytes(buffer.getvalue())
     os.replace(tmp, path)
 
 
