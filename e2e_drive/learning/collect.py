@@ -12,6 +12,12 @@ at a share of steps the camera is also rendered from the ego pose shifted sidewa
 0.5-1.5 m and turned by 5-10 degrees (random signs), and labelled with the expert
 controller's action for that pose: the same plan, the perceived lateral offset and heading
 error moved by the shift, no steering-rate limit (the label must not depend on history).
+
+Besides the arrays training reads, each shard stores the trajectory as the env gave it, for
+offline-RL formats (``e2e-drive export-minari``): ``reward`` float32 (T,), ``terminated`` and
+``truncated`` bool (T,) from each step, and the observation after the last step, which no
+policy step sees: ``final_frames/<camera>`` uint8 (1, H, W, C), ``final_speed_mps`` float32 (1,)
+and ``final_labels`` float32 (1, L).
 """
 
 from __future__ import annotations
@@ -97,6 +103,7 @@ def run_episode(env: Any, expert: Any, seed: int, *, recovery: RecoverySettings 
     frames: dict[str, list] = {c: [] for c in cameras}
     rframes: dict[str, list] = {c: [] for c in cameras}
     speed, actions, executed, learner_drove, labels = [], [], [], [], []
+    rewards, terminations, truncations = [], [], []
     r_step, r_offset, r_action, r_labels = [], [], [], []
     per_frame = {c: (1 if inner.camera_specs[c].grayscale else 3) for c in cameras}
     event = None
@@ -121,7 +128,10 @@ def run_episode(env: Any, expert: Any, seed: int, *, recovery: RecoverySettings 
         act = call_act(learner, obs).action if use_learner else label
         executed.append(act)
         learner_drove.append(use_learner)
-        obs, _, terminated, truncated, info = env.step(act)
+        obs, reward, terminated, truncated, info = env.step(act)
+        rewards.append(reward)
+        terminations.append(terminated)
+        truncations.append(truncated)
         if terminated or truncated:
             event = info.get("event")
             break
@@ -135,12 +145,18 @@ def run_episode(env: Any, expert: Any, seed: int, *, recovery: RecoverySettings 
         "recovery_offset": np.asarray(r_offset, np.float32).reshape(-1, 3),
         "recovery_action": np.asarray(r_action, np.float32).reshape(-1, 2),
         "recovery_labels": np.asarray(r_labels, np.float32).reshape(-1, len(LABEL_NAMES)),
+        "reward": np.asarray(rewards, np.float32),
+        "terminated": np.asarray(terminations, bool),
+        "truncated": np.asarray(truncations, bool),
+        "final_speed_mps": np.asarray([obs["speed"][0]], np.float32),
+        "final_labels": perception_labels(info)[None],
     }
     for c in cameras:
         arrays[f"frames/{c}"] = np.stack(frames[c])
         spec = inner.camera_specs[c]
         shape = (0, spec.height_px, spec.width_px, per_frame[c])
         arrays[f"recovery_frames/{c}"] = np.stack(rframes[c]) if rframes[c] else np.zeros(shape, np.uint8)
+        arrays[f"final_frames/{c}"] = obs[c][None, ..., -per_frame[c]:]
     facts = {"steps": len(speed), "recovery_views": len(r_step), "end_event": event,
              "crashed": bool(info.get("crashed")), "on_road": bool(info.get("on_road", True)),
              "learner_steps": int(sum(learner_drove))}
