@@ -87,8 +87,10 @@ def _fmt_rate(k: int, n: int) -> str:
 
 
 def _fmt_km(entry: Mapping[str, Any]) -> str:
-    def km(v: float | None) -> str:
-        return "inf" if v is None else (f"{v:.1f}" if v < 100 else f"{v:.0f}")
+    def km(v: float | None) -> str:  # two significant digits below 1 km, so 0.004 does not print as 0.0
+        if v is None:
+            return "inf"
+        return f"{v:.0f}" if v >= 100 else f"{v:.1f}" if v >= 1 or v == 0 else f"{v:.2g}"
 
     if entry.get("count", 0) == 0:
         return f">{km(entry.get('low'))} (0)"

@@ -36,6 +36,11 @@ def test_table2_km_between_infractions():
     e2e, expert = by_kind[("training conditions", "at-fault collision")]
     assert e2e.startswith("1.0 [") and e2e.endswith("(5)")  # 5 km driven, 5 infractions
     assert expert.startswith(">") and expert.endswith("(0)")
+    for row in rows:
+        row["distance_m"] = 2.0  # episodes that end at once: 0.004 km per infraction must not print as "0.0"
+    e2e = {(r[0], r[1]): r[2:] for r in carla_tables(rows, LABELS)["table2"]["rows"]}[
+        ("training conditions", "at-fault collision")][0]
+    assert e2e.startswith("0.004 [") and e2e.endswith("(5)")  # 20 m driven, 5 infractions
 
 
 def test_findings_need_interval_and_test_and_enough_pairs():
