@@ -291,6 +291,7 @@ def test_e2e_agent_drives_the_real_env_camera_only(tmp_path: Path) -> None:
     from e2e_drive.agents.loading import load_agent_file
     from e2e_drive.env import make_env
 
+    torch.manual_seed(0)  # untrained weights: fixed, so the episode below is the same in every run
     save_checkpoint(tmp_path / "ckpt" / "tiny.pt", build_model(TINY),
                     {"camera": {"kind": "dashcam", "width_px": 64, "height_px": 24}})
     agent_file = tmp_path / "e2e.toml"
@@ -317,7 +318,8 @@ def test_e2e_agent_drives_the_real_env_camera_only(tmp_path: Path) -> None:
         result = call_act(agent, obs, info)
         assert result.action.shape == (2,) and np.all(np.abs(result.action) <= 1)
         obs, _, terminated, truncated, info = env.step(result.action)
-        assert not terminated
+        if terminated or truncated:  # an untrained net may crash; the contract above is what is tested
+            break
     assert agent.timings_ms()["inference"] > 0
     env.close()
     agent_file.write_text(agent_file.read_text().replace("input_width_px = 48", "input_width_px = 64"))
