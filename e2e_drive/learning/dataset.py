@@ -17,6 +17,11 @@ payload = LZMA-compressed ``.npz`` bytes with, for T policy steps and R recovery
     recovery_offset            float32 (R, 3)  (dx_m, dy_m, dyaw_rad) of the view, ego frame
     recovery_action            float32 (R, 2)  the expert controller's corrective action there
     recovery_labels            float32 (R, L)  labels for the shifted pose
+    reward                     float32 (T,)    the env's reward for each step      } the trajectory for
+    terminated / truncated     bool (T,)       the env's episode-end flags         } offline formats
+    final_frames/<camera>      uint8 (1, H, W, C)  the observation after the last step } (export-minari);
+    final_speed_mps            float32 (1,)                                            } shards written
+    final_labels               float32 (1, L)                                          } before lack them
 
 The header holds ``meta`` (env config, cameras, seed, package version, expert, recovery
 settings, label names, ...), the payload's size and a SHA-256 over the canonical meta JSON
