@@ -1,0 +1,648 @@
+"""PPO fine-tuning of the cloned end-to-end policy, in one loop you can read top to bottom (CleanRL style).
+
+    e2e-drive rl-finetune --agent agents/e2e.toml --env envs/highway.toml --steps 100000 \
+        --out runs/rl [--init CHECKPOINT] [--envs 2] [--seed 0] [--device auto|cpu|cuda] [--set KEY=VALUE]
+
+Starts from the agent file's checkpoint (or ``--init``) and improves it with the env's reward
+(forward speed / 30 m/s on the road, -1 on a crash) by proximal policy optimisation
+(Schulman et al. 2017) with generalised advantage estimation:
+
+- Actor: the cloned DrivingNet. Its control head's pre-tanh output is the mean of a Gaussian
+  with a learnable per-dimension log-std; the action sent to the env is ``tanh(sample)``, so the
+  noiseless policy is exactly what E2EAgent drives with.
+- Critic: a separate small CNN on the same frame and speed. The first
+  ``value_warmup_iterations`` iterations train only the critic (the actor is frozen), so the
+  first policy updates do not follow the advantages of an untrained critic.
+- Loss of the actor: the clipped PPO objective, minus ``entropy_coef`` x entropy, plus
+  ``kl_weight`` x KL(initial policy || current policy), which keeps the policy near the cloned
+  one (the initial policy: the cloned mean with the initial std). Gradient norms are clipped.
+
+Every iteration starts new episodes in ``--envs`` envs (worker processes when more than one);
+the episode seeds are ``seed_base + 100000 * seed + n`` for the n-th episode of the run
+(200000.. by default, far from the evaluation seeds), and the sampling noise and minibatch
+order of iteration i come from a generator seeded by (seed, i): a run is deterministic given
+its seed, and an interrupted run resumes exactly. An episode still running when the rollout
+ends is cut (its value bootstraps the advantages) and does not count in the episode figures.
+
+Writes to ``--out``: ``log.jsonl`` and ``log.csv`` (one row per iteration), ``last.pt``
+(resume state after every iteration: Ctrl-C, then the same command, continues; a larger
+``--steps`` extends a finished run), and at the end ``model.pt`` + ``model.json`` in the
+checkpoint format E2EAgent loads, so an agent file whose ``checkpoint`` points at it evaluates it.
+
+Hyperparameters: :class:`RLConfig`, read from the agent file's optional ``[params.rl]`` table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import shlex
+import signal
+import sys
+import time
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from e2e_drive.errors import CheckpointError, ConfigError
+from e2e_drive.learning.checkpoints import (
+    atomic_torch_save,
+    check_state_dict,
+    code_version,
+    load_checkpoint,
+    load_weights_only,
+    read_card,
+    save_checkpoint,
+)
+from e2e_drive.learning.models import (
+    DrivingNet,
+    ModelConfig,
+    count_parameters,
+    dataclass_from_table,
+    preprocess,
+)
+from e2e_drive.learning.train import RunLog
+
+#: RL episodes use seeds from here on (expert data 0.., DAgger 100000.., evaluation 1000..40049).
+RL_SEED_BASE = 200_000
+
+
+@dataclass(frozen=True)
+class RLConfig:
+    """PPO hyperparameters (the agent file's optional ``[params.rl]`` table).
+
+    steps_per_env: env steps (policy decisions, 0.2 s each at 5 Hz) each env runs per iteration.
+    update_epochs: passes over an iteration's rollout.
+    minibatch_size: samples per gradient step.
+    actor_learning_rate: Adam step size of the actor (the cloned net and its log-std); small, to
+        fine-tune rather than relearn.
+    critic_learning_rate: Adam step size of the critic.
+    gamma: discount per decision (0.99 at 5 Hz: a horizon of about 20 s).
+    gae_lambda: GAE's lambda (bias/variance trade-off of the advantages).
+    clip_coef: PPO's clip range for the probability ratio.
+    entropy_coef: weight of the Gaussian's entropy (exploration bonus) in the actor loss.
+    kl_weight: weight of KL(initial policy || current policy) per decision in the actor loss.
+    init_std: initial std of the Gaussian, per action [acceleration, steering], in pre-tanh units
+        (about action units near 0). The cloned policy's steering varies by about 0.02 on the
+        highway, so the steering noise starts small; 0.1 steering noise weaves out of the lane.
+    max_grad_norm: gradient norm clip (actor and critic separately).
+    value_warmup_iterations: first iterations in which only the critic learns (actor frozen).
+    target_kl: stop an iteration's epochs early once the approximate KL to the rollout policy
+        exceeds this (0 = never).
+    critic_channels: output channels of the critic's three convolutions (5x5, 5x5, 3x3, stride 2).
+    critic_hidden: hidden units of the critic's fully connected layer.
+    num_threads: torch CPU threads (0 = torch's default).
+    seed_base: first episode seed of the run with --seed 0.
+    """
+
+    steps_per_env: int = 256
+    update_epochs: int = 4
+    minibatch_size: int = 64
+    actor_learning_rate: float = 1e-5
+    critic_learning_rate: float = 3e-4
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    clip_coef: float = 0.2
+    entropy_coef: float = 0.0
+    kl_weight: float = 0.5
+    init_std: tuple[float, ...] = (0.1, 0.02)
+    max_grad_norm: float = 0.5
+    value_warmup_iterations: int = 3
+    target_kl: float = 0.05
+    critic_channels: tuple[int, ...] = (16, 32, 32)
+    critic_hidden: int = 64
+    num_threads: int = 1
+    seed_base: int = RL_SEED_BASE
+
+    def __post_init__(self) -> None:
+        checks = [("steps_per_env", self.steps_per_env >= 1), ("update_epochs", self.update_epochs >= 1),
+                  ("minibatch_size", self.minibatch_size >= 1),
+                  ("actor_learning_rate", self.actor_learning_rate >= 0),
+                  ("critic_learning_rate", self.critic_learning_rate > 0), ("gamma", 0.0 <= self.gamma < 1.0),
+                  ("gae_lambda", 0.0 <= self.gae_lambda <= 1.0), ("clip_coef", self.clip_coef > 0),
+                  ("entropy_coef", self.entropy_coef >= 0), ("kl_weight", self.kl_weight >= 0),
+                  ("init_std", len(self.init_std) == 2 and all(s > 0 for s in self.init_std)),
+                  ("max_grad_norm", self.max_grad_norm > 0),
+                  ("value_warmup_iterations", self.value_warmup_iterations >= 0),
+                  ("target_kl", self.target_kl >= 0),
+                  ("critic_channels", len(self.critic_channels) == 3 and all(c >= 1 for c in self.critic_channels)),
+                  ("critic_hidden", self.critic_hidden >= 1), ("num_threads", self.num_threads >= 0),
+                  ("seed_base", self.seed_base >= 0)]
+        for name, ok in checks:
+            value = getattr(self, name)
+            if not ok or (isinstance(value, float) and not math.isfinite(value)):
+                raise ConfigError(f"rl.{name} = {value!r}: out of range")
+
+
+@dataclass
+class RLTables:
+    """What ``rl-finetune`` reads from an e2e agent file."""
+
+    path: Path
+    checkpoint: Path | None
+    model: ModelConfig | None
+    rl: RLConfig
+
+
+def read_rl_tables(path: str | Path) -> RLTables:
+    """The agent file's checkpoint, ``[params.model]`` (optional) and ``[params.rl]`` (optional), strictly."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: agent file not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    if data.get("type") != "e2e":
+        raise ConfigError(f"{path}: type = {data.get('type')!r}: rl-finetune needs an agent file with type = \"e2e\"")
+    params = data.get("params") or {}
+    ckpt = params.get("checkpoint")
+    checkpoint = None if ckpt is None else path.resolve().parent / Path(ckpt)
+    model = ModelConfig.from_dict(params["model"], f"{path}: params.model") if params.get("model") else None
+    rl = dataclass_from_table(RLConfig, params.get("rl"), f"{path}: params.rl")
+    return RLTables(path=path, checkpoint=checkpoint, model=model, rl=rl)
+
+
+# ----------------------------------------------------------------------------------- networks
+class ValueNet(nn.Module):
+    """Critic: three stride-2 convolutions and one hidden layer from (frame, speed) to the value.
+
+    The output is in units of 1 / (1 - gamma) (the largest return of rewards <= 1), so it stays near 1.
+    """
+
+    def __init__(self, model_cfg: ModelConfig, channels: tuple[int, ...], hidden: int) -> None:
+        super().__init__()
+        self.speed_scale_mps = model_cfg.speed_scale_mps
+        c1, c2, c3 = channels
+        self.encoder = nn.Sequential(nn.Conv2d(model_cfg.in_channels, c1, 5, 2, 2), nn.ELU(),
+                                     nn.Conv2d(c1, c2, 5, 2, 2), nn.ELU(),
+                                     nn.Conv2d(c2, c3, 3, 2, 1), nn.ELU(), nn.Flatten())
+        with torch.no_grad():
+            n = self.encoder(torch.zeros(1, model_cfg.in_channels, model_cfg.input_height_px,
+                                         model_cfg.input_width_px)).shape[1]
+        self.head = nn.Sequential(nn.Linear(n + 1, hidden), nn.ELU(), nn.Linear(hidden, 1))
+
+    def forward(self, frames: torch.Tensor, speed_mps: torch.Tensor) -> torch.Tensor:
+        x = self.encoder(frames.float() * (2.0 / 255.0) - 1.0)
+        speed = speed_mps.float().reshape(-1, 1) / self.speed_scale_mps
+        return self.head(torch.cat([x, speed], dim=1)).squeeze(1)
+
+
+def pre_tanh_mean(actor: DrivingNet, frames: torch.Tensor, speed_mps: torch.Tensor) -> torch.Tensor:
+    """The control head's output before its tanh: ``tanh(pre_tanh_mean(...)) == actor(...)[0]``."""
+    speed = speed_mps.float().reshape(-1, 1) / actor.config.speed_scale_mps
+    return actor.control_head(torch.cat([actor.features(frames), speed], dim=1))
+
+
+def gaussian_log_prob(u: torch.Tensor, mean: torch.Tensor, log_std: torch.Tensor) -> torch.Tensor:
+    """Log density of the pre-tanh sample ``u``, summed over the action dimensions.
+
+    The tanh's Jacobian is left out: it depends on ``u`` only, so it cancels in PPO's ratio.
+    """
+    return (-0.5 * ((u - mean) / log_std.exp()).square() - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
+
+
+def kl_to_initial(mean: torch.Tensor, log_std: torch.Tensor, init_mean: torch.Tensor,
+                  init_log_std: torch.Tensor) -> torch.Tensor:
+    """KL(N(init_mean, init_std) || N(mean, std)) per sample, summed over the action dimensions."""
+    var, init_var = (2 * log_std).exp(), (2 * init_log_std).exp()
+    return (log_std - init_log_std + (init_var + (init_mean - mean).square()) / (2 * var) - 0.5).sum(-1)
+
+
+def gae(rewards: torch.Tensor, values: torch.Tensor, dones: torch.Tensor, next_value: torch.Tensor,
+        gamma: float, lam: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Generalised advantage estimation over a (T, N) rollout; returns (advantages, returns).
+
+    ``dones[t]``: the episode ended at step t (nothing after it bootstraps into step t; a time-limit
+    end has its final state's discounted value already added to ``rewards[t]``).
+    ``next_value``: the value of the state after the last step (N,).
+    """
+    advantages = torch.zeros_like(rewards)
+    last = torch.zeros_like(next_value)
+    for t in reversed(range(len(rewards))):
+        following = next_value if t == len(rewards) - 1 else values[t + 1]
+        live = 1.0 - dones[t]
+        delta = rewards[t] + gamma * following * live - values[t]
+        last = delta + gamma * lam * live * last
+        advantages[t] = last
+    return advantages, advantages + values
+
+
+def ppo_clip_loss(new_log_prob: torch.Tensor, old_log_prob: torch.Tensor, advantages: torch.Tensor,
+                  clip_coef: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """PPO's clipped surrogate, as a loss to minimise; also the approximate KL and the clipped share.
+
+    loss = mean(max(-A r, -A clip(r, 1 - c, 1 + c))) with r = exp(new - old);
+    approx KL = mean((r - 1) - log r) (Schulman's low-variance estimator).
+    """
+    log_ratio = new_log_prob - old_log_prob
+    ratio = log_ratio.exp()
+    loss = torch.max(-advantages * ratio, -advantages * ratio.clamp(1 - clip_coef, 1 + clip_coef)).mean()
+    with torch.no_grad():
+        approx_kl = ((ratio - 1) - log_ratio).mean()
+        clipped = ((ratio - 1).abs() > clip_coef).float().mean()
+    return loss, approx_kl, clipped
+
+
+# ----------------------------------------------------------------------------------- envs
+def _observe(obs: dict, model_cfg: ModelConfig) -> tuple[np.ndarray, float]:
+    return preprocess(np.asarray(obs[model_cfg.camera]), model_cfg), float(np.asarray(obs["speed"]).reshape(-1)[0])
+
+
+class _Env:
+    """One env answering the pool's commands: meta, reset(seed), step(action)."""
+
+    def __init__(self, env_file: str | None, overrides: dict[str, Any], model_cfg: ModelConfig) -> None:
+        from e2e_drive.env import (
+            make_env,  # imports highway-env in the process that runs the env
+        )
+
+        self.env = make_env(env_file, overrides)
+        self.model_cfg = model_cfg
+        specs = self.env.unwrapped.camera_specs
+        if model_cfg.camera not in specs:
+            raise ConfigError(f"{env_file}: no camera {model_cfg.camera!r} (the model's camera); "
+                              f"it has {sorted(specs)}")
+
+    def __call__(self, cmd: str, arg: Any) -> Any:
+        if cmd == "meta":
+            return dataclasses.asdict(self.env.unwrapped.camera_specs[self.model_cfg.camera])
+        if cmd == "reset":
+            obs, _ = self.env.reset(seed=int(arg))
+            return _observe(obs, self.model_cfg)
+        obs, reward, terminated, truncated, info = self.env.step(arg)
+        return (*_observe(obs, self.model_cfg), float(reward), bool(terminated), bool(truncated), info["event"])
+
+
+def _worker(conn: Any, env_file: str | None, overrides: dict[str, Any], model_cfg: ModelConfig) -> None:
+    """Worker process: build the env here (envs do not pickle once reset), then answer commands.
+
+    Ctrl-C is left to the main process, which saves nothing half-done and closes the workers.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    torch.set_num_threads(1)
+    try:
+        env = _Env(env_file, overrides, model_cfg)
+    except Exception as exc:  # noqa: BLE001 - sent back and raised in the main process
+        conn.send(("error", exc))
+        return
+    conn.send(("ok", None))
+    while True:
+        cmd, arg = conn.recv()
+        if cmd == "close":
+            env.env.close()
+            return
+        try:
+            conn.send(("ok", env(cmd, arg)))
+        except Exception as exc:  # noqa: BLE001 - sent back and raised in the main process
+            conn.send(("error", exc))
+
+
+class EnvPool:
+    """``n`` envs, in worker processes when ``processes`` (spawned), else in this process."""
+
+    def __init__(self, n: int, env_file: str | None, overrides: dict[str, Any], model_cfg: ModelConfig,
+                 processes: bool) -> None:
+        self.local: list[_Env] = []
+        self.conns: list[Any] = []
+        self.procs: list[Any] = []
+        if not processes:
+            self.local = [_Env(env_file, overrides, model_cfg) for _ in range(n)]
+            return
+        ctx = get_context("spawn")
+        for _ in range(n):
+            parent, child = ctx.Pipe()
+            proc = ctx.Process(target=_worker, args=(child, env_file, overrides, model_cfg), daemon=True)
+            proc.start()
+            self.conns.append(parent)
+            self.procs.append(proc)
+        for conn in self.conns:
+            self._answer(conn)
+
+    @staticmethod
+    def _answer(conn: Any) -> Any:
+        try:
+            status, payload = conn.recv()
+        except EOFError:
+            raise RuntimeError("an env worker process exited without answering (killed, or out of memory?)") from None
+        if status == "error":
+            raise payload
+        return payload
+
+    def call(self, commands: dict[int, tuple[str, Any]]) -> dict[int, Any]:
+        """Run ``{env index: (command, argument)}`` (in parallel across processes); the answers by index."""
+        if self.local:
+            return {i: self.local[i](cmd, arg) for i, (cmd, arg) in commands.items()}
+        for i, msg in commands.items():
+            self.conns[i].send(msg)
+        return {i: self._answer(self.conns[i]) for i in commands}
+
+    def close(self) -> None:
+        for conn in self.conns:
+            try:
+                conn.send(("close", None))
+            except OSError:
+                pass
+        for proc in self.procs:
+            proc.join(timeout=5)
+            if proc.is_alive():
+                proc.terminate()
+        for env in self.local:
+            env.env.close()
+
+
+# ----------------------------------------------------------------------------------- the loop
+class RLLog(RunLog):
+    """log.jsonl + log.csv with one row per iteration."""
+
+    COLUMNS = ("iteration", "phase", "env_steps", "episodes", "episode_return", "episode_length", "crashes",
+               "policy_loss", "value_loss", "kl_to_initial", "approx_kl", "clip_fraction", "entropy",
+               "std_acceleration", "std_steering", "epochs_run", "steps_per_s", "wall_s")
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` -> cuda when available else cpu; ConfigError for cuda without a GPU or another name."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device not in ("cpu", "cuda"):
+        raise ConfigError(f"--device {device!r}: expected auto, cpu or cuda")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda: no CUDA device here")
+    return device
+
+
+def rl_finetune(init_checkpoint: str | Path, env_file: str | None, out: str | Path, *, steps: int,
+                cfg: RLConfig = RLConfig(), n_envs: int = 1, seed: int = 0, device: str = "auto",
+                overrides: dict[str, Any] | None = None, expected_model: ModelConfig | None = None,
+                processes: bool | None = None, progress: bool = True, command: str | None = None,
+                on_iteration_end: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """Fine-tune ``init_checkpoint`` with PPO for ``steps`` env steps; write the run to ``out``.
+
+    ``processes``: run the envs in worker processes (default: when ``n_envs`` > 1).
+    ``on_iteration_end(iteration)``: called after each iteration's resume state is saved (tests).
+    Returns the model card of ``out/model.pt``.
+    """
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ConfigError(f"--steps {steps!r}: expected a positive integer")
+    if isinstance(n_envs, bool) or not isinstance(n_envs, int) or n_envs < 1:
+        raise ConfigError(f"--envs {n_envs!r}: expected a positive integer")
+    init_checkpoint = Path(init_checkpoint)
+    if not init_checkpoint.is_file():
+        raise ConfigError(f"--init {init_checkpoint}: checkpoint not found")
+    device = resolve_device(device)
+    overrides = dict(overrides or {})
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    command = command or " ".join(shlex.quote(a) for a in sys.argv)
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+
+    # ---- networks: the actor starts as the cloned policy; the initial actor stays frozen for the KL term
+    torch.manual_seed(seed)
+    initial = load_checkpoint(init_checkpoint, expected=expected_model).to(device)
+    initial.requires_grad_(False)
+    model_cfg = initial.config
+    actor = load_checkpoint(init_checkpoint).to(device).train()
+    init_log_std = torch.tensor([math.log(s) for s in cfg.init_std], device=device)
+    log_std = nn.Parameter(init_log_std.clone())
+    critic = ValueNet(model_cfg, cfg.critic_channels, cfg.critic_hidden).to(device)
+    value_scale = 1.0 / (1.0 - cfg.gamma)
+    actor_opt = torch.optim.Adam([*actor.parameters(), log_std], lr=cfg.actor_learning_rate, eps=1e-5)
+    critic_opt = torch.optim.Adam(critic.parameters(), lr=cfg.critic_learning_rate, eps=1e-5)
+
+    # ---- resume from the last finished iteration when this run folder has one for the same settings
+    run_key = json.dumps({"init": str(init_checkpoint.resolve()), "env": env_file, "overrides": overrides,
+                          "rl": dataclasses.asdict(cfg), "seed": seed, "envs": n_envs}, sort_keys=True, default=str)
+    batch = cfg.steps_per_env * n_envs
+    iterations = math.ceil(steps / batch)
+    start_it, episodes_started, history = 0, 0, []
+    resume_path = out / "last.pt"
+    if resume_path.exists():
+        state = load_weights_only(resume_path)
+        if not isinstance(state, dict) or state.get("run_key") != run_key:
+            raise CheckpointError(f"{resume_path}: belongs to a run with other settings (init/env/rl/seed/envs); "
+                                  f"use another --out or delete it")
+        check_state_dict(actor, state["actor"], resume_path)
+        actor.load_state_dict(state["actor"])
+        critic.load_state_dict(state["critic"])
+        with torch.no_grad():
+            log_std.copy_(state["log_std"].to(device))
+        actor_opt.load_state_dict(state["actor_opt"])
+        critic_opt.load_state_dict(state["critic_opt"])
+        start_it, episodes_started = state["iteration"] + 1, state["episodes_started"]
+        history = json.loads(state["history"])
+        print(f"resuming {out} after iteration {start_it}/{iterations}", file=sys.stderr)
+    (out / "log.jsonl").unlink(missing_ok=True)  # rewritten from the resume state: no lost or doubled rows
+    (out / "log.csv").unlink(missing_ok=True)
+    log = RLLog(out)
+    for row in history:
+        log.write(row)
+
+    from tqdm import tqdm
+
+    pool = EnvPool(n_envs, env_file, overrides, model_cfg, processes=n_envs > 1 if processes is None else processes)
+    camera_spec = pool.call({0: ("meta", None)})[0]
+    bar = tqdm(total=iterations * batch, initial=start_it * batch, desc="rl-finetune", unit="step",
+               disable=not progress, file=sys.stderr, mininterval=1.0)
+    c, h, w = model_cfg.in_channels, model_cfg.input_height_px, model_cfg.input_width_px
+    try:
+        for it in range(start_it, iterations):
+            t_it = time.perf_counter()
+            gen = torch.Generator().manual_seed(seed * 1_000_003 + it)
+            frames = torch.zeros(cfg.steps_per_env, n_envs, c, h, w, dtype=torch.uint8)
+            speeds = torch.zeros(cfg.steps_per_env, n_envs)
+            samples = torch.zeros(cfg.steps_per_env, n_envs, 2)
+            log_probs, rewards, dones, values = (torch.zeros(cfg.steps_per_env, n_envs) for _ in range(4))
+            returns_done, lengths_done, crashes = [], [], 0
+            ep_return, ep_length = [0.0] * n_envs, [0] * n_envs
+
+            # ---- rollout: every env starts a new episode; a finished one restarts with the next seed
+            def next_seed() -> int:
+                nonlocal episodes_started
+                episodes_started += 1
+                return cfg.seed_base + 100_000 * seed + episodes_started - 1
+
+            answers = pool.call({i: ("reset", next_seed()) for i in range(n_envs)})
+            obs_frames = torch.from_numpy(np.stack([answers[i][0] for i in range(n_envs)]))
+            obs_speed = torch.tensor([answers[i][1] for i in range(n_envs)])
+            actor.eval()
+            for t in range(cfg.steps_per_env):
+                frames[t], speeds[t] = obs_frames, obs_speed
+                with torch.no_grad():
+                    fd, sd = obs_frames.to(device), obs_speed.to(device)
+                    mean = pre_tanh_mean(actor, fd, sd).cpu()
+                    values[t] = critic(fd, sd).cpu() * value_scale
+                u = mean + log_std.detach().cpu().exp() * torch.randn(mean.shape, generator=gen)
+                samples[t] = u
+                log_probs[t] = gaussian_log_prob(u, mean, log_std.detach().cpu())
+                results = pool.call({i: ("step", torch.tanh(u[i]).numpy()) for i in range(n_envs)})
+                restart = {}
+                for i in range(n_envs):
+                    frame, speed, reward, terminated, truncated, event = results[i]
+                    ep_return[i] += reward
+                    ep_length[i] += 1
+                    if truncated:  # time limit: the episode could have gone on, so bootstrap its value
+                        with torch.no_grad():
+                            final = critic(torch.from_numpy(frame)[None].to(device),
+                                           torch.tensor([speed], device=device))
+                        reward += cfg.gamma * float(final) * value_scale
+                    rewards[t, i], dones[t, i] = reward, float(terminated or truncated)
+                    obs_frames[i], obs_speed[i] = torch.from_numpy(frame), speed
+                    if terminated or truncated:
+                        returns_done.append(ep_return[i])
+                        lengths_done.append(ep_length[i])
+                        crashes += event == "crashed"
+                        ep_return[i], ep_length[i] = 0.0, 0
+                        if t < cfg.steps_per_env - 1:
+                            restart[i] = ("reset", next_seed())
+                for i, (frame, speed) in pool.call(restart).items():
+                    obs_frames[i], obs_speed[i] = torch.from_numpy(frame), speed
+            with torch.no_grad():
+                next_value = critic(obs_frames.to(device), obs_speed.to(device)).cpu() * value_scale
+            advantages, returns = gae(rewards, values, dones, next_value, cfg.gamma, cfg.gae_lambda)
+
+            # ---- update: the critic always; the actor once the value warm-up is over
+            flat = {"frames": frames.reshape(-1, c, h, w), "speed": speeds.reshape(-1), "u": samples.reshape(-1, 2),
+                    "log_prob": log_probs.reshape(-1), "adv": advantages.reshape(-1), "ret": returns.reshape(-1)}
+            warmup = it < cfg.value_warmup_iterations
+            actor.train()
+            stats: dict[str, list[float]] = {k: [] for k in ("policy", "value", "kl_init", "approx_kl", "clip")}
+            epochs_run = 0
+            for _ in range(cfg.update_epochs):
+                epochs_run += 1
+                order = torch.randperm(batch, generator=gen)
+                for start in range(0, batch, cfg.minibatch_size):
+                    idx = order[start:start + cfg.minibatch_size]
+                    mb = {k: v[idx].to(device) for k, v in flat.items()}
+                    value = critic(mb["frames"], mb["speed"])
+                    value_loss = 0.5 * (value - mb["ret"] / value_scale).square().mean()
+                    critic_opt.zero_grad(set_to_none=True)
+                    value_loss.backward()
+                    nn.utils.clip_grad_norm_(critic.parameters(), cfg.max_grad_norm)
+                    critic_opt.step()
+                    stats["value"].append(value_loss.item())
+                    if warmup:
+                        continue
+                    mean = pre_tanh_mean(actor, mb["frames"], mb["speed"])
+                    with torch.no_grad():
+                        init_mean = pre_tanh_mean(initial, mb["frames"], mb["speed"])
+                    adv = mb["adv"]
+                    adv = (adv - adv.mean()) / (adv.std() + 1e-8) if len(adv) > 1 else adv
+                    new_log_prob = gaussian_log_prob(mb["u"], mean, log_std)
+                    policy_loss, approx_kl, clipped = ppo_clip_loss(new_log_prob, mb["log_prob"], adv, cfg.clip_coef)
+                    kl_init = kl_to_initial(mean, log_std, init_mean, init_log_std).mean()
+                    entropy = (log_std + 0.5 * math.log(2 * math.pi * math.e)).sum()
+                    loss = policy_loss + cfg.kl_weight * kl_init - cfg.entropy_coef * entropy
+                    actor_opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    nn.utils.clip_grad_norm_([*actor.parameters(), log_std], cfg.max_grad_norm)
+                    actor_opt.step()
+                    for k, v in (("policy", policy_loss), ("kl_init", kl_init), ("approx_kl", approx_kl),
+                                 ("clip", clipped)):
+                        stats[k].append(v.item())
+                if not warmup and cfg.target_kl and np.mean(stats["approx_kl"][-math.ceil(
+                        batch / cfg.minibatch_size):]) > cfg.target_kl:
+                    break
+
+            # ---- log, save the resume state
+            def mean_of(xs: list[float]) -> float | None:
+                return float(np.mean(xs)) if xs else None
+
+            std = log_std.detach().cpu().exp().tolist()
+            elapsed = time.perf_counter() - t_it
+            row = {"iteration": it + 1, "phase": "value_warmup" if warmup else "ppo", "env_steps": (it + 1) * batch,
+                   "episodes": len(returns_done), "episode_return": mean_of(returns_done),
+                   "episode_length": mean_of(lengths_done), "crashes": crashes,
+                   "policy_loss": mean_of(stats["policy"]), "value_loss": mean_of(stats["value"]),
+                   "kl_to_initial": mean_of(stats["kl_init"]), "approx_kl": mean_of(stats["approx_kl"]),
+                   "clip_fraction": mean_of(stats["clip"]),
+                   "entropy": float((log_std.detach().cpu() + 0.5 * math.log(2 * math.pi * math.e)).sum()),
+                   "std_acceleration": std[0], "std_steering": std[1], "epochs_run": epochs_run,
+                   "steps_per_s": batch / elapsed,
+                   "wall_s": (history[-1]["wall_s"] if history else 0.0) + elapsed}
+            log.write(row)
+            history.append(row)
+            atomic_torch_save({"run_key": run_key, "iteration": it, "episodes_started": episodes_started,
+                               "actor": actor.state_dict(), "critic": critic.state_dict(),
+                               "log_std": log_std.detach().cpu(), "actor_opt": actor_opt.state_dict(),
+                               "critic_opt": critic_opt.state_dict(), "history": json.dumps(history)}, resume_path)
+            bar.update(batch)
+            ret = row["episode_return"]
+            bar.set_postfix(ret="-" if ret is None else f"{ret:.1f}", kl=f"{row['kl_to_initial'] or 0:.3f}",
+                            refresh=False)
+            if on_iteration_end is not None:
+                on_iteration_end(it)
+    finally:
+        bar.close()
+        pool.close()
+
+    # ---- the fine-tuned policy, in the checkpoint format E2EAgent loads, and its card
+    init_card = read_card(init_checkpoint)
+    card = {
+        "mode": "ppo",
+        "seed": seed,
+        "camera": camera_spec,
+        "rl_config": dataclasses.asdict(cfg),
+        "rl": {"init_checkpoint": str(init_checkpoint.resolve()),
+               "init_card": {k: init_card.get(k) for k in ("mode", "seed", "command", "code_version")},
+               "env_file": env_file, "overrides": overrides, "envs": n_envs, "iterations": len(history),
+               "env_steps": len(history) * batch, "device": device,
+               "episode_seeds": [cfg.seed_base + 100_000 * seed, cfg.seed_base + 100_000 * seed + episodes_started - 1],
+               "final_std": log_std.detach().cpu().exp().tolist(), "last_iteration": history[-1] if history else {},
+               "wall_s": history[-1]["wall_s"] if history else 0.0},
+        "code_version": code_version(),
+        "command": command,
+        "parameters": count_parameters(actor),
+    }
+    save_checkpoint(out / "model.pt", actor.cpu().eval(), card)
+    card["size_bytes"] = (out / "model.pt").stat().st_size
+    (out / "model.json").write_text(json.dumps({"checkpoint": "model.pt", "model_config": model_cfg.to_dict(),
+                                                **card}, indent=2, default=str) + "\n")
+    return card
+
+
+# ----------------------------------------------------------------------------------- CLI
+def _cmd_rl_finetune(args: argparse.Namespace) -> int:
+    from e2e_drive.learning.cli_commands import parse_overrides
+
+    tables = read_rl_tables(args.agent)
+    init = Path(args.init) if args.init else tables.checkpoint
+    if init is None:
+        raise ConfigError(f"{args.agent}: params.checkpoint is not set; give --init")
+    if not init.is_file():
+        raise ConfigError(f"{args.agent}: checkpoint {init} not found" if not args.init
+                          else f"--init {init}: checkpoint not found")
+    command = "e2e-drive " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    card = rl_finetune(init, args.env, args.out, steps=args.steps, cfg=tables.rl, n_envs=args.envs, seed=args.seed,
+                       device=args.device, overrides=parse_overrides(args.set), expected_model=tables.model,
+                       progress=not args.no_progress, command=command)
+    last = card["rl"]["last_iteration"]
+    print(json.dumps({"out": args.out, "env_steps": card["rl"]["env_steps"], "iterations": card["rl"]["iterations"],
+                      "episode_return": last.get("episode_return"), "wall_s": card["rl"]["wall_s"]}))
+    return 0
+
+
+def add_rl_finetune(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("rl-finetune", help="PPO fine-tuning of a cloned e2e policy on a scenario's reward",
+                       description="Fine-tune the agent file's checkpoint with PPO ([params.rl] hyperparameters, "
+                                   "optional). Ctrl-C, then the same command, resumes.")
+    p.add_argument("--agent", required=True, help="e2e agent file (agents/e2e.toml)")
+    p.add_argument("--env", default=None, help="scenario file (envs/*.toml); default: the built-in highway")
+    p.add_argument("--init", default=None, help="start from this checkpoint (default: the agent file's checkpoint)")
+    p.add_argument("--steps", type=int, required=True, help="env steps in all (rounded up to whole iterations)")
+    p.add_argument("--envs", type=int, default=1, help="parallel envs, one worker process each when > 1 (default 1)")
+    p.add_argument("--out", required=True, help="run folder (logs, last.pt, model.pt + model.json)")
+    p.add_argument("--seed", type=int, default=0, help="seed for the critic's init, noise and episodes (default 0)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="torch device (default auto)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a scenario config key")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_rl_finetune)
