@@ -228,6 +228,13 @@ def test_params_rl_table_is_read_strictly(tiny_checkpoint: Path, tmp_path: Path)
     with pytest.raises(ConfigError, match=r"rl.init_std"):
         read_rl_tables(_agent_file(tmp_path, "init_std = [0.1]\n"))
     assert math.isclose(RLConfig().gamma, 0.99)
+    # The same file is a valid agent file (the agent ignores [params.rl]) and a valid training file.
+    from e2e_drive.agents.loading import load_agent_file
+    from e2e_drive.learning.config import read_agent_tables
+
+    path = _agent_file(tmp_path, "gamma = 0.95\n")
+    assert load_agent_file(path).checkpoint == tiny_checkpoint
+    assert read_agent_tables(path).params["rl"] == {"gamma": 0.95}
 
 
 def test_cli_runs_and_names_bad_input(tiny_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

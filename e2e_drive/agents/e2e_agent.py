@@ -27,14 +27,15 @@ class E2EAgent:
 
     checkpoint: the ``.pt`` file (relative paths resolve against the agent file).
     model: the agent file's model table; when given it must match the checkpoint's.
-    train / dagger: training tables, not used when driving.
+    train / dagger / rl: training tables, not used when driving.
     num_threads: torch CPU threads for inference (1 = the figure the bench reports; 0 = leave as is).
     camera_kind / camera_width_px / camera_height_px: the camera the agent asks the runner for;
         by default taken from the model card (the camera the data was collected with).
     """
 
     def __init__(self, checkpoint: Path, model: dict | None = None, train: dict | None = None,
-                 dagger: dict | None = None, num_threads: int = 1, camera: dict | None = None) -> None:
+                 dagger: dict | None = None, num_threads: int = 1, camera: dict | None = None,
+                 rl: dict | None = None) -> None:
         import torch
 
         from e2e_drive.learning.checkpoints import load_checkpoint, read_card

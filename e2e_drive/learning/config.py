@@ -6,9 +6,10 @@
     [params.model]  ... ModelConfig fields
     [params.train]  ... TrainConfig fields
     [params.dagger] ... DaggerConfig fields
+    [params.rl]     ... RLConfig fields (optional; e2e_drive.learning.rl)
 
-The agent itself ignores ``train`` and ``dagger``; ``e2e-drive train`` and ``e2e-drive dagger``
-read them from the same file, so one file says what a model is and how it was made.
+The agent itself ignores ``train``, ``dagger`` and ``rl``; ``e2e-drive train``, ``dagger`` and
+``rl-finetune`` read them from the same file, so one file says what a model is and how it was made.
 """
 
 from __future__ import annotations
@@ -110,7 +111,7 @@ class AgentTables:
     params: dict[str, Any] = field(default_factory=dict)
 
 
-_PARAM_KEYS = ("checkpoint", "model", "train", "dagger", "num_threads", "camera")
+_PARAM_KEYS = ("checkpoint", "model", "train", "dagger", "rl", "num_threads", "camera")
 
 
 def read_agent_tables(path: str | Path) -> AgentTables:

@@ -42,7 +42,6 @@ import shlex
 import signal
 import sys
 import time
-import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing import get_context
@@ -63,6 +62,7 @@ from e2e_drive.learning.checkpoints import (
     read_card,
     save_checkpoint,
 )
+from e2e_drive.learning.config import read_agent_tables
 from e2e_drive.learning.models import (
     DrivingNet,
     ModelConfig,
@@ -155,21 +155,10 @@ class RLTables:
 
 def read_rl_tables(path: str | Path) -> RLTables:
     """The agent file's checkpoint, ``[params.model]`` (optional) and ``[params.rl]`` (optional), strictly."""
-    path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: agent file not found") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
-    if data.get("type") != "e2e":
-        raise ConfigError(f"{path}: type = {data.get('type')!r}: rl-finetune needs an agent file with type = \"e2e\"")
-    params = data.get("params") or {}
-    ckpt = params.get("checkpoint")
-    checkpoint = None if ckpt is None else path.resolve().parent / Path(ckpt)
-    model = ModelConfig.from_dict(params["model"], f"{path}: params.model") if params.get("model") else None
-    rl = dataclass_from_table(RLConfig, params.get("rl"), f"{path}: params.rl")
-    return RLTables(path=path, checkpoint=checkpoint, model=model, rl=rl)
+    tables = read_agent_tables(path)
+    model = tables.model if tables.params.get("model") else None
+    rl = dataclass_from_table(RLConfig, tables.params.get("rl"), f"{tables.path}: params.rl")
+    return RLTables(path=tables.path, checkpoint=tables.checkpoint, model=model, rl=rl)
 
 
 # ----------------------------------------------------------------------------------- networks
