@@ -30,13 +30,7 @@ TINY_TRAIN = TrainConfig(epochs=2, batch_size=8, max_steps_per_epoch=3, val_shar
                          num_threads=1)
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> object:
-    """Tiny nets run fastest on one thread (and do not fight other processes on a shared machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

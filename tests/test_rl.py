@@ -38,12 +38,7 @@ TINY_RL = RLConfig(steps_per_env=12, update_epochs=2, minibatch_size=6, actor_le
                    value_warmup_iterations=1, critic_channels=(4, 4, 4), critic_hidden=8, target_kl=0.0)
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> object:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture

@@ -73,6 +73,21 @@ def load_weights_only(path: str | Path) -> Any:
                               f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
 
 
+def load_resume_state(path: Path, run_key: str, settings: str) -> dict[str, Any] | None:
+    """A run folder's resume state (``last.pt``), or None when there is none yet.
+
+    CheckpointError naming the file when it was written by a run with other settings (``settings``
+    says which, for the message): resuming it would silently mix two experiments.
+    """
+    if not path.exists():
+        return None
+    state = load_weights_only(path)
+    if not isinstance(state, dict) or state.get("run_key") != run_key:
+        raise CheckpointError(f"{path}: belongs to a run with other settings ({settings}); "
+                              f"use another --out or delete it")
+    return state
+
+
 def load_checkpoint(path: str | Path, expected: ModelConfig | None = None) -> DrivingNet:
     """Build the model a checkpoint was made for and load its weights (eval mode).
 

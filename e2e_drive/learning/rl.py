@@ -52,13 +52,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from e2e_drive.errors import CheckpointError, ConfigError
+from e2e_drive.errors import ConfigError
 from e2e_drive.learning.checkpoints import (
     atomic_torch_save,
     check_state_dict,
     code_version,
     load_checkpoint,
-    load_weights_only,
+    load_resume_state,
     read_card,
     save_checkpoint,
 )
@@ -415,11 +415,8 @@ def rl_finetune(init_checkpoint: str | Path, env_file: str | None, out: str | Pa
     iterations = math.ceil(steps / batch)
     start_it, episodes_started, history = 0, 0, []
     resume_path = out / "last.pt"
-    if resume_path.exists():
-        state = load_weights_only(resume_path)
-        if not isinstance(state, dict) or state.get("run_key") != run_key:
-            raise CheckpointError(f"{resume_path}: belongs to a run with other settings (init/env/rl/seed/envs); "
-                                  f"use another --out or delete it")
+    state = load_resume_state(resume_path, run_key, "init/env/rl/seed/envs")
+    if state is not None:
         check_state_dict(actor, state["actor"], resume_path)
         actor.load_state_dict(state["actor"])
         critic.load_state_dict(state["critic"])

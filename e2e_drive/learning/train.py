@@ -33,9 +33,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from e2e_drive.errors import CheckpointError, ConfigError
+from e2e_drive.errors import ConfigError
 from e2e_drive.learning.checkpoints import (atomic_torch_save, check_state_dict, code_version,
-                                            load_checkpoint, load_weights_only, save_checkpoint)
+                                            load_checkpoint, load_resume_state, save_checkpoint)
 from e2e_drive.learning.config import MODES, TrainConfig
 from e2e_drive.learning.dataset import (LABEL_NAMES, LABEL_SCALES, ShardDataset, dataset_summary, list_shards,
                                         read_header)
@@ -220,11 +220,8 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, data: Sequence[str | Path], 
     optimizer, stage_epochs = make_optimizer(stage_of(0))
     resume_path = out / "last.pt"
     history: list[dict[str, Any]] = []
-    if resume_path.exists():
-        state = load_weights_only(resume_path)
-        if not isinstance(state, dict) or state.get("run_key") != run_key:
-            raise CheckpointError(f"{resume_path}: belongs to a run with other settings (model/train/mode/seed); "
-                                  f"use another --out or delete it")
+    state = load_resume_state(resume_path, run_key, "model/train/mode/seed")
+    if state is not None:
         check_state_dict(model, state["model"], resume_path)
         model.load_state_dict(state["model"])
         start_epoch, global_step, samples_seen = state["epoch"] + 1, state["step"], state["samples"]
