@@ -178,12 +178,8 @@ def findings(rows: Sequence[Mapping[str, Any]], agent: str = "e2e", baseline: st
             # with a handful of pairs the bootstrap interval is degenerate, so say so instead.
             if c["n_pairs"] < MIN_PAIRS:
                 word = f"too few paired seeds to tell (< {MIN_PAIRS})"
-            elif low > 0 and p is not None and p < 0.05:
-                word = "better"
-            elif high < 0 and p is not None and p < 0.05:
-                word = "worse"
             else:
-                word = "no detectable difference"
+                word = m["verdict"]
             p_text = f", {m['test'].split('_')[0]} p = {p:.3g}" if p is not None and m.get("test") else ""
             parts.append(f"{name} {word} ({diff * scale:+.2f}{unit}, 95% CI [{low * scale:+.2f}, "
                          f"{high * scale:+.2f}]{p_text}, {c['n_pairs']} paired seeds)")

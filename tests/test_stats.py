@@ -113,6 +113,10 @@ def test_verdict_directions():
     assert verdict((-0.5, 0.0)) == NO_DIFFERENCE
     assert verdict(None) == NO_DIFFERENCE
     assert verdict((math.nan, 1.0)) == NO_DIFFERENCE
+    # The paired test must agree: an interval clear of 0 with p = 0.063 is not a win.
+    assert verdict((0.04, 0.24), p_value=0.063) == NO_DIFFERENCE
+    assert verdict((0.04, 0.24), p_value=0.01) == "better"
+    assert verdict((-0.24, -0.04), p_value=0.01) == "worse"
 
 
 def test_mcnemar_exact_by_hand():

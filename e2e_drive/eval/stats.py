@@ -243,14 +243,16 @@ def probability_of_improvement(x: Sequence[float], y: Sequence[float]) -> float:
     return float(wins / (xa.size * ya.size))
 
 
-def verdict(interval: tuple[float, float] | None, higher_is_better: bool = True) -> str:
-    """Read a difference interval (agent minus baseline).
+def verdict(interval: tuple[float, float] | None, higher_is_better: bool = True,
+            p_value: float | None = None, alpha: float = 0.05) -> str:
+    """Read a difference interval (agent minus baseline), and the paired test's p-value if there is one.
 
-    "no detectable difference" when the interval contains zero (or is missing), otherwise
-    "better" or "worse" according to ``higher_is_better``. Never calls a win on an interval
-    that contains zero.
+    "no detectable difference" when the interval contains zero (or is missing), or when the
+    paired test does not agree (``p_value >= alpha``: the bootstrap interval of the mean and a
+    rank test can disagree near the edge); otherwise "better" or "worse" according to
+    ``higher_is_better``. Never calls a win on an interval that contains zero.
     """
-    if interval is None:
+    if interval is None or (p_value is not None and not p_value < alpha):
         return NO_DIFFERENCE
     low, high = interval
     if low is None or high is None or not (math.isfinite(low) and math.isfinite(high)):

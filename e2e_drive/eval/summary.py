@@ -234,7 +234,7 @@ def _compare_metric(agent_rows, base_rows, name: str, confidence: float, n_resam
     sign = 1.0 if higher else -1.0
     out.update(agent=float(x.mean()), baseline=float(y.mean()), difference=point, low=low, high=high,
                test=test, p_value=p, p_improvement=probability_of_improvement(sign * x, sign * y),
-               verdict=verdict((low, high), higher), episodes_needed=episodes_needed(x - y, confidence)
+               verdict=verdict((low, high), higher, p), episodes_needed=episodes_needed(x - y, confidence)
                if len(keys) >= 2 else None)
     return out
 
@@ -246,7 +246,8 @@ def compare(rows: Iterable[Mapping[str, Any]], baseline: str, metrics: Sequence[
     Pairs are matched on (scenario, condition, seed). For each metric: both means, the
     paired bootstrap interval of the mean difference, McNemar's exact test (binary) or
     Wilcoxon signed-rank (continuous), P(improvement) (oriented so that > 0.5 favours the
-    agent) and a verdict that reads "no detectable difference" when the interval contains 0.
+    agent) and a verdict that reads "no detectable difference" when the interval contains 0 or
+    the test's p >= 0.05 (the same rule as the benchmark's findings).
     """
     rows = _check_rows(rows)
     unknown = [m for m in metrics if m not in RATE_METRICS and m not in CONTINUOUS_METRICS]
@@ -378,7 +379,8 @@ def format_comparison(comparison: Mapping[str, Any]) -> str:
     """Fixed-width table of a :func:`compare` result."""
     head, rows = _comparison_rows(comparison)
     title = (f"Paired differences vs {comparison['baseline']} (agent minus baseline; pairs on scenario, condition, "
-             f"seed; 'need' = pairs for an interval of this size to exclude 0)")
+             f"seed; better/worse only when the 95% interval excludes 0 and p < 0.05; "
+             f"'need' = pairs for an interval of this size to exclude 0)")
     return "\n".join([title, *_fixed_width(head, rows)]) + "\n"
 
 
