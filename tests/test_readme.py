@@ -47,3 +47,11 @@ def test_quickstart_test_command_is_what_ci_runs():
     assert len(commands) == 2
     ci = (REPO / ".ci" / "run").read_text()
     assert commands[1] in ci.splitlines()
+
+
+def test_every_command_is_in_the_readme_commands_table():
+    from e2e_drive.cli import COMMANDS
+
+    table = _section("## Commands")
+    missing = [name for name in COMMANDS if f"`e2e-drive {name}" not in table]
+    assert not missing, f"README ## Commands lacks {missing}"
