@@ -26,6 +26,14 @@ HIGHWAY = str(REPO / "envs" / "highway.toml")
 SMALL = {"vehicles_count": 6, "duration_s": 2.0,
          "cameras": {"dashcam": {"kind": "dashcam", "width_px": 64, "height_px": 24}}}
 TINY = ModelConfig(input_height_px=16, input_width_px=48, conv_channels=(4, 6, 8, 8, 8), fc_sizes=(16, 8, 4))
+#: TINY as an agent file's [params.model] table.
+TINY_TOML = textwrap.dedent("""
+    [params.model]
+    input_height_px = 16
+    input_width_px = 48
+    conv_channels = [4, 6, 8, 8, 8]
+    fc_sizes = [16, 8, 4]
+""")
 TINY_TRAIN = TrainConfig(epochs=2, batch_size=8, max_steps_per_epoch=3, val_share=0.0, log_every_steps=1,
                          num_threads=1)
 
@@ -289,18 +297,7 @@ def test_e2e_agent_drives_the_real_env_camera_only(tmp_path: Path) -> None:
     save_checkpoint(tmp_path / "ckpt" / "tiny.pt", build_model(TINY),
                     {"camera": {"kind": "dashcam", "width_px": 64, "height_px": 24}})
     agent_file = tmp_path / "e2e.toml"
-    agent_file.write_text(textwrap.dedent("""
-        type = "e2e"
-        [params]
-        checkpoint = "ckpt/tiny.pt"
-        [params.model]
-        input_height_px = 16
-        input_width_px = 48
-        conv_channels = [4, 6, 8, 8, 8]
-        fc_sizes = [16, 8, 4]
-        [params.train]
-        epochs = 1
-    """))
+    agent_file.write_text('type = "e2e"\n[params]\ncheckpoint = "ckpt/tiny.pt"\n' + TINY_TOML + "[params.train]\nepochs = 1\n")
     agent = load_agent_file(agent_file)
     needs = agent_needs(agent)
     assert not needs.reads_ground_truth and needs.cameras["dashcam"].width_px == 64
@@ -350,14 +347,7 @@ def test_cli_collect_and_train(tmp_path: Path) -> None:
     assert main(["collect", "--env", HIGHWAY, "--episodes", "1", "--out", str(data), "--no-progress",
                  "--set", "vehicles_count=4", "--set", "duration_s=1.0"]) == 0
     agent_file = tmp_path / "e2e.toml"
-    agent_file.write_text(textwrap.dedent("""
-        type = "e2e"
-        [params]
-        [params.model]
-        input_height_px = 16
-        input_width_px = 48
-        conv_channels = [4, 6, 8, 8, 8]
-        fc_sizes = [16, 8, 4]
+    agent_file.write_text('type = "e2e"\n[params]\n' + TINY_TOML + textwrap.dedent("""
         [params.train]
         epochs = 1
         batch_size = 8
