@@ -77,13 +77,14 @@ def _label(agent_path: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------- tables
-def _fmt_rate(k: int, n: int) -> str:
+def _fmt_rate(k: int, n: int, errors: int = 0) -> str:
+    """Success % with its Wilson interval, and the episodes that were not driven (errors), if any."""
     from e2e_drive.eval.stats import wilson_interval
 
     if n == 0:
         return "-"
     low, high = wilson_interval(k, n)
-    return f"{100 * k / n:.0f} [{100 * low:.0f}, {100 * high:.0f}]"
+    return f"{100 * k / n:.0f} [{100 * low:.0f}, {100 * high:.0f}]" + (f" ({errors} err)" if errors else "")
 
 
 def _fmt_km(entry: Mapping[str, Any]) -> str:
@@ -101,9 +102,11 @@ def carla_tables(rows: Sequence[Mapping[str, Any]], labels: Mapping[str, str]) -
     """The CARLA paper's Table 1 (success %) and Table 2 (km between infractions), with intervals.
 
     Table 1: one row per (scenario, condition), one column per agent: success rate with its Wilson
-    95 % interval. Table 2: one row per (condition, infraction kind), pooled over scenarios as in
+    95 % interval, and "(k err)" when k episodes were not driven (error statuses, counted as
+    failures). Table 2: one row per (condition, infraction kind), pooled over scenarios as in
     the paper: km driven per infraction with its exact Poisson 95 % interval and the count.
     """
+    from e2e_drive.eval.metrics import ERROR_STATUSES
     from e2e_drive.eval.scores import distance_between_infractions
 
     agents = sorted({r["agent"] for r in rows}, key=lambda a: (a == "expert", a))
@@ -117,7 +120,8 @@ def carla_tables(rows: Sequence[Mapping[str, Any]], labels: Mapping[str, str]) -
         line = [scenario, labels.get(condition, condition)]
         for agent in agents:
             members = cells[(scenario, condition, agent)]
-            line.append(_fmt_rate(sum(m["status"] == "success" for m in members), len(members)))
+            line.append(_fmt_rate(sum(m["status"] == "success" for m in members), len(members),
+                                  sum(m["status"] in ERROR_STATUSES for m in members)))
         t1_rows.append(line)
     kinds = {"at-fault collision": "n_at_fault_collisions", "any collision": "n_collisions",
              "leaving the road": "n_offroad_events"}
@@ -240,7 +244,7 @@ def run_benchmark(suite: str = "default", episodes: int | None = None, seed: int
     _, rows = load_run(out)
     tables = carla_tables(rows, spec.labels)
     lines = [format_table(summary), "",
-             "Table 1 (CARLA paper, Table 1): success rate % [95% Wilson interval]",
+             "Table 1 (CARLA paper, Table 1): success rate % [95% Wilson interval] (episodes with an error status)",
              _fixed(tables["table1"]["head"], tables["table1"]["rows"]), "",
              "Table 2 (CARLA paper, Table 2): km driven between infractions [95% exact Poisson interval] (count)",
              _fixed(tables["table2"]["head"], tables["table2"]["rows"]), "",
@@ -275,7 +279,9 @@ def results_markdown(rows: Sequence[Mapping[str, Any]], spec: Suite, meta: Mappi
         f"{meta['episodes']} paired seeds per agent, scenario and condition (seeds {meta['seed']}.."
         f"{meta['seed'] + meta['episodes'] - 1}), {len(rows)} episodes in all.",
         "",
-        "**Table 1** (as the CARLA paper's Table 1): success rate %, [95 % Wilson interval].",
+        "**Table 1** (as the CARLA paper's Table 1): success rate %, [95 % Wilson interval]"
+        + ("; `(k err)`: k episodes ended with an error status (not driven: counted as failures, scored 0)."
+           if any("err)" in cell for row in tables["table1"]["rows"] for cell in row) else "."),
         "",
         _markdown(tables["table1"]["head"], tables["table1"]["rows"]),
         "",

@@ -34,7 +34,8 @@ def test_summary_rates_intervals_and_caps():
     (g,) = summary["groups"]
     assert g["n_episodes"] == 11 and g["n_errors"] == 1
     assert g["rates"]["success"]["k"] == 8 and g["rates"]["success"]["n"] == 11
-    assert g["rates"]["collision"]["rate"] == pytest.approx(2 / 11)
+    # how it drove is over the 10 driven episodes: the error is no collision-free episode
+    assert g["rates"]["collision"]["rate"] == pytest.approx(2 / 10) and g["rates"]["collision"]["n"] == 10
     ds = g["metrics"]["driving_score"]
     assert ds["n"] == 11  # failures included in scores
     assert ds["mean"] == pytest.approx((8 + 1.2) / 11)

@@ -26,12 +26,14 @@ import numpy as np
 from scipy.signal import savgol_filter
 
 from e2e_drive.eval.record import EpisodeRecord
-from e2e_drive.eval.scores import closed_loop_score, driving_score
+from e2e_drive.eval.scores import MIN_PROGRESS, closed_loop_score, driving_score
 
 __all__ = [
     "STATUSES",
     "DRIVING_STATUSES",
     "ERROR_STATUSES",
+    "NOT_DRIVEN_VALUES",
+    "drove",
     "COMFORT_BOUNDS",
     "json_safe",
     "time_weights",
@@ -58,6 +60,21 @@ __all__ = [
 ERROR_STATUSES: tuple[str, ...] = ("agent_error", "sim_error", "timeout")
 DRIVING_STATUSES: tuple[str, ...] = ("success", "collision", "offroad", "stalled")
 STATUSES: tuple[str, ...] = DRIVING_STATUSES + ERROR_STATUSES
+
+#: What every score and every flag that rewards an episode is for an episode that did not
+#: drive (see :func:`drove`): a failure, scored 0, never a good number. Distances, route
+#: completion and infraction counts keep what was measured before the fault.
+NOT_DRIVEN_VALUES: dict[str, Any] = {
+    "driving_score": 0.0,
+    "infraction_penalty": 0.0,
+    "closed_loop_score": 0.0,
+    "cls_multiplier": 0.0,
+    "cls_weighted_mean": 0.0,
+    "comfortable": False,
+    "ttc_within_bound": False,
+    "lane_keeping": 0.0,
+    "reached_end": False,
+}
 
 STALL_SPEED_MPS = 0.1
 STALL_TIME_S = 10.0
@@ -94,6 +111,12 @@ _SG_YAW_S = 0.5
 
 
 # ---------------------------------------------------------------------------- helpers
+def drove(status: str, n_policy_steps: int | None) -> bool:
+    """Whether an episode was driven: no error status (agent_error, sim_error, timeout, ...)
+    and at least one action sent. An episode that was not driven gets :data:`NOT_DRIVEN_VALUES`."""
+    return status not in ERROR_STATUSES and bool(n_policy_steps)
+
+
 def json_safe(obj: Any) -> Any:
     """Recursively convert to JSON-safe Python: numpy scalars to Python, NaN/inf to None."""
     if isinstance(obj, Mapping):
@@ -531,7 +554,11 @@ def episode_metrics(record: EpisodeRecord, status_override: str | None = None) -
     off = offroad_mask(record)
     off_lane = off_lane_mask(record)
     first_offroad = int(np.argmax(off)) if off.any() else None
+    rc, rc_basis = route_completion(record)
     stalled_at = stall_step(record)
+    if (stalled_at is None and status_override is None and record.route_m is not None and T
+            and _reached_end(record) and rc < MIN_PROGRESS):
+        stalled_at = T - 1  # the scenario ended and the ego made no progress: not a success
     status, status_step, status_reason = _status(record, status_override, first_collision, first_offroad, stalled_at)
 
     n_vehicle = sum(c["other_kind"] == "vehicle" for c in collisions)
@@ -569,7 +596,6 @@ def episode_metrics(record: EpisodeRecord, status_override: str | None = None) -
 
     # Progress -----------------------------------------------------------------
     dist = distance_m(record)
-    rc, rc_basis = route_completion(record)
     m.update({
         "distance_m": dist,
         "route_m": record.route_m,
@@ -662,4 +688,6 @@ def episode_metrics(record: EpisodeRecord, status_override: str | None = None) -
         lane_keeping=lk["lane_keeping"],
         speed_limit_compliance=speed_score,
     ))
+    if not drove(status, m["n_policy_steps"]):
+        m.update(NOT_DRIVEN_VALUES)
     return json_safe(m)

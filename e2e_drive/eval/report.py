@@ -239,7 +239,7 @@ def _plot_rates(summary: Mapping[str, Any], order: Sequence[str] | None = None) 
                 xs, ys, lo, hi = [], [], [], []
                 for j, c in enumerate(conditions):
                     g = by.get((agent, scenario, c))
-                    if g is None:
+                    if g is None or g["rates"][rate]["rate"] is None:  # none driven: no collision rate
                         continue
                     r = g["rates"][rate]
                     xs.append(j + (i - (len(agents) - 1) / 2) * width)
@@ -467,7 +467,9 @@ def _video_html(row: Mapping[str, Any], replay: Mapping[str, Any]) -> str:
 
 # ============================================================================ report
 def _error_html(rows: Sequence[Mapping[str, Any]]) -> str:
-    errors = [r for r in rows if r["status"] in ("agent_error", "sim_error", "timeout")]
+    from e2e_drive.eval.metrics import ERROR_STATUSES
+
+    errors = [r for r in rows if r["status"] in ERROR_STATUSES]
     if not errors:
         return '<p class="note">No agent errors, simulator errors or timeouts.</p>'
     out = []

@@ -12,6 +12,7 @@ from e2e_drive.eval.stats import poisson_interval
 __all__ = [
     "CARLA_PENALTIES",
     "CLS_WEIGHTS",
+    "MIN_PROGRESS",
     "INFRACTION_KINDS",
     "driving_score",
     "closed_loop_score",
@@ -35,6 +36,10 @@ CLS_WEIGHTS: dict[str, float] = {
     "lane_keeping": 2.0,
     "speed_limit_compliance": 4.0,
 }
+
+#: nuPlan's ego_is_making_progress threshold: below this share of the route, the closed-loop
+#: score's making-progress multiplier is 0.
+MIN_PROGRESS = 0.2
 
 #: Per-episode count keys summed by :func:`distance_between_infractions` (kind -> episode key).
 INFRACTION_KINDS: dict[str, str] = {
@@ -72,15 +77,22 @@ def driving_score(route_completion: float, n_collisions_vehicle: int = 0, n_coll
 def closed_loop_score(no_at_fault_collision: float, drivable_area_compliance: float,
                       driving_direction_compliance: float, ego_progress: float,
                       ttc_within_bound: float, comfort: float, lane_keeping: float,
-                      speed_limit_compliance: float | None = None) -> dict[str, float | None]:
+                      speed_limit_compliance: float | None = None,
+                      making_progress: float | None = None) -> dict[str, float | None]:
     """nuPlan / NAVSIM PDM-form closed-loop score.
 
     Score = product of the multipliers (no at-fault collision, drivable area compliance,
-    driving direction compliance) x weighted mean of the parts in :data:`CLS_WEIGHTS`.
-    A part given as None was not measured (e.g. no speed limit recorded) and drops out of
-    the weighted mean (the remaining weights are renormalised).
+    driving direction compliance, making progress) x weighted mean of the parts in
+    :data:`CLS_WEIGHTS`. Making progress is nuPlan's ``ego_is_making_progress``: 0 when the
+    ego progress is under :data:`MIN_PROGRESS` of the route (a car that stands still scores 0,
+    not the 13/18 its untouched comfort, TTC and lane keeping would give it); by default it
+    is derived from ``ego_progress``. A part given as None was not measured (e.g. no speed
+    limit recorded) and drops out of the weighted mean (the remaining weights are renormalised).
     """
-    multipliers = float(no_at_fault_collision) * float(drivable_area_compliance) * float(driving_direction_compliance)
+    if making_progress is None:
+        making_progress = 1.0 if float(ego_progress) >= MIN_PROGRESS else 0.0
+    multipliers = (float(no_at_fault_collision) * float(drivable_area_compliance)
+                   * float(driving_direction_compliance) * float(making_progress))
     parts = {"ego_progress": ego_progress, "ttc_within_bound": ttc_within_bound, "comfort": comfort,
              "lane_keeping": lane_keeping, "speed_limit_compliance": speed_limit_compliance}
     num = den = 0.0
@@ -95,6 +107,7 @@ def closed_loop_score(no_at_fault_collision: float, drivable_area_compliance: fl
             "cls_no_at_fault_collision": float(no_at_fault_collision),
             "cls_drivable_area_compliance": float(drivable_area_compliance),
             "cls_driving_direction_compliance": float(driving_direction_compliance),
+            "cls_making_progress": float(making_progress),
             **{f"cls_{k}": (None if v is None else float(v)) for k, v in parts.items()}}
 
 

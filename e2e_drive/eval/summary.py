@@ -6,11 +6,16 @@ A row is what the runner writes to ``episodes.jsonl``: ``agent``, ``scenario``,
 
 Conventions (also stored in every summary under ``settings``):
 
-- Rates (success, collision, ...) use every episode of the group as denominator, errors
-  included: an agent that raises has not succeeded. ``n_errors`` is reported beside them.
-- Scores (driving score, closed-loop score, route completion, distance) average over all
-  episodes, failures included (CARLA's global driving score). Other continuous metrics
-  leave out episodes whose status is an error (agent_error, sim_error, timeout).
+- An episode that was not driven (an error status: agent_error, sim_error, timeout, ...;
+  see :func:`e2e_drive.eval.metrics.drove`) is a failure: it counts in the success rate as
+  not successful and in every score (driving score, closed-loop score and their parts,
+  route completion, distance) with the 0 its line carries (CARLA's global driving score
+  averages over all episodes, failures included). Every other metric describes how an
+  agent drove, so it is computed over the episodes it drove: an agent that raises gets no
+  collision-free or comfortable episodes from its errors. ``n_errors`` of every group and
+  of every comparison says how many such episodes it contains.
+- Actions: ``actions`` of every group totals the clipped (out of range) and non-finite
+  (with ``--sanitize-actions``) actions of its episodes.
 - ``min_ttc_s`` and ``min_thw_s`` are None when no lead ever closed in (infinite); for
   aggregation they count as :data:`CAPS` (10 s), which is stated in the output.
 - Learned agents (rows with more than one distinct ``train_seed`` in a group) get rliable's
@@ -116,6 +121,12 @@ def _is_error(row: Mapping[str, Any]) -> bool:
     return row["status"] in ERROR_STATUSES
 
 
+def _counts(row: Mapping[str, Any], name: str) -> bool:
+    """Whether a row counts for metric ``name``: success and the scores count every episode
+    (a failure is a failure); the others only episodes that were driven."""
+    return name == "success" or name in SCORE_METRICS or not _is_error(row)
+
+
 def _binary(row: Mapping[str, Any], name: str) -> bool:
     if name == "success":
         return row["status"] == "success"
@@ -143,6 +154,18 @@ def _group(rows: Sequence[Mapping[str, Any]], keys: Sequence[str]) -> dict[tuple
 
 
 # ---------------------------------------------------------------------------- summary
+def _action_counts(rows: Sequence[Mapping[str, Any]]) -> dict[str, int]:
+    """Policy steps, clipped and non-finite actions, and episodes with any, over rows."""
+    def total(key: str) -> int:
+        return int(sum(int(r.get(key) or 0) for r in rows))
+
+    return {"policy_steps": total("n_policy_steps"),
+            "clipped": total("clipped_actions"),
+            "nonfinite": total("nonfinite_actions"),
+            "episodes_clipped": int(sum(bool(r.get("clipped_actions")) for r in rows)),
+            "episodes_nonfinite": int(sum(bool(r.get("nonfinite_actions")) for r in rows))}
+
+
 def _continuous_summary(rows: Sequence[Mapping[str, Any]], name: str, stratified: bool, confidence: float,
                         n_resamples: int, seed: int) -> dict[str, Any]:
     pairs = [(v, r.get("seed")) for r in rows if (v := _value(r, name)) is not None]
@@ -178,9 +201,13 @@ def summarize(episode_rows: Iterable[Mapping[str, Any]], confidence: float = 0.9
         n = len(members)
         rates = {}
         for name in RATE_METRICS:
-            k = sum(_binary(r, name) for r in members)
-            low, high = wilson_interval(k, n, confidence)
-            rates[name] = {"k": k, "n": n, "rate": k / n, "low": low, "high": high}
+            counted = [r for r in members if _counts(r, name)]
+            k = sum(_binary(r, name) for r in counted)
+            if counted:
+                low, high = wilson_interval(k, len(counted), confidence)
+                rates[name] = {"k": k, "n": len(counted), "rate": k / len(counted), "low": low, "high": high}
+            else:  # every episode of the group failed to drive: nothing to say about how it drove
+                rates[name] = {"k": 0, "n": 0, "rate": None, "low": None, "high": None}
         metrics = {name: _continuous_summary(members, name, stratified, confidence, n_resamples, seed)
                    for name in CONTINUOUS_METRICS}
         groups.append({
@@ -190,13 +217,14 @@ def summarize(episode_rows: Iterable[Mapping[str, Any]], confidence: float = 0.9
             "n_train_seeds": len(train_seeds),
             "bootstrap": "stratified" if stratified else "percentile",
             "status_counts": dict(sorted(status_counts.items())),
+            "actions": _action_counts(members),
             "rates": rates,
             "metrics": metrics,
             "km_between": distance_between_infractions(members, confidence),
         })
     return json_safe({
         "settings": {"confidence": confidence, "n_resamples": n_resamples, "seed": seed, "caps": CAPS,
-                     "rates_denominator": "all episodes, errors included",
+                     "rates_denominator": "success: all episodes, errors included; other rates: driven episodes",
                      "scores_include_failures": sorted(SCORE_METRICS),
                      "error_statuses": list(ERROR_STATUSES)},
         "groups": groups,
@@ -208,6 +236,8 @@ def _per_seed(rows: Sequence[Mapping[str, Any]], name: str, binary: bool) -> dic
     """(scenario, condition, seed) -> value, averaged over training seeds when there are several."""
     acc: dict[tuple, list[float]] = defaultdict(list)
     for r in rows:
+        if not _counts(r, name):
+            continue
         v = float(_binary(r, name)) if binary else _value(r, name)
         if v is not None:
             acc[(r["scenario"], r["condition"], r["seed"])].append(v)
@@ -273,6 +303,8 @@ def compare(rows: Iterable[Mapping[str, Any]], baseline: str, metrics: Sequence[
             comparisons.append({
                 "agent": agent, "baseline": baseline, "scenario": scenario, "condition": condition,
                 "n_pairs": len(a_seeds & b_seeds), "n_unpaired": len(a_seeds ^ b_seeds),
+                "n_errors_agent": sum(_is_error(r) for r in a_rows),
+                "n_errors_baseline": sum(_is_error(r) for r in b_rows),
                 "metrics": {m: _compare_metric(a_rows, b_rows, m, confidence, n_resamples, seed) for m in metrics},
             })
     return json_safe({"baseline": baseline,
@@ -283,7 +315,16 @@ def compare(rows: Iterable[Mapping[str, Any]], baseline: str, metrics: Sequence[
 
 # ---------------------------------------------------------------------------- formatting
 def _pct(entry: Mapping[str, Any]) -> str:
+    if entry.get("rate") is None:
+        return "- (n=0)"
     return f"{100 * entry['rate']:.0f}% [{100 * entry['low']:.0f},{100 * entry['high']:.0f}]"
+
+
+def _actions(group: Mapping[str, Any], kind: str) -> str:
+    """'0', or 'steps in episodes ep' for clipped or non-finite actions of a group."""
+    a = group.get("actions") or {}
+    steps = int(a.get(kind) or 0)
+    return "0" if steps == 0 else f"{steps} in {int(a.get(f'episodes_{kind}') or 0)} ep"
 
 
 def _num(value: Any, digits: int = 2) -> str:
@@ -305,7 +346,7 @@ def _km(entry: Mapping[str, Any]) -> str:
 
 def _summary_tables(summary: Mapping[str, Any]) -> list[tuple[str, list[str], list[list[str]]]]:
     outcome_head = ["agent", "scenario", "condition", "n", "err", "success", "collision", "at fault",
-                    "offroad", "km/collision"]
+                    "offroad", "km/collision", "clipped", "non-finite"]
     score_head = ["agent", "scenario", "condition", "DS", "= RC", "x penalty", "CLS", "= multiplier",
                   "x weighted"]
     safety_head = ["agent", "scenario", "condition", "min TTC IQM (s)", "min THW IQM (s)", "max |lat| (m)",
@@ -315,7 +356,8 @@ def _summary_tables(summary: Mapping[str, Any]) -> list[tuple[str, list[str], li
         key = [str(g["agent"]), str(g["scenario"]), str(g["condition"])]
         r, m = g["rates"], g["metrics"]
         outcome.append(key + [str(g["n_episodes"]), str(g["n_errors"]), _pct(r["success"]), _pct(r["collision"]),
-                              _pct(r["at_fault"]), _pct(r["offroad"]), _km(g["km_between"]["collision"])])
+                              _pct(r["at_fault"]), _pct(r["offroad"]), _km(g["km_between"]["collision"]),
+                              _actions(g, "clipped"), _actions(g, "nonfinite")])
         scores.append(key + [_ci(m["driving_score"]), _num(m["route_completion"]["mean"]),
                              _num(m["infraction_penalty"]["mean"]), _ci(m["closed_loop_score"]),
                              _num(m["cls_multiplier"]["mean"]), _num(m["cls_weighted_mean"]["mean"])])
@@ -360,7 +402,7 @@ def to_markdown(summary: Mapping[str, Any]) -> str:
 
 def _comparison_rows(comparison: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
     head = ["agent", "scenario", "condition", "metric", "baseline", "agent value", "difference [95%]",
-            "test", "p", "P(improve)", "verdict", "pairs (need)"]
+            "test", "p", "P(improve)", "verdict", "pairs (need)", "errors agent/base"]
     rows = []
     for c in comparison["comparisons"]:
         for name, m in c["metrics"].items():
@@ -371,7 +413,8 @@ def _comparison_rows(comparison: Mapping[str, Any]) -> tuple[list[str], list[lis
                          _num(m["baseline"], 3), _num(m["agent"], 3), diff,
                          {"mcnemar_exact": "McNemar", "wilcoxon_signed_rank": "Wilcoxon"}.get(m["test"], "-"),
                          _num(m["p_value"], 3), _num(m["p_improvement"], 2), m["verdict"],
-                         f"{m['n_pairs']} ({'-' if need is None else need})"])
+                         f"{m['n_pairs']} ({'-' if need is None else need})",
+                         f"{c.get('n_errors_agent', 0)}/{c.get('n_errors_baseline', 0)}"])
     return head, rows
 
 
@@ -380,7 +423,8 @@ def format_comparison(comparison: Mapping[str, Any]) -> str:
     head, rows = _comparison_rows(comparison)
     title = (f"Paired differences vs {comparison['baseline']} (agent minus baseline; pairs on scenario, condition, "
              f"seed; better/worse only when the 95% interval excludes 0 and p < 0.05; "
-             f"'need' = pairs for an interval of this size to exclude 0)")
+             f"'need' = pairs for an interval of this size to exclude 0; episodes with an error status score 0 "
+             f"and count as failures, and are left out of the other metrics' pairs)")
     return "\n".join([title, *_fixed_width(head, rows)]) + "\n"
 
 
