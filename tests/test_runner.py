@@ -354,14 +354,27 @@ def test_wall_clock_budget_interrupts_a_stuck_agent(tiny_env, tmp_path):
     assert rows[("ConstantAgent", "tiny", "train", 0)]["status"] == "success"
 
 
-def test_nan_and_out_of_range_actions_are_clipped_and_counted(tiny_env, tmp_path):
+def test_nan_actions_are_an_agent_error_unless_sanitized(tiny_env, tmp_path):
     out = tmp_path / "run"
     _run(tiny_env, out, [spec("NanAgent")], episodes=1)
+    row = _by_key(out)[("NanAgent", "tiny", "train", 0)]
+    assert row["status"] == "agent_error"
+    assert row["status_reason"] == "invalid action: NaN (acceleration) at step 0"
+    assert row["driving_score"] == 0.0 and row["closed_loop_score"] == 0.0
+
+    out = tmp_path / "sanitized"
+    summary = _run(tiny_env, out, [spec("NanAgent")], episodes=1, sanitize_actions=True)
     row = _by_key(out)[("NanAgent", "tiny", "train", 0)]
     assert row["status"] not in ("agent_error", "sim_error", "timeout")
     assert row["n_policy_steps"] > 0
     assert row["nonfinite_actions"] == row["n_policy_steps"]
     assert row["clipped_actions"] == row["n_policy_steps"]
+    actions = summary["groups"][0]["actions"]
+    assert actions["nonfinite"] == actions["clipped"] == row["n_policy_steps"] and actions["episodes_nonfinite"] == 1
+    from e2e_drive.eval.summary import format_table, to_markdown
+
+    for text in (format_table(summary), to_markdown(summary)):
+        assert f"{row['n_policy_steps']} in 1 ep" in text  # the clipped and non-finite columns
 
 
 def test_interventions_reach_the_line_and_autonomy(tiny_env, tmp_path):

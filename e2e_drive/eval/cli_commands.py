@@ -21,7 +21,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
                        conditions=args.conditions, workers=args.workers, backend=args.backend,
                        save_trajectories=args.save_trajectories, episode_budget_s=args.episode_budget_s,
                        address=args.address, camera_only=not args.allow_ground_truth,
-                       progress=not args.no_progress)
+                       progress=not args.no_progress, sanitize_actions=args.sanitize_actions)
     print(format_table(summary))
     out = Path(args.out)
     print(f"episodes: {(out / 'episodes.jsonl').resolve()}")
@@ -96,6 +96,9 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--allow-ground-truth", action="store_true",
                    help="allow non-reference agents that read ground truth (privileged ablations); "
                         "by default a run is camera-only")
+    p.add_argument("--sanitize-actions", action="store_true",
+                   help="turn NaN/inf actions into 0/+-1 and count them (shown in the summary) instead of ending "
+                        "the episode as agent_error (the default)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_evaluate)
 

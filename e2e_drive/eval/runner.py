@@ -119,6 +119,7 @@ class EpisodeJob:
     save_trajectory: bool = False
     reference: bool = False
     max_neighbours: int = MAX_NEIGHBOURS
+    sanitize_actions: bool = False
 
     @property
     def key(self) -> tuple[str, str, str, int]:
@@ -229,12 +230,23 @@ def sanitize_action(raw: Any) -> tuple[np.ndarray, bool, bool]:
     return a.astype(np.float32), nonfinite, clipped or nonfinite
 
 
+def _describe_nonfinite(action: np.ndarray) -> str:
+    """'NaN', 'inf' or '-inf' for the first non-finite entry, with its name."""
+    names = ("acceleration", "steering")
+    i = int(np.flatnonzero(~np.isfinite(action))[0])
+    value = "NaN" if np.isnan(action[i]) else ("inf" if action[i] > 0 else "-inf")
+    return f"{value} ({names[i] if i < len(names) else f'entry {i}'})"
+
+
 def _blank_metrics() -> dict[str, Any]:
-    """Metric keys of a line whose episode produced no record (failed before reset)."""
+    """Metric keys of a line whose episode produced no record (failed before reset): not driven."""
+    from e2e_drive.eval.metrics import NOT_DRIVEN_VALUES
+
     out: dict[str, Any] = {k: None for k in REQUIRED_KEYS if k not in ("agent", "scenario", "condition", "seed")}
-    out.update(at_fault=False, collision=False, offroad=False, comfortable=False, distance_m=0.0,
-               route_completion=0.0, duration_s=0.0, driving_score=0.0, closed_loop_score=0.0,
-               status_reason=None, clipped_actions=0, n_policy_steps=0, n_sim_steps=0)
+    out.update(at_fault=False, collision=False, offroad=False, distance_m=0.0,
+               route_completion=0.0, duration_s=0.0, status_reason=None, clipped_actions=0,
+               n_policy_steps=0, n_sim_steps=0)
+    out.update(NOT_DRIVEN_VALUES)
     return out
 
 
@@ -307,11 +319,18 @@ def run_episode(job: EpisodeJob, record: bool = True,
                     env.unwrapped.substep_callback = rec.on_substep
                 phase = "agent"
                 agent.reset(job.seed)
+                step = 0
                 while True:
                     phase = "agent"
                     t0 = time.perf_counter()
                     raw = agent.act(obs, info) if needs.reads_ground_truth else agent.act(obs)
                     action, bad, cut = sanitize_action(raw)
+                    if bad and not job.sanitize_actions:
+                        from e2e_drive.agents.base import InvalidActionError
+
+                        raise InvalidActionError(f"invalid action: {_describe_nonfinite(np.asarray(raw, np.float64))} "
+                                                 f"at step {step}")
+                    step += 1
                     if rec is not None:
                         rec.act_ms.append((time.perf_counter() - t0) * 1000.0)
                     nonfinite += bad
@@ -330,8 +349,11 @@ def run_episode(job: EpisodeJob, record: bool = True,
                 status_override = "timeout"
                 reason = f"episode wall-clock budget of {job.budget_s:g} s exceeded (in the {phase})"
             except Exception as exc:  # faults stay inside their episode
+                from e2e_drive.agents.base import InvalidActionError
+
                 status_override = "agent_error" if phase == "agent" else "sim_error"
-                reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
+                what = str(exc) if isinstance(exc, InvalidActionError) else f"{type(exc).__name__}: {exc}"
+                reason = (what.splitlines() or [""])[0][:500]
                 error = traceback.format_exc()
     except EpisodeTimeout:  # the alarm fired while handling another exception
         status_override = status_override or "timeout"
@@ -453,7 +475,41 @@ def _agent_fingerprint(spec: str) -> dict[str, Any]:
 
         scan(data.get("params", {}))
         return {"file": p.name, "content": data, "referenced_files_sha256": files}
-    return {"class": spec}
+    return {"class": spec, "source_sha256": _class_source_digest(spec)}
+
+
+def _class_source_digest(spec: str) -> str | None:
+    """sha256 of the source behind a ``package.module:Class`` agent: the module's file, or for a
+    module inside a package of the user's (not e2e_drive, not an installed library) every .py file
+    of that top-level package, so that editing the agent between an interrupt and a resume is seen.
+
+    None when the module has no source file (a builtin or compiled module).
+    """
+    import importlib
+    import importlib.util
+
+    module_name = spec.partition(":")[0]
+    try:
+        module = importlib.import_module(module_name)
+    except Exception:  # load_agent already reported a module that cannot be imported
+        return None
+    origin = getattr(module, "__file__", None)
+    if not origin:
+        return None
+    top = module_name.partition(".")[0]
+    files = [Path(origin)]
+    top_spec = importlib.util.find_spec(top) if top != module_name else None
+    roots = list(getattr(top_spec, "submodule_search_locations", None) or []) if top_spec else []
+    if roots and top != "e2e_drive" and not any("site-packages" in r or "dist-packages" in r for r in roots):
+        files = sorted({f for r in roots for f in Path(r).rglob("*.py")} | {Path(origin)})
+    h = hashlib.sha256()
+    for f in files:
+        try:
+            data = f.read_bytes()
+        except OSError:
+            continue
+        h.update(f.name.encode() + b"\0" + hashlib.sha256(data).digest())
+    return h.hexdigest()
 
 
 def _agent_label(spec: str) -> str:
@@ -485,7 +541,7 @@ def _check_cameras(label: str, needs: Any, cfg: Mapping[str, Any], where: str) -
 def plan_run(envs: Sequence[str | Path], agents: Sequence[str], episodes: int, seed: int,
              conditions: Sequence[str] | str | None = None, camera_only: bool = True,
              save_trajectories: bool = False, episode_budget_s: float = DEFAULT_EPISODE_BUDGET_S,
-             max_neighbours: int = MAX_NEIGHBOURS) -> RunPlan:
+             max_neighbours: int = MAX_NEIGHBOURS, sanitize_actions: bool = False) -> RunPlan:
     """Validate everything before any episode runs and lay out the jobs (seed-major order)."""
     from e2e_drive.agents.base import agent_needs
     from e2e_drive.agents.loading import load_agent
@@ -555,6 +611,7 @@ def plan_run(envs: Sequence[str | Path], agents: Sequence[str], episodes: int, s
         "episode_budget_s": budget,
         "save_trajectories": bool(save_trajectories),
         "max_neighbours": int(max_neighbours),
+        "sanitize_actions": bool(sanitize_actions),
         "envs": [{"name": sf.name, "file": sf.path.name, "env_id": sf.env_id, "scenario": scenario,
                   "description": sf.description, "configs": configs}
                  for sf, scenario, configs in scenarios],
@@ -566,7 +623,7 @@ def plan_run(envs: Sequence[str | Path], agents: Sequence[str], episodes: int, s
     jobs = [EpisodeJob(agent=a["label"], agent_spec=a["spec"], scenario=sf.name, env_id=sf.env_id,
                        config=configs[c.name], condition=c.name, seed=s, budget_s=budget,
                        save_trajectory=bool(save_trajectories), reference=a["is_reference"],
-                       max_neighbours=int(max_neighbours))
+                       max_neighbours=int(max_neighbours), sanitize_actions=bool(sanitize_actions))
             for s in seeds for sf, _, configs in scenarios for c in conds for a in agent_entries]
     return RunPlan(config=config, jobs=jobs, agent_specs={a["label"]: a["spec"] for a in agent_entries})
 
@@ -828,7 +885,7 @@ def evaluate(envs: Sequence[str | Path], agents: Sequence[str], episodes: int, s
              conditions: Sequence[str] | str | None = None, workers: int | None = None,
              backend: str = "process", save_trajectories: bool = False,
              episode_budget_s: float = DEFAULT_EPISODE_BUDGET_S, address: str | None = None,
-             camera_only: bool = True, progress: bool = True) -> dict[str, Any]:
+             camera_only: bool = True, progress: bool = True, sanitize_actions: bool = False) -> dict[str, Any]:
     """Run (or resume) an evaluation and return its summary (also written to DIR/summary.json).
 
     envs: scenario files. agents: agent files or ``package.module:Class``. episodes, seed:
@@ -838,6 +895,8 @@ def evaluate(envs: Sequence[str | Path], agents: Sequence[str], episodes: int, s
     process). backend: "process" or "ray" (``address`` of a Ray cluster; default a local
     one). episode_budget_s: wall-clock budget per episode (overrun = ``timeout``).
     camera_only: refuse agents that read ground truth unless they are references.
+    sanitize_actions: turn NaN/inf actions into 0/+-1 and count them, instead of ending the
+    episode as ``agent_error``.
     """
     backends = {"process", "ray"}
     if backend not in backends:
@@ -854,7 +913,8 @@ def evaluate(envs: Sequence[str | Path], agents: Sequence[str], episodes: int, s
     if backend == "process" and workers != 1:
         _warm_pool()
     plan = plan_run(envs, agents, episodes, seed, conditions, camera_only=camera_only,
-                    save_trajectories=save_trajectories, episode_budget_s=episode_budget_s)
+                    save_trajectories=save_trajectories, episode_budget_s=episode_budget_s,
+                    sanitize_actions=sanitize_actions)
     out = Path(out_dir)
     _prepare_dir(out, plan.config, plan.agent_specs)
     with _DirLock(out):
@@ -926,7 +986,9 @@ def _evaluate_locked(plan: RunPlan, out: Path, workers: int | None, backend: str
         done_rows[key] = line
         if bar is not None:
             bar.update(1)
-            if line["status"] in ("agent_error", "sim_error", "timeout"):
+            from e2e_drive.eval.metrics import ERROR_STATUSES
+
+            if line["status"] in ERROR_STATUSES:
                 bar.write(f"{line['status']}: {line['agent']} on {line['scenario']}/{line['condition']} "
                           f"seed {line['seed']}: {line.get('status_reason')}")
 
@@ -965,7 +1027,8 @@ def job_for(meta: Mapping[str, Any], agent: str, scenario: str, condition: str, 
     return EpisodeJob(agent=agent, agent_spec=spec, scenario=scenario, env_id=env["env_id"],
                       config=env["configs"][condition], condition=condition, seed=int(seed),
                       budget_s=float(config.get("episode_budget_s") or 0.0), save_trajectory=save_trajectory,
-                      reference=is_reference, max_neighbours=int(config.get("max_neighbours", MAX_NEIGHBOURS)))
+                      reference=is_reference, max_neighbours=int(config.get("max_neighbours", MAX_NEIGHBOURS)),
+                      sanitize_actions=bool(config.get("sanitize_actions", False)))
 
 
 def load_run(run_dir: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
