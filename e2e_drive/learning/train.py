@@ -11,8 +11,10 @@ Modes (same data, same number of epochs):
 
 Writes to ``--out``: ``log.jsonl`` and ``log.csv`` (one row per log step and per validation),
 ``last.pt`` (resume state after every epoch: Ctrl-C, then the same command, continues),
-and at the end ``model.pt`` (weights only) + ``model.json`` (the model card). With ``--tensorboard``
-(the ``tensorboard`` extra) the same figures also go to ``tensorboard/`` for ``tensorboard --logdir RUN``.
+and at the end ``model.pt`` (weights only) + ``model.json`` (the model card). Corrupt shards are
+skipped and named; when no shard yields a sample it is a ConfigError and nothing is written.
+With ``--tensorboard`` (the ``tensorboard`` extra) the same figures also go to ``tensorboard/`` for
+``tensorboard --logdir RUN``.
 """
 
 from __future__ import annotations
@@ -37,8 +39,8 @@ from e2e_drive.errors import ConfigError
 from e2e_drive.learning.checkpoints import (atomic_torch_save, check_state_dict, code_version,
                                             load_checkpoint, load_resume_state, save_checkpoint)
 from e2e_drive.learning.config import MODES, TrainConfig
-from e2e_drive.learning.dataset import (LABEL_NAMES, LABEL_SCALES, ShardDataset, dataset_summary, list_shards,
-                                        read_header)
+from e2e_drive.learning.dataset import (LABEL_NAMES, LABEL_SCALES, ShardDataset, ShardError, dataset_summary,
+                                        list_shards, read_header)
 from e2e_drive.learning.models import DrivingNet, ModelConfig, build_model, count_parameters, preprocess
 
 
@@ -51,6 +53,33 @@ def split_shards(shards: Sequence[Path], val_share: float) -> tuple[list[Path], 
     if not train:
         train, val = list(shards), []
     return train, val
+
+
+def no_samples_error(data: Sequence[str | Path], shards: Sequence[Path], skipped: dict[str, str]) -> ConfigError:
+    """The one-line error for training data that yields no sample: names the data and the corrupt shards."""
+    listed = [f"{name} ({' '.join((reason.partition(f'{name}: ')[2] or reason).split())})"
+              for name, reason in sorted(skipped.items())]
+    more = f"; and {len(listed) - 10} more" if len(listed) > 10 else ""
+    why = (f"{len(skipped)} of {len(shards)} training shards are corrupt and were skipped: " + "; ".join(listed[:10])
+           + more) if skipped else f"the {len(shards)} training shards hold no steps"
+    return ConfigError(f"--data {' '.join(map(str, data))}: no training samples, nothing trained: {why}")
+
+
+def first_camera_spec(data: Sequence[str | Path], shards: Sequence[Path], camera: str) -> dict[str, Any]:
+    """The camera spec in the first shard whose header reads (corrupt ones are skipped later, by name);
+    ConfigError when that shard has no such camera, or when no header reads."""
+    unreadable: dict[str, str] = {}
+    for path in shards:
+        try:
+            meta = read_header(path)["meta"]
+        except ShardError as exc:
+            unreadable[path.name] = str(exc)
+            continue
+        spec = meta.get("cameras", {}).get(camera)
+        if spec is None:
+            raise ConfigError(f"{path}: the data has no camera {camera!r} (model.camera)")
+        return spec
+    raise no_samples_error(data, shards, unreadable)
 
 
 def losses(model: DrivingNet, batch: dict[str, torch.Tensor], cfg: TrainConfig, device: str) -> dict[str, torch.Tensor]:
@@ -122,8 +151,9 @@ def tensorboard_writer(log_dir: Path) -> Any:
 
 
 class RunLog:
-    """Appends rows to ``log.jsonl`` and ``log.csv`` (fixed CSV columns), and with ``tensorboard`` also
-    every numeric field as a TensorBoard scalar ``<phase>/<field>`` at the row's ``step`` (under ``out/tensorboard``)."""
+    """Appends rows to ``log.jsonl`` and ``log.csv`` (fixed CSV columns, the header with the first row), and with
+    ``tensorboard`` also every numeric field as a TensorBoard scalar ``<phase>/<field>`` at the row's ``step``
+    (under ``out/tensorboard``)."""
 
     COLUMNS = ("phase", "epoch", "stage", "step", "samples", "loss", "action_loss", "perception_loss",
                "learning_rate", "samples_per_s", "val_action", "val_perception", "val_steering_mae",
@@ -134,14 +164,14 @@ class RunLog:
         self.jsonl = out / "log.jsonl"
         self.csv = out / "log.csv"
         self.tb = tensorboard_writer(out / "tensorboard") if tensorboard else None
-        if not self.csv.exists():
-            with self.csv.open("w", newline="") as fh:
-                csv.writer(fh).writerow(self.COLUMNS)
 
     def write(self, row: dict[str, Any]) -> None:
         with self.jsonl.open("a") as fh:
             fh.write(json.dumps(row) + "\n")
+        header = not self.csv.exists()
         with self.csv.open("a", newline="") as fh:
+            if header:
+                csv.writer(fh).writerow(self.COLUMNS)
             csv.writer(fh).writerow([row.get(c, "") for c in self.COLUMNS])
         if self.tb is not None:
             for key, value in row.items():
@@ -162,7 +192,8 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, data: Sequence[str | Path], 
 
     ``init_checkpoint``: start from these weights (DAgger fine-tuning) instead of a fresh init.
     ``on_epoch_end(epoch, model)``: called after each epoch's resume state is saved (tests, notebooks).
-    Returns the model card.
+    Returns the model card. ConfigError naming the data and the corrupt shards, before any checkpoint,
+    when an epoch gets no training sample (every shard corrupt).
     """
     if mode not in MODES:
         raise ConfigError(f"--mode {mode!r}: expected one of {', '.join(MODES)}")
@@ -186,17 +217,16 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, data: Sequence[str | Path], 
         raise ConfigError(f"--data {' '.join(map(str, data))}: no *.shard files found")
     train_shards, val_shards = split_shards(shards, cfg.val_share)
     transform = lambda frame: preprocess(frame, model_cfg)  # noqa: E731
+    channels = 1 if model_cfg.grayscale else 3
     train_set = ShardDataset(train_shards, camera=model_cfg.camera, frame_stack=model_cfg.frame_stack,
                              transform=transform, include_recovery=cfg.recovery_views, shuffle=True,
-                             shards_in_memory=cfg.shards_in_memory, seed=seed)
+                             shards_in_memory=cfg.shards_in_memory, seed=seed, channels=channels)
     val_set = ShardDataset(val_shards, camera=model_cfg.camera, frame_stack=model_cfg.frame_stack,
-                           transform=transform, include_recovery=False, shuffle=False, seed=seed)
+                           transform=transform, include_recovery=False, shuffle=False, seed=seed, channels=channels)
     train_loader = DataLoader(train_set, batch_size=cfg.batch_size, num_workers=0)
     val_loader = DataLoader(val_set, batch_size=256, num_workers=0) if val_shards else None
     data_summary = dataset_summary(shards)
-    camera_spec = read_header(train_shards[0])["meta"].get("cameras", {}).get(model_cfg.camera)
-    if camera_spec is None:
-        raise ConfigError(f"{train_shards[0]}: the data has no camera {model_cfg.camera!r} (model.camera)")
+    camera_spec = first_camera_spec(data, train_shards, model_cfg.camera)
 
     # ---- model, and what trains in each stage
     model = build_model(model_cfg).to(device)
@@ -274,6 +304,9 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, data: Sequence[str | Path], 
             if cfg.max_steps_per_epoch and steps_this_epoch >= cfg.max_steps_per_epoch:
                 break
         bar.close()
+        if epoch_samples == 0:  # every training shard corrupt (or empty): stop before any checkpoint
+            log.close()
+            raise no_samples_error(data, train_shards, train_set.skipped)
 
         # ---- end of epoch: validate, log, save the resume state
         val = validate(model, val_loader, cfg, device)
