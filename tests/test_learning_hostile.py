@@ -1,20 +1,27 @@
-"""Hostile input to ``train`` / ``dagger``: every shard corrupt, and a corrupt FIRST shard (every kind of
-corruption). Synthetic shards of a few steps (written directly, no env) and the tiny net of
-test_learning keep each test short."""
+"""Hostile input to ``train`` / ``dagger``: every shard corrupt, a corrupt FIRST shard (every kind of
+corruption), and kill -9 then resume (logs equal to an uninterrupted run's). Synthetic shards of a
+few steps (written directly, no env) and the tiny net of test_learning keep each test short."""
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import json
+import os
+import signal
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import pytest
+import torch
 
 from e2e_drive.errors import ConfigError
 from e2e_drive.learning import dataset as ds
+from e2e_drive.learning import train as train_module
 from e2e_drive.learning.train import train
 from test_learning import EXPERT, HIGHWAY, TINY, TINY_TOML, TINY_TRAIN
 
@@ -233,3 +240,171 @@ def test_a_corrupt_first_shard_is_skipped_and_named_whatever_the_damage(
     assert "skipping corrupt shard ep_000000.shard" in capsys.readouterr().err
     assert card["samples_seen"] > 0 and (tmp_path / "run" / "model.pt").exists()
     assert ds.dataset_summary(ds.list_shards(data))["shards"] in (2, 3)  # the header-only summary does not raise
+
+
+# ------------------------------------------------------------------------------------ 3. kill -9, then resume
+TWO_EPOCHS = dataclasses.replace(TINY_TRAIN, epochs=2, max_steps_per_epoch=3)
+TIMINGS = ("wall_s", "samples_per_s")
+
+
+def _jsonl_rows(run: Path) -> list[dict]:
+    return [{k: v for k, v in json.loads(x).items() if k not in TIMINGS}
+            for x in (run / "log.jsonl").read_text().splitlines()]
+
+
+def _csv_rows(run: Path) -> list[tuple[str, str, str]]:
+    with (run / "log.csv").open(newline="") as fh:
+        return [(r["phase"], r["epoch"], r["step"]) for r in csv.DictReader(fh)]
+
+
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict]]:
+    """The shards and the log rows of a run that was never interrupted."""
+    root = tmp_path_factory.mktemp("resume")
+    data = make_data(root / "data", 3)
+    torch.set_num_threads(1)
+    train(TINY, TWO_EPOCHS, [data], root / "run", seed=5, progress=False)
+    return data, _jsonl_rows(root / "run")
+
+
+def _check_logs_match(run: Path, reference: list[dict]) -> None:
+    rows = _jsonl_rows(run)
+    keys = [(r["phase"], r["epoch"], r["step"]) for r in rows]
+    assert len(keys) == len(set(keys)), f"duplicated log rows: {keys}"
+    assert [r for r in rows if r["phase"] == "val"] == [r for r in reference if r["phase"] == "val"]
+    assert rows == reference
+    assert _csv_rows(run) == [(r["phase"], str(r["epoch"]), str(r["step"])) for r in reference]
+
+
+_KILL_SCRIPT = textwrap.dedent("""
+    import json, os, signal, sys
+    import torch
+    from e2e_drive.learning import train as t
+    from e2e_drive.learning.config import TrainConfig
+    from e2e_drive.learning.models import ModelConfig
+
+    torch.set_num_threads(1)
+    model, cfg, data, out, kill_epoch = json.loads(sys.argv[1])
+    real_save = t.atomic_torch_save
+
+    def save(obj, path):  # kill -9 after the epoch's val row is logged, before its resume state is saved
+        if obj.get("epoch") == kill_epoch:
+            os.kill(os.getpid(), signal.SIGKILL)
+        real_save(obj, path)
+
+    t.atomic_torch_save = save
+    t.train(ModelConfig.from_dict(model), TrainConfig(**cfg), [data], out, seed=5, progress=False)
+""")
+
+
+def test_kill_9_before_the_last_epochs_checkpoint_then_resume_logs_each_row_once(
+        reference_run: tuple[Path, list[dict]], tmp_path: Path) -> None:
+    data, reference = reference_run
+    run = tmp_path / "run"
+    args = json.dumps([TINY.to_dict(), dataclasses.asdict(TWO_EPOCHS), str(data), str(run), TWO_EPOCHS.epochs - 1])
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, "-c", _KILL_SCRIPT, args], env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    killed_rows = _jsonl_rows(run)
+    assert [r["epoch"] for r in killed_rows if r["phase"] == "val"] == [1, 2]  # the last val row got out
+    assert not (run / "model.pt").exists()
+    train(TINY, TWO_EPOCHS, [data], run, seed=5, progress=False)  # the same command again
+    _check_logs_match(run, reference)
+
+
+class Killed(BaseException):
+    """Stands for kill -9: nothing after the raise runs (no except/finally in train catches it)."""
+
+
+def _crash_at_checkpoint(epoch: int) -> Callable[[pytest.MonkeyPatch], None]:
+    def arm(monkeypatch: pytest.MonkeyPatch) -> None:
+        real = train_module.atomic_torch_save
+
+        def save(obj: dict, path: Path) -> None:
+            if obj.get("epoch") == epoch:
+                raise Killed
+            real(obj, path)
+
+        monkeypatch.setattr(train_module, "atomic_torch_save", save)
+    return arm
+
+
+def _crash_after_row(phase: str, epoch: int) -> Callable[[pytest.MonkeyPatch], None]:
+    def arm(monkeypatch: pytest.MonkeyPatch) -> None:
+        real = train_module.RunLog.write
+
+        def write(self: train_module.RunLog, row: dict, *args: object, **kwargs: object) -> None:
+            real(self, row, *args, **kwargs)
+            if row.get("phase") == phase and row.get("epoch") == epoch:
+                raise Killed
+        monkeypatch.setattr(train_module.RunLog, "write", write)
+    return arm
+
+
+@pytest.mark.parametrize("crash", ["first_val_row_before_checkpoint", "first_train_row_of_epoch_2",
+                                   "last_val_row_before_checkpoint"])
+def test_resume_after_a_crash_anywhere_gives_the_logs_of_an_uninterrupted_run(
+        crash: str, reference_run: tuple[Path, list[dict]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    arm = {"first_val_row_before_checkpoint": _crash_at_checkpoint(0),
+           "first_train_row_of_epoch_2": _crash_after_row("train", 2),
+           "last_val_row_before_checkpoint": _crash_at_checkpoint(1)}[crash]
+    data, reference = reference_run
+    run = tmp_path / "run"
+    with monkeypatch.context() as m:
+        arm(m)
+        with pytest.raises(Killed):
+            train(TINY, TWO_EPOCHS, [data], run, seed=5, progress=False)
+    train(TINY, TWO_EPOCHS, [data], run, seed=5, progress=False)
+    _check_logs_match(run, reference)
+    train(TINY, TWO_EPOCHS, [data], run, seed=5, progress=False)  # once more after the end: nothing re-logged
+    _check_logs_match(run, reference)
+
+
+def test_a_torn_last_log_line_is_dropped_on_resume(reference_run: tuple[Path, list[dict]], tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    data, reference = reference_run
+    run = tmp_path / "run"
+    with monkeypatch.context() as m:
+        _crash_after_row("train", 2)(m)
+        with pytest.raises(Killed):
+            train(TINY, TWO_EPOCHS, [data], run, seed=5, progress=False)
+    with (run / "log.jsonl").open("a") as fh:
+        fh.write('{"phase": "train", "epo')  # killed in the middle of a write
+    train(TINY, TWO_EPOCHS, [data], run, seed=5, progress=False)
+    _check_logs_match(run, reference)
+
+
+def test_resume_state_from_before_states_kept_the_log_still_drops_the_killed_epochs_rows(
+        reference_run: tuple[Path, list[dict]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from e2e_drive.learning.checkpoints import atomic_torch_save
+
+    data, reference = reference_run
+    run = tmp_path / "run"
+    with monkeypatch.context() as m:
+        _crash_after_row("train", 2)(m)
+        with pytest.raises(Killed):
+            train(TINY, TWO_EPOCHS, [data], run, seed=5, progress=False)
+    state = torch.load(run / "last.pt", weights_only=True)
+    del state["log_rows"]  # as written by the code before this key
+    atomic_torch_save(state, run / "last.pt")
+    train(TINY, TWO_EPOCHS, [data], run, seed=5, progress=False)
+    _check_logs_match(run, reference)
+
+
+def test_tensorboard_hides_the_killed_epochs_events_after_resume(
+        reference_run: tuple[Path, list[dict]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    data, reference = reference_run
+    run = tmp_path / "run"
+    with monkeypatch.context() as m:
+        _crash_at_checkpoint(1)(m)
+        with pytest.raises(Killed):
+            train(TINY, TWO_EPOCHS, [data], run, seed=5, progress=False, tensorboard=True)
+    train(TINY, TWO_EPOCHS, [data], run, seed=5, progress=False, tensorboard=True)
+    events = EventAccumulator(str(run / "tensorboard"))
+    events.Reload()
+    assert [e.step for e in events.Scalars("train/loss")] == [r["step"] for r in reference if r["phase"] == "train"]
+    assert [e.step for e in events.Scalars("val/samples")] == [r["step"] for r in reference if r["phase"] == "val"]
