@@ -26,7 +26,8 @@ payload = LZMA-compressed ``.npz`` bytes with, for T policy steps and R recovery
 The header holds ``meta`` (env config, cameras, seed, package version, expert, recovery
 settings, label names, ...), the payload's size and a SHA-256 over the canonical meta JSON
 and the payload. :func:`read_shard` checks it; a shard that fails any check raises
-:class:`ShardError` naming the file, and the loader reports and skips it.
+:class:`ShardError` naming the file, and the loader reports and skips it; so does a shard whose
+arrays are missing, of the wrong dtype or shape, or not finite (:func:`check_arrays`).
 """
 
 from __future__ import annotations
@@ -174,10 +175,19 @@ def read_header(path: str | Path) -> dict[str, Any]:
             header = json.loads(fh.read(n).decode())
     except OSError as exc:
         raise ShardError(f"{path}: cannot read: {exc}") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ShardError(f"{path}: corrupt header: {exc}") from None
-    if not isinstance(header, dict) or header.get("format") != FORMAT_VERSION:
-        raise ShardError(f"{path}: unknown shard format {header.get('format') if isinstance(header, dict) else header!r}")
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise ShardError(f"{path}: corrupt header: {type(exc).__name__}: {str(exc)[:200]}") from None
+    if not isinstance(header, dict):
+        raise ShardError(f"{path}: corrupt header: a JSON {type(header).__name__}, not an object")
+    if header.get("format") != FORMAT_VERSION:
+        raise ShardError(f"{path}: unknown shard format {str(header.get('format'))[:40]!r}")
+    meta, size, sha = header.get("meta"), header.get("payload_bytes"), header.get("sha256")
+    problem = ("meta is not an object" if not isinstance(meta, dict)
+               else "meta.cameras is not an object" if not isinstance(meta.get("cameras", {}), dict)
+               else f"payload_bytes = {str(size)[:40]!r} is not a size" if type(size) is not int or size < 0
+               else "sha256 is not a string" if not isinstance(sha, str) else None)
+    if problem:
+        raise ShardError(f"{path}: corrupt header: {problem}")
     return header
 
 
@@ -236,14 +246,17 @@ def dataset_summary(shards: Sequence[Path]) -> dict[str, Any]:
     for p in shards:
         try:
             hd = read_header(p)
+            counts = [int(hd["meta"].get("steps", 0)), int(hd["meta"].get("recovery_views", 0)),
+                      int(hd["payload_bytes"]), int(hd.get("frame_bytes", 0))]
         except ShardError as exc:
             unreadable.append(str(exc))
             continue
+        except (TypeError, ValueError) as exc:  # e.g. "steps": "six"
+            unreadable.append(f"{p}: corrupt header: {exc}")
+            continue
         h.update(f"{p.name}:{hd['sha256']}\n".encode())
-        steps += int(hd["meta"].get("steps", 0))
-        recovery += int(hd["meta"].get("recovery_views", 0))
-        payload += int(hd["payload_bytes"])
-        frame_bytes += int(hd.get("frame_bytes", 0))
+        steps, recovery = steps + counts[0], recovery + counts[1]
+        payload, frame_bytes = payload + counts[2], frame_bytes + counts[3]
     return {"shards": len(shards) - len(unreadable), "steps": steps, "recovery_views": recovery,
             "bytes_on_disk": payload, "frame_bytes_raw": frame_bytes,
             "frame_compression_ratio": round(frame_bytes / payload, 1) if payload else None,
@@ -270,17 +283,69 @@ def stacked_frames(frames: np.ndarray, t: int, stack: int) -> np.ndarray:
     return np.concatenate([frames[i] for i in idx], axis=2)
 
 
-def shard_samples(arrays: Mapping[str, np.ndarray], camera: str, frame_stack: int = 1,
-                  include_recovery: bool = True) -> Iterator[tuple[np.ndarray, float, np.ndarray, np.ndarray, bool]]:
-    """(frame HWC, speed, action, labels, is_recovery) for every step and recovery view of a shard."""
-    key = f"frames/{camera}"
+def _check_array(arrays: Mapping[str, np.ndarray], key: str, shape: tuple[int | None, ...], kinds: str,
+                 finite: bool = True) -> np.ndarray:
+    """``arrays[key]``, or ShardError naming the key unless it has ``shape`` (None: any size) and a dtype kind
+    in ``kinds`` (numpy kind letters) and, with ``finite``, no NaN or infinity."""
     if key not in arrays:
+        raise ShardError(f"missing array {key!r}")
+    a = arrays[key]
+    if a.dtype.kind not in kinds:
+        raise ShardError(f"array {key!r} has dtype {a.dtype}, expected kind {kinds!r}")
+    if a.ndim != len(shape) or any(n is not None and n != m for n, m in zip(shape, a.shape)):
+        want = "(" + ", ".join("*" if n is None else str(n) for n in shape) + ")"
+        raise ShardError(f"array {key!r} has shape {a.shape}, expected {want}")
+    if finite and a.dtype.kind == "f" and not np.isfinite(a).all():
+        raise ShardError(f"array {key!r} holds NaN or infinite values")
+    return a
+
+
+def check_arrays(arrays: Mapping[str, np.ndarray], camera: str, include_recovery: bool = True,
+                 channels: int | None = None) -> None:
+    """ShardError naming the array unless the ones training reads agree: T steps of speed, action (T, 2),
+    labels (T, L), uint8 frames (T, H, W, C) of ``channels`` (else 1 or 3) channels, finite numbers, and
+    recovery views (when used) whose steps lie in 0..T-1."""
+    if f"frames/{camera}" not in arrays:
         raise ShardError(f"shard has no camera {camera!r} (has {[k[7:] for k in arrays if k.startswith('frames/')]})")
+    n_labels = len(LABEL_NAMES)
+    t = len(_check_array(arrays, "speed_mps", (None,), "fiu"))
+    _check_array(arrays, "action", (t, 2), "fiu")
+    _check_array(arrays, "labels", (t, n_labels), "fiub")
+    frame_shapes = [(t, None, None, None)]
+    rkey = f"recovery_frames/{camera}"
+    if include_recovery and rkey in arrays:
+        steps = _check_array(arrays, "recovery_step", (None,), "iu")
+        r = len(steps)
+        if r and (steps.min() < 0 or steps.max() >= t):
+            raise ShardError(f"array 'recovery_step' points outside the {t} steps "
+                             f"(min {steps.min()}, max {steps.max()})")
+        _check_array(arrays, "recovery_action", (r, 2), "fiu")
+        _check_array(arrays, "recovery_labels", (r, n_labels), "fiub")
+        frame_shapes.append((r, None, None, None))
+    for key, shape in zip((f"frames/{camera}", rkey), frame_shapes):
+        frames = _check_array(arrays, key, shape, "u")
+        if frames.dtype != np.uint8 or 0 in frames.shape[1:3] or frames.shape[3] not in (
+                (channels,) if channels else (1, 3)):
+            raise ShardError(f"array {key!r} is {frames.dtype} {frames.shape}, expected uint8 frames (N, H, W, "
+                             f"{channels or '1 or 3'})")
+
+
+def shard_samples(arrays: Mapping[str, np.ndarray], camera: str, frame_stack: int = 1,
+                  include_recovery: bool = True,
+                  channels: int | None = None) -> Iterator[tuple[np.ndarray, float, np.ndarray, np.ndarray, bool]]:
+    """(frame HWC, speed, action, labels, is_recovery) for every step and recovery view of a shard.
+
+    ShardError (see :func:`check_arrays`) before the first sample when the arrays are inconsistent;
+    ``channels``: the channels a frame must have (1 gray, 3 RGB; None: either).
+    """
+    include_recovery = include_recovery and frame_stack == 1
+    check_arrays(arrays, camera, include_recovery, channels)
+    key = f"frames/{camera}"
     frames, speed = arrays[key], arrays["speed_mps"]
     for t in range(len(speed)):
         yield stacked_frames(frames, t, frame_stack), float(speed[t]), arrays["action"][t], arrays["labels"][t], False
     rkey = f"recovery_frames/{camera}"
-    if include_recovery and rkey in arrays and frame_stack == 1:
+    if include_recovery and rkey in arrays:
         for r in range(len(arrays["recovery_step"])):
             t = int(arrays["recovery_step"][r])
             yield (arrays[rkey][r], float(speed[t]), arrays["recovery_action"][r], arrays["recovery_labels"][r], True)
@@ -300,20 +365,23 @@ class ShardDataset(_torch_iterable_base()):  # type: ignore[misc]
     shards: shard paths (see :func:`list_shards`).
     camera / frame_stack: which camera's frames, stacked how (recovery views need stack 1).
     transform: frame (H, W, C uint8) -> array (e.g. the model's resize to C, h, w).
+    channels: the channels of one frame the model takes (1 gray, 3 RGB); None: either.
     shuffle: shuffle the shard order each epoch and the samples within a window of
         ``shards_in_memory`` shards (call :meth:`set_epoch` between epochs).
-    A shard that fails to read or verify is reported on stderr by name, recorded in
-    ``self.skipped`` and skipped; it is never used.
+    A shard that fails to read or verify, or whose arrays are missing, of the wrong dtype or shape
+    or not finite (:func:`check_arrays`), is reported on stderr by name, recorded in ``self.skipped``
+    and skipped; it is never used.
     Under a torch DataLoader with several workers, each worker takes every n-th shard.
     """
 
     def __init__(self, shards: Sequence[str | Path], camera: str = "dashcam", frame_stack: int = 1,
                  transform: Callable[[np.ndarray], np.ndarray] | None = None, include_recovery: bool = True,
-                 shuffle: bool = True, shards_in_memory: int = 4, seed: int = 0) -> None:
+                 shuffle: bool = True, shards_in_memory: int = 4, seed: int = 0, channels: int | None = None) -> None:
         self.shards = [Path(p) for p in shards]
         self.camera = camera
         self.frame_stack = int(frame_stack)
         self.transform = transform
+        self.channels = channels
         self.include_recovery = include_recovery
         self.shuffle = shuffle
         self.shards_in_memory = max(1, int(shards_in_memory))
@@ -341,7 +409,7 @@ class ShardDataset(_torch_iterable_base()):  # type: ignore[misc]
     def _load(self, path: Path) -> list[tuple] | None:
         try:
             _, arrays = read_shard(path)
-            items = list(shard_samples(arrays, self.camera, self.frame_stack, self.include_recovery))
+            items = list(shard_samples(arrays, self.camera, self.frame_stack, self.include_recovery, self.channels))
         except ShardError as exc:
             reason = str(exc) if str(path) in str(exc) else f"{path}: {exc}"
             if path.name not in self.skipped:
