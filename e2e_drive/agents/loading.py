@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import importlib
 import inspect
-import tomllib
 import types
 import typing
 from pathlib import Path
@@ -193,25 +192,27 @@ def build(
 
 
 def _read_file(path: Path) -> dict[str, Any]:
+    from e2e_drive.config import parse_toml, read_text_file
+
     suffix = path.suffix.lower()
+    if suffix not in (".toml", ".yaml", ".yml"):
+        if path.is_dir():
+            raise ConfigError(f"{path}: is a directory, not an agent file")
+        raise ConfigError(f"{path}: unknown agent file type {suffix!r} (expected .toml, .yaml or .yml)")
+    text = read_text_file(path, "agent file")
+    if suffix == ".toml":
+        return parse_toml(path, text, "invalid TOML")
     try:
-        if suffix == ".toml":
-            with path.open("rb") as fh:
-                return tomllib.load(fh)
-        if suffix in (".yaml", ".yml"):
-            try:
-                import yaml  # type: ignore[import-not-found]
-            except ImportError:
-                raise ConfigError(f"{path}: YAML agent files need PyYAML (pip install pyyaml); or use TOML") from None
-            data = yaml.safe_load(path.read_text()) or {}
-            if not isinstance(data, dict):
-                raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
-            return data
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: agent file not found") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
-    raise ConfigError(f"{path}: unknown agent file type {suffix!r} (expected .toml, .yaml or .yml)")
+        import yaml  # type: ignore[import-not-found]
+    except ImportError:
+        raise ConfigError(f"{path}: YAML agent files need PyYAML (pip install pyyaml); or use TOML") from None
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: invalid YAML: {' '.join(str(exc).split())}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+    return data
 
 
 def load_agent_file(path: str | Path) -> Any:
@@ -251,6 +252,8 @@ def load_agent(spec: str | Path, params: Mapping[str, Any] | None = None) -> Any
     ``params`` is only for the last two (an agent file carries its own).
     """
     text = str(spec)
+    if Path(text).is_dir():
+        raise ConfigError(f"{text}: is a directory, not an agent file (agents/*.toml) or package.module:Class")
     if text.endswith((".toml", ".yaml", ".yml")) or Path(text).is_file():
         if params:
             raise ConfigError(f"{text}: params are given in the agent file, not next to it")

@@ -14,7 +14,6 @@ The agent itself ignores ``train``, ``dagger`` and ``rl``; ``e2e-drive train``, 
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -116,16 +115,15 @@ _PARAM_KEYS = ("checkpoint", "model", "train", "dagger", "rl", "num_threads", "c
 
 def read_agent_tables(path: str | Path) -> AgentTables:
     """Read an e2e agent file's tables strictly (ConfigError naming the file and key)."""
+    from e2e_drive.config import parse_toml, read_text_file
+
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: agent file not found") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    data = parse_toml(path, read_text_file(path, "agent file"), "invalid TOML")
     if data.get("type") != "e2e":
         raise ConfigError(f"{path}: type = {data.get('type')!r}: training needs an agent file with type = \"e2e\"")
     params = data.get("params") or {}
+    if not isinstance(params, dict):
+        raise ConfigError(f"{path}: params = {params!r}: expected a table")
     for key in params:
         if key not in _PARAM_KEYS:
             raise ConfigError(f"{path}: params.{key}: unknown key (known: {', '.join(_PARAM_KEYS)})")

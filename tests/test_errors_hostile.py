@@ -1,0 +1,168 @@
+"""Hostile input: every command answers bad input with one line naming the file, key or value
+and exit status 2, never a traceback and never silent acceptance.
+
+In-process through :func:`e2e_drive.cli.main` (stderr captured) and, where the real process
+matters (the working directory on sys.path, ``--debug``), as ``python3 -m e2e_drive``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from e2e_drive.cli import main
+from e2e_drive.errors import ConfigError
+from e2e_drive.eval import runner
+
+HERE = __name__
+REPO = Path(__file__).resolve().parents[1]
+
+TINY = """id = "e2e_drive/Highway-v0"
+[config]
+lanes_count = 2
+vehicles_count = 3
+duration_s = 1.0
+route_length_m = 40.0
+[config.cameras.dashcam]
+kind = "dashcam"
+width_px = 64
+height_px = 32
+"""
+
+
+# ---------------------------------------------------------------------------- tiny agents
+class Steady:
+    """Holds speed and lane."""
+
+    def reset(self, seed=None):
+        pass
+
+    def act(self, observation, info=None):
+        return np.zeros(2, np.float32)
+
+
+class Braking(Steady):
+    def act(self, observation, info=None):
+        return np.array([-0.2, 0.0], np.float32)
+
+
+BAD_MODULE = '''
+class Bad:
+    """Its constructor raises, as an agent without its weights would."""
+
+    def __init__(self):
+        raise RuntimeError("no weights")
+
+    def reset(self, seed=None):
+        pass
+
+    def act(self, observation, info=None):
+        return [0.0, 0.0]
+
+
+class Picky:
+    """Its constructor raises for some parameter values."""
+
+    def __init__(self, mode: str = "ok"):
+        if mode != "ok":
+            raise ValueError(f"mode {mode!r} is not supported")
+
+    def reset(self, seed=None):
+        pass
+
+    def act(self, observation, info=None):
+        return [0.0, 0.0]
+'''
+
+
+# ---------------------------------------------------------------------------- helpers
+def cli(capsys, *args: str) -> tuple[int, str, str]:
+    """(exit status, stdout, stderr) of ``e2e-drive ARGS`` run in this process."""
+    rc = main([str(a) for a in args])
+    captured = capsys.readouterr()
+    return rc, captured.out, captured.err
+
+
+def cli_process(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """``python3 -m e2e_drive ARGS`` in ``cwd``, this checkout first on the path."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
+    return subprocess.run([sys.executable, "-m", "e2e_drive", *map(str, args)], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+def one_line_error(rc: int, err: str, *needles: str) -> str:
+    """Assert status 2 and a single stderr line holding every needle; return the line."""
+    assert "Traceback" not in err, err
+    line = err.strip()
+    assert rc == 2, (rc, err)
+    assert line.count("\n") == 0, err
+    for needle in needles:
+        assert needle in line, (needle, line)
+    return line
+
+
+@pytest.fixture()
+def tiny_env(tmp_path: Path) -> Path:
+    path = tmp_path / "tiny.toml"
+    path.write_text(TINY)
+    return path
+
+
+@pytest.fixture(scope="module")
+def made_run(tmp_path_factory) -> Path:
+    """A finished two-agent run (2 seeds), made once; tests copy it."""
+    base = tmp_path_factory.mktemp("made")
+    env = base / "tiny.toml"
+    env.write_text(TINY)
+    out = base / "run"
+    runner.evaluate([env], [f"{HERE}:Steady", f"{HERE}:Braking"], episodes=2, seed=0, out_dir=out,
+                    workers=1, progress=False)
+    return out
+
+
+@pytest.fixture()
+def run_dir(made_run: Path, tmp_path: Path) -> Path:
+    out = tmp_path / "run"
+    shutil.copytree(made_run, out)
+    return out
+
+
+def _rewrite_line(run: Path, index: int, change) -> Path:
+    path = run / "episodes.jsonl"
+    lines = path.read_text().splitlines()
+    row = json.loads(lines[index])
+    change(row)
+    lines[index] = json.dumps(row)
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+# ---------------------------------------------------------------------------- 1. not UTF-8
+def test_non_utf8_scenario_and_agent_files_name_the_file(tmp_path, tiny_env, capsys):
+    bad = tmp_path / "bad.toml"
+    bad.write_bytes(b"\xff\xfe id = 1")
+    one_line_error(*cli(capsys, "validate", bad)[::2], str(bad), "UTF-8")
+    one_line_error(*cli(capsys, "evaluate", "--env", bad, "--agent", f"{HERE}:Steady", "--out",
+                        tmp_path / "o1", "--no-progress")[::2], str(bad), "UTF-8")
+    one_line_error(*cli(capsys, "evaluate", "--env", tiny_env, "--agent", bad, "--out",
+                        tmp_path / "o2", "--no-progress")[::2], str(bad), "UTF-8")
+    one_line_error(*cli(capsys, "train", "--agent", bad, "--data", tmp_path, "--out", tmp_path / "t")[::2],
+                   str(bad), "UTF-8")
+
+
+# ---------------------------------------------------------------------------- 2. a directory
+def test_a_directory_given_as_a_file_is_called_a_directory(tmp_path, tiny_env, capsys):
+    envs = tmp_path / "envs"
+    envs.mkdir()
+    one_line_error(*cli(capsys, "validate", envs)[::2], str(envs), "is a directory")
+    one_line_error(*cli(capsys, "evaluate", "--env", envs, "--agent", f"{HERE}:Steady", "--out",
+                        tmp_path / "o", "--no-progress")[::2], str(envs), "is a directory")
+    one_line_error(*cli(capsys, "evaluate", "--env", tiny_env, "--agent", envs, "--out",
+                        tmp_path / "o", "--no-progress")[::2], str(envs), "is a directory")
