@@ -59,16 +59,29 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     from e2e_drive.config import load_scenario, load_toml
 
     for path in args.files:
-        if "id" in load_toml(path):  # scenario files name an env id; agent files a type or class
+        kind = _file_kind(path, load_toml(path) if not path.lower().endswith((".yaml", ".yml")) else None)
+        if kind == "scenario":
             load_scenario(path)
-            kind = "scenario"
         else:
             from e2e_drive.agents.loading import load_agent_file
 
             load_agent_file(path)
-            kind = "agent"
         print(f"ok: {path} ({kind})")
     return 0
+
+
+def _file_kind(path: str, data: dict | None) -> str:
+    """The kind of a file given to validate: a scenario (it names an env ``id``) or an agent (a ``type``
+    or ``class``; YAML files are agent files). Anything else is a ConfigError saying what was expected."""
+    if data is None:
+        return "agent"
+    if "id" in data:
+        return "scenario"
+    if "type" in data or "class" in data:
+        return "agent"
+    found = f"keys {', '.join(sorted(data))}" if data else "an empty file"
+    raise ConfigError(f"{path}: neither a scenario file (needs key 'id') nor an agent file (needs key 'type' or "
+                      f"'class'); found {found}")
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:

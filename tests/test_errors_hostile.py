@@ -166,3 +166,12 @@ def test_a_directory_given_as_a_file_is_called_a_directory(tmp_path, tiny_env, c
                         tmp_path / "o", "--no-progress")[::2], str(envs), "is a directory")
     one_line_error(*cli(capsys, "evaluate", "--env", tiny_env, "--agent", envs, "--out",
                         tmp_path / "o", "--no-progress")[::2], str(envs), "is a directory")
+
+
+# ---------------------------------------------------------------------------- 3. neither kind
+@pytest.mark.parametrize("text", ["", 'description = "a scenario without its id"\n'])
+def test_validate_refuses_a_file_that_is_neither_scenario_nor_agent(tmp_path, capsys, text):
+    path = tmp_path / "what.toml"
+    path.write_text(text)
+    line = one_line_error(*cli(capsys, "validate", path)[::2], str(path), "scenario", "agent")
+    assert "'id'" in line and "'type'" in line and "'class'" in line
