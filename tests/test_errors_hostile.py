@@ -175,3 +175,77 @@ def test_validate_refuses_a_file_that_is_neither_scenario_nor_agent(tmp_path, ca
     path.write_text(text)
     line = one_line_error(*cli(capsys, "validate", path)[::2], str(path), "scenario", "agent")
     assert "'id'" in line and "'type'" in line and "'class'" in line
+
+
+# ---------------------------------------------------------------------------- 4. unwritable --out
+def test_evaluate_unwritable_out_fails_before_any_work(tmp_path, tiny_env, capsys, monkeypatch):
+    blocker = tmp_path / "somefile"
+    blocker.write_text("a regular file where a folder should be\n")
+    out = blocker / "run"
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("work started before --out was checked")
+
+    monkeypatch.setattr(runner, "plan_run", no_work)
+    one_line_error(*cli(capsys, "evaluate", "--env", tiny_env, "--agent", f"{HERE}:Steady", "--out", out,
+                        "--workers", "1", "--no-progress")[::2], "--out", str(out))
+
+
+def test_compare_unwritable_result_fails_before_printing(run_dir, capsys):
+    (run_dir / "compare_Steady.json").mkdir()  # where compare would write its result
+    rc, out, err = cli(capsys, "compare", run_dir, "--baseline", "Steady")
+    one_line_error(rc, err, "compare_Steady.json")
+    assert out == ""
+
+
+def test_report_unwritable_out(run_dir, tmp_path, capsys):
+    blocker = tmp_path / "somefile"
+    blocker.write_text("x\n")
+    out = blocker / "report.html"
+    one_line_error(*cli(capsys, "report", run_dir, "--out", out, "--videos", "0")[::2], "--out", str(out))
+    (run_dir / "summary.md").mkdir()  # the report writes DIR/summary.md too
+    one_line_error(*cli(capsys, "report", run_dir, "--videos", "0")[::2], "summary.md")
+
+
+@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root writes into a 0o555 folder")
+def test_read_only_out_folders(run_dir, tmp_path, tiny_env, capsys):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    run_dir.chmod(0o555)
+    try:
+        one_line_error(*cli(capsys, "evaluate", "--env", tiny_env, "--agent", f"{HERE}:Steady", "--out",
+                            locked / "run", "--workers", "1", "--no-progress")[::2], str(locked))
+        rc, out, err = cli(capsys, "compare", run_dir, "--baseline", "Steady")
+        one_line_error(rc, err, str(run_dir))
+        assert out == ""
+        one_line_error(*cli(capsys, "report", run_dir, "--out", locked / "r.html", "--videos", "0")[::2],
+                       str(locked))
+    finally:
+        locked.chmod(0o755)
+        run_dir.chmod(0o755)
+
+
+def test_permission_denied_out_folders(run_dir, tmp_path, tiny_env, capsys, monkeypatch):
+    """What a 0o555 folder does to a user who is not root, simulated (tests may run as root)."""
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real_access = os.access
+
+    def access(path, mode, *args, **kwargs):
+        if Path(path) in (locked, run_dir) and mode & os.W_OK:
+            return False
+        return real_access(path, mode, *args, **kwargs)
+
+    monkeypatch.setattr(os, "access", access)
+    one_line_error(*cli(capsys, "evaluate", "--env", tiny_env, "--agent", f"{HERE}:Steady", "--out",
+                        locked / "run", "--workers", "1", "--no-progress")[::2],
+                   f"--out {locked / 'run'}: cannot be created: {locked} is not writable")
+    one_line_error(*cli(capsys, "evaluate", "--env", tiny_env, "--agent", f"{HERE}:Steady", "--out",
+                        locked, "--workers", "1", "--no-progress")[::2], f"--out {locked}: not writable")
+    rc, out, err = cli(capsys, "compare", run_dir, "--baseline", "Steady")
+    one_line_error(rc, err, str(run_dir / "compare_Steady.json"), "not writable")
+    assert out == ""
+    one_line_error(*cli(capsys, "report", run_dir, "--out", locked / "r.html", "--videos", "0")[::2],
+                   f"--out {locked / 'r.html'}", "not writable")
+    assert not (locked / "run").exists() and not (locked / "r.html").exists()
