@@ -249,3 +249,45 @@ def test_permission_denied_out_folders(run_dir, tmp_path, tiny_env, capsys, monk
     one_line_error(*cli(capsys, "report", run_dir, "--out", locked / "r.html", "--videos", "0")[::2],
                    f"--out {locked / 'r.html'}", "not writable")
     assert not (locked / "run").exists() and not (locked / "r.html").exists()
+
+
+# ---------------------------------------------------------------------------- 5. episode lines
+@pytest.mark.parametrize("command", ["compare", "report"])
+@pytest.mark.parametrize("key,value", [("status", None), ("driving_score", None), ("driving_score", "high"),
+                                       ("seed", "x"), ("collision", "no")])
+def test_episode_line_with_a_missing_or_mistyped_key(run_dir, capsys, command, key, value):
+    def change(row):
+        if value is None:
+            del row[key]
+        else:
+            row[key] = value
+
+    path = _rewrite_line(run_dir, 1, change)
+    args = ["--baseline", "Steady"] if command == "compare" else ["--videos", "0"]
+    one_line_error(*cli(capsys, command, run_dir, *args)[::2], str(path), "line 2", f"'{key}'")
+
+
+def test_a_complete_last_line_is_checked_too(run_dir, capsys):
+    lines = (run_dir / "episodes.jsonl").read_text().splitlines()
+    path = _rewrite_line(run_dir, len(lines) - 1, lambda row: row.update(seed="x"))
+    one_line_error(*cli(capsys, "compare", run_dir, "--baseline", "Steady")[::2],
+                   str(path), f"line {len(lines)}", "'seed'")
+
+
+def test_a_truncated_last_line_is_still_ignored(run_dir, capsys):
+    path = run_dir / "episodes.jsonl"
+    whole = runner.load_episodes(run_dir)
+    with path.open("a") as fh:
+        fh.write('{"agent": "Steady", "scenario": "tiny", "condition": "train", "seed": 7, "sta')
+    assert runner.load_episodes(run_dir) == whole
+    rc, out, err = cli(capsys, "compare", run_dir, "--baseline", "Steady")
+    assert rc == 0 and err == "", err
+    assert runner.load_episodes(run_dir, repair=True) == whole
+    assert path.read_text().endswith("}\n")
+
+
+def test_check_rows_raises_config_error():
+    from e2e_drive.eval.summary import summarize
+
+    with pytest.raises(ConfigError, match="lacks keys"):
+        summarize([{"agent": "a"}])
