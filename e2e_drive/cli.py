@@ -9,6 +9,7 @@ import argparse
 import importlib
 import os
 import sys
+import traceback
 from pathlib import Path
 from typing import Callable
 
@@ -171,6 +172,8 @@ COMMANDS: dict[str, Callable[[argparse._SubParsersAction], None]] = {
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="e2e-drive", description=__doc__.splitlines()[0])
+    parser.add_argument("--debug", action="store_true",
+                        help="on an error, also print the full traceback (may also follow the command)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for add in COMMANDS.values():
@@ -178,18 +181,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _error(command: str, message: str, exc: BaseException, debug: bool) -> int:
+    """Print the error as one line (after the full traceback with ``--debug``); return status 2."""
+    if debug:
+        traceback.print_exception(exc, file=sys.stderr)
+    print(f"e2e-drive {command}: error: {' '.join(message.split())}", file=sys.stderr)
+    return 2
+
+
 def main(argv: list[str] | None = None) -> int:
     # A user's own agent is named "module:Class": import it from the working directory, as
     # `python -m e2e_drive` would (console scripts do not put the working directory on sys.path).
     if os.getcwd() not in sys.path and "" not in sys.path:
         sys.path.insert(0, os.getcwd())
+    argv = list(sys.argv[1:] if argv is None else argv)
+    cut = argv.index("--") if "--" in argv else len(argv)
+    debug = "--debug" in argv[:cut]  # accepted before or after the command
+    argv = [a for i, a in enumerate(argv) if i >= cut or a != "--debug"]
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return args.func(args)
     except (ConfigError, CheckpointError) as exc:
-        print(f"e2e-drive {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        return _error(args.command, str(exc), exc, debug)
+    except OSError as exc:  # a path the user named that cannot be read or written (disk full, permissions, ...)
+        where = f"{exc.filename}: " if exc.filename else ""
+        return _error(args.command, f"{where}{exc.strerror or exc}", exc, debug)
     except KeyboardInterrupt:
         print(f"e2e-drive {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -65,20 +65,6 @@ class Bad:
 
     def act(self, observation, info=None):
         return [0.0, 0.0]
-
-
-class Picky:
-    """Its constructor raises for some parameter values."""
-
-    def __init__(self, mode: str = "ok"):
-        if mode != "ok":
-            raise ValueError(f"mode {mode!r} is not supported")
-
-    def reset(self, seed=None):
-        pass
-
-    def act(self, observation, info=None):
-        return [0.0, 0.0]
 '''
 
 
@@ -291,3 +277,51 @@ def test_check_rows_raises_config_error():
 
     with pytest.raises(ConfigError, match="lacks keys"):
         summarize([{"agent": "a"}])
+
+
+# ---------------------------------------------------------------------------- 6. constructors
+class Bad(Steady):
+    """Its constructor raises, as an agent without its weights would."""
+
+    def __init__(self):
+        raise RuntimeError("no weights")
+
+
+class Picky(Steady):
+    """Its constructor raises for some parameter values."""
+
+    def __init__(self, mode: str = "ok"):
+        if mode != "ok":
+            raise ValueError(f"mode {mode!r} is not supported")
+
+
+def test_agent_constructor_that_raises_is_named_with_its_cause(tmp_path, tiny_env, capsys):
+    one_line_error(*cli(capsys, "evaluate", "--env", tiny_env, "--agent", f"{HERE}:Bad", "--out", tmp_path / "o",
+                        "--workers", "1", "--no-progress")[::2],
+                   f"agent '{HERE}:Bad': constructor raised RuntimeError: no weights")
+    picky = tmp_path / "picky.toml"
+    picky.write_text(f'class = "{HERE}:Picky"\n[params]\nmode = "fast"\n')
+    one_line_error(*cli(capsys, "validate", picky)[::2],
+                   f"{picky}: agent '{HERE}:Picky': constructor raised ValueError: mode 'fast' is not supported")
+    rc, out, err = cli(capsys, "validate", picky, "--debug")
+    assert rc == 2 and "Traceback" in err and "raise ValueError" in err
+    assert err.strip().splitlines()[-1].startswith(f"e2e-drive validate: error: {picky}: agent")
+
+
+def test_debug_prints_the_traceback_in_a_real_process(tmp_path):
+    """A user's module in the working directory, as ``e2e-drive`` finds it (--debug after the command:
+    the test above)."""
+    (tmp_path / "badmod.py").write_text(BAD_MODULE)
+    (tmp_path / "bad.toml").write_text('class = "badmod:Bad"\n')
+    done = cli_process("--debug", "validate", "bad.toml", cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" in done.stderr and 'raise RuntimeError("no weights")' in done.stderr
+    assert done.stderr.strip().splitlines()[-1] == ("e2e-drive validate: error: bad.toml: agent 'badmod:Bad': "
+                                                    "constructor raised RuntimeError: no weights")
+
+
+def test_an_os_error_of_any_command_is_one_line_naming_the_path(tmp_path, tiny_env, capsys):
+    blocker = tmp_path / "somefile"
+    blocker.write_text("x\n")
+    one_line_error(*cli(capsys, "render", "--env", tiny_env, "--seconds", "0.4", "--out", blocker / "clip")[::2],
+                   str(blocker))

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Callable, Literal, Mapping, Union
 
 from e2e_drive.agents.base import is_agent
-from e2e_drive.errors import ConfigError
+from e2e_drive.errors import CheckpointError, ConfigError
 
 #: Agent type name -> "package.module:Class" (imported only when used).
 AGENT_TYPES: dict[str, str] = {
@@ -165,11 +165,14 @@ def build(
     base_dir: Path | None = None,
     required_methods: tuple[str, ...] = (),
     params_where: str | None = None,
+    label: str | None = None,
 ) -> Any:
     """Instantiate ``spec`` (a registry name, ``"package.module:Class"`` or a class) with checked params.
 
     ``where`` names the key that holds ``spec`` in messages; ``params_where`` the key that
-    holds ``params`` (default ``where + ".params"``).
+    holds ``params`` (default ``where + ".params"``); ``label`` what is built, for a constructor
+    that raises (default ``where``): ConfigError "LABEL: constructor raised TYPE: message",
+    the original exception as its cause (``e2e-drive --debug`` prints it).
     """
     if isinstance(spec, str):
         if registry is not None and spec in registry:
@@ -188,7 +191,12 @@ def build(
         raise ConfigError(f"{where} = {spec!r}: class has no {' / '.join(missing)} method")
     kwargs = check_kwargs(cls, params, where=params_where or (f"{where}.params" if where else "params"),
                           base_dir=base_dir)
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except (ConfigError, CheckpointError):
+        raise
+    except Exception as exc:  # the user's or a registered class's own failure: name it, keep the cause
+        raise ConfigError(f"{label or where}: constructor raised {type(exc).__name__}: {exc}") from exc
 
 
 def _read_file(path: Path) -> dict[str, Any]:
@@ -239,10 +247,10 @@ def load_agent_file(path: str | Path) -> Any:
             raise ConfigError(f"{path}: class = {spec!r}: expected 'package.module:ClassName'")
     try:
         agent = build(spec, params, registry=AGENT_TYPES, where=where, base_dir=path.resolve().parent,
-                      required_methods=("reset", "act"))
+                      required_methods=("reset", "act"), label=f"{path}: agent {spec!r}")
     except ConfigError as exc:
         msg = str(exc)
-        raise ConfigError(msg if msg.startswith(str(path)) else f"{path}: {msg}") from None
+        raise ConfigError(msg if msg.startswith(str(path)) else f"{path}: {msg}") from exc.__cause__
     return _checked_agent(agent, where)
 
 
