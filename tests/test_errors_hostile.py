@@ -325,3 +325,25 @@ def test_an_os_error_of_any_command_is_one_line_naming_the_path(tmp_path, tiny_e
     blocker.write_text("x\n")
     one_line_error(*cli(capsys, "render", "--env", tiny_env, "--seconds", "0.4", "--out", blocker / "clip")[::2],
                    str(blocker))
+
+
+# ---------------------------------------------------------------------------- 7. camera size
+def _scenario(tmp_path: Path, camera: str, frame_stack: int = 1) -> Path:
+    path = tmp_path / "big.toml"
+    path.write_text(f'id = "e2e_drive/Highway-v0"\n[config]\nframe_stack = {frame_stack}\n'
+                    f'[config.cameras.dashcam]\n{camera}\n')
+    return path
+
+
+def test_a_huge_camera_is_refused_with_its_memory(tmp_path, capsys):
+    path = _scenario(tmp_path, 'kind = "dashcam"\nwidth_px = 10000\nheight_px = 10000')
+    one_line_error(*cli(capsys, "validate", path)[::2], str(path), "cameras.dashcam.width_px = 10000",
+                   "4096", "300 MB")
+
+
+def test_all_cameras_of_one_observation_are_bounded(tmp_path, capsys):
+    path = _scenario(tmp_path, 'kind = "dashcam"\nwidth_px = 4000\nheight_px = 4000', frame_stack=12)
+    one_line_error(*cli(capsys, "validate", path)[::2], str(path), "frame_stack", "576 MB", "512 MB")
+    ok = _scenario(tmp_path, 'kind = "dashcam"\nwidth_px = 4000\nheight_px = 4000', frame_stack=1)
+    rc, out, err = cli(capsys, "validate", ok)
+    assert rc == 0 and "ok:" in out, err
