@@ -347,3 +347,42 @@ def test_all_cameras_of_one_observation_are_bounded(tmp_path, capsys):
     ok = _scenario(tmp_path, 'kind = "dashcam"\nwidth_px = 4000\nheight_px = 4000', frame_stack=1)
     rc, out, err = cli(capsys, "validate", ok)
     assert rc == 0 and "ok:" in out, err
+
+
+# ---------------------------------------------------------------------------- 8. agent file keys
+def test_agent_parameter_errors_name_the_file_and_key_plainly(tmp_path, capsys):
+    threads = tmp_path / "threads.toml"
+    threads.write_text('type = "e2e"\n[params]\ncheckpoint = "none.pt"\nnum_threads = "x"\n')
+    one_line_error(*cli(capsys, "validate", threads)[::2], f"{threads}: params.num_threads = 'x': expected an integer")
+
+    negative = tmp_path / "negative.toml"
+    negative.write_text('type = "e2e"\n[params]\ncheckpoint = "none.pt"\nnum_threads = -2\n')
+    one_line_error(*cli(capsys, "validate", negative)[::2], f"{negative}: params.num_threads = -2")
+
+    model = tmp_path / "model.toml"
+    model.write_text('type = "e2e"\n[params]\ncheckpoint = "none.pt"\n[params.model]\narch = 1\n')
+    one_line_error(*cli(capsys, "validate", model)[::2], f"{model}: params.model.arch = 1: expected a string")
+
+    missing = tmp_path / "missing.toml"
+    missing.write_text('type = "e2e"\n')
+    one_line_error(*cli(capsys, "validate", missing)[::2], f"{missing}: params.checkpoint: missing required")
+
+    planner = tmp_path / "planner.toml"
+    planner.write_text('type = "expert"\n[params.planner_params]\ncruise_speed_mps = "fast"\n')
+    one_line_error(*cli(capsys, "validate", planner)[::2],
+                   f"{planner}: params.planner_params.cruise_speed_mps = 'fast': expected a number")
+
+
+def test_training_tables_name_the_file_and_key(tmp_path, capsys):
+    train = tmp_path / "train.toml"
+    train.write_text('type = "e2e"\n[params]\ncheckpoint = "none.pt"\n[params.train]\nnum_threads = -1\n')
+    one_line_error(*cli(capsys, "train", "--agent", train, "--data", tmp_path, "--out", tmp_path / "t")[::2],
+                   f"{train}: params.train.num_threads = -1")
+    table = tmp_path / "table.toml"
+    table.write_text('type = "e2e"\n[params]\ncheckpoint = "none.pt"\nmodel = 3\n')
+    one_line_error(*cli(capsys, "train", "--agent", table, "--data", tmp_path, "--out", tmp_path / "t")[::2],
+                   f"{table}: params.model = 3: expected a table")
+    flat = tmp_path / "flat.toml"
+    flat.write_text('type = "e2e"\nparams = 3\n')
+    one_line_error(*cli(capsys, "train", "--agent", flat, "--data", tmp_path, "--out", tmp_path / "t")[::2],
+                   f"{flat}: params = 3: expected a table")

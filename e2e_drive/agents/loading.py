@@ -247,10 +247,11 @@ def load_agent_file(path: str | Path) -> Any:
             raise ConfigError(f"{path}: class = {spec!r}: expected 'package.module:ClassName'")
     try:
         agent = build(spec, params, registry=AGENT_TYPES, where=where, base_dir=path.resolve().parent,
-                      required_methods=("reset", "act"), label=f"{path}: agent {spec!r}")
-    except ConfigError as exc:
+                      required_methods=("reset", "act"), params_where=f"{path}: params",
+                      label=f"{path}: agent {spec!r}")
+    except (ConfigError, CheckpointError) as exc:  # raised inside the constructor: name this file too
         msg = str(exc)
-        raise ConfigError(msg if msg.startswith(str(path)) else f"{path}: {msg}") from exc.__cause__
+        raise type(exc)(msg if msg.startswith(str(path)) else f"{path}: {msg}") from exc.__cause__
     return _checked_agent(agent, where)
 
 
@@ -266,7 +267,8 @@ def load_agent(spec: str | Path, params: Mapping[str, Any] | None = None) -> Any
         if params:
             raise ConfigError(f"{text}: params are given in the agent file, not next to it")
         return load_agent_file(Path(text))
-    agent = build(text, params, registry=AGENT_TYPES, where=f"agent {text!r}", required_methods=("reset", "act"))
+    agent = build(text, params, registry=AGENT_TYPES, where=f"agent {text!r}", required_methods=("reset", "act"),
+                  params_where=f"agent {text!r}: params")
     return _checked_agent(agent, f"agent {text!r}")
 
 
