@@ -9,6 +9,7 @@ import argparse
 import importlib
 import os
 import sys
+import traceback
 from pathlib import Path
 from typing import Callable
 
@@ -59,16 +60,29 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     from e2e_drive.config import load_scenario, load_toml
 
     for path in args.files:
-        if "id" in load_toml(path):  # scenario files name an env id; agent files a type or class
+        kind = _file_kind(path, load_toml(path) if not path.lower().endswith((".yaml", ".yml")) else None)
+        if kind == "scenario":
             load_scenario(path)
-            kind = "scenario"
         else:
             from e2e_drive.agents.loading import load_agent_file
 
             load_agent_file(path)
-            kind = "agent"
         print(f"ok: {path} ({kind})")
     return 0
+
+
+def _file_kind(path: str, data: dict | None) -> str:
+    """The kind of a file given to validate: a scenario (it names an env ``id``) or an agent (a ``type``
+    or ``class``; YAML files are agent files). Anything else is a ConfigError saying what was expected."""
+    if data is None:
+        return "agent"
+    if "id" in data:
+        return "scenario"
+    if "type" in data or "class" in data:
+        return "agent"
+    found = f"keys {', '.join(sorted(data))}" if data else "an empty file"
+    raise ConfigError(f"{path}: neither a scenario file (needs key 'id') nor an agent file (needs key 'type' or "
+                      f"'class'); found {found}")
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
@@ -158,6 +172,8 @@ COMMANDS: dict[str, Callable[[argparse._SubParsersAction], None]] = {
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="e2e-drive", description=__doc__.splitlines()[0])
+    parser.add_argument("--debug", action="store_true",
+                        help="on an error, also print the full traceback (may also follow the command)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for add in COMMANDS.values():
@@ -165,18 +181,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _error(command: str, message: str, exc: BaseException, debug: bool) -> int:
+    """Print the error as one line (after the full traceback with ``--debug``); return status 2."""
+    if debug:
+        traceback.print_exception(exc, file=sys.stderr)
+    print(f"e2e-drive {command}: error: {' '.join(message.split())}", file=sys.stderr)
+    return 2
+
+
 def main(argv: list[str] | None = None) -> int:
     # A user's own agent is named "module:Class": import it from the working directory, as
     # `python -m e2e_drive` would (console scripts do not put the working directory on sys.path).
     if os.getcwd() not in sys.path and "" not in sys.path:
         sys.path.insert(0, os.getcwd())
+    argv = list(sys.argv[1:] if argv is None else argv)
+    cut = argv.index("--") if "--" in argv else len(argv)
+    debug = "--debug" in argv[:cut]  # accepted before or after the command
+    argv = [a for i, a in enumerate(argv) if i >= cut or a != "--debug"]
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return args.func(args)
     except (ConfigError, CheckpointError) as exc:
-        print(f"e2e-drive {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        return _error(args.command, str(exc), exc, debug)
+    except OSError as exc:  # a path the user named that cannot be read or written (disk full, permissions, ...)
+        where = f"{exc.filename}: " if exc.filename else ""
+        return _error(args.command, f"{where}{exc.strerror or exc}", exc, debug)
     except KeyboardInterrupt:
         print(f"e2e-drive {args.command}: interrupted", file=sys.stderr)
         return 130

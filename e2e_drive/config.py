@@ -210,13 +210,33 @@ class ScenarioFile:
 def load_toml(path: str | Path) -> dict[str, Any]:
     """Read a TOML file, turning I/O and syntax problems into one-line ConfigErrors."""
     p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"{p}: no such file")
+    return parse_toml(p, read_text_file(p, "file"), "not valid TOML")
+
+
+def read_text_file(path: Path, what: str = "file") -> str:
+    """The text of a UTF-8 file; ConfigError (naming the file) when it is missing, a directory or not text.
+
+    what: the kind of file expected, for messages ("agent file").
+    """
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a directory, not a {what}")
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such {what}")
     try:
-        with p.open("rb") as fh:
-            return tomllib.load(fh)
+        return path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start}); "
+                          f"save it as UTF-8") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+
+
+def parse_toml(path: Path, text: str, invalid: str = "not valid TOML") -> dict[str, Any]:
+    """Parse TOML text read from ``path``; syntax errors become one-line ConfigErrors naming it."""
+    try:
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{p}: not valid TOML: {exc}") from None
+        raise ConfigError(f"{path}: {invalid}: {exc}") from None
 
 
 def load_scenario(path: str | Path) -> ScenarioFile:

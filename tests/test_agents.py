@@ -364,7 +364,7 @@ def test_loader_reports_missing_required_params_and_resolves_paths(user_module):
     sub = user_module / "agents"
     sub.mkdir()
     (sub / "missing.toml").write_text('class = "req:Needs"\n')
-    with pytest.raises(ConfigError, match=r"missing\.toml: class\.params\.checkpoint: missing required parameter"):
+    with pytest.raises(ConfigError, match=r"missing\.toml: params\.checkpoint: missing required parameter"):
         load_agent(sub / "missing.toml")
     (sub / "ok.toml").write_text('class = "req:Needs"\n[params]\ncheckpoint = "ckpt/model.pt"\n')
     agent = load_agent(sub / "ok.toml")

@@ -461,7 +461,8 @@ def test_save_trajectories_writes_loadable_npz(tiny_env, tmp_path):
 
 def test_episode_file_tolerates_only_a_bad_last_line(tmp_path):
     path = tmp_path / "episodes.jsonl"
-    good = {"agent": "a", "scenario": "s", "condition": "train", "seed": 0, "status": "success"}
+    good = {**runner._blank_metrics(), "agent": "a", "scenario": "s", "condition": "train", "seed": 0,
+            "status": "success"}
     runner.append_line(path, good)
     runner.append_line(path, {**good, "seed": 1})
     with open(path, "ab") as fh:

@@ -41,8 +41,17 @@ class E2EAgent:
         from e2e_drive.learning.checkpoints import load_checkpoint, read_card
         from e2e_drive.learning.models import ModelConfig
 
+        from e2e_drive.errors import ConfigError
+
         self.checkpoint = Path(checkpoint)
-        expected = ModelConfig.from_dict(model, source=f"{self.checkpoint}: params.model") if model else None
+        # Messages name the agent file's keys; the loader puts the file's name in front.
+        expected = ModelConfig.from_dict(model, source="params.model") if model else None
+        if isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 0:
+            raise ConfigError(f"params.num_threads = {num_threads!r}: expected an integer >= 0 (0 = torch's default)")
+        cam = dict(camera or {})
+        for key in ("width_px", "height_px"):
+            if key in cam and (isinstance(cam[key], bool) or not isinstance(cam[key], int) or cam[key] < 1):
+                raise ConfigError(f"params.camera.{key} = {cam[key]!r}: expected a positive integer")
         if num_threads:
             torch.set_num_threads(int(num_threads))
         self.model = load_checkpoint(self.checkpoint, expected=expected)

@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import importlib
 import inspect
-import tomllib
 import types
 import typing
 from pathlib import Path
 from typing import Any, Callable, Literal, Mapping, Union
 
 from e2e_drive.agents.base import is_agent
-from e2e_drive.errors import ConfigError
+from e2e_drive.errors import CheckpointError, ConfigError
 
 #: Agent type name -> "package.module:Class" (imported only when used).
 AGENT_TYPES: dict[str, str] = {
@@ -166,11 +165,14 @@ def build(
     base_dir: Path | None = None,
     required_methods: tuple[str, ...] = (),
     params_where: str | None = None,
+    label: str | None = None,
 ) -> Any:
     """Instantiate ``spec`` (a registry name, ``"package.module:Class"`` or a class) with checked params.
 
     ``where`` names the key that holds ``spec`` in messages; ``params_where`` the key that
-    holds ``params`` (default ``where + ".params"``).
+    holds ``params`` (default ``where + ".params"``); ``label`` what is built, for a constructor
+    that raises (default ``where``): ConfigError "LABEL: constructor raised TYPE: message",
+    the original exception as its cause (``e2e-drive --debug`` prints it).
     """
     if isinstance(spec, str):
         if registry is not None and spec in registry:
@@ -189,29 +191,36 @@ def build(
         raise ConfigError(f"{where} = {spec!r}: class has no {' / '.join(missing)} method")
     kwargs = check_kwargs(cls, params, where=params_where or (f"{where}.params" if where else "params"),
                           base_dir=base_dir)
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except (ConfigError, CheckpointError):
+        raise
+    except Exception as exc:  # the user's or a registered class's own failure: name it, keep the cause
+        raise ConfigError(f"{label or where}: constructor raised {type(exc).__name__}: {exc}") from exc
 
 
 def _read_file(path: Path) -> dict[str, Any]:
+    from e2e_drive.config import parse_toml, read_text_file
+
     suffix = path.suffix.lower()
+    if suffix not in (".toml", ".yaml", ".yml"):
+        if path.is_dir():
+            raise ConfigError(f"{path}: is a directory, not an agent file")
+        raise ConfigError(f"{path}: unknown agent file type {suffix!r} (expected .toml, .yaml or .yml)")
+    text = read_text_file(path, "agent file")
+    if suffix == ".toml":
+        return parse_toml(path, text, "invalid TOML")
     try:
-        if suffix == ".toml":
-            with path.open("rb") as fh:
-                return tomllib.load(fh)
-        if suffix in (".yaml", ".yml"):
-            try:
-                import yaml  # type: ignore[import-not-found]
-            except ImportError:
-                raise ConfigError(f"{path}: YAML agent files need PyYAML (pip install pyyaml); or use TOML") from None
-            data = yaml.safe_load(path.read_text()) or {}
-            if not isinstance(data, dict):
-                raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
-            return data
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: agent file not found") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
-    raise ConfigError(f"{path}: unknown agent file type {suffix!r} (expected .toml, .yaml or .yml)")
+        import yaml  # type: ignore[import-not-found]
+    except ImportError:
+        raise ConfigError(f"{path}: YAML agent files need PyYAML (pip install pyyaml); or use TOML") from None
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: invalid YAML: {' '.join(str(exc).split())}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+    return data
 
 
 def load_agent_file(path: str | Path) -> Any:
@@ -238,10 +247,11 @@ def load_agent_file(path: str | Path) -> Any:
             raise ConfigError(f"{path}: class = {spec!r}: expected 'package.module:ClassName'")
     try:
         agent = build(spec, params, registry=AGENT_TYPES, where=where, base_dir=path.resolve().parent,
-                      required_methods=("reset", "act"))
-    except ConfigError as exc:
+                      required_methods=("reset", "act"), params_where=f"{path}: params",
+                      label=f"{path}: agent {spec!r}")
+    except (ConfigError, CheckpointError) as exc:  # raised inside the constructor: name this file too
         msg = str(exc)
-        raise ConfigError(msg if msg.startswith(str(path)) else f"{path}: {msg}") from None
+        raise type(exc)(msg if msg.startswith(str(path)) else f"{path}: {msg}") from exc.__cause__
     return _checked_agent(agent, where)
 
 
@@ -251,11 +261,14 @@ def load_agent(spec: str | Path, params: Mapping[str, Any] | None = None) -> Any
     ``params`` is only for the last two (an agent file carries its own).
     """
     text = str(spec)
+    if Path(text).is_dir():
+        raise ConfigError(f"{text}: is a directory, not an agent file (agents/*.toml) or package.module:Class")
     if text.endswith((".toml", ".yaml", ".yml")) or Path(text).is_file():
         if params:
             raise ConfigError(f"{text}: params are given in the agent file, not next to it")
         return load_agent_file(Path(text))
-    agent = build(text, params, registry=AGENT_TYPES, where=f"agent {text!r}", required_methods=("reset", "act"))
+    agent = build(text, params, registry=AGENT_TYPES, where=f"agent {text!r}", required_methods=("reset", "act"),
+                  params_where=f"agent {text!r}: params")
     return _checked_agent(agent, f"agent {text!r}")
 
 

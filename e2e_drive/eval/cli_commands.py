@@ -10,13 +10,14 @@ import argparse
 import json
 from pathlib import Path
 
-from e2e_drive.errors import ConfigError
+from e2e_drive.errors import ConfigError, check_writable
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from e2e_drive.eval.runner import evaluate
     from e2e_drive.eval.summary import format_table
 
+    check_writable(args.out, "--out", directory=True)  # before any episode runs
     summary = evaluate(args.env, args.agent, episodes=args.episodes, seed=args.seed, out_dir=args.out,
                        conditions=args.conditions, workers=args.workers, backend=args.backend,
                        save_trajectories=args.save_trajectories, episode_budget_s=args.episode_budget_s,
@@ -42,6 +43,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         raise ConfigError(f"--baseline {args.baseline!r}: not an agent of this run; agents: {', '.join(agents)}")
     if len(agents) < 2:
         raise ConfigError(f"{args.dir}: only one agent ({agents[0]}); nothing to compare")
+    path = Path(args.dir) / f"compare_{args.baseline}.json"
+    check_writable(path, directory=False)  # before the table is printed
     kwargs = {}
     if args.metrics:
         kwargs["metrics"] = [m.strip() for m in args.metrics.split(",") if m.strip()]
@@ -50,7 +53,6 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise ConfigError(f"compare: {exc}") from None
     print(format_comparison(comparison))
-    path = Path(args.dir) / f"compare_{args.baseline}.json"
     path.write_text(json.dumps(comparison, indent=1))
     print(f"written: {path.resolve()}")
     return 0
@@ -59,6 +61,13 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 def _cmd_report(args: argparse.Namespace) -> int:
     from e2e_drive.eval.report import write_report
 
+    # Both outputs, before the report's work (re-simulating episodes for videos takes minutes).
+    if args.out:
+        check_writable(args.out, "--out", directory=False)
+    if Path(args.dir).is_dir():
+        if not args.out:
+            check_writable(Path(args.dir) / "report.html", directory=False)
+        check_writable(Path(args.dir) / "summary.md", directory=False)
     result = write_report(args.dir, out=args.out, videos=args.videos, baseline=args.baseline)
     print(f"report:   {Path(result['html']).resolve()}  ({result['html_bytes'] / 1e6:.1f} MB, self-contained)")
     print(f"markdown: {Path(result['markdown']).resolve()}")

@@ -642,11 +642,41 @@ def append_line(path: str | Path, line: Mapping[str, Any]) -> None:
         os.close(fd)
 
 
+#: Types of the REQUIRED_KEYS of an episode line (a required key in none of these is checked for presence only).
+_LINE_TEXT_KEYS = ("agent", "scenario", "condition", "status")
+_LINE_BOOL_KEYS = ("at_fault", "collision", "offroad", "comfortable")  # or null where not measured
+_LINE_NUMBER_KEYS = ("distance_m", "route_completion", "duration_s", "mean_speed_mps", "min_ttc_s", "min_thw_s",
+                     "max_abs_lateral_offset_m", "driving_score", "act_ms_mean")  # or null where not measured
+
+
+def line_problem(row: Any) -> str | None:
+    """What is wrong with a parsed episode line (a missing REQUIRED_KEYS key, a wrong type), or None."""
+    if not isinstance(row, dict):
+        return f"expected a JSON object, got {type(row).__name__}"
+    missing = [k for k in REQUIRED_KEYS if k not in row]
+    if missing:
+        return f"missing key '{missing[0]}'" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
+    for key in REQUIRED_KEYS:
+        value = row[key]
+        if key in _LINE_TEXT_KEYS and not isinstance(value, str):
+            return f"key '{key}' = {value!r}: expected a string"
+        if key == "seed" and (isinstance(value, bool) or not isinstance(value, int)):
+            return f"key 'seed' = {value!r}: expected an integer"
+        if key in _LINE_BOOL_KEYS and value is not None and not isinstance(value, bool):
+            return f"key '{key}' = {value!r}: expected true, false or null"
+        if key in _LINE_NUMBER_KEYS and value is not None and (
+                isinstance(value, bool) or not isinstance(value, (int, float))):
+            return f"key '{key}' = {value!r}: expected a number or null"
+    return None
+
+
 def load_episodes(run_dir: str | Path, repair: bool = False) -> list[dict[str, Any]]:
     """The episode lines of a run directory; a truncated or unreadable *last* line is ignored.
 
     ``repair=True`` also cuts such a last line from the file (done before appending on resume).
-    A bad line elsewhere means the file was edited: ConfigError naming the line.
+    A bad line elsewhere means the file was edited: ConfigError naming the line. So does a whole
+    line (JSON, newline-terminated) anywhere that lacks a required key or has a value of the
+    wrong type (:func:`line_problem`): a killed append can cut a line short, never produce that.
     """
     path = Path(run_dir) / EPISODES_FILE
     if not path.exists():
@@ -665,10 +695,7 @@ def load_episodes(run_dir: str | Path, repair: bool = False) -> list[dict[str, A
             if end < 0:
                 raise ValueError("no newline: truncated")
             row = json.loads(chunk)
-            if not isinstance(row, dict):
-                raise ValueError("not an object")
-            episode_key(row)
-        except (ValueError, KeyError, TypeError) as exc:
+        except ValueError as exc:
             if last:
                 break
             if not chunk.strip():
@@ -677,6 +704,9 @@ def load_episodes(run_dir: str | Path, repair: bool = False) -> list[dict[str, A
                 continue
             raise ConfigError(f"{path}: line {n} is not a valid episode line ({exc}); the file was edited "
                               f"by hand? Remove that line to resume") from None
+        problem = line_problem(row)
+        if problem is not None:
+            raise ConfigError(f"{path}: line {n}: {problem}; the file was edited by hand? Remove or fix that line")
         rows.append(row)
         pos = end + 1
         good_end = pos

@@ -112,8 +112,10 @@ def _check_rows(rows: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     rows = list(rows)
     for i, row in enumerate(rows):
         missing = [k for k in _REQUIRED_ROW_KEYS if k not in row]
-        if missing:
-            raise ValueError(f"episode row {i} lacks keys {missing}")
+        if missing:  # a ConfigError (a ValueError) so that the CLI prints it as one line
+            from e2e_drive.errors import ConfigError
+
+            raise ConfigError(f"episode row {i} lacks keys {missing}")
     return rows
 
 

@@ -51,6 +51,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from e2e_drive.learning.train import train
 
     tables = read_agent_tables(args.agent)
+    if args.epochs is not None and args.epochs < 1:
+        raise ConfigError(f"--epochs {args.epochs}: expected an integer >= 1")
     cfg = tables.train if args.epochs is None else dataclasses.replace(tables.train, epochs=args.epochs)
     card = train(tables.model, cfg, args.data, args.out, mode=args.mode, seed=args.seed, command=_command(),
                  init_checkpoint=args.init, progress=not args.no_progress, tensorboard=args.tensorboard)

@@ -14,7 +14,6 @@ The agent itself ignores ``train``, ``dagger`` and ``rl``; ``e2e-drive train``, 
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,14 +64,18 @@ class TrainConfig:
     device: str = "cpu"
 
     def __post_init__(self) -> None:
-        checks = [("epochs", self.epochs >= 1), ("batch_size", self.batch_size >= 1),
-                  ("learning_rate", self.learning_rate > 0), ("stage1_share", 0.0 < self.stage1_share < 1.0),
-                  ("val_share", 0.0 <= self.val_share < 1.0), ("shards_in_memory", self.shards_in_memory >= 1),
-                  ("max_steps_per_epoch", self.max_steps_per_epoch >= 0), ("num_threads", self.num_threads >= 0),
-                  ("device", self.device in ("cpu", "cuda"))]
-        for name, ok in checks:
+        checks = [("epochs", self.epochs >= 1, "an integer >= 1"),
+                  ("batch_size", self.batch_size >= 1, "an integer >= 1"),
+                  ("learning_rate", self.learning_rate > 0, "a positive number"),
+                  ("stage1_share", 0.0 < self.stage1_share < 1.0, "a number in (0, 1)"),
+                  ("val_share", 0.0 <= self.val_share < 1.0, "a number in [0, 1)"),
+                  ("shards_in_memory", self.shards_in_memory >= 1, "an integer >= 1"),
+                  ("max_steps_per_epoch", self.max_steps_per_epoch >= 0, "an integer >= 0"),
+                  ("num_threads", self.num_threads >= 0, "an integer >= 0 (0 = torch's default)"),
+                  ("device", self.device in ("cpu", "cuda"), "'cpu' or 'cuda'")]
+        for name, ok, expect in checks:  # the key first: dataclass_from_table puts the file and table in front
             if not ok:
-                raise ConfigError(f"train.{name} = {getattr(self, name)!r}: out of range")
+                raise ConfigError(f"{name} = {getattr(self, name)!r}: out of range: expected {expect}")
 
     def stage1_epochs(self) -> int:
         """Epochs of stage 1 in two_stage mode (at least 1, leaving at least 1 for stage 2 when possible)."""
@@ -116,16 +119,15 @@ _PARAM_KEYS = ("checkpoint", "model", "train", "dagger", "rl", "num_threads", "c
 
 def read_agent_tables(path: str | Path) -> AgentTables:
     """Read an e2e agent file's tables strictly (ConfigError naming the file and key)."""
+    from e2e_drive.config import parse_toml, read_text_file
+
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: agent file not found") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    data = parse_toml(path, read_text_file(path, "agent file"), "invalid TOML")
     if data.get("type") != "e2e":
         raise ConfigError(f"{path}: type = {data.get('type')!r}: training needs an agent file with type = \"e2e\"")
     params = data.get("params") or {}
+    if not isinstance(params, dict):
+        raise ConfigError(f"{path}: params = {params!r}: expected a table")
     for key in params:
         if key not in _PARAM_KEYS:
             raise ConfigError(f"{path}: params.{key}: unknown key (known: {', '.join(_PARAM_KEYS)})")

@@ -77,7 +77,13 @@ class ModelConfig:
 
 
 def dataclass_from_table(cls: type, table: Mapping[str, Any] | None, source: str) -> Any:
-    """Build dataclass ``cls`` from a TOML table, strictly (unknown key / wrong type -> ConfigError)."""
+    """Build dataclass ``cls`` from a TOML table, strictly (unknown key / wrong type -> ConfigError).
+
+    ``source`` names the table (``"agents/e2e.toml: params.train"``); messages read
+    ``SOURCE.KEY = VALUE: ...``, as do range errors of ``cls.__post_init__``, which start with the key.
+    """
+    if table is not None and not isinstance(table, Mapping):
+        raise ConfigError(f"{source} = {table!r}: expected a table")
     table = dict(table or {})
     fields = {f.name: f for f in dataclasses.fields(cls)}
     kwargs: dict[str, Any] = {}
@@ -90,8 +96,8 @@ def dataclass_from_table(cls: type, table: Mapping[str, Any] | None, source: str
         kwargs[key] = _coerce(value, default, f"{source}.{key}")
     try:
         return cls(**kwargs)
-    except ConfigError:
-        raise
+    except ConfigError as exc:
+        raise ConfigError(f"{source}.{exc}") from None
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{source}: {exc}") from None
 

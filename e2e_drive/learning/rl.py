@@ -140,7 +140,7 @@ class RLConfig:
         for name, ok in checks:
             value = getattr(self, name)
             if not ok or (isinstance(value, float) and not math.isfinite(value)):
-                raise ConfigError(f"rl.{name} = {value!r}: out of range")
+                raise ConfigError(f"{name} = {value!r}: out of range")  # dataclass_from_table names file and table
 
 
 @dataclass

@@ -15,6 +15,15 @@ from typing import Any, Mapping
 from e2e_drive.errors import ConfigError
 
 CAMERA_KINDS = ("dashcam", "bev")
+#: Largest frame side [px]; a 10000 x 10000 RGB camera would hold 300 MB per frame.
+MAX_SIDE_PX = 4096
+#: Largest observation: all cameras x frame_stack x channels, one byte each [bytes].
+MAX_OBSERVATION_BYTES = 512 * 10**6
+
+
+def megabytes(n_bytes: float) -> str:
+    """``n_bytes`` for a message: "300 MB" (or kB below a megabyte)."""
+    return f"{n_bytes / 1e6:,.0f} MB" if n_bytes >= 1e6 else f"{max(1.0, n_bytes / 1e3):.0f} kB"
 
 
 @dataclass(frozen=True)
@@ -77,6 +86,9 @@ class CameraSpec:
         try:
             return cls(**dict(values))
         except ConfigError as err:
+            key = getattr(err, "key", None)
+            if key is not None:  # "envs/x.toml [config] cameras.dashcam.width_px = 10000: ..."
+                raise ConfigError(f"{source}.{key} = {err.value!r}: {err.why}") from None  # type: ignore[attr-defined]
             raise ConfigError(f"{source}: {err}") from None
 
     def replace(self, **changes: Any) -> "CameraSpec":
@@ -94,7 +106,9 @@ class CameraSpec:
 
 
 def _bad(key: str, value: Any, why: str) -> ConfigError:
-    return ConfigError(f"camera key '{key}' = {value!r}: {why}")
+    err = ConfigError(f"camera key '{key}' = {value!r}: {why}")
+    err.key, err.value, err.why = key, value, why  # type: ignore[attr-defined]  # from_dict names the table
+    return err
 
 
 def _check_number(spec: CameraSpec, key: str) -> float:
@@ -115,6 +129,11 @@ def _validate(spec: CameraSpec) -> None:
             raise _bad(key, value, "expected a positive integer")
         if value <= 0:
             raise _bad(key, value, "must be positive")
+    for key in ("width_px", "height_px"):
+        if getattr(spec, key) > MAX_SIDE_PX:
+            frame = spec.width_px * spec.height_px * (1 if spec.grayscale is True else 3)
+            raise _bad(key, getattr(spec, key), f"at most {MAX_SIDE_PX} px a side (this camera would need about "
+                                                f"{megabytes(frame)} a frame, times frame_stack)")
     if not isinstance(spec.grayscale, bool):
         raise _bad("grayscale", spec.grayscale, "expected true or false")
     for key in ("height_m", "pitch_deg", "yaw_deg", "lateral_offset_m",
