@@ -36,7 +36,7 @@ __all__ = ["write_report", "build_markdown", "replay_clip", "worst_episodes", "S
 
 #: Ranking of outcomes for "worst episodes" (lower = worse).
 SEVERITY: dict[str, int] = {"collision": 0, "offroad": 1, "stalled": 2, "timeout": 3, "agent_error": 4,
-                            "sim_error": 5, "success": 6}
+                            "resource_error": 4, "sim_error": 5, "worker_died": 5, "success": 6}
 #: Longest clip [s] and the frame size of the bird's-eye view beside the camera [px].
 CLIP_S = 6.0
 BEV_PX = 176
@@ -467,9 +467,11 @@ def _video_html(row: Mapping[str, Any], replay: Mapping[str, Any]) -> str:
 
 # ============================================================================ report
 def _error_html(rows: Sequence[Mapping[str, Any]]) -> str:
-    errors = [r for r in rows if r["status"] in ("agent_error", "sim_error", "timeout")]
+    from e2e_drive.eval.metrics import ERROR_STATUSES
+
+    errors = [r for r in rows if r["status"] in ERROR_STATUSES]
     if not errors:
-        return '<p class="note">No agent errors, simulator errors or timeouts.</p>'
+        return '<p class="note">No agent, simulator, worker-process or memory errors, and no timeouts.</p>'
     out = []
     for r in errors[:50]:
         out.append(f"<details><summary>{_esc(r['status'])}: {_esc(r['agent'])} on {_esc(r['scenario'])}/"
