@@ -51,7 +51,7 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
     run_benchmark(suite="full" if args.full else "default", episodes=args.episodes,
                   seed=DEFAULT_SEED if args.seed is None else args.seed, out=args.out,
                   workers=args.workers, backend=args.backend, address=args.address, report=not args.no_report,
-                  readme=args.readme, command=command)
+                  readme=args.readme, command=command, memory_limit_gb=args.memory_limit_gb)
     return 0
 
 
@@ -112,6 +112,9 @@ def _add_benchmark(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--backend", choices=("process", "ray"), default="process",
                    help="process pool (default) or a Ray cluster (pip install e2e-drive[ray])")
     p.add_argument("--address", default=None, help="Ray cluster address (with --backend ray)")
+    p.add_argument("--memory-limit-gb", type=float, default=None, metavar="GB",
+                   help="memory each worker process may allocate; an episode over it is 'resource_error' "
+                        "(default: 75%% of this machine's memory; 0 = no limit)")
     p.add_argument("--full", action="store_true", help="the larger suite (more conditions, 100 seeds), for a cluster")
     p.add_argument("--no-report", action="store_true", help="skip the HTML report")
     p.add_argument("--readme", default=None, metavar="README.md",
