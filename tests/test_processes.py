@@ -279,6 +279,29 @@ def _cleanup(mark: str) -> None:
                 pass
 
 
+def test_sigterm_stops_the_workers_and_exits_as_interrupted(tiny_env, tmp_path):
+    mark = uuid.uuid4().hex
+    out = tmp_path / "run"
+    proc = _start_evaluate(tiny_env, out, mark)
+    try:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+        _wait_for(lambda: not _marked_pids(mark), 5)
+        left = _marked_pids(mark)
+    finally:
+        _cleanup(mark)  # before reading the pipes, which processes left running would hold open
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 143, (proc.returncode, err)
+    assert "e2e-drive evaluate: interrupted" in err and "Traceback" not in err, err
+    assert not left, f"left running after SIGTERM: {left}"
+    done = load_episodes(out)
+    assert len(done) < 8
+    # a re-run resumes and finishes (in this process: no sleeping in act)
+    _run(tiny_env, out, [spec("SlowAgent")], episodes=8, workers=2)
+    rows = _by_key(out)
+    assert len(rows) == 8 and all(r["status"] == "success" for r in rows.values())
+
+
 def test_kill_9_of_the_parent_frees_the_workers(tiny_env, tmp_path):
     mark = uuid.uuid4().hex
     proc = _start_evaluate(tiny_env, tmp_path / "run", mark)
