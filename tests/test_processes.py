@@ -176,6 +176,17 @@ def test_workers_must_be_a_count(tiny_env, tmp_path):
             _run(tiny_env, tmp_path / "run", [spec("SlowAgent")], workers=bad)
 
 
+def test_the_report_does_not_re_simulate_an_episode_that_killed_its_worker(tiny_env, tmp_path):
+    from e2e_drive.eval.report import write_report
+
+    out = tmp_path / "run"
+    _run(tiny_env, out, [spec("ExitsInActOnSeedOneAgent")], episodes=2, workers=1)
+    # the worst episode (seed 1) would run os._exit in this process if it were re-simulated for its video
+    result = write_report(out, videos=1)
+    text = Path(result["html"]).read_text()
+    assert "not re-simulated in this process" in text and "exit code 3" in text
+
+
 # ---------------------------------------------------------------------------- memory
 def test_an_episode_over_the_memory_limit_is_a_resource_error(tiny_env, tmp_path):
     t0 = time.perf_counter()

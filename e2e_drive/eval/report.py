@@ -521,7 +521,7 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, videos: int
     the paired comparison (default: the reference agent, else the first agent).
     trajectories: plot ego paths (from saved trajectories, else re-simulating a few episodes).
     """
-    from e2e_drive.eval.runner import TRAJECTORY_DIR, job_for, load_run
+    from e2e_drive.eval.runner import TRAJECTORY_DIR, ended_its_process, job_for, load_run
     from e2e_drive.eval.summary import summarize
 
     run_dir = Path(run_dir)
@@ -567,6 +567,10 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, videos: int
         nonlocal mismatches
         key = (row["agent"], row["scenario"], row["condition"], row["seed"])
         if key in replays and (not want_video or "webm" in replays[key]):
+            return replays[key]
+        if ended_its_process(row):  # re-simulated here, it would end this process, or fill its memory
+            replays[key] = {"error": "the episode ended its worker process or hit the memory limit; "
+                                     "not re-simulated in this process"}
             return replays[key]
         try:
             job = job_for(meta, *key)
