@@ -223,7 +223,8 @@ def text_figure(rows: Sequence[Mapping[str, Any]], labels: Mapping[str, str], wi
 # ---------------------------------------------------------------------------------------- run
 def run_benchmark(suite: str = "default", episodes: int | None = None, seed: int = DEFAULT_SEED, out: str | None = None,
                   workers: int | None = None, backend: str = "process", address: str | None = None,
-                  report: bool = True, readme: str | None = None, command: str = "e2e-drive benchmark") -> dict:
+                  report: bool = True, readme: str | None = None, command: str = "e2e-drive benchmark",
+                  memory_limit_gb: float | None = None) -> dict:
     """Run (or resume) the benchmark suite, print its tables, write the report; return paths and tables."""
     from e2e_drive.eval.runner import evaluate, load_run
     from e2e_drive.eval.summary import format_table
@@ -239,7 +240,7 @@ def run_benchmark(suite: str = "default", episodes: int | None = None, seed: int
     envs, agents = _resolve(spec.envs), _resolve(spec.agents)
     t0 = time.perf_counter()
     summary = evaluate(envs, agents, episodes=n, seed=seed, out_dir=out, conditions=list(spec.conditions),
-                       workers=workers, backend=backend, address=address)
+                       workers=workers, backend=backend, address=address, memory_limit_gb=memory_limit_gb)
     wall_s = time.perf_counter() - t0
     _, rows = load_run(out)
     tables = carla_tables(rows, spec.labels)

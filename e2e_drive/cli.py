@@ -8,7 +8,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import sys
+import threading
 import traceback
 from pathlib import Path
 from typing import Callable
@@ -52,7 +54,7 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
     run_benchmark(suite="full" if args.full else "default", episodes=args.episodes,
                   seed=DEFAULT_SEED if args.seed is None else args.seed, out=args.out,
                   workers=args.workers, backend=args.backend, address=args.address, report=not args.no_report,
-                  readme=args.readme, command=command)
+                  readme=args.readme, command=command, memory_limit_gb=args.memory_limit_gb)
     return 0
 
 
@@ -126,6 +128,9 @@ def _add_benchmark(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--backend", choices=("process", "ray"), default="process",
                    help="process pool (default) or a Ray cluster (pip install e2e-drive[ray])")
     p.add_argument("--address", default=None, help="Ray cluster address (with --backend ray)")
+    p.add_argument("--memory-limit-gb", type=float, default=None, metavar="GB",
+                   help="memory each worker process may allocate; an episode over it is 'resource_error' "
+                        "(default: 75%% of this machine's memory; 0 = no limit)")
     p.add_argument("--full", action="store_true", help="the larger suite (more conditions, 100 seeds), for a cluster")
     p.add_argument("--no-report", action="store_true", help="skip the HTML report")
     p.add_argument("--readme", default=None, metavar="README.md",
@@ -189,6 +194,16 @@ def _error(command: str, message: str, exc: BaseException, debug: bool) -> int:
     return 2
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, a batch scheduler): unwinds like Ctrl-C, so worker processes are stopped
+    and a re-run resumes."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends the process at once
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
     # A user's own agent is named "module:Class": import it from the working directory, as
     # `python -m e2e_drive` would (console scripts do not put the working directory on sys.path).
@@ -200,6 +215,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = [a for i, a in enumerate(argv) if i >= cut or a != "--debug"]
     parser = build_parser()
     args = parser.parse_args(argv)
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return args.func(args)
     except (ConfigError, CheckpointError) as exc:
@@ -207,9 +225,12 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:  # a path the user named that cannot be read or written (disk full, permissions, ...)
         where = f"{exc.filename}: " if exc.filename else ""
         return _error(args.command, f"{where}{exc.strerror or exc}", exc, debug)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         print(f"e2e-drive {args.command}: interrupted", file=sys.stderr)
-        return 130
+        return 128 + (signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

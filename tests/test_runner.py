@@ -248,14 +248,15 @@ def test_lines_have_every_required_key_on_paired_seeds(tiny_env, tmp_path):
 
 
 def test_resume_after_kill_runs_nothing_twice_and_loses_nothing(tiny_env, tmp_path, monkeypatch):
+    # in this process (workers=0): the kill switch is set, and _run_job counted, here
     agents = [spec("KillSwitchAgent"), spec("ConstantAgent")]
     full = tmp_path / "full"
-    ref = _run(tiny_env, full, agents, episodes=4)
+    ref = _run(tiny_env, full, agents, episodes=4, workers=0)
 
     part = tmp_path / "part"
     monkeypatch.setenv("E2E_TEST_KILL_AT_SEED", "2")
     with pytest.raises(KeyboardInterrupt):
-        _run(tiny_env, part, agents, episodes=4)
+        _run(tiny_env, part, agents, episodes=4, workers=0)
     before = _by_key(part)
     assert 0 < len(before) < 8
     # a kill in the middle of a write: a partial last line
@@ -267,7 +268,7 @@ def test_resume_after_kill_runs_nothing_twice_and_loses_nothing(tiny_env, tmp_pa
     calls = []
     original = runner._run_job
     monkeypatch.setattr(runner, "_run_job", lambda job: calls.append(job.key) or original(job))
-    resumed = _run(tiny_env, part, agents, episodes=4)
+    resumed = _run(tiny_env, part, agents, episodes=4, workers=0)
     assert not set(calls) & set(before), "a finished episode ran again"
     after = _by_key(part)
     assert set(after) == set(_by_key(full))
@@ -278,7 +279,7 @@ def test_resume_after_kill_runs_nothing_twice_and_loses_nothing(tiny_env, tmp_pa
 
     # a third run has nothing left to do
     calls.clear()
-    again = _run(tiny_env, part, agents, episodes=4)
+    again = _run(tiny_env, part, agents, episodes=4, workers=0)
     assert calls == [] and _without_timing(again) == _without_timing(ref)
 
 
@@ -336,7 +337,7 @@ def test_simulator_exception_is_sim_error(tiny_env, tmp_path, monkeypatch):
     monkeypatch.setattr(DrivingEnv, "step", step)
     monkeypatch.setattr(DrivingEnv, "reset", reset)
     out = tmp_path / "run"
-    _run(tiny_env, out, [spec("ConstantAgent")], episodes=2)
+    _run(tiny_env, out, [spec("ConstantAgent")], episodes=2, workers=0)  # in this process: the patch applies
     rows = _by_key(out)
     assert rows[("ConstantAgent", "tiny", "train", 0)]["status"] == "sim_error"
     assert "traffic blew up" in rows[("ConstantAgent", "tiny", "train", 0)]["error"]
@@ -427,16 +428,18 @@ def test_two_workers_give_the_same_lines_as_one(tiny_env, tmp_path):
     agents = [spec("ConstantAgent"), spec("NanAgent")]
     _run(tiny_env, tmp_path / "one", agents, episodes=3, workers=1)
     _run(tiny_env, tmp_path / "two", agents, episodes=3, workers=2)
+    _run(tiny_env, tmp_path / "here", agents, episodes=3, workers=0)  # in this process
     one = {k: strip_timings(v) for k, v in _by_key(tmp_path / "one").items()}
     two = {k: strip_timings(v) for k, v in _by_key(tmp_path / "two").items()}
-    assert len(one) == 6 and one == two
+    here = {k: strip_timings(v) for k, v in _by_key(tmp_path / "here").items()}
+    assert len(one) == 6 and one == two == here
 
 
 def test_a_worker_that_dies_costs_only_its_episode(tiny_env, tmp_path):
     _run(tiny_env, tmp_path / "run", [spec("DiesOnSeedOneAgent")], episodes=3, workers=2)
     rows = _by_key(tmp_path / "run")
     assert len(rows) == 3
-    assert rows[("DiesOnSeedOneAgent", "tiny", "train", 1)]["status"] == "sim_error"
+    assert rows[("DiesOnSeedOneAgent", "tiny", "train", 1)]["status"] == "agent_error"  # died inside act
     assert "died" in rows[("DiesOnSeedOneAgent", "tiny", "train", 1)]["status_reason"]
     assert rows[("DiesOnSeedOneAgent", "tiny", "train", 0)]["status"] == "success"
     assert rows[("DiesOnSeedOneAgent", "tiny", "train", 2)]["status"] == "success"

@@ -22,7 +22,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
                        conditions=args.conditions, workers=args.workers, backend=args.backend,
                        save_trajectories=args.save_trajectories, episode_budget_s=args.episode_budget_s,
                        address=args.address, camera_only=not args.allow_ground_truth,
-                       progress=not args.no_progress, sanitize_actions=args.sanitize_actions)
+                       progress=not args.no_progress, sanitize_actions=args.sanitize_actions,
+                       memory_limit_gb=args.memory_limit_gb)
     print(format_table(summary))
     out = Path(args.out)
     print(f"episodes: {(out / 'episodes.jsonl').resolve()}")
@@ -92,7 +93,9 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--conditions", default="train", metavar="NAMES",
                    help="comma-separated condition names or condition .toml files (default train); built-in: "
                         + ", ".join(_condition_names()))
-    p.add_argument("--workers", type=int, default=None, help="parallel episodes (default: all cores; 1 = in process)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="parallel episodes, each in a worker process (default: all cores; 0 = in this process, "
+                        "for debuggers: an agent that crashes ends the run)")
     p.add_argument("--backend", choices=("process", "ray"), default="process",
                    help="process pool (default) or a Ray cluster (pip install e2e-drive[ray])")
     p.add_argument("--address", default=None,
@@ -102,6 +105,9 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
                    help="also write each episode's ego and neighbour trajectories to OUT/trajectories/*.npz")
     p.add_argument("--episode-budget-s", type=float, default=300.0,
                    help="wall-clock budget per episode; an overrun is status 'timeout' (default 300)")
+    p.add_argument("--memory-limit-gb", type=float, default=None, metavar="GB",
+                   help="memory each worker process may allocate; an episode over it is status 'resource_error' "
+                        "(default: 75%% of this machine's memory; 0 = no limit)")
     p.add_argument("--allow-ground-truth", action="store_true",
                    help="allow non-reference agents that read ground truth (privileged ablations); "
                         "by default a run is camera-only")

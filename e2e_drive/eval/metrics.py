@@ -57,7 +57,7 @@ __all__ = [
     "episode_metrics",
 ]
 
-ERROR_STATUSES: tuple[str, ...] = ("agent_error", "sim_error", "timeout")
+ERROR_STATUSES: tuple[str, ...] = ("agent_error", "sim_error", "timeout", "worker_died", "resource_error")
 DRIVING_STATUSES: tuple[str, ...] = ("success", "collision", "offroad", "stalled")
 STATUSES: tuple[str, ...] = DRIVING_STATUSES + ERROR_STATUSES
 

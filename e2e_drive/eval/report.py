@@ -36,7 +36,7 @@ __all__ = ["write_report", "build_markdown", "replay_clip", "worst_episodes", "S
 
 #: Ranking of outcomes for "worst episodes" (lower = worse).
 SEVERITY: dict[str, int] = {"collision": 0, "offroad": 1, "stalled": 2, "timeout": 3, "agent_error": 4,
-                            "sim_error": 5, "success": 6}
+                            "resource_error": 4, "sim_error": 5, "worker_died": 5, "success": 6}
 #: Longest clip [s] and the frame size of the bird's-eye view beside the camera [px].
 CLIP_S = 6.0
 BEV_PX = 176
@@ -471,7 +471,7 @@ def _error_html(rows: Sequence[Mapping[str, Any]]) -> str:
 
     errors = [r for r in rows if r["status"] in ERROR_STATUSES]
     if not errors:
-        return '<p class="note">No agent errors, simulator errors or timeouts.</p>'
+        return '<p class="note">No agent, simulator, worker-process or memory errors, and no timeouts.</p>'
     out = []
     for r in errors[:50]:
         out.append(f"<details><summary>{_esc(r['status'])}: {_esc(r['agent'])} on {_esc(r['scenario'])}/"
@@ -521,7 +521,7 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, videos: int
     the paired comparison (default: the reference agent, else the first agent).
     trajectories: plot ego paths (from saved trajectories, else re-simulating a few episodes).
     """
-    from e2e_drive.eval.runner import TRAJECTORY_DIR, job_for, load_run
+    from e2e_drive.eval.runner import TRAJECTORY_DIR, ended_its_process, job_for, load_run
     from e2e_drive.eval.summary import summarize
 
     run_dir = Path(run_dir)
@@ -567,6 +567,10 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, videos: int
         nonlocal mismatches
         key = (row["agent"], row["scenario"], row["condition"], row["seed"])
         if key in replays and (not want_video or "webm" in replays[key]):
+            return replays[key]
+        if ended_its_process(row):  # re-simulated here, it would end this process, or fill its memory
+            replays[key] = {"error": "the episode ended its worker process or hit the memory limit; "
+                                     "not re-simulated in this process"}
             return replays[key]
         try:
             job = job_for(meta, *key)
