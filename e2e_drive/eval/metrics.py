@@ -1,6 +1,7 @@
 """Episode metrics: pure functions from an :class:`EpisodeRecord` to numbers.
 
-Definitions follow docs/metrics.md. Conventions used throughout:
+Every key of :func:`episode_metrics` is declared in :mod:`e2e_drive.eval.metric_defs`, and
+defined in docs/metrics.md (generated from those declarations). Conventions used throughout:
 
 - Time weights: every recorded row k >= 1 stands for the sub-step that produced it,
   ``w_k = t_k - t_{k-1}`` and ``w_0 = 0`` (row 0 is the state at reset), so time shares
@@ -20,11 +21,12 @@ Definitions follow docs/metrics.md. Conventions used throughout:
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 from scipy.signal import savgol_filter
 
+from e2e_drive.eval.metric_defs import Metric, not_driven_values
 from e2e_drive.eval.record import EpisodeRecord
 from e2e_drive.eval.scores import MIN_PROGRESS, closed_loop_score, driving_score
 
@@ -60,21 +62,6 @@ __all__ = [
 ERROR_STATUSES: tuple[str, ...] = ("agent_error", "sim_error", "timeout")
 DRIVING_STATUSES: tuple[str, ...] = ("success", "collision", "offroad", "stalled")
 STATUSES: tuple[str, ...] = DRIVING_STATUSES + ERROR_STATUSES
-
-#: What every score and every flag that rewards an episode is for an episode that did not
-#: drive (see :func:`drove`): a failure, scored 0, never a good number. Distances, route
-#: completion and infraction counts keep what was measured before the fault.
-NOT_DRIVEN_VALUES: dict[str, Any] = {
-    "driving_score": 0.0,
-    "infraction_penalty": 0.0,
-    "closed_loop_score": 0.0,
-    "cls_multiplier": 0.0,
-    "cls_weighted_mean": 0.0,
-    "comfortable": False,
-    "ttc_within_bound": False,
-    "lane_keeping": 0.0,
-    "reached_end": False,
-}
 
 STALL_SPEED_MPS = 0.1
 STALL_TIME_S = 10.0
@@ -113,7 +100,8 @@ _SG_YAW_S = 0.5
 # ---------------------------------------------------------------------------- helpers
 def drove(status: str, n_policy_steps: int | None) -> bool:
     """Whether an episode was driven: no error status (agent_error, sim_error, timeout, ...)
-    and at least one action sent. An episode that was not driven gets :data:`NOT_DRIVEN_VALUES`."""
+    and at least one action sent. An episode that was not driven gets :data:`NOT_DRIVEN_VALUES`:
+    every score 0 and every flag that rewards False, as declared (``Metric.not_driven``)."""
     return status not in ERROR_STATUSES and bool(n_policy_steps)
 
 
@@ -200,7 +188,7 @@ def off_lane_mask(record: EpisodeRecord) -> np.ndarray:
 
 
 def offroad_mask(record: EpisodeRecord) -> np.ndarray:
-    """Off-road per metrics.md: off every lane, or driving against the direction of travel."""
+    """Off-road (docs/metrics.md): off every lane, or driving against the direction of travel."""
     return off_lane_mask(record) | record.wrong_way
 
 
@@ -703,15 +691,29 @@ def _scores(record: EpisodeRecord, parts: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def episode_metrics(record: EpisodeRecord, status_override: str | None = None) -> dict[str, Any]:
+def _computed(record: EpisodeRecord, extra: Sequence[Metric]) -> dict[str, Any]:
+    """Values of metrics declared with a compute function (metrics of your own)."""
+    out: dict[str, Any] = {}
+    for metric in extra:
+        try:
+            out[metric.name] = metric.compute(record)
+        except Exception as exc:
+            raise RuntimeError(f"metric {metric.name!r} (from {metric.module}) failed: "
+                               f"{type(exc).__name__}: {exc}") from exc
+    return out
+
+
+def episode_metrics(record: EpisodeRecord, status_override: str | None = None,
+                    extra: Sequence[Metric] = ()) -> dict[str, Any]:
     """All per-episode metrics (docs/metrics.md) as a flat JSON-safe dict.
 
     ``status`` is the first event in time among collision, off-road and stall; when none
     happened, ``status_override`` (agent_error, sim_error or timeout, decided by the
     runner after the last recorded step) if given, else success if the scenario's end was
     reached. Non-finite values come out as None (e.g. ``min_ttc_s`` is None when no lead
-    was ever closing in). An episode that was not driven (:func:`drove`) carries
-    :data:`NOT_DRIVEN_VALUES`.
+    was ever closing in). ``extra``: declared metrics with a compute function (see
+    :func:`e2e_drive.eval.metric_defs.register_metric`), computed after the built-in ones.
+    An episode that was not driven (:func:`drove`) carries the declared not-driven values.
     """
     if status_override is not None and status_override not in STATUSES:
         raise ValueError(f"status_override must be one of {STATUSES}, got {status_override!r}")
@@ -722,7 +724,14 @@ def episode_metrics(record: EpisodeRecord, status_override: str | None = None) -
     m.update(comfort(record))
     m.update(_runner_counters(record))
     m.update(_scores(record, m))
+    m.update(_computed(record, extra))
     if not drove(m["status"], m["n_policy_steps"]):
-        m.update(NOT_DRIVEN_VALUES)
+        m.update(not_driven_values(extra))
     return json_safe(m)
 
+
+def __getattr__(name: str) -> Any:
+    """``NOT_DRIVEN_VALUES``: read from the declarations on every access."""
+    if name == "NOT_DRIVEN_VALUES":
+        return not_driven_values()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

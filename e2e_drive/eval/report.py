@@ -191,10 +191,13 @@ def _default_baseline(meta: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]
 # ============================================================================ plots
 def _plot_distributions(rows: Sequence[Mapping[str, Any]], order: Sequence[str] | None = None) -> str:
     plt = _pyplot()
+    from e2e_drive.eval.metric_defs import caps
     from e2e_drive.eval.metrics import ERROR_STATUSES
 
-    metrics = [("min_ttc_s", "min TTC [s] (no closing lead = 10)", 10.0), ("mean_speed_mps", "mean speed [m/s]", None),
-               ("max_abs_lateral_offset_m", "max |lateral offset| [m]", None)]
+    declared = caps()  # None (infinite) counts as the declared cap, as in the summary
+    metrics = [("min_ttc_s", f"min TTC [s] (no closing lead = {declared['min_ttc_s']:g})", declared.get("min_ttc_s")),
+               ("mean_speed_mps", "mean speed [m/s]", declared.get("mean_speed_mps")),
+               ("max_abs_lateral_offset_m", "max |lateral offset| [m]", declared.get("max_abs_lateral_offset_m"))]
     multi_cond = len({r["condition"] for r in rows}) > 1
     conditions = _in_run_order([r["condition"] for r in rows], order)
     groups = [(a, c) for a in dict.fromkeys(r["agent"] for r in rows) for c in conditions
