@@ -1,5 +1,5 @@
 """Metric declarations: every list of metrics derives from them, a metric of your own reaches the
-episode lines, the summary and the report,."""
+episode lines, the summary and the report, and docs/metrics.md is what the declarations generate."""
 
 from __future__ import annotations
 
@@ -213,3 +213,15 @@ def test_every_key_of_an_episode_line_is_declared(tmp_path):
     undeclared = [k for k in line if k not in runner.IDENTITY_KEYS and get_metric(k) is None]
     assert not undeclared, undeclared
     assert get_metric("stage_ms_mean_perception").timing
+
+
+# ---------------------------------------------------------------------------- docs/metrics.md
+def test_docs_metrics_md_is_what_the_declarations_generate():
+    from e2e_drive.eval.metrics_doc import markdown
+
+    path = REPO / "docs" / "metrics.md"
+    assert path.read_text() == markdown(), (
+        "docs/metrics.md differs from the metric declarations; regenerate it: "
+        "python3 -m e2e_drive.eval.metrics_doc > docs/metrics.md")
+    for metric in metric_defs.all_metrics():
+        assert f"`{metric.name}`" in path.read_text()
