@@ -23,7 +23,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
                        save_trajectories=args.save_trajectories, episode_budget_s=args.episode_budget_s,
                        address=args.address, camera_only=not args.allow_ground_truth,
                        progress=not args.no_progress, sanitize_actions=args.sanitize_actions,
-                       memory_limit_gb=args.memory_limit_gb)
+                       memory_limit_gb=args.memory_limit_gb, metric_modules=args.metrics_module or ())
     print(format_table(summary))
     out = Path(args.out)
     print(f"episodes: {(out / 'episodes.jsonl').resolve()}")
@@ -114,6 +114,10 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sanitize-actions", action="store_true",
                    help="turn NaN/inf actions into 0/+-1 and count them (shown in the summary) instead of ending "
                         "the episode as agent_error (the default)")
+    p.add_argument("--metrics-module", action="append", default=None, metavar="MODULE",
+                   help="module that declares metrics of your own (e2e_drive.eval.metric_defs.register_metric), "
+                        "imported by every worker; they are computed into every episode line and shown in the "
+                        "summary and the report; repeat for several")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_evaluate)
 

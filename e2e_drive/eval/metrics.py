@@ -1,6 +1,7 @@
 """Episode metrics: pure functions from an :class:`EpisodeRecord` to numbers.
 
-Definitions follow docs/metrics.md. Conventions used throughout:
+Every key of :func:`episode_metrics` is declared in :mod:`e2e_drive.eval.metric_defs`, and
+defined in docs/metrics.md (generated from those declarations). Conventions used throughout:
 
 - Time weights: every recorded row k >= 1 stands for the sub-step that produced it,
   ``w_k = t_k - t_{k-1}`` and ``w_0 = 0`` (row 0 is the state at reset), so time shares
@@ -20,11 +21,12 @@ Definitions follow docs/metrics.md. Conventions used throughout:
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 from scipy.signal import savgol_filter
 
+from e2e_drive.eval.metric_defs import Metric, not_driven_values
 from e2e_drive.eval.record import EpisodeRecord
 from e2e_drive.eval.scores import MIN_PROGRESS, closed_loop_score, driving_score
 
@@ -60,21 +62,6 @@ __all__ = [
 ERROR_STATUSES: tuple[str, ...] = ("agent_error", "sim_error", "timeout", "worker_died", "resource_error")
 DRIVING_STATUSES: tuple[str, ...] = ("success", "collision", "offroad", "stalled")
 STATUSES: tuple[str, ...] = DRIVING_STATUSES + ERROR_STATUSES
-
-#: What every score and every flag that rewards an episode is for an episode that did not
-#: drive (see :func:`drove`): a failure, scored 0, never a good number. Distances, route
-#: completion and infraction counts keep what was measured before the fault.
-NOT_DRIVEN_VALUES: dict[str, Any] = {
-    "driving_score": 0.0,
-    "infraction_penalty": 0.0,
-    "closed_loop_score": 0.0,
-    "cls_multiplier": 0.0,
-    "cls_weighted_mean": 0.0,
-    "comfortable": False,
-    "ttc_within_bound": False,
-    "lane_keeping": 0.0,
-    "reached_end": False,
-}
 
 STALL_SPEED_MPS = 0.1
 STALL_TIME_S = 10.0
@@ -113,7 +100,8 @@ _SG_YAW_S = 0.5
 # ---------------------------------------------------------------------------- helpers
 def drove(status: str, n_policy_steps: int | None) -> bool:
     """Whether an episode was driven: no error status (agent_error, sim_error, timeout, ...)
-    and at least one action sent. An episode that was not driven gets :data:`NOT_DRIVEN_VALUES`."""
+    and at least one action sent. An episode that was not driven gets :data:`NOT_DRIVEN_VALUES`:
+    every score 0 and every flag that rewards False, as declared (``Metric.not_driven``)."""
     return status not in ERROR_STATUSES and bool(n_policy_steps)
 
 
@@ -200,7 +188,7 @@ def off_lane_mask(record: EpisodeRecord) -> np.ndarray:
 
 
 def offroad_mask(record: EpisodeRecord) -> np.ndarray:
-    """Off-road per metrics.md: off every lane, or driving against the direction of travel."""
+    """Off-road (docs/metrics.md): off every lane, or driving against the direction of travel."""
     return off_lane_mask(record) | record.wrong_way
 
 
@@ -532,47 +520,38 @@ def _status(record: EpisodeRecord, status_override: str | None,
             "episode ended before the scenario end with no collision, off-road or stall recorded")
 
 
-def episode_metrics(record: EpisodeRecord, status_override: str | None = None) -> dict[str, Any]:
-    """All per-episode metrics of docs/metrics.md as a flat JSON-safe dict.
+def _collision_counts(record: EpisodeRecord) -> dict[str, int]:
+    """Collisions by kind of the other party, and those that were the ego's fault."""
+    collisions = record.collisions
+    faults = [classify_collision(record, c)["at_fault"] for c in collisions]
+    return {"vehicle": sum(c["other_kind"] == "vehicle" for c in collisions),
+            "object": sum(c["other_kind"] == "object" for c in collisions),
+            "at_fault_vehicle": sum(c["other_kind"] == "vehicle" and f for c, f in zip(collisions, faults)),
+            "at_fault_object": sum(c["other_kind"] == "object" and f for c, f in zip(collisions, faults))}
 
-    ``status`` is the first event in time among collision, off-road and stall; when none
-    happened, ``status_override`` (agent_error, sim_error or timeout, decided by the
-    runner after the last recorded step) if given, else success if the scenario's end was
-    reached. Non-finite values come out as None (e.g. ``min_ttc_s`` is None when no lead
-    was ever closing in).
-    """
-    if status_override is not None and status_override not in STATUSES:
-        raise ValueError(f"status_override must be one of {STATUSES}, got {status_override!r}")
-    T = record.n_steps
-    w = time_weights(record)
-    duration = _duration_s(record)
 
-    # Outcome ------------------------------------------------------------------
+def _outcome(record: EpisodeRecord, status_override: str | None) -> dict[str, Any]:
+    """Status (first event wins), event flags, infraction counts and the first collision's details."""
     collisions = sorted(record.collisions, key=lambda c: c["step"])
     classified = [classify_collision(record, c) for c in collisions]
     first_collision = collisions[0]["step"] if collisions else None
     off = offroad_mask(record)
     off_lane = off_lane_mask(record)
     first_offroad = int(np.argmax(off)) if off.any() else None
-    rc, rc_basis = route_completion(record)
+    rc, _ = route_completion(record)
     stalled_at = stall_step(record)
-    if (stalled_at is None and status_override is None and record.route_m is not None and T
+    if (stalled_at is None and status_override is None and record.route_m is not None and record.n_steps
             and _reached_end(record) and rc < MIN_PROGRESS):
-        stalled_at = T - 1  # the scenario ended and the ego made no progress: not a success
+        stalled_at = record.n_steps - 1  # the scenario ended and the ego made no progress: not a success
     status, status_step, status_reason = _status(record, status_override, first_collision, first_offroad, stalled_at)
-
-    n_vehicle = sum(c["other_kind"] == "vehicle" for c in collisions)
-    n_object = sum(c["other_kind"] == "object" for c in collisions)
-    at_fault_vehicle = sum(c["other_kind"] == "vehicle" and k["at_fault"] for c, k in zip(collisions, classified))
-    at_fault_object = sum(c["other_kind"] == "object" and k["at_fault"] for c, k in zip(collisions, classified))
+    counts = _collision_counts(record)
     first = collisions[0] if collisions else None
-
-    m: dict[str, Any] = {
+    return {
         "status": status,
         "status_step": status_step,
         "status_time_s": None if status_step is None else float(record.t_s[status_step] - record.t_s[0]),
         "status_reason": status_reason,
-        "at_fault": bool(at_fault_vehicle or at_fault_object),
+        "at_fault": bool(counts["at_fault_vehicle"] or counts["at_fault_object"]),
         "collision": bool(collisions),
         "offroad": bool(off.any()),
         "off_lane": bool(off_lane.any()),
@@ -580,9 +559,9 @@ def episode_metrics(record: EpisodeRecord, status_override: str | None = None) -
         "stalled": stalled_at is not None,
         "reached_end": _reached_end(record),
         "n_collisions": len(collisions),
-        "n_collisions_vehicle": int(n_vehicle),
-        "n_collisions_object": int(n_object),
-        "n_at_fault_collisions": int(at_fault_vehicle + at_fault_object),
+        "n_collisions_vehicle": int(counts["vehicle"]),
+        "n_collisions_object": int(counts["object"]),
+        "n_at_fault_collisions": int(counts["at_fault_vehicle"] + counts["at_fault_object"]),
         "n_offroad_events": _onsets(off_lane),
         "n_wrong_way_events": _onsets(record.wrong_way),
         "n_stalls": int(stalled_at is not None),
@@ -594,27 +573,34 @@ def episode_metrics(record: EpisodeRecord, status_override: str | None = None) -
         "collision_ego_changing_lane": None if first is None else classified[0]["ego_changing_lane"],
     }
 
-    # Progress -----------------------------------------------------------------
-    dist = distance_m(record)
-    m.update({
-        "distance_m": dist,
+
+def _progress(record: EpisodeRecord) -> dict[str, Any]:
+    """Distance along the road, route completion, duration and speed."""
+    rc, rc_basis = route_completion(record)
+    return {
+        "distance_m": distance_m(record),
         "route_m": record.route_m,
         "route_completion": rc,
         "route_completion_basis": rc_basis,
-        "duration_s": duration,
+        "duration_s": _duration_s(record),
         "scenario_duration_s": record.scenario_duration_s,
-        "mean_speed_mps": _time_mean(record.speed_mps, w) if T else None,
+        "mean_speed_mps": _time_mean(record.speed_mps, time_weights(record)) if record.n_steps else None,
         "speed_vs_traffic": speed_vs_traffic(record),
-    })
+    }
 
-    # Surrogate safety -----------------------------------------------------------
+
+def _surrogate_safety(record: EpisodeRecord) -> dict[str, Any]:
+    """TTC, time headway, DRAC and nuPlan's projected TTC."""
+    T = record.n_steps
+    w = time_weights(record)
+    duration = _duration_s(record)
     ttc = ttc_series(record)
     thw = thw_series(record)
     drac = drac_series(record)
     below3 = ttc < TTC_CRITICAL_S[1]
     proj = projected_min_ttc_s(record)
     proj_min = float(proj.min()) if T else math.inf
-    m.update({
+    return {
         "min_ttc_s": float(ttc.min()) if T else None,
         "time_ttc_below_1_5_s": _time_where(ttc < TTC_CRITICAL_S[0], w),
         "time_ttc_below_3_s": _time_where(below3, w),
@@ -625,13 +611,16 @@ def episode_metrics(record: EpisodeRecord, status_override: str | None = None) -
         "time_drac_above_3_35_s": _time_where(drac > DRAC_CRITICAL_MPS2, w),
         "nuplan_min_ttc_s": proj_min,
         "ttc_within_bound": bool(proj_min >= NUPLAN_TTC_BOUND_S),
-    })
+    }
 
-    # Lane keeping ----------------------------------------------------------------
+
+def _lane_keeping_metrics(record: EpisodeRecord) -> dict[str, Any]:
+    """Lateral offset and heading error, NAVSIM's lane keeping, lane changes and invasions."""
+    w = time_weights(record)
     abs_d = np.abs(record.lateral_offset_m)
     finite_d = np.isfinite(abs_d)
     lk = lane_keeping(record)
-    m.update({
+    return {
         "mean_abs_lateral_offset_m": _time_mean(abs_d[finite_d], w[finite_d]) if finite_d.any() else None,
         "max_abs_lateral_offset_m": float(abs_d[finite_d].max()) if finite_d.any() else None,
         "mean_abs_heading_error_rad": (_time_mean(np.abs(record.heading_error_rad[finite_d]), w[finite_d])
@@ -640,54 +629,109 @@ def episode_metrics(record: EpisodeRecord, status_override: str | None = None) -
         "lane_keeping": lk["lane_keeping"],
         "lane_changes": len(record.lane_changes),
         "lane_invasions": lane_invasions(record),
-    })
+    }
 
-    # Comfort ---------------------------------------------------------------------
-    m.update(comfort(record))
 
-    # Autonomy, cost of thinking, runner counters -------------------------------------
-    m.update({
+def _runner_counters(record: EpisodeRecord) -> dict[str, Any]:
+    """Autonomy, cost of thinking (act and stage timings) and the runner's counters."""
+    act_ms = record.act_ms
+    out: dict[str, Any] = {
         "interventions": record.interventions,
         "autonomy_pct": autonomy_pct(record),
         "clipped_actions": record.clipped_actions,
-        "act_ms_mean": float(record.act_ms.mean()) if record.act_ms.size else None,
-        "act_ms_p95": float(np.percentile(record.act_ms, 95)) if record.act_ms.size else None,
-        "act_ms_max": float(record.act_ms.max()) if record.act_ms.size else None,
-        "n_policy_steps": int(record.act_ms.size),
-        "n_sim_steps": T,
+        "act_ms_mean": float(act_ms.mean()) if act_ms.size else None,
+        "act_ms_p95": float(np.percentile(act_ms, 95)) if act_ms.size else None,
+        "act_ms_max": float(act_ms.max()) if act_ms.size else None,
+        "n_policy_steps": int(act_ms.size),
+        "n_sim_steps": record.n_steps,
         "policy_hz": record.policy_hz,
         "sim_hz": record.sim_hz,
-    })
+    }
     for name, values in sorted(record.stage_ms.items()):
-        m[f"stage_ms_mean_{name}"] = float(values.mean()) if values.size else None
+        out[f"stage_ms_mean_{name}"] = float(values.mean()) if values.size else None
+    return out
 
-    # Scores ------------------------------------------------------------------------
-    s = record.longitudinal_m
-    ds_steps = np.abs(np.nan_to_num(np.diff(s))) if T > 1 else np.zeros(0)
+
+def _outside_lanes_share(record: EpisodeRecord) -> float:
+    """Share of the route (else of the distance driven, else of the time) covered off-road."""
+    T = record.n_steps
+    off = offroad_mask(record)
+    ds_steps = np.abs(np.nan_to_num(np.diff(record.longitudinal_m))) if T > 1 else np.zeros(0)
     outside_dist = float(ds_steps[off[1:]].sum()) if T > 1 else 0.0
     if record.route_m is not None:
-        outside_share = outside_dist / record.route_m
-    elif ds_steps.sum() > 0:
-        outside_share = outside_dist / float(ds_steps.sum())
-    else:
-        outside_share = (_time_where(off, w) / duration) if duration > 0 else 0.0
-    m.update(driving_score(rc, n_collisions_vehicle=n_vehicle, n_collisions_object=n_object,
-                           outside_lanes_share=outside_share))
-    no_collision = 0.0 if at_fault_vehicle else max(0.0, 1.0 - 0.5 * at_fault_object)
+        return outside_dist / record.route_m
+    if ds_steps.sum() > 0:
+        return outside_dist / float(ds_steps.sum())
+    duration = _duration_s(record)
+    return (_time_where(off, time_weights(record)) / duration) if duration > 0 else 0.0
+
+
+def _scores(record: EpisodeRecord, parts: Mapping[str, Any]) -> dict[str, Any]:
+    """CARLA's driving score and the closed-loop score, each with its parts, from the record and
+    the metrics already measured (``parts``: route completion, TTC bound, comfort, lane keeping)."""
+    counts = _collision_counts(record)
+    rc = parts["route_completion"]
+    out = driving_score(rc, n_collisions_vehicle=counts["vehicle"], n_collisions_object=counts["object"],
+                        outside_lanes_share=_outside_lanes_share(record))
+    no_collision = 0.0 if counts["at_fault_vehicle"] else max(0.0, 1.0 - 0.5 * counts["at_fault_object"])
     direction_score, worst_back_m = driving_direction_compliance(record)
     speed_score, mean_over = _speed_limit_compliance(record)
-    m["max_backward_m_per_s"] = worst_back_m
-    m["mean_overspeed_mps"] = mean_over
-    m.update(closed_loop_score(
+    out["max_backward_m_per_s"] = worst_back_m
+    out["mean_overspeed_mps"] = mean_over
+    out.update(closed_loop_score(
         no_at_fault_collision=no_collision,
-        drivable_area_compliance=0.0 if off_lane.any() else 1.0,
+        drivable_area_compliance=0.0 if off_lane_mask(record).any() else 1.0,
         driving_direction_compliance=direction_score,
         ego_progress=rc,
-        ttc_within_bound=1.0 if m["ttc_within_bound"] else 0.0,
-        comfort=1.0 if m["comfortable"] else 0.0,
-        lane_keeping=lk["lane_keeping"],
+        ttc_within_bound=1.0 if parts["ttc_within_bound"] else 0.0,
+        comfort=1.0 if parts["comfortable"] else 0.0,
+        lane_keeping=parts["lane_keeping"],
         speed_limit_compliance=speed_score,
     ))
-    if not drove(status, m["n_policy_steps"]):
-        m.update(NOT_DRIVEN_VALUES)
+    return out
+
+
+def _computed(record: EpisodeRecord, extra: Sequence[Metric]) -> dict[str, Any]:
+    """Values of metrics declared with a compute function (metrics of your own)."""
+    out: dict[str, Any] = {}
+    for metric in extra:
+        try:
+            out[metric.name] = metric.compute(record)
+        except Exception as exc:
+            raise RuntimeError(f"metric {metric.name!r} (from {metric.module}) failed: "
+                               f"{type(exc).__name__}: {exc}") from exc
+    return out
+
+
+def episode_metrics(record: EpisodeRecord, status_override: str | None = None,
+                    extra: Sequence[Metric] = ()) -> dict[str, Any]:
+    """All per-episode metrics (docs/metrics.md) as a flat JSON-safe dict.
+
+    ``status`` is the first event in time among collision, off-road and stall; when none
+    happened, ``status_override`` (agent_error, sim_error or timeout, decided by the
+    runner after the last recorded step) if given, else success if the scenario's end was
+    reached. Non-finite values come out as None (e.g. ``min_ttc_s`` is None when no lead
+    was ever closing in). ``extra``: declared metrics with a compute function (see
+    :func:`e2e_drive.eval.metric_defs.register_metric`), computed after the built-in ones.
+    An episode that was not driven (:func:`drove`) carries the declared not-driven values.
+    """
+    if status_override is not None and status_override not in STATUSES:
+        raise ValueError(f"status_override must be one of {STATUSES}, got {status_override!r}")
+    m = _outcome(record, status_override)
+    m.update(_progress(record))
+    m.update(_surrogate_safety(record))
+    m.update(_lane_keeping_metrics(record))
+    m.update(comfort(record))
+    m.update(_runner_counters(record))
+    m.update(_scores(record, m))
+    m.update(_computed(record, extra))
+    if not drove(m["status"], m["n_policy_steps"]):
+        m.update(not_driven_values(extra))
     return json_safe(m)
+
+
+def __getattr__(name: str) -> Any:
+    """``NOT_DRIVEN_VALUES``: read from the declarations on every access."""
+    if name == "NOT_DRIVEN_VALUES":
+        return not_driven_values()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -191,10 +191,13 @@ def _default_baseline(meta: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]
 # ============================================================================ plots
 def _plot_distributions(rows: Sequence[Mapping[str, Any]], order: Sequence[str] | None = None) -> str:
     plt = _pyplot()
+    from e2e_drive.eval.metric_defs import caps
     from e2e_drive.eval.metrics import ERROR_STATUSES
 
-    metrics = [("min_ttc_s", "min TTC [s] (no closing lead = 10)", 10.0), ("mean_speed_mps", "mean speed [m/s]", None),
-               ("max_abs_lateral_offset_m", "max |lateral offset| [m]", None)]
+    declared = caps()  # None (infinite) counts as the declared cap, as in the summary
+    metrics = [("min_ttc_s", f"min TTC [s] (no closing lead = {declared['min_ttc_s']:g})", declared.get("min_ttc_s")),
+               ("mean_speed_mps", "mean speed [m/s]", declared.get("mean_speed_mps")),
+               ("max_abs_lateral_offset_m", "max |lateral offset| [m]", declared.get("max_abs_lateral_offset_m"))]
     multi_cond = len({r["condition"] for r in rows}) > 1
     conditions = _in_run_order([r["condition"] for r in rows], order)
     groups = [(a, c) for a in dict.fromkeys(r["agent"] for r in rows) for c in conditions
@@ -513,6 +516,139 @@ def build_markdown(meta: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], s
     return "\n".join(parts)
 
 
+def _tables_html(summary: Mapping[str, Any], comparison: Mapping[str, Any] | None, order: Sequence[str]) -> list[str]:
+    """The main table (agents x conditions), the summary tables and the paired comparison."""
+    from e2e_drive.eval import summary as summary_mod
+
+    head, table = _main_table(summary, order)
+    body = ["<h2>Agents x conditions</h2>",
+            _table(head, table, "Success rate [Wilson 95%] and km between collisions [exact Poisson 95%]"),
+            "<h2>Summary tables</h2>"]
+    body += [_table(h, r, title) for title, h, r in _summary_tables(summary)]
+    if comparison is not None:
+        h, r = summary_mod._comparison_rows(comparison)
+        body.append(f"<h2>Paired comparison against {_esc(comparison['baseline'])}</h2>")
+        body.append(_table(h, r, "Agent minus baseline, pairs matched on scenario, condition and seed; an interval "
+                                  "that contains 0 reads 'no detectable difference'"))
+    return body
+
+
+def _plots_html(rows: Sequence[Mapping[str, Any]], summary: Mapping[str, Any], order: Sequence[str]) -> list[str]:
+    """Distributions of a few metrics per agent and condition, and the rates per condition."""
+    return ["<h2>Distributions</h2>", _plot_distributions(rows, order),
+            '<p class="note">One dot per episode (errors left out); boxes show the quartiles.</p>',
+            "<h2>Rates per condition</h2>", _plot_rates(summary, order)]
+
+
+class _Replays:
+    """Episodes re-simulated from the run's seeds, each once (a video replay serves the trajectories too)."""
+
+    def __init__(self, meta: Mapping[str, Any]) -> None:
+        self.meta = meta
+        self.done: dict[tuple, dict[str, Any]] = {}
+        self.mismatches = 0
+
+    def __contains__(self, key: tuple) -> bool:
+        return key in self.done
+
+    def get(self, row: Mapping[str, Any], want_video: bool) -> dict[str, Any]:
+        """The replay of an episode line (with a clip when ``want_video``), or {"error": why}."""
+        from e2e_drive.eval.runner import ended_its_process, job_for
+
+        key = (row["agent"], row["scenario"], row["condition"], row["seed"])
+        if key in self.done and (not want_video or "webm" in self.done[key]):
+            return self.done[key]
+        if ended_its_process(row):  # re-simulated here, it would end this process, or fill its memory
+            self.done[key] = {"error": "the episode ended its worker process or hit the memory limit; "
+                                       "not re-simulated in this process"}
+            return self.done[key]
+        try:
+            job = job_for(self.meta, *key)
+            result = replay_clip(job, row, want_video=want_video)
+        except (ConfigError, OSError, RuntimeError) as exc:
+            self.done[key] = {"error": str(exc)}
+            return self.done[key]
+        self.mismatches += result.get("matches") is False
+        self.done[key] = result
+        return result
+
+
+def _videos_html(rows: Sequence[Mapping[str, Any]], videos: int, replays: _Replays) -> list[str]:
+    """Each agent's worst episodes as clips (none when ``videos`` is 0)."""
+    if not videos:
+        return []
+    out = ["<h2>Worst episodes</h2>",
+           f'<p class="note">Each agent\'s {videos} worst episodes, re-simulated from their seeds: '
+           f'the agent\'s camera (what it saw) beside a bird\'s-eye view; up to {CLIP_S:g} s before '
+           f'the end (failures) or around the lowest time-to-collision (successes).</p>'
+           f'<div class="clips">']
+    for row in worst_episodes(rows, videos):
+        res = replays.get(row, want_video=True)
+        if res is None or "error" in res:
+            out.append(f'<div class="clip"><div class="note warn">{_esc(row["agent"])} seed '
+                       f'{row["seed"]}: cannot re-simulate ({_esc((res or {}).get("error"))})</div></div>')
+        else:
+            out.append(_video_html(row, res))
+    out.append("</div>")
+    return out
+
+
+def _trajectory_tracks(rows: Sequence[Mapping[str, Any]], run_dir: Path,
+                       replays: _Replays) -> dict[str, list[tuple[str, int, np.ndarray, np.ndarray]]]:
+    """scenario -> [(agent, seed, x_m, y_m)]: a few episodes per agent in the scenario's first
+    condition, from saved trajectories, else re-simulated (episodes already replayed first)."""
+    from e2e_drive.eval.record import EpisodeRecord
+
+    tracks: dict[str, list] = {}
+    for scenario in dict.fromkeys(r["scenario"] for r in rows):
+        first_condition = next(r["condition"] for r in rows if r["scenario"] == scenario)
+        for agent in dict.fromkeys(r["agent"] for r in rows):
+            mine = [r for r in rows if r["agent"] == agent and r["scenario"] == scenario
+                    and r["condition"] == first_condition]
+            mine.sort(key=lambda r: ((r["agent"], r["scenario"], r["condition"], r["seed"]) not in replays, r["seed"]))
+            for r in mine[:TRAJECTORIES_PER_AGENT]:
+                xy = None
+                if r.get("trajectory_file") and (run_dir / r["trajectory_file"]).is_file():
+                    rec = EpisodeRecord.load_npz(run_dir / r["trajectory_file"])
+                    xy = np.stack([rec.x_m, rec.y_m], axis=1)
+                else:
+                    res = replays.get(r, want_video=False)
+                    if res is not None and "path" in res and len(res["path"]):
+                        xy = res["path"]
+                if xy is not None and len(xy):
+                    tracks.setdefault(scenario, []).append((agent, r["seed"], xy[:, 0], xy[:, 1]))
+    return tracks
+
+
+def _trajectories_html(rows: Sequence[Mapping[str, Any]], tracks: Mapping[str, list]) -> list[str]:
+    from e2e_drive.eval.runner import TRAJECTORY_DIR
+
+    if not tracks:
+        return []
+    saved = any(r.get("trajectory_file") for r in rows)
+    source = "saved trajectories" if saved else \
+        f"re-simulated; save all with --save-trajectories under {TRAJECTORY_DIR}/"
+    return ["<h2>Ego trajectories</h2>", _plot_trajectories(tracks),
+            f'<p class="note">{TRAJECTORIES_PER_AGENT} episodes per agent and scenario ({source}).</p>']
+
+
+def _page(title: str, body: Sequence[str]) -> str:
+    return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+            f"<title>{_esc(title)}</title><style>{_CSS}</style></head><body>\n" + "\n".join(body)
+            + "\n</body></html>\n")
+
+
+def _check_report_args(run_dir: Path, rows: Sequence[Mapping[str, Any]], videos: Any, baseline: str | None) -> None:
+    if not rows:
+        raise ConfigError(f"{run_dir}: no finished episodes yet; run e2e-drive evaluate first")
+    if isinstance(videos, bool) or not isinstance(videos, int) or videos < 0:
+        raise ConfigError(f"--videos {videos!r}: expected an integer >= 0")
+    agents = sorted({r["agent"] for r in rows})
+    if baseline is not None and baseline not in agents:
+        raise ConfigError(f"--baseline {baseline!r}: not an agent of this run; agents: {', '.join(agents)}")
+
+
 def write_report(run_dir: str | Path, out: str | Path | None = None, videos: int = 2,
                  baseline: str | None = None, trajectories: bool = True) -> dict[str, Any]:
     """Write the HTML report (default DIR/report.html) and DIR/summary.md; return their paths and sizes.
@@ -521,135 +657,40 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, videos: int
     the paired comparison (default: the reference agent, else the first agent).
     trajectories: plot ego paths (from saved trajectories, else re-simulating a few episodes).
     """
-    from e2e_drive.eval.runner import TRAJECTORY_DIR, ended_its_process, job_for, load_run
+    from e2e_drive.eval.runner import load_run
     from e2e_drive.eval.summary import summarize
 
     run_dir = Path(run_dir)
     meta, rows = load_run(run_dir)
-    if not rows:
-        raise ConfigError(f"{run_dir}: no finished episodes yet; run e2e-drive evaluate first")
-    if isinstance(videos, bool) or not isinstance(videos, int) or videos < 0:
-        raise ConfigError(f"--videos {videos!r}: expected an integer >= 0")
-    agents = sorted({r["agent"] for r in rows})
-    if baseline is not None and baseline not in agents:
-        raise ConfigError(f"--baseline {baseline!r}: not an agent of this run; agents: {', '.join(agents)}")
+    _check_report_args(run_dir, rows, videos, baseline)
     t0 = time.perf_counter()
     summary = summarize(rows)
     comparison = _comparison(rows, baseline or _default_baseline(meta, rows))
     header_html, _ = _header(meta, rows, run_dir)
-
     order = [c["name"] for c in meta["config"]["conditions"]]
+
     body = [f"<h1>e2e-drive evaluation report</h1><p class=\"meta\">{header_html}</p>"]
-    head, table = _main_table(summary, order)
-    body.append("<h2>Agents x conditions</h2>")
-    body.append(_table(head, table, "Success rate [Wilson 95%] and km between collisions [exact Poisson 95%]"))
-    body.append("<h2>Summary tables</h2>")
-    for title, h, r in _summary_tables(summary):
-        body.append(_table(h, r, title))
-    if comparison is not None:
-        from e2e_drive.eval import summary as summary_mod
-
-        h, r = summary_mod._comparison_rows(comparison)
-        body.append(f"<h2>Paired comparison against {_esc(comparison['baseline'])}</h2>")
-        body.append(_table(h, r, "Agent minus baseline, pairs matched on scenario, condition and seed; an interval "
-                                  "that contains 0 reads 'no detectable difference'"))
-
-    body.append("<h2>Distributions</h2>")
-    body.append(_plot_distributions(rows, order))
-    body.append('<p class="note">One dot per episode (errors left out); boxes show the quartiles.</p>')
-    body.append("<h2>Rates per condition</h2>")
-    body.append(_plot_rates(summary, order))
-
-    replays: dict[tuple, dict[str, Any]] = {}
-    mismatches = 0
-
-    def replay(row: Mapping[str, Any], want_video: bool) -> dict[str, Any] | None:
-        nonlocal mismatches
-        key = (row["agent"], row["scenario"], row["condition"], row["seed"])
-        if key in replays and (not want_video or "webm" in replays[key]):
-            return replays[key]
-        if ended_its_process(row):  # re-simulated here, it would end this process, or fill its memory
-            replays[key] = {"error": "the episode ended its worker process or hit the memory limit; "
-                                     "not re-simulated in this process"}
-            return replays[key]
-        try:
-            job = job_for(meta, *key)
-            result = replay_clip(job, row, want_video=want_video)
-        except (ConfigError, OSError, RuntimeError) as exc:
-            replays[key] = {"error": str(exc)}
-            return replays[key]
-        mismatches += result.get("matches") is False
-        replays[key] = result
-        return result
-
-    video_html: list[str] = []
-    if videos:  # first, so that the trajectory plot can reuse these replays
-        video_html.append("<h2>Worst episodes</h2>")
-        video_html.append(f'<p class="note">Each agent\'s {videos} worst episodes, re-simulated from their seeds: '
-                          f'the agent\'s camera (what it saw) beside a bird\'s-eye view; up to {CLIP_S:g} s before '
-                          f'the end (failures) or around the lowest time-to-collision (successes).</p>'
-                          f'<div class="clips">')
-        for row in worst_episodes(rows, videos):
-            res = replay(row, want_video=True)
-            if res is None or "error" in res:
-                video_html.append(f'<div class="clip"><div class="note warn">{_esc(row["agent"])} seed '
-                                  f'{row["seed"]}: cannot re-simulate ({_esc((res or {}).get("error"))})</div></div>')
-            else:
-                video_html.append(_video_html(row, res))
-        video_html.append("</div>")
-
+    body += _tables_html(summary, comparison, order)
+    body += _plots_html(rows, summary, order)
+    replays = _Replays(meta)
+    video_html = _videos_html(rows, videos, replays)  # first, so that the trajectory plot can reuse these replays
     if trajectories:
-        tracks: dict[str, list] = {}
-        for scenario in dict.fromkeys(r["scenario"] for r in rows):
-            first_condition = next(r["condition"] for r in rows if r["scenario"] == scenario)
-            for agent in dict.fromkeys(r["agent"] for r in rows):
-                mine = [r for r in rows if r["agent"] == agent and r["scenario"] == scenario
-                        and r["condition"] == first_condition]
-                # episodes already replayed for a video first, then the first seeds
-                mine.sort(key=lambda r: ((r["agent"], r["scenario"], r["condition"], r["seed"]) not in replays,
-                                         r["seed"]))
-                mine = mine[:TRAJECTORIES_PER_AGENT]
-                for r in mine:
-                    xy = None
-                    if r.get("trajectory_file") and (run_dir / r["trajectory_file"]).is_file():
-                        from e2e_drive.eval.record import EpisodeRecord
+        body += _trajectories_html(rows, _trajectory_tracks(rows, run_dir, replays))
+    body += video_html
+    if replays.mismatches:
+        body.append(f'<p class="warn">{replays.mismatches} re-simulated episode(s) did not reproduce their stored '
+                    f'lines (code or files changed since the run?).</p>')
+    body += ["<h2>Errors</h2>", _error_html(rows),
+             "<h2>Run configuration</h2><details><summary>run.json</summary><pre>"
+             + _esc(json.dumps(meta, indent=1)) + "</pre></details>",
+             f'<p class="note">Made by e2e-drive report in {time.perf_counter() - t0:.0f} s; '
+             f'self-contained: no external files or network.</p>']
 
-                        rec = EpisodeRecord.load_npz(run_dir / r["trajectory_file"])
-                        xy = np.stack([rec.x_m, rec.y_m], axis=1)
-                    else:
-                        res = replay(r, want_video=False)
-                        if res is not None and "path" in res and len(res["path"]):
-                            xy = res["path"]
-                    if xy is not None and len(xy):
-                        tracks.setdefault(scenario, []).append((agent, r["seed"], xy[:, 0], xy[:, 1]))
-        if tracks:
-            body.append("<h2>Ego trajectories</h2>")
-            body.append(_plot_trajectories(tracks))
-            saved = any(r.get("trajectory_file") for r in rows)
-            body.append(f'<p class="note">{TRAJECTORIES_PER_AGENT} episodes per agent and scenario '
-                        f'({"saved trajectories" if saved else f"re-simulated; save all with --save-trajectories under {TRAJECTORY_DIR}/"}).</p>')
-
-    body.extend(video_html)
-    if mismatches:
-        body.append(f'<p class="warn">{mismatches} re-simulated episode(s) did not reproduce their stored lines '
-                    f'(code or files changed since the run?).</p>')
-
-    body.append("<h2>Errors</h2>")
-    body.append(_error_html(rows))
-    body.append("<h2>Run configuration</h2><details><summary>run.json</summary><pre>"
-                + _esc(json.dumps(meta, indent=1)) + "</pre></details>")
-    body.append(f'<p class="note">Made by e2e-drive report in {time.perf_counter() - t0:.0f} s; '
-                f'self-contained: no external files or network.</p>')
-
-    title = f"e2e-drive report: {run_dir.name}"
-    page = (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-            f"<title>{_esc(title)}</title><style>{_CSS}</style></head><body>\n" + "\n".join(body)
-            + "\n</body></html>\n")
+    page = _page(f"e2e-drive report: {run_dir.name}", body)
     html_path = Path(out) if out is not None else run_dir / "report.html"
     html_path.parent.mkdir(parents=True, exist_ok=True)
     html_path.write_text(page, encoding="utf-8")
     md_path = run_dir / "summary.md"
     md_path.write_text(build_markdown(meta, rows, summary, comparison, run_dir), encoding="utf-8")
     return {"html": str(html_path), "markdown": str(md_path), "html_bytes": len(page.encode()),
-            "replays": len(replays), "mismatches": mismatches}
+            "replays": len(replays.done), "mismatches": replays.mismatches}

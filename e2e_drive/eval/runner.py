@@ -52,7 +52,9 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import importlib
 import json
+import logging
 import math
 import os
 import signal
@@ -76,8 +78,10 @@ from e2e_drive.provenance import git_commit
 __all__ = [
     "EpisodeJob",
     "RunPlan",
+    "IDENTITY_KEYS",
     "REQUIRED_KEYS",
     "TIMING_KEYS",
+    "TIMING_PREFIXES",
     "evaluate",
     "plan_run",
     "run_episode",
@@ -96,15 +100,27 @@ RUN_FILE = "run.json"
 SUMMARY_FILE = "summary.json"
 TRAJECTORY_DIR = "trajectories"
 
-#: Keys every episode line carries (metrics.md names and units).
-REQUIRED_KEYS: tuple[str, ...] = (
-    "agent", "scenario", "condition", "seed", "status", "at_fault", "collision", "offroad", "distance_m",
-    "route_completion", "duration_s", "mean_speed_mps", "min_ttc_s", "min_thw_s", "max_abs_lateral_offset_m",
-    "comfortable", "driving_score", "act_ms_mean",
-)
-#: Line keys that measure wall-clock time (differ between runs of the same seeds).
-TIMING_KEYS: tuple[str, ...] = ("act_ms_mean", "act_ms_p95", "act_ms_max", "wall_s", "cpu_s")
-TIMING_PREFIXES: tuple[str, ...] = ("stage_ms_mean_",)
+#: Keys that name an episode: every line starts with them.
+IDENTITY_KEYS: tuple[str, ...] = ("agent", "scenario", "condition", "seed")
+
+
+def _derived(name: str) -> tuple[str, ...]:
+    """REQUIRED_KEYS (identity and the metrics declared ``required``), TIMING_KEYS and
+    TIMING_PREFIXES (metrics declared ``timing``), read from the declarations."""
+    from e2e_drive.eval import metric_defs
+
+    if name == "REQUIRED_KEYS":
+        return IDENTITY_KEYS + metric_defs.required_keys()
+    return metric_defs.timing_keys() if name == "TIMING_KEYS" else metric_defs.timing_prefixes()
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("REQUIRED_KEYS", "TIMING_KEYS", "TIMING_PREFIXES"):
+        return _derived(name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+logger = logging.getLogger(__name__)
 
 #: Default per-episode wall-clock budget [s].
 DEFAULT_EPISODE_BUDGET_S = 300.0
@@ -129,6 +145,8 @@ class EpisodeJob:
     reference: bool = False
     max_neighbours: int = MAX_NEIGHBOURS
     sanitize_actions: bool = False
+    #: Modules that declare metrics of their own (imported in the worker before the episode).
+    metric_modules: tuple[str, ...] = ()
 
     @property
     def key(self) -> tuple[str, str, str, int]:
@@ -142,7 +160,8 @@ def episode_key(line: Mapping[str, Any]) -> tuple[str, str, str, int]:
 
 def strip_timings(line: Mapping[str, Any]) -> dict[str, Any]:
     """The line without wall-clock measurements (what must be identical across runs and backends)."""
-    return {k: v for k, v in line.items() if k not in TIMING_KEYS and not k.startswith(TIMING_PREFIXES)}
+    keys, prefixes = _derived("TIMING_KEYS"), _derived("TIMING_PREFIXES")
+    return {k: v for k, v in line.items() if k not in keys and not k.startswith(prefixes)}
 
 
 class EpisodeTimeout(BaseException):
@@ -247,15 +266,17 @@ def _describe_nonfinite(action: np.ndarray) -> str:
     return f"{value} ({names[i] if i < len(names) else f'entry {i}'})"
 
 
-def _blank_metrics() -> dict[str, Any]:
-    """Metric keys of a line whose episode produced no record (failed before reset): not driven."""
-    from e2e_drive.eval.metrics import NOT_DRIVEN_VALUES
+def _blank_metrics(extra: Sequence[Any] = ()) -> dict[str, Any]:
+    """Metric keys of a line whose episode produced no record (failed before reset): nothing
+    happened and nothing was driven, every other required metric is unknown (None), and the
+    declared not-driven values (of ``extra`` metrics too)."""
+    from e2e_drive.eval.metric_defs import not_driven_values, required_keys
 
-    out: dict[str, Any] = {k: None for k in REQUIRED_KEYS if k not in ("agent", "scenario", "condition", "seed")}
-    out.update(at_fault=False, collision=False, offroad=False, distance_m=0.0,
-               route_completion=0.0, duration_s=0.0, status_reason=None, clipped_actions=0,
-               n_policy_steps=0, n_sim_steps=0)
-    out.update(NOT_DRIVEN_VALUES)
+    out: dict[str, Any] = {"status": None, "at_fault": False, "collision": False, "offroad": False,
+                           "distance_m": 0.0, "route_completion": 0.0, "duration_s": 0.0}
+    out.update({k: None for k in required_keys() if k not in out})
+    out.update(status_reason=None, clipped_actions=0, n_policy_steps=0, n_sim_steps=0)
+    out.update(not_driven_values(extra))
     return out
 
 
@@ -297,6 +318,7 @@ def run_episode(job: EpisodeJob, record: bool = True,
     """
     from e2e_drive.agents.base import agent_needs, agent_timings_ms
     from e2e_drive.agents.loading import load_agent
+    from e2e_drive.eval.metric_defs import load_metric_modules
     from e2e_drive.eval.metrics import episode_metrics, json_safe
 
     start = time.perf_counter()
@@ -309,10 +331,12 @@ def run_episode(job: EpisodeJob, record: bool = True,
     env = agent = rec = None
     nonfinite = clipped = 0
     stage_means: dict[str, float] = {}
+    extra: tuple[Any, ...] = ()
     alarm = _Alarm(job.budget_s)
     try:
         with alarm:
             try:
+                extra = load_metric_modules(job.metric_modules)
                 env = _get_env(job)
                 phase = _phase("agent")
                 agent = load_agent(job.agent_spec)
@@ -385,19 +409,19 @@ def run_episode(job: EpisodeJob, record: bool = True,
     if rec is not None and rec.n_steps:
         try:
             episode_record = rec.build(clipped_actions=clipped, interventions=_interventions(agent))
-            metrics = episode_metrics(episode_record, status_override)
+            metrics = episode_metrics(episode_record, status_override, extra)
             if job.save_trajectory:
                 from e2e_drive.eval.recorder import WORLD_NEIGHBOUR_FEATURES
 
                 trajectory = _trajectory_bytes(episode_record, rec.world_array(), WORLD_NEIGHBOUR_FEATURES)
         except Exception as exc:
-            metrics = _blank_metrics()
+            metrics = _blank_metrics(extra)
             status_override = "sim_error"
             reason = f"recording or metrics failed: {type(exc).__name__}: {exc}".splitlines()[0][:500]
             error = (error or "") + traceback.format_exc()
             metrics["status"] = status_override
     else:
-        metrics = _blank_metrics()
+        metrics = _blank_metrics(extra)
         metrics["status"] = status_override or "sim_error"
     line.update(metrics)
     if reason is not None:
@@ -709,11 +733,40 @@ def _check_cameras(label: str, needs: Any, cfg: Mapping[str, Any], where: str) -
                               f"{where} has {got}")
 
 
+def _metric_module_entries(modules: Sequence[str]) -> list[dict[str, Any]]:
+    """Import each module of metrics of your own; what run.json records of it: its name, the
+    digest of its source (an edit between interrupt and resume is refused) and its metrics."""
+    from e2e_drive.eval.metric_defs import metrics_of_modules
+
+    entries = []
+    for name in dict.fromkeys(modules):
+        if not isinstance(name, str) or not all(part.isidentifier() for part in name.split(".")):
+            raise ConfigError(f"--metrics-module {name!r}: expected a module name (my_metrics, mypkg.metrics)")
+        try:
+            importlib.import_module(name)
+        except Exception as exc:
+            why = (str(exc).splitlines() or [""])[0]
+            raise ConfigError(f"--metrics-module {name}: cannot import it ({type(exc).__name__}: {why}); "
+                              f"is its folder on PYTHONPATH?") from None
+        declared = metrics_of_modules([name])
+        if not declared:
+            raise ConfigError(f"--metrics-module {name}: it registers no metric with a compute function "
+                              f"(e2e_drive.eval.metric_defs.register_metric)")
+        entries.append({"module": name, "source_sha256": _class_source_digest(name),
+                        "metrics": [m.name for m in declared]})
+    return entries
+
+
 def plan_run(envs: Sequence[str | Path], agents: Sequence[str], episodes: int, seed: int,
              conditions: Sequence[str] | str | None = None, camera_only: bool = True,
              save_trajectories: bool = False, episode_budget_s: float = DEFAULT_EPISODE_BUDGET_S,
-             max_neighbours: int = MAX_NEIGHBOURS, sanitize_actions: bool = False) -> RunPlan:
-    """Validate everything before any episode runs and lay out the jobs (seed-major order)."""
+             max_neighbours: int = MAX_NEIGHBOURS, sanitize_actions: bool = False,
+             metric_modules: Sequence[str] = ()) -> RunPlan:
+    """Validate everything before any episode runs and lay out the jobs (seed-major order).
+
+    metric_modules: modules that declare metrics of their own; run.json records them only
+    when there are some (so a run without them keeps the configuration it always had).
+    """
     from e2e_drive.agents.base import agent_needs
     from e2e_drive.agents.loading import load_agent
     from e2e_drive.config import load_scenario
@@ -731,6 +784,7 @@ def plan_run(envs: Sequence[str | Path], agents: Sequence[str], episodes: int, s
     if episode_budget_s is not None and not (episode_budget_s > 0):
         raise ConfigError(f"--episode-budget-s {episode_budget_s!r}: expected a positive number of seconds")
     conds = resolve_conditions(conditions)
+    metric_entries = _metric_module_entries(metric_modules)
 
     scenarios = []
     for path in envs:
@@ -783,6 +837,7 @@ def plan_run(envs: Sequence[str | Path], agents: Sequence[str], episodes: int, s
         "save_trajectories": bool(save_trajectories),
         "max_neighbours": int(max_neighbours),
         "sanitize_actions": bool(sanitize_actions),
+        **({"metric_modules": metric_entries} if metric_entries else {}),
         "envs": [{"name": sf.name, "file": sf.path.name, "env_id": sf.env_id, "scenario": scenario,
                   "description": sf.description, "configs": configs}
                  for sf, scenario, configs in scenarios],
@@ -794,7 +849,8 @@ def plan_run(envs: Sequence[str | Path], agents: Sequence[str], episodes: int, s
     jobs = [EpisodeJob(agent=a["label"], agent_spec=a["spec"], scenario=sf.name, env_id=sf.env_id,
                        config=configs[c.name], condition=c.name, seed=s, budget_s=budget,
                        save_trajectory=bool(save_trajectories), reference=a["is_reference"],
-                       max_neighbours=int(max_neighbours), sanitize_actions=bool(sanitize_actions))
+                       max_neighbours=int(max_neighbours), sanitize_actions=bool(sanitize_actions),
+                       metric_modules=tuple(e["module"] for e in metric_entries))
             for s in seeds for sf, _, configs in scenarios for c in conds for a in agent_entries]
     return RunPlan(config=config, jobs=jobs, agent_specs={a["label"]: a["spec"] for a in agent_entries})
 
@@ -813,29 +869,31 @@ def append_line(path: str | Path, line: Mapping[str, Any]) -> None:
         os.close(fd)
 
 
-#: Types of the REQUIRED_KEYS of an episode line (a required key in none of these is checked for presence only).
-_LINE_TEXT_KEYS = ("agent", "scenario", "condition", "status")
-_LINE_BOOL_KEYS = ("at_fault", "collision", "offroad", "comfortable")  # or null where not measured
-_LINE_NUMBER_KEYS = ("distance_m", "route_completion", "duration_s", "mean_speed_mps", "min_ttc_s", "min_thw_s",
-                     "max_abs_lateral_offset_m", "driving_score", "act_ms_mean")  # or null where not measured
-
-
 def line_problem(row: Any) -> str | None:
-    """What is wrong with a parsed episode line (a missing REQUIRED_KEYS key, a wrong type), or None."""
+    """What is wrong with a parsed episode line (a missing required key, a wrong type), or None.
+
+    Types come from the declarations: identity keys and ``status`` are text, ``seed`` an
+    integer, a rate true/false/null, any other numeric metric a number or null."""
+    from e2e_drive.eval import metric_defs
+
     if not isinstance(row, dict):
         return f"expected a JSON object, got {type(row).__name__}"
-    missing = [k for k in REQUIRED_KEYS if k not in row]
+    required = IDENTITY_KEYS + metric_defs.required_keys()
+    missing = [k for k in required if k not in row]
     if missing:
         return f"missing key '{missing[0]}'" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
-    for key in REQUIRED_KEYS:
+    for key in required:
         value = row[key]
-        if key in _LINE_TEXT_KEYS and not isinstance(value, str):
+        if key == "seed":
+            if isinstance(value, bool) or not isinstance(value, int):
+                return f"key 'seed' = {value!r}: expected an integer"
+            continue
+        kind = "text" if key in IDENTITY_KEYS or key == "status" else metric_defs.get_metric(key).kind
+        if kind == "text" and not isinstance(value, str):
             return f"key '{key}' = {value!r}: expected a string"
-        if key == "seed" and (isinstance(value, bool) or not isinstance(value, int)):
-            return f"key 'seed' = {value!r}: expected an integer"
-        if key in _LINE_BOOL_KEYS and value is not None and not isinstance(value, bool):
+        if kind == "rate" and value is not None and not isinstance(value, bool):
             return f"key '{key}' = {value!r}: expected true, false or null"
-        if key in _LINE_NUMBER_KEYS and value is not None and (
+        if kind in ("continuous", "score", "count", "info") and value is not None and (
                 isinstance(value, bool) or not isinstance(value, (int, float))):
             return f"key '{key}' = {value!r}: expected a number or null"
     return None
@@ -1010,8 +1068,10 @@ def ended_its_process(line: Mapping[str, Any]) -> bool:
 
 
 def _died_line(job: EpisodeJob, why: str, status: str = "worker_died") -> dict[str, Any]:
+    from e2e_drive.eval.metric_defs import metrics_of_modules
+
     line = {"agent": job.agent, "scenario": job.scenario, "condition": job.condition, "seed": job.seed,
-            **_blank_metrics()}
+            **_blank_metrics(metrics_of_modules(job.metric_modules))}
     line.update(status=status, status_reason=why, error=why, nonfinite_actions=0, reference=job.reference,
                 wall_s=None)
     return line
@@ -1165,7 +1225,7 @@ def evaluate(envs: Sequence[str | Path], agents: Sequence[str], episodes: int, s
              backend: str = "process", save_trajectories: bool = False,
              episode_budget_s: float = DEFAULT_EPISODE_BUDGET_S, address: str | None = None,
              camera_only: bool = True, progress: bool = True, sanitize_actions: bool = False,
-             memory_limit_gb: float | None = None) -> dict[str, Any]:
+             memory_limit_gb: float | None = None, metric_modules: Sequence[str] = ()) -> dict[str, Any]:
     """Run (or resume) an evaluation and return its summary (also written to DIR/summary.json).
 
     envs: scenario files. agents: agent files or ``package.module:Class``. episodes, seed:
@@ -1178,6 +1238,9 @@ def evaluate(envs: Sequence[str | Path], agents: Sequence[str], episodes: int, s
     are references. memory_limit_gb: memory each worker process may allocate (default 75% of this
     machine's; 0 = no limit); an episode over it is ``resource_error``. sanitize_actions: turn
     NaN/inf actions into 0/+-1 and count them, instead of ending the episode as ``agent_error``.
+    metric_modules: modules that declare metrics of their own
+    (:func:`e2e_drive.eval.metric_defs.register_metric`); each worker imports them before its
+    episode and computes their metrics into every line; run.json records them.
     """
     backends = {"process", "ray"}
     if backend not in backends:
@@ -1196,7 +1259,7 @@ def evaluate(envs: Sequence[str | Path], agents: Sequence[str], episodes: int, s
         _warm_pool()
     plan = plan_run(envs, agents, episodes, seed, conditions, camera_only=camera_only,
                     save_trajectories=save_trajectories, episode_budget_s=episode_budget_s,
-                    sanitize_actions=sanitize_actions)
+                    sanitize_actions=sanitize_actions, metric_modules=metric_modules)
     out = Path(out_dir)
     _prepare_dir(out, plan.config, plan.agent_specs)
     with _DirLock(out):
@@ -1309,11 +1372,16 @@ def job_for(meta: Mapping[str, Any], agent: str, scenario: str, condition: str, 
                       config=env["configs"][condition], condition=condition, seed=int(seed),
                       budget_s=float(config.get("episode_budget_s") or 0.0), save_trajectory=save_trajectory,
                       reference=is_reference, max_neighbours=int(config.get("max_neighbours", MAX_NEIGHBOURS)),
-                      sanitize_actions=bool(config.get("sanitize_actions", False)))
+                      sanitize_actions=bool(config.get("sanitize_actions", False)),
+                      metric_modules=tuple(e["module"] for e in config.get("metric_modules", ())))
 
 
 def load_run(run_dir: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """(run.json contents, episode lines sorted by key) of a run directory; ConfigError if it is not one."""
+    """(run.json contents, episode lines sorted by key) of a run directory; ConfigError if it is not one.
+
+    Imports the run's metric modules (run.json), so that summaries of its lines know the
+    declarations of its metrics; one that cannot be imported is logged and left out.
+    """
     d = Path(run_dir)
     run_file = d / RUN_FILE
     if not run_file.is_file():
@@ -1322,5 +1390,11 @@ def load_run(run_dir: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]]]
         meta = json.loads(run_file.read_text())
     except ValueError as exc:
         raise ConfigError(f"{run_file}: not valid JSON ({exc})") from None
+    for entry in (meta.get("config") or {}).get("metric_modules", ()):
+        try:
+            importlib.import_module(entry["module"])
+        except Exception as exc:
+            logger.warning("%s: cannot import the run's metric module %s (%s: %s); its metrics are left out of "
+                           "summaries", d, entry["module"], type(exc).__name__, exc)
     rows = sorted(load_episodes(d), key=episode_key)
     return meta, rows

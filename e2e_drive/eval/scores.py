@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Mapping
 
+from e2e_drive.eval.metric_defs import infraction_kinds
 from e2e_drive.eval.stats import poisson_interval
 
 __all__ = [
@@ -40,17 +41,6 @@ CLS_WEIGHTS: dict[str, float] = {
 #: nuPlan's ego_is_making_progress threshold: below this share of the route, the closed-loop
 #: score's making-progress multiplier is 0.
 MIN_PROGRESS = 0.2
-
-#: Per-episode count keys summed by :func:`distance_between_infractions` (kind -> episode key).
-INFRACTION_KINDS: dict[str, str] = {
-    "collision": "n_collisions",
-    "collision_vehicle": "n_collisions_vehicle",
-    "collision_object": "n_collisions_object",
-    "at_fault_collision": "n_at_fault_collisions",
-    "offroad": "n_offroad_events",
-    "wrong_way": "n_wrong_way_events",
-    "stalled": "n_stalls",
-}
 
 
 def driving_score(route_completion: float, n_collisions_vehicle: int = 0, n_collisions_object: int = 0,
@@ -116,12 +106,12 @@ def distance_between_infractions(rows: Iterable[Mapping[str, Any]], confidence: 
     """CARLA paper Table 2: total km driven / number of infractions of each kind.
 
     ``rows`` are episode metric dicts (``distance_m`` and the count keys of
-    :data:`INFRACTION_KINDS`). For each kind: the count, km per infraction (None = no
-    infraction: unbounded) and its exact Poisson interval, obtained by inverting the
-    interval of the rate per km: [km / upper count, km / lower count] (high None when the
-    count is 0).
+    :data:`INFRACTION_KINDS`, the counts declared with an ``infraction``). For each kind: the
+    count, km per infraction (None = no infraction: unbounded) and its exact Poisson
+    interval, obtained by inverting the interval of the rate per km: [km / upper count,
+    km / lower count] (high None when the count is 0).
     """
-    kinds = dict(INFRACTION_KINDS if kinds is None else kinds)
+    kinds = dict(infraction_kinds() if kinds is None else kinds)
     rows = list(rows)
     total_km = sum(float(r.get("distance_m") or 0.0) for r in rows) / 1000.0
     out: dict[str, Any] = {"total_km": total_km}
@@ -139,3 +129,8 @@ def distance_between_infractions(rows: Iterable[Mapping[str, Any]], confidence: 
     return out
 
 
+def __getattr__(name: str) -> Any:
+    """``INFRACTION_KINDS`` (kind -> episode count key): read from the declarations on every access."""
+    if name == "INFRACTION_KINDS":
+        return dict(infraction_kinds())
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

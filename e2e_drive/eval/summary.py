@@ -20,16 +20,31 @@ Conventions (also stored in every summary under ``settings``):
   aggregation they count as :data:`CAPS` (10 s), which is stated in the output.
 - Learned agents (rows with more than one distinct ``train_seed`` in a group) get rliable's
   stratified bootstrap: training seeds resampled within each evaluation seed.
+
+Which metrics are rates, continuous metrics or scores, their caps, directions and table
+columns come from the declarations in :mod:`e2e_drive.eval.metric_defs`; definitions are in
+docs/metrics.md.
 """
 
 from __future__ import annotations
 
 import math
 from collections import defaultdict
-from typing import Any, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from e2e_drive.eval.metric_defs import (
+    Metric,
+    caps,
+    compare_defaults,
+    continuous_metrics,
+    get_metric,
+    rate_metrics,
+    score_metrics,
+    table_metrics,
+)
 from e2e_drive.eval.metrics import ERROR_STATUSES, json_safe
 from e2e_drive.eval.scores import distance_between_infractions
 from e2e_drive.eval.stats import (
@@ -48,7 +63,9 @@ __all__ = [
     "GROUP_KEYS",
     "RATE_METRICS",
     "CONTINUOUS_METRICS",
+    "SCORE_METRICS",
     "CAPS",
+    "COMPARE_METRICS",
     "summarize",
     "compare",
     "format_table",
@@ -59,50 +76,23 @@ __all__ = [
 
 GROUP_KEYS: tuple[str, ...] = ("agent", "scenario", "condition")
 
-#: Binary outcomes: name -> higher is better.
-RATE_METRICS: dict[str, bool] = {
-    "success": True,
-    "collision": False,
-    "at_fault": False,
-    "offroad": False,
-    "stalled": False,
-    "comfortable": True,
-    "ttc_within_bound": True,
+#: Names read from the metric declarations on every access (so a metric registered later is
+#: in them): rates, continuous metrics and scores (name -> higher is better), scores, caps,
+#: and compare's default metrics.
+_DERIVED: dict[str, Callable[[], Any]] = {
+    "RATE_METRICS": lambda: dict(rate_metrics()),
+    "CONTINUOUS_METRICS": lambda: dict(continuous_metrics()),
+    "SCORE_METRICS": score_metrics,
+    "CAPS": lambda: dict(caps()),
+    "COMPARE_METRICS": compare_defaults,
 }
 
-#: Continuous metrics: name -> higher is better.
-CONTINUOUS_METRICS: dict[str, bool] = {
-    "driving_score": True,
-    "route_completion": True,
-    "infraction_penalty": True,
-    "closed_loop_score": True,
-    "cls_multiplier": True,
-    "cls_weighted_mean": True,
-    "distance_m": True,
-    "mean_speed_mps": True,
-    "speed_vs_traffic": True,
-    "min_ttc_s": True,
-    "time_ttc_below_3_s": False,
-    "min_thw_s": True,
-    "max_drac_mps2": False,
-    "mean_abs_lateral_offset_m": False,
-    "max_abs_lateral_offset_m": False,
-    "rms_jerk_mps3": False,
-    "autonomy_pct": True,
-    "act_ms_mean": False,
-}
 
-#: Metrics averaged over all episodes, failures included (CARLA's global driving score).
-SCORE_METRICS: frozenset[str] = frozenset({
-    "driving_score", "route_completion", "infraction_penalty", "closed_loop_score", "cls_multiplier",
-    "cls_weighted_mean", "distance_m"})
+def __getattr__(name: str) -> Any:
+    if name in _DERIVED:
+        return _DERIVED[name]()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
-#: None (infinite: no closing lead) counts as this value when aggregating.
-CAPS: dict[str, float] = {"min_ttc_s": 10.0, "min_thw_s": 10.0}
-
-#: Default metrics of :func:`compare`.
-COMPARE_METRICS: tuple[str, ...] = ("success", "collision", "driving_score", "closed_loop_score",
-                                    "route_completion", "min_ttc_s", "max_abs_lateral_offset_m")
 
 _REQUIRED_ROW_KEYS = ("agent", "scenario", "condition", "seed", "status")
 
@@ -126,26 +116,33 @@ def _is_error(row: Mapping[str, Any]) -> bool:
 def _counts(row: Mapping[str, Any], name: str) -> bool:
     """Whether a row counts for metric ``name``: success and the scores count every episode
     (a failure is a failure); the others only episodes that were driven."""
-    return name == "success" or name in SCORE_METRICS or not _is_error(row)
+    return _declared(name).counts_errors or not _is_error(row)
+
+
+def _declared(name: str) -> Metric:
+    metric = get_metric(name)
+    if metric is None:
+        raise ValueError(f"metric {name!r} is not declared (e2e_drive.eval.metric_defs.register_metric)")
+    return metric
 
 
 def _binary(row: Mapping[str, Any], name: str) -> bool:
-    if name == "success":
-        return row["status"] == "success"
-    return bool(row.get(name))
+    return bool(_declared(name).value(row))
 
 
 def _value(row: Mapping[str, Any], name: str) -> float | None:
     """A continuous metric of one row as float, or None when the row does not count."""
-    if name not in SCORE_METRICS and _is_error(row):
+    metric = _declared(name)
+    if not metric.counts_errors and _is_error(row):
         return None
-    value = row.get(name)
+    cap = metric.cap
+    value = metric.value(row)
     if value is None:
-        return CAPS.get(name) if name in row else None
+        return cap if name in row else None
     value = float(value)
     if not math.isfinite(value):
-        return CAPS.get(name) if value > 0 else None
-    return min(value, CAPS[name]) if name in CAPS else value
+        return cap if value > 0 else None
+    return min(value, cap) if cap is not None else value
 
 
 def _group(rows: Sequence[Mapping[str, Any]], keys: Sequence[str]) -> dict[tuple, list[Mapping[str, Any]]]:
@@ -173,8 +170,9 @@ def _continuous_summary(rows: Sequence[Mapping[str, Any]], name: str, stratified
     pairs = [(v, r.get("seed")) for r in rows if (v := _value(r, name)) is not None]
     out: dict[str, Any] = {"n": len(pairs), "mean": None, "mean_low": None, "mean_high": None,
                            "iqm": None, "iqm_low": None, "iqm_high": None}
-    if name in CAPS:
-        out["capped_at"] = CAPS[name]
+    cap = _declared(name).cap
+    if cap is not None:
+        out["capped_at"] = cap
     if not pairs:
         return out
     values = np.array([p[0] for p in pairs])
@@ -202,7 +200,7 @@ def summarize(episode_rows: Iterable[Mapping[str, Any]], confidence: float = 0.9
             status_counts[r["status"]] += 1
         n = len(members)
         rates = {}
-        for name in RATE_METRICS:
+        for name in rate_metrics():
             counted = [r for r in members if _counts(r, name)]
             k = sum(_binary(r, name) for r in counted)
             if counted:
@@ -211,7 +209,7 @@ def summarize(episode_rows: Iterable[Mapping[str, Any]], confidence: float = 0.9
             else:  # every episode of the group failed to drive: nothing to say about how it drove
                 rates[name] = {"k": 0, "n": 0, "rate": None, "low": None, "high": None}
         metrics = {name: _continuous_summary(members, name, stratified, confidence, n_resamples, seed)
-                   for name in CONTINUOUS_METRICS}
+                   for name in continuous_metrics()}
         groups.append({
             **dict(zip(GROUP_KEYS, key)),
             "n_episodes": n,
@@ -225,9 +223,9 @@ def summarize(episode_rows: Iterable[Mapping[str, Any]], confidence: float = 0.9
             "km_between": distance_between_infractions(members, confidence),
         })
     return json_safe({
-        "settings": {"confidence": confidence, "n_resamples": n_resamples, "seed": seed, "caps": CAPS,
+        "settings": {"confidence": confidence, "n_resamples": n_resamples, "seed": seed, "caps": caps(),
                      "rates_denominator": "success: all episodes, errors included; other rates: driven episodes",
-                     "scores_include_failures": sorted(SCORE_METRICS),
+                     "scores_include_failures": sorted(score_metrics()),
                      "error_statuses": list(ERROR_STATUSES)},
         "groups": groups,
     })
@@ -247,8 +245,9 @@ def _per_seed(rows: Sequence[Mapping[str, Any]], name: str, binary: bool) -> dic
 
 
 def _compare_metric(agent_rows, base_rows, name: str, confidence: float, n_resamples: int, seed: int) -> dict:
-    binary = name in RATE_METRICS
-    higher = RATE_METRICS[name] if binary else CONTINUOUS_METRICS.get(name, True)
+    rates = rate_metrics()
+    binary = name in rates
+    higher = rates[name] if binary else continuous_metrics().get(name, True)
     a, b = _per_seed(agent_rows, name, binary), _per_seed(base_rows, name, binary)
     keys = sorted(set(a) & set(b), key=lambda k: tuple(str(x) for x in k))
     x = np.array([a[k] for k in keys])
@@ -271,7 +270,7 @@ def _compare_metric(agent_rows, base_rows, name: str, confidence: float, n_resam
     return out
 
 
-def compare(rows: Iterable[Mapping[str, Any]], baseline: str, metrics: Sequence[str] = COMPARE_METRICS,
+def compare(rows: Iterable[Mapping[str, Any]], baseline: str, metrics: Sequence[str] | None = None,
             confidence: float = 0.95, n_resamples: int = 2000, seed: int = 0) -> dict[str, Any]:
     """Paired differences (agent minus baseline) per (scenario, condition) and pooled.
 
@@ -279,13 +278,15 @@ def compare(rows: Iterable[Mapping[str, Any]], baseline: str, metrics: Sequence[
     paired bootstrap interval of the mean difference, McNemar's exact test (binary) or
     Wilcoxon signed-rank (continuous), P(improvement) (oriented so that > 0.5 favours the
     agent) and a verdict that reads "no detectable difference" when the interval contains 0 or
-    the test's p >= 0.05 (the same rule as the benchmark's findings).
+    the test's p >= 0.05 (the same rule as the benchmark's findings). ``metrics``: rates,
+    continuous metrics or scores (default: those declared with a ``compare`` position).
     """
     rows = _check_rows(rows)
-    unknown = [m for m in metrics if m not in RATE_METRICS and m not in CONTINUOUS_METRICS]
+    metrics = compare_defaults() if metrics is None else metrics
+    rates, continuous = rate_metrics(), continuous_metrics()
+    unknown = [m for m in metrics if m not in rates and m not in continuous]
     if unknown:
-        raise ValueError(f"compare: unknown metrics {unknown}; known: "
-                         f"{sorted(RATE_METRICS) + sorted(CONTINUOUS_METRICS)}")
+        raise ValueError(f"compare: unknown metrics {unknown}; known: {sorted(rates) + sorted(continuous)}")
     agents = sorted({r["agent"] for r in rows}, key=str)
     if baseline not in agents:
         raise ValueError(f"compare: baseline {baseline!r} not among the agents {agents}")
@@ -311,7 +312,7 @@ def compare(rows: Iterable[Mapping[str, Any]], baseline: str, metrics: Sequence[
             })
     return json_safe({"baseline": baseline,
                       "settings": {"confidence": confidence, "n_resamples": n_resamples, "seed": seed,
-                                   "pairs_on": ["scenario", "condition", "seed"], "caps": CAPS},
+                                   "pairs_on": ["scenario", "condition", "seed"], "caps": caps()},
                       "comparisons": comparisons})
 
 
@@ -346,30 +347,55 @@ def _km(entry: Mapping[str, Any]) -> str:
     return f"{entry['km_between']:.2f} [{_num(low)},{'inf' if high is None else f'{high:.2f}'}]"
 
 
+def _cell(group: Mapping[str, Any], metric: Metric) -> str:
+    """A metric's cell in a summary table, as its declaration says (rate, km between, mean or IQM)."""
+    if metric.kind == "rate":
+        entry = group["rates"].get(metric.name)
+        return "-" if entry is None else _pct(entry)
+    if metric.kind == "count":
+        entry = group["km_between"].get(metric.infraction)
+        return "-" if entry is None else _km(entry)
+    entry = group["metrics"].get(metric.name)
+    if entry is None:
+        return "-"
+    return _ci(entry, metric.stat, metric.digits) if metric.interval else _num(entry[metric.stat], metric.digits)
+
+
+@dataclass(frozen=True)
+class _Table:
+    """A summary table: its title, and the group columns before and after the declared metrics."""
+
+    key: str
+    title: str
+    lead: tuple[tuple[str, Callable[[Mapping[str, Any]], str]], ...] = ()
+    trail: tuple[tuple[str, Callable[[Mapping[str, Any]], str]], ...] = ()
+
+
+#: The summary tables; their metric columns are the metrics declared with ``table=key``.
+TABLES: tuple[_Table, ...] = (
+    _Table("outcomes", "Outcomes (rates with Wilson 95% intervals; km between collisions, exact Poisson)",
+           lead=(("n", lambda g: str(g["n_episodes"])), ("err", lambda g: str(g["n_errors"]))),
+           trail=(("clipped", lambda g: _actions(g, "clipped")), ("non-finite", lambda g: _actions(g, "nonfinite")))),
+    _Table("scores", "Scores with their parts (mean [bootstrap 95%]; DS = RC x penalty, CLS = multiplier x weighted)"),
+    _Table("safety", "Safety, lane keeping, comfort, cost (TTC/THW capped at 10 s)"),
+    _Table("more", "More metrics (mean [bootstrap 95%]; rates with Wilson 95% intervals; km between "
+                   "infractions, exact Poisson)"),
+)
+
+
 def _summary_tables(summary: Mapping[str, Any]) -> list[tuple[str, list[str], list[list[str]]]]:
-    outcome_head = ["agent", "scenario", "condition", "n", "err", "success", "collision", "at fault",
-                    "offroad", "km/collision", "clipped", "non-finite"]
-    score_head = ["agent", "scenario", "condition", "DS", "= RC", "x penalty", "CLS", "= multiplier",
-                  "x weighted"]
-    safety_head = ["agent", "scenario", "condition", "min TTC IQM (s)", "min THW IQM (s)", "max |lat| (m)",
-                   "comfortable", "act ms"]
-    outcome, scores, safety = [], [], []
-    for g in summary["groups"]:
-        key = [str(g["agent"]), str(g["scenario"]), str(g["condition"])]
-        r, m = g["rates"], g["metrics"]
-        outcome.append(key + [str(g["n_episodes"]), str(g["n_errors"]), _pct(r["success"]), _pct(r["collision"]),
-                              _pct(r["at_fault"]), _pct(r["offroad"]), _km(g["km_between"]["collision"]),
-                              _actions(g, "clipped"), _actions(g, "nonfinite")])
-        scores.append(key + [_ci(m["driving_score"]), _num(m["route_completion"]["mean"]),
-                             _num(m["infraction_penalty"]["mean"]), _ci(m["closed_loop_score"]),
-                             _num(m["cls_multiplier"]["mean"]), _num(m["cls_weighted_mean"]["mean"])])
-        safety.append(key + [_ci(m["min_ttc_s"], "iqm"), _ci(m["min_thw_s"], "iqm"),
-                             _ci(m["max_abs_lateral_offset_m"]), _pct(r["comfortable"]),
-                             _num(m["act_ms_mean"]["mean"], 1)])
-    return [("Outcomes (rates with Wilson 95% intervals; km between collisions, exact Poisson)", outcome_head, outcome),
-            ("Scores with their parts (mean [bootstrap 95%]; DS = RC x penalty, CLS = multiplier x weighted)",
-             score_head, scores),
-            ("Safety, lane keeping, comfort, cost (TTC/THW capped at 10 s)", safety_head, safety)]
+    """(title, head, rows) of every summary table that has a column to show."""
+    out = []
+    for table in TABLES:
+        metrics = table_metrics(table.key)
+        if not metrics and not table.lead and not table.trail:
+            continue
+        head = ["agent", "scenario", "condition", *(h for h, _ in table.lead), *(m.header for m in metrics),
+                *(h for h, _ in table.trail)]
+        rows = [[str(g["agent"]), str(g["scenario"]), str(g["condition"]), *(f(g) for _, f in table.lead),
+                 *(_cell(g, m) for m in metrics), *(f(g) for _, f in table.trail)] for g in summary["groups"]]
+        out.append((table.title, head, rows))
+    return out
 
 
 def _fixed_width(head: list[str], rows: list[list[str]]) -> list[str]:
