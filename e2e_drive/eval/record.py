@@ -39,8 +39,10 @@ __all__ = [
     "lane_changes_from_lane_ids",
 ]
 
-#: Columns of ``EpisodeRecord.neighbours[..., j]``, in ego-lane coordinates:
-#: ``ds_m`` their longitudinal coordinate minus the ego's (centre to centre, + = ahead);
+#: Columns of ``EpisodeRecord.neighbours[..., j]``, in ego-lane coordinates (as placed by
+#: :class:`e2e_drive.sim.lane_frame.EgoLaneFrame`, like the agents' ground truth):
+#: ``ds_m`` their longitudinal position minus the ego's along the road, through a join to the
+#: next or previous road segment (centre to centre, + = ahead);
 #: ``lateral_m`` their lateral coordinate on the ego's lane (same frame as
 #: ``lateral_offset_m``, + = right of the ego lane centre); ``speed_mps`` their speed along
 #: the road; ``length_m``, ``width_m`` their size.

@@ -12,8 +12,10 @@ observation or the reward. It fills an :class:`~e2e_drive.eval.record.EpisodeRec
   on the new one agree at the switch (exact on parallel straight lanes, no jumps on curves);
   a jump that the ego's motion cannot explain (a lane coordinate wrapping on a circular lane)
   is bridged with the ego's speed along the lane;
-- the lead vehicle (nearest road user ahead whose centre lies inside the ego's lane);
-- the ``max_neighbours`` nearest road users within 100 m in ego-lane coordinates;
+- the ``max_neighbours`` nearest road users within 100 m, placed in the ego lane's frame by
+  :class:`~e2e_drive.sim.lane_frame.EgoLaneFrame`, the calculation the agents' ground truth uses
+  (on the next or previous road segment: distance along the road through the join);
+- the lead vehicle (nearest road user ahead whose centre lies inside the ego's lane in that frame);
 - collisions (the other party: the nearest crashed road user at the sub-step the ego
   crashed) and lane changes (a lane id change on the same road segment).
 
@@ -27,10 +29,10 @@ import math
 from typing import Any
 
 import numpy as np
-from highway_env.road.lane import StraightLane
 from highway_env.vehicle.objects import Landmark
 
 from e2e_drive.eval.record import NEIGHBOUR_FEATURES, EpisodeRecord
+from e2e_drive.sim.lane_frame import EgoLaneFrame
 
 __all__ = ["GroundTruthRecorder", "WORLD_NEIGHBOUR_FEATURES", "NEIGHBOUR_RADIUS_M"]
 
@@ -80,6 +82,7 @@ class GroundTruthRecorder:
         self._crashed = False
         self._others: list = []
         self._others_n = -1
+        self._frame = EgoLaneFrame(self.base.sim.road.network)
         self._t0 = float(self.base.sim.time)
         self._dt = 1.0 / float(self.base.config["simulation_frequency_hz"])
         self.on_substep(self.base)
@@ -151,8 +154,11 @@ class GroundTruthRecorder:
         limit = getattr(lane, "speed_limit", None)
         cols["speed_limit_mps"].append(float(limit) if limit is not None else math.nan)
 
-        # Neighbours: nearest within the radius, in ego-lane coordinates. Few vehicles are near, so a
+        # Neighbours: nearest within the radius, placed in the ego lane's frame by the same calculation as
+        # the agents' ground truth (along the road through a segment join). Few vehicles are near, so a
         # Python loop (plain float arithmetic on straight lanes) beats vectorising here.
+        frame = self._frame
+        frame.set_ego(lane_index, lane, s)
         self._refresh_others(road, ego)
         others = self._others
         k_max = self.max_neighbours
@@ -168,12 +174,7 @@ class GroundTruthRecorder:
                 order = np.argsort(dist2, kind="stable").tolist()
                 dist2_list = dist2.tolist()
                 points = xy.tolist()
-                straight = type(lane) is StraightLane
-                if straight:
-                    sx, sy = float(lane.start[0]), float(lane.start[1])
-                    dx, dy = float(lane.direction[0]), float(lane.direction[1])
-                    lx, ly = float(lane.direction_lateral[0]), float(lane.direction_lateral[1])
-                    lane_h = float(lane.heading)
+                place = frame.place
                 half_ego = float(ego.LENGTH) / 2.0
                 half_w = width / 2.0
                 n = 0
@@ -182,17 +183,7 @@ class GroundTruthRecorder:
                         break
                     o = others[i]
                     px, py = points[i]
-                    if straight:
-                        o_s = (px - sx) * dx + (py - sy) * dy
-                        o_lat = (px - sx) * lx + (py - sy) * ly
-                        o_h = lane_h
-                    else:
-                        o_s, o_lat = (float(v) for v in lane.local_coordinates(o.position))
-                        o_h = float(lane.heading_at(o_s))
-                    ds = o_s - s
-                    o_speed = float(getattr(o, "speed", 0.0))
-                    heading_o = float(o.heading)
-                    along = o_speed * math.cos(heading_o - o_h)
+                    ds, o_lat, along, _ = place(o, px, py)
                     o_len = self._lengths[i]
                     if ds > 0 and abs(o_lat) < half_w:
                         gap = ds - half_ego - o_len / 2.0
@@ -201,8 +192,8 @@ class GroundTruthRecorder:
                     if n < k_max:
                         block[n] = (ds, o_lat, along, o_len, self._widths[i])
                         if wblock is not None:
-                            wblock[n] = (self._ids[i], px, py, heading_o, o_speed, o_len, self._widths[i],
-                                         float(self._is_object[i]))
+                            wblock[n] = (self._ids[i], px, py, float(o.heading), float(getattr(o, "speed", 0.0)),
+                                         o_len, self._widths[i], float(self._is_object[i]))
                         n += 1
         if wblock is not None:
             self.world_neighbours.append(wblock)
@@ -212,9 +203,10 @@ class GroundTruthRecorder:
 
         if ego.crashed and not self._crashed:
             self._crashed = True
-            self._record_collision(step, road, ego, lane, s, d, speed)
+            self._record_collision(step, ego, speed)
 
-    def _record_collision(self, step: int, road: Any, ego: Any, lane: Any, s: float, d: float, speed: float) -> None:
+    def _record_collision(self, step: int, ego: Any, speed: float) -> None:
+        """The other party of the ego's crash, placed in the ego lane's frame as at this step (``self._frame``)."""
         crashed = [(float(np.sum((o.position - ego.position) ** 2)), i) for i, o in enumerate(self._others)
                    if getattr(o, "crashed", False) or getattr(o, "hit", False)]
         if not crashed:
@@ -223,7 +215,7 @@ class GroundTruthRecorder:
             return
         _, i = min(crashed)
         other = self._others[i]
-        o_s, o_lat = lane.local_coordinates(other.position)
+        ds, o_lat, _, _ = self._frame.place(other, float(other.position[0]), float(other.position[1]))
         o_speed = float(getattr(other, "speed", 0.0))
         v_ego = speed * np.array([math.cos(ego.heading), math.sin(ego.heading)])
         v_other = o_speed * np.array([math.cos(other.heading), math.sin(other.heading)])
@@ -232,8 +224,8 @@ class GroundTruthRecorder:
             "other_kind": "object" if self._is_object[i] else "vehicle",
             "other_id": int(self._ids[i]),
             "relative_speed_mps": float(np.linalg.norm(v_ego - v_other)),
-            "other_ds_m": float(o_s) - s,
-            "other_lateral_m": float(o_lat),
+            "other_ds_m": ds,
+            "other_lateral_m": o_lat,
             "ego_changing_lane": None,
             "other_length_m": float(other.LENGTH),
             "other_width_m": float(other.WIDTH),

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 from highway_env.vehicle.objects import Landmark
 
+from e2e_drive.sim.lane_frame import EgoLaneFrame
 from e2e_drive.sim.scenarios import lane_curvature_1pm
 
 #: Vehicles and objects farther than this from the ego are not listed as neighbours [m].
@@ -48,42 +49,6 @@ def stable_id(road: Any, obj: Any) -> int:
     return oid
 
 
-def _connection(network: Any, ego_index: Any, other_index: Any) -> str | None:
-    """How the other vehicle's lane relates to the ego's: 'same' road segment, 'next', 'previous' or None."""
-    if other_index is None or ego_index is None:
-        return None
-    e_from, e_to, _ = ego_index
-    o_from, o_to, _ = other_index
-    if (o_from, o_to) == (e_from, e_to):
-        return "same"
-    if o_from == e_to and o_to in network.graph.get(e_to, {}):
-        return "next"
-    if o_to == e_from and e_from in network.graph.get(o_from, {}):
-        return "previous"
-    return None
-
-
-def _along_road(network: Any, lane_index: Any, lane: Any, s_m: float, other: Any,
-                connection: str | None) -> tuple[float, float]:
-    """The other vehicle's position along the road relative to the ego (ds_m) and its lateral
-    coordinate in the ego lane's frame.
-
-    On the ego's own road segment both come from the ego's lane. On a connected segment (the
-    next or the previous one) the distance runs along the lanes, not along the straight extension
-    of the ego's lane, so a car in the curve ahead is as far ahead as it is by road; its lateral
-    coordinate is its offset in its own lane plus the lanes between (each as wide as the ego's).
-    """
-    if connection in ("next", "previous"):
-        o_lane = network.get_lane(other.lane_index)
-        o_s, o_lat = (float(v) for v in o_lane.local_coordinates(other.position))
-        o_lat += (int(other.lane_index[2]) - int(lane_index[2])) * float(lane.width_at(s_m))
-        if connection == "next":
-            return (lane.length - s_m) + o_s, o_lat
-        return -(s_m + (o_lane.length - o_s)), o_lat
-    o_s, o_lat = (float(v) for v in lane.local_coordinates(other.position))
-    return o_s - s_m, o_lat
-
-
 def ground_truth(road: Any, ego: Any, time_s: float, sim_step: int) -> dict[str, Any]:
     """The ``info`` ground truth of the contract, from the road and the ego vehicle."""
     network = road.network
@@ -98,6 +63,8 @@ def ground_truth(road: Any, ego: Any, time_s: float, sim_step: int) -> dict[str,
     ego_len, ego_wid = float(ego.LENGTH), float(ego.WIDTH)
 
     neighbours = []
+    frame = EgoLaneFrame(network)
+    frame.set_ego(lane_index, lane, s_m)
     for other in list(road.vehicles) + list(road.objects):
         if other is ego or isinstance(other, Landmark):
             continue
@@ -105,26 +72,21 @@ def ground_truth(road: Any, ego: Any, time_s: float, sim_step: int) -> dict[str,
         if offset[0] * offset[0] + offset[1] * offset[1] > NEIGHBOUR_RADIUS_M**2:
             continue
         o_index = getattr(other, "lane_index", None)
-        connection = _connection(network, lane_index, o_index)
-        ds, o_lat = _along_road(network, lane_index, lane, s_m, other, connection)
+        x, y = float(other.position[0]), float(other.position[1])
+        ds, o_lat, o_along, lane_delta = frame.place(other, x, y)
         half = (ego_len + float(other.LENGTH)) / 2
         gap = ds - half if ds >= 0 else ds + half
-        is_vehicle = other in road.vehicles
-        o_speed = float(getattr(other, "speed", 0.0))
-        road_lane = network.get_lane(o_index) if connection in ("next", "previous") else lane
-        o_along = o_speed * float(np.cos(other.heading - road_lane.heading_at(road_lane.local_coordinates(
-            other.position)[0])))
         neighbours.append(
             {
                 "id": stable_id(road, other),
-                "kind": "vehicle" if is_vehicle else "object",
-                "position_m": [float(other.position[0]), float(other.position[1])],
-                "speed_mps": o_speed,
+                "kind": "vehicle" if other in road.vehicles else "object",
+                "position_m": [x, y],
+                "speed_mps": float(getattr(other, "speed", 0.0)),
                 "heading_rad": float(other.heading),
                 "length_m": float(other.LENGTH),
                 "width_m": float(other.WIDTH),
                 "lane_index": list(o_index) if o_index else None,
-                "lane_delta": int(o_index[2]) - int(lane_index[2]) if connection else None,
+                "lane_delta": lane_delta,
                 "longitudinal_m": ds,
                 "gap_m": gap,
                 "lateral_m": o_lat - d_m,
