@@ -8,41 +8,17 @@ what was expected.
 
 from __future__ import annotations
 
-import copy
 import math
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from e2e_drive.errors import ConfigError
+# The key mechanism lives in e2e_drive.strict; Key, check_keys, check_value stay importable from here.
+from e2e_drive.strict import Key, _type_name, check_keys, check_value, nonneg, one_of, positive, range2  # noqa: F401
 
-
-@dataclass(frozen=True)
-class Key:
-    """One config key: its type, default, a check and a human meaning (with units)."""
-
-    type: type | tuple[type, ...]
-    default: Any
-    help: str
-    check: Callable[[Any], bool] | None = None
-    expect: str = ""
-
-
-def _positive(x: Any) -> bool:
-    return x > 0
-
-
-def _nonneg(x: Any) -> bool:
-    return x >= 0
-
-
-def _in(*choices: str) -> Callable[[Any], bool]:
-    return lambda x: x in choices
-
-
-def _range2(x: Any) -> bool:
-    return len(x) == 2 and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in x) and x[0] < x[1]
+_positive, _nonneg, _in, _range2 = positive, nonneg, one_of, range2
 
 
 DEFAULT_CAMERAS: dict[str, dict[str, Any]] = {
@@ -101,45 +77,6 @@ SCENARIO_DEFAULTS: dict[str, dict[str, Any]] = {
 HIGHWAY_LENGTH_M = 10000.0
 #: Road kept free of spawned traffic for the ego's own drive (40 s at 30 m/s and margin) [m].
 HIGHWAY_EGO_RESERVE_M = 1500.0
-
-
-def _type_name(t: type | tuple[type, ...]) -> str:
-    ts = t if isinstance(t, tuple) else (t,)
-    return " or ".join("null" if x is type(None) else x.__name__ for x in ts)
-
-
-def check_value(source: str, key: str, value: Any, spec: Key) -> Any:
-    """Check one value against its key spec; return it normalised (ints accepted for floats)."""
-    allowed = spec.type if isinstance(spec.type, tuple) else (spec.type,)
-    if isinstance(value, bool) and bool not in allowed:
-        ok = False
-    elif isinstance(value, int) and float in allowed:
-        ok = True
-    else:
-        ok = isinstance(value, allowed)
-    if not ok:
-        raise ConfigError(f"{source}: key '{key}' must be {_type_name(spec.type)}, got {value!r}")
-    if spec.check is not None and value is not None and not spec.check(value):
-        raise ConfigError(f"{source}: key '{key}' = {value!r} is invalid: expected {spec.expect or spec.help}")
-    if isinstance(value, int) and not isinstance(value, bool) and float in allowed:
-        value = float(value)
-    return value
-
-
-def check_keys(source: str, given: dict[str, Any], schema: dict[str, Key]) -> dict[str, Any]:
-    """Validate ``given`` against ``schema`` strictly and return the full config with defaults filled in."""
-    if not isinstance(given, dict):
-        raise ConfigError(f"{source}: expected a table/dict of keys, got {type(given).__name__}")
-    unknown = sorted(set(given) - set(schema))
-    if unknown:
-        raise ConfigError(
-            f"{source}: unknown key '{unknown[0]}'; allowed keys: {', '.join(sorted(schema))}"
-        )
-    out = {}
-    for key, spec in schema.items():
-        value = given[key] if key in given else spec.default
-        out[key] = check_value(source, key, value, spec) if key in given else copy.deepcopy(value)
-    return out
 
 
 def scenario_schema(scenario: str) -> dict[str, Key]:

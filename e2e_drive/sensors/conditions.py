@@ -15,7 +15,6 @@ patches that stay put during an episode, pass a Generator seeded the same way ea
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections import deque
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ import cv2
 import numpy as np
 
 from e2e_drive.errors import ConfigError
+from e2e_drive.strict import from_table, invalid
 from e2e_drive.sensors.palettes import PALETTES
 from e2e_drive.sensors.spec import CameraSpec
 
@@ -64,16 +64,9 @@ class SensorConditions:
         _validate(self)
 
     @classmethod
-    def from_dict(cls, values: Mapping[str, Any], source: str = "conditions") -> "SensorConditions":
-        """Build from a config mapping; unknown keys and wrong types raise ConfigError."""
-        allowed = [f.name for f in dataclasses.fields(cls)]
-        for key in values:
-            if key not in allowed:
-                raise ConfigError(f"{source}: unknown key '{key}'; allowed keys: {', '.join(allowed)}")
-        try:
-            return cls(**dict(values))
-        except ConfigError as err:
-            raise ConfigError(f"{source}: {err}") from None
+    def from_dict(cls, values: Mapping[str, Any] | None, source: str = "conditions") -> "SensorConditions":
+        """Build from a config table (e2e_drive.strict.from_table): errors name ``source`` and the key."""
+        return from_table(cls, values, source)
 
     @property
     def is_neutral(self) -> bool:
@@ -83,7 +76,7 @@ class SensorConditions:
 
 
 def _bad(key: str, value: Any, why: str) -> ConfigError:
-    return ConfigError(f"conditions key '{key}' = {value!r}: {why}")
+    return invalid(key, value, why, "conditions")  # from_table rewrites it to name the file and table
 
 
 def _validate(c: SensorConditions) -> None:

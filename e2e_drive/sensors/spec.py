@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from e2e_drive.errors import ConfigError
+from e2e_drive.strict import from_table, invalid
 
 CAMERA_KINDS = ("dashcam", "bev")
 #: Largest frame side [px]; a 10000 x 10000 RGB camera would hold 300 MB per frame.
@@ -72,24 +73,12 @@ class CameraSpec:
         _validate(self)
 
     @classmethod
-    def from_dict(cls, values: Mapping[str, Any], source: str = "camera") -> "CameraSpec":
-        """Build a spec from a config mapping; unknown keys and wrong types raise ConfigError.
+    def from_dict(cls, values: Mapping[str, Any] | None, source: str = "camera") -> "CameraSpec":
+        """Build a spec from a config table (e2e_drive.strict.from_table): errors name ``source`` and the key.
 
-        source: prefix for error messages, e.g. "envs/highway.toml: cameras.front".
+        source: the table's place, e.g. "envs/highway.toml [config] cameras.front".
         """
-        allowed = [f.name for f in dataclasses.fields(cls)]
-        for key in values:
-            if key not in allowed:
-                raise ConfigError(
-                    f"{source}: unknown key '{key}'; allowed keys: {', '.join(allowed)}"
-                )
-        try:
-            return cls(**dict(values))
-        except ConfigError as err:
-            key = getattr(err, "key", None)
-            if key is not None:  # "envs/x.toml [config] cameras.dashcam.width_px = 10000: ..."
-                raise ConfigError(f"{source}.{key} = {err.value!r}: {err.why}") from None  # type: ignore[attr-defined]
-            raise ConfigError(f"{source}: {err}") from None
+        return from_table(cls, values, source)
 
     def replace(self, **changes: Any) -> "CameraSpec":
         """A copy with some fields changed (validated again)."""
@@ -106,9 +95,7 @@ class CameraSpec:
 
 
 def _bad(key: str, value: Any, why: str) -> ConfigError:
-    err = ConfigError(f"camera key '{key}' = {value!r}: {why}")
-    err.key, err.value, err.why = key, value, why  # type: ignore[attr-defined]  # from_dict names the table
-    return err
+    return invalid(key, value, why, "camera")  # from_table rewrites it to name the file and table
 
 
 def _check_number(spec: CameraSpec, key: str) -> float:
