@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from e2e_drive.errors import ConfigError
-from e2e_drive.learning.models import ModelConfig, dataclass_from_table
+from e2e_drive.learning.models import ModelConfig
+from e2e_drive.strict import check_unknown, from_table
 
 MODES = ("end2end", "two_stage", "aux")
 
@@ -73,7 +74,7 @@ class TrainConfig:
                   ("max_steps_per_epoch", self.max_steps_per_epoch >= 0, "an integer >= 0"),
                   ("num_threads", self.num_threads >= 0, "an integer >= 0 (0 = torch's default)"),
                   ("device", self.device in ("cpu", "cuda"), "'cpu' or 'cuda'")]
-        for name, ok, expect in checks:  # the key first: dataclass_from_table puts the file and table in front
+        for name, ok, expect in checks:  # the key first: from_table puts the file and table in front
             if not ok:
                 raise ConfigError(f"{name} = {getattr(self, name)!r}: out of range: expected {expect}")
 
@@ -128,16 +129,14 @@ def read_agent_tables(path: str | Path) -> AgentTables:
     params = data.get("params") or {}
     if not isinstance(params, dict):
         raise ConfigError(f"{path}: params = {params!r}: expected a table")
-    for key in params:
-        if key not in _PARAM_KEYS:
-            raise ConfigError(f"{path}: params.{key}: unknown key (known: {', '.join(_PARAM_KEYS)})")
+    check_unknown(params, _PARAM_KEYS, f"{path}: params")
     ckpt = params.get("checkpoint")
     checkpoint = None if ckpt is None else (path.resolve().parent / ckpt if not Path(ckpt).is_absolute() else Path(ckpt))
     return AgentTables(
         path=path,
         checkpoint=checkpoint,
         model=ModelConfig.from_dict(params.get("model"), f"{path}: params.model"),
-        train=dataclass_from_table(TrainConfig, params.get("train"), f"{path}: params.train"),
-        dagger=dataclass_from_table(DaggerConfig, params.get("dagger"), f"{path}: params.dagger"),
+        train=from_table(TrainConfig, params.get("train"), f"{path}: params.train"),
+        dagger=from_table(DaggerConfig, params.get("dagger"), f"{path}: params.dagger"),
         params=dict(params),
     )

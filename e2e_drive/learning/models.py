@@ -29,6 +29,10 @@ from torch import nn
 
 from e2e_drive.errors import ConfigError
 from e2e_drive.learning.dataset import LABEL_NAMES
+from e2e_drive.strict import from_table
+
+#: Kept importable for e2e_drive.learning.rl (not ours to edit today): use e2e_drive.strict.from_table.
+dataclass_from_table = from_table
 
 
 @dataclass(frozen=True)
@@ -73,58 +77,7 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, table: Mapping[str, Any] | None, source: str = "model") -> "ModelConfig":
         """Strict: unknown keys and wrong types raise ConfigError naming ``source`` and the key."""
-        return dataclass_from_table(cls, table, source)
-
-
-def dataclass_from_table(cls: type, table: Mapping[str, Any] | None, source: str) -> Any:
-    """Build dataclass ``cls`` from a TOML table, strictly (unknown key / wrong type -> ConfigError).
-
-    ``source`` names the table (``"agents/e2e.toml: params.train"``); messages read
-    ``SOURCE.KEY = VALUE: ...``, as do range errors of ``cls.__post_init__``, which start with the key.
-    """
-    if table is not None and not isinstance(table, Mapping):
-        raise ConfigError(f"{source} = {table!r}: expected a table")
-    table = dict(table or {})
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    kwargs: dict[str, Any] = {}
-    for key, value in table.items():
-        if key not in fields:
-            raise ConfigError(f"{source}.{key} = {value!r}: unknown key (known: {', '.join(sorted(fields))})")
-        default = fields[key].default
-        if default is dataclasses.MISSING and fields[key].default_factory is not dataclasses.MISSING:  # type: ignore[misc]
-            default = fields[key].default_factory()  # type: ignore[misc]
-        kwargs[key] = _coerce(value, default, f"{source}.{key}")
-    try:
-        return cls(**kwargs)
-    except ConfigError as exc:
-        raise ConfigError(f"{source}.{exc}") from None
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{source}: {exc}") from None
-
-
-def _coerce(value: Any, default: Any, where: str) -> Any:
-    if isinstance(default, bool):
-        if not isinstance(value, bool):
-            raise ConfigError(f"{where} = {value!r}: expected true or false")
-        return value
-    if isinstance(default, int):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{where} = {value!r}: expected an integer")
-        return value
-    if isinstance(default, float):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{where} = {value!r}: expected a number")
-        return float(value)
-    if isinstance(default, str):
-        if not isinstance(value, str):
-            raise ConfigError(f"{where} = {value!r}: expected a string")
-        return value
-    if isinstance(default, tuple):
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{where} = {value!r}: expected a list")
-        sample = default[0] if default else None
-        return tuple(_coerce(v, sample, f"{where}[{i}]") if sample is not None else v for i, v in enumerate(value))
-    return value
+        return from_table(cls, table, source)
 
 
 def preprocess(frame: np.ndarray, config: ModelConfig) -> np.ndarray:
