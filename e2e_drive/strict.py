@@ -125,7 +125,10 @@ def _range_words(bounds: tuple[float | None, float | None] | None, choices: tupl
 
 def did_you_mean(key: str, known: typing.Iterable[str]) -> str:
     """``"; did you mean 'x'?"`` for the closest known key, or ``""``."""
-    close = difflib.get_close_matches(key, list(known), n=1, cutoff=0.6)
+    known = list(known)
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    if not close and len(key) >= 3:  # "cruise" for "cruise_speed_mps": a known key that starts with it
+        close = sorted(k for k in known if k.startswith(key))[:1]
     return f"; did you mean '{close[0]}'?" if close else ""
 
 
@@ -140,7 +143,10 @@ def key_path(where: str, key: str) -> str:
 
 
 def check_unknown(table: Mapping[str, Any], known: typing.Iterable[str], where: str, noun: str = "key") -> None:
-    """ConfigError ``WHERE.KEY = VALUE: unknown key 'KEY'; did you mean 'x'? (known: ...)`` for a key not in ``known``."""
+    """ConfigError for the first key of ``table`` not in ``known``.
+
+    ``WHERE.KEY = VALUE: unknown key 'KEY'; did you mean 'x'? (known: ...)``
+    """
     known = list(known)
     for key, value in table.items():
         if key not in known:
@@ -291,7 +297,8 @@ def check_type(value: Any, tp: Any, where: str, base_dir: Path | None = None) ->
             if len(value) != len(args):
                 raise ConfigError(f"{where} = {value!r}: expected a list of {len(args)} values")
             return tuple(check_type(v, a, f"{where}[{i}]", base_dir) for i, (v, a) in enumerate(zip(value, args)))
-        items = [check_type(v, args[0], f"{where}[{i}]", base_dir) for i, v in enumerate(value)] if args else list(value)
+        items = ([check_type(v, args[0], f"{where}[{i}]", base_dir) for i, v in enumerate(value)] if args
+                 else list(value))
         return items if container is list else tuple(items)
     if container is dict:
         if not isinstance(value, Mapping):
@@ -300,12 +307,13 @@ def check_type(value: Any, tp: Any, where: str, base_dir: Path | None = None) ->
     return value
 
 
-def _check_metadata(value: Any, metadata: Mapping[str, Any], where: str) -> None:
+def _check_metadata(value: Any, metadata: Mapping[str, Any], where: str, given: Any) -> None:
+    """``value`` (checked and normalised from ``given``) against a :func:`setting`'s range and choices."""
     bounds, choices = metadata.get("range"), metadata.get("choices")
     if (bounds is not None and not _in_range(value, bounds)) or (choices is not None and value not in choices):
-        raise ConfigError(f"{where} = {value!r}: out of range: expected {_range_words(bounds, choices)}")
+        raise ConfigError(f"{where} = {given!r}: out of range: expected {_range_words(bounds, choices)}")
     if isinstance(value, float) and not math.isfinite(value) and bounds is not None:
-        raise ConfigError(f"{where} = {value!r}: out of range: expected a finite number")
+        raise ConfigError(f"{where} = {given!r}: out of range: expected a finite number")
 
 
 # --------------------------------------------------------------------------- dataclasses
@@ -335,7 +343,7 @@ def from_table(cls: type, table: Mapping[str, Any] | None, where: str, *, base_d
     for key, value in table.items():
         tp, f = fields[key]
         kwargs[key] = check_type(value, tp, key_path(where, key), base_dir)
-        _check_metadata(kwargs[key], f.metadata, key_path(where, key))
+        _check_metadata(kwargs[key], f.metadata, key_path(where, key), value)
     try:
         return cls(**kwargs)
     except ConfigError as exc:
@@ -354,7 +362,7 @@ def check_fields(obj: Any, what: str = "") -> None:
         value = getattr(obj, name)
         try:
             checked = check_type(value, tp, name)
-            _check_metadata(checked, f.metadata, name)
+            _check_metadata(checked, f.metadata, name, value)
         except ConfigError as exc:
             why = str(exc).split(": ", 1)[1] if ": " in str(exc) else str(exc)
             raise invalid(name, value, why, what) from None

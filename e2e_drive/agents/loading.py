@@ -10,21 +10,25 @@ Agent file (TOML; YAML too when PyYAML is installed)::
 Strict, like the scenario files: an unknown top-level key, an unknown or missing
 parameter, a value of the wrong type, an import path that does not import or a class
 without ``reset``/``act`` raise :class:`e2e_drive.errors.ConfigError` with one line naming
-the file, the key and the value. Parameters annotated as ``Path`` resolve relative to the
-agent file. Classes are imported lazily, so loading the expert never imports torch.
+the file, the key and the value (checked by :mod:`e2e_drive.strict`). Parameters annotated as
+``Path`` resolve relative to the agent file. A class with a ``config_class`` attribute (a
+dataclass, e.g. the rule planner's ``PlannerConfig``) is built as ``cls(config)``, its
+parameter table read by :func:`e2e_drive.strict.from_table`. Classes are imported lazily, so
+loading the expert never imports torch.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import inspect
-import types
 import typing
 from pathlib import Path
-from typing import Any, Callable, Literal, Mapping, Union
+from typing import Any, Callable, Mapping
 
 from e2e_drive.agents.base import is_agent
 from e2e_drive.errors import CheckpointError, ConfigError
+from e2e_drive.strict import check_type, check_unknown, from_table, key_path
 
 #: Agent type name -> "package.module:Class" (imported only when used).
 AGENT_TYPES: dict[str, str] = {
@@ -57,69 +61,6 @@ def import_object(path: str, *, where: str) -> Any:
     return obj
 
 
-def _type_name(tp: Any) -> str:
-    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
-
-
-def _check_value(value: Any, tp: Any, *, where: str, base_dir: Path | None) -> Any:
-    """Check ``value`` against annotation ``tp``; return it (paths resolved). Unknown types pass."""
-    if tp is Any or tp is inspect.Parameter.empty:
-        return value
-    origin = typing.get_origin(tp)
-    if origin in (Union, types.UnionType):
-        errors = []
-        for arm in typing.get_args(tp):
-            try:
-                return _check_value(value, arm, where=where, base_dir=base_dir)
-            except ConfigError as exc:
-                errors.append(exc)
-        raise ConfigError(f"{where} = {value!r}: expected {_type_name(tp)}")
-    if origin is Literal:
-        if value not in typing.get_args(tp):
-            raise ConfigError(f"{where} = {value!r}: expected one of {list(typing.get_args(tp))}")
-        return value
-    if tp is type(None):
-        if value is not None:
-            raise ConfigError(f"{where} = {value!r}: expected None")
-        return value
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{where} = {value!r}: expected true or false")
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{where} = {value!r}: expected an integer")
-        return value
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{where} = {value!r}: expected a number")
-        return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{where} = {value!r}: expected a string")
-        return value
-    if tp is Path or (isinstance(tp, type) and issubclass(tp, Path)):
-        if not isinstance(value, (str, Path)):
-            raise ConfigError(f"{where} = {value!r}: expected a path (string)")
-        path = Path(value).expanduser()
-        if not path.is_absolute() and base_dir is not None:
-            path = base_dir / path
-        return path
-    container = origin or tp
-    if container in (list, tuple):
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{where} = {value!r}: expected a list")
-        args = typing.get_args(tp)
-        if args and container is list:
-            return [_check_value(v, args[0], where=f"{where}[{i}]", base_dir=base_dir) for i, v in enumerate(value)]
-        return list(value) if container is list else tuple(value)
-    if container is dict:
-        if not isinstance(value, Mapping):
-            raise ConfigError(f"{where} = {value!r}: expected a table")
-        return dict(value)
-    return value
-
-
 def check_kwargs(
     factory: Callable[..., Any], params: Mapping[str, Any] | None, *, where: str, base_dir: Path | None = None
 ) -> dict[str, Any]:
@@ -147,9 +88,8 @@ def check_kwargs(
             if takes_any:
                 out[key] = value
                 continue
-            known = ", ".join(sorted(accepted)) or "none"
-            raise ConfigError(f"{where}.{key} = {value!r}: unknown parameter (known: {known})")
-        out[key] = _check_value(value, hints.get(key, Any), where=f"{where}.{key}", base_dir=base_dir)
+            check_unknown({key: value}, accepted, where, noun="parameter")
+        out[key] = check_type(value, hints.get(key, Any), key_path(where, key), base_dir)
     for name, prm in accepted.items():
         if prm.default is prm.empty and name not in out:
             raise ConfigError(f"{where}.{name}: missing required parameter")
@@ -189,10 +129,15 @@ def build(
     missing = [m for m in required_methods if not callable(getattr(cls, m, None))]
     if missing:
         raise ConfigError(f"{where} = {spec!r}: class has no {' / '.join(missing)} method")
-    kwargs = check_kwargs(cls, params, where=params_where or (f"{where}.params" if where else "params"),
-                          base_dir=base_dir)
+    params_where = params_where or (f"{where}.params" if where else "params")
+    config_class = getattr(cls, "config_class", None)
+    if dataclasses.is_dataclass(config_class):  # the class takes one typed config: its params are that table
+        args: tuple[Any, ...] = (from_table(config_class, params, params_where, base_dir=base_dir),)
+        kwargs: dict[str, Any] = {}
+    else:
+        args, kwargs = (), check_kwargs(cls, params, where=params_where, base_dir=base_dir)
     try:
-        return cls(**kwargs)
+        return cls(*args, **kwargs)
     except (ConfigError, CheckpointError):
         raise
     except Exception as exc:  # the user's or a registered class's own failure: name it, keep the cause
@@ -227,9 +172,7 @@ def load_agent_file(path: str | Path) -> Any:
     """Build the agent an agent file describes (see the module docstring)."""
     path = Path(path)
     data = _read_file(path)
-    for key in data:
-        if key not in _FILE_KEYS:
-            raise ConfigError(f"{path}: {key} = {data[key]!r}: unknown key (expected: type or class, params)")
+    check_unknown(data, _FILE_KEYS, f"{path}:")
     has_type, has_class = "type" in data, "class" in data
     if has_type == has_class:
         raise ConfigError(f"{path}: give exactly one of 'type' (one of {sorted(AGENT_TYPES)}) or 'class'")

@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from e2e_drive.agents.modular.interfaces import PerceivedVehicle, PerceptionOutput, Plan
+from e2e_drive.strict import check_fields, setting
 
 _FREE_ROAD_GAP_M = 1.0e3
 
@@ -75,105 +76,96 @@ class IDMParams:
         return self.acceleration_max_mps2 * (free - interaction)
 
 
+@dataclass(frozen=True)
+class PlannerConfig:
+    """The rule planner's settings (the agent file's ``[params.planner_params]`` table), SI units.
+
+    Each field's meaning, unit and valid range are declared with it; ``e2e_drive.strict.from_table``
+    reads the table (unknown key, wrong type or out-of-range value -> ConfigError naming file and key).
+    """
+
+    cruise_speed_mps: float = setting(
+        30.0, "desired speed on a free road (capped by the perceived speed limit)", unit="m/s", range=(0.0, None))
+    max_lateral_acceleration_mps2: float = setting(
+        3.5, "caps the speed in curves, v <= sqrt(a_lat / |kappa|)", unit="m/s^2", range=(0.0, None))
+    lane_change_duration_s: float = setting(
+        3.0, "duration of the quintic lateral profile (at least; longer at low speed)", unit="s", range=(0.0, None))
+    max_lane_change_heading_rad: float = setting(
+        0.12, "the lane-change path never points more than this off the lane", unit="rad", range=(0.0, None))
+    max_lane_change_curvature_1pm: float = setting(
+        0.01, "lane changes start only where the road here and 20 m ahead curves less", unit="1/m", range=(0.0, None))
+    min_time_between_lane_changes_s: float = setting(
+        2.0, "rest time after a lane change before the next one", unit="s", range=(0.0, None))
+    lane_change_gain_mps2: float = setting(
+        0.2, "MOBIL threshold: acceleration the ego must gain", unit="m/s^2", range=(0.0, None))
+    politeness: float = setting(0.1, "MOBIL politeness factor p", range=(0.0, 1.0))
+    max_imposed_braking_mps2: float = setting(
+        1.5, "a new follower must not have to brake harder than this", unit="m/s^2", range=(0.0, None))
+    min_front_gap_m: float = setting(
+        10.0, "hard gap floor to the lead in the target lane (bumper to bumper)", unit="m", range=(0.0, None))
+    min_rear_gap_m: float = setting(
+        8.0, "hard gap floor to the follower in the target lane (bumper to bumper)", unit="m", range=(0.0, None))
+    min_front_ttc_s: float = setting(
+        4.0, "time-to-collision floor to the lead in the target lane", unit="s", range=(0.0, None))
+    min_rear_ttc_s: float = setting(
+        4.0, "time-to-collision floor to the follower in the target lane", unit="s", range=(0.0, None))
+    keep_right_bias_mps2: float = setting(0.0, "extra gain for moving right (0 = symmetric passing)", unit="m/s^2")
+    lane_speed_gain_per_s: float = setting(
+        0.3, "extra MOBIL gain per m/s that the target lane flows faster", unit="1/s", range=(0.0, None))
+    lane_flow_range_m: float = setting(
+        80.0, "a lane without a lead this close flows at the target speed", unit="m", range=(0.0, None))
+    path_horizon_s: float = setting(
+        3.0, "how far ahead (in time at the current speed) the path reaches", unit="s", range=(0.0, None))
+    emergency_ttc_s: float = setting(
+        2.0, "below this time to collision with the lead, brake at the maximum", unit="s", range=(0.0, None))
+    max_braking_mps2: float = setting(
+        5.0, "the strongest braking the planner asks for (positive number)", unit="m/s^2", range=(0.0, None))
+    comfort_braking_mps2: float = setting(
+        4.0, "the IDM's braking cap outside emergencies (nuPlan comfort: 4.05)", unit="m/s^2", range=(0.0, None))
+    intrusion_margin_m: float = setting(
+        0.5, "within half a lane width plus this of a lane's centre is in the lane", unit="m", range=(0.0, None))
+    cut_in_horizon_s: float = setting(
+        1.0, "tracked lateral motion extrapolated this far to foresee cut-ins", unit="s", range=(0.0, None))
+    crossing_horizon_s: float = setting(
+        3.0, "tracked lateral motion extrapolated this far to foresee crossings", unit="s", range=(0.0, None))
+    crossing_margin_m: float = setting(
+        1.0, "extra lateral berth for traffic on roads not connected to the ego's", unit="m", range=(0.0, None))
+    oncoming_speed_mps: float = setting(
+        2.0, "connected-lane traffic moving towards the ego faster than this is ignored", unit="m/s", range=(0.0, None))
+    idm_acceleration_max_mps2: float = setting(
+        2.0, "IDM a: comfortable maximum acceleration", unit="m/s^2", range=(0.0, None))
+    idm_deceleration_comfort_mps2: float = setting(
+        3.0, "IDM b: comfortable deceleration (positive number)", unit="m/s^2", range=(0.0, None))
+    idm_time_headway_s: float = setting(1.0, "IDM T: desired time gap to the lead", unit="s", range=(0.0, None))
+    idm_min_gap_m: float = setting(4.0, "IDM s0: jam distance bumper to bumper", unit="m", range=(0.0, None))
+    idm_delta: float = setting(4.0, "IDM free-road exponent", range=(0.0, None))
+
+    def __post_init__(self) -> None:
+        check_fields(self, "planner")  # built in code: the same checks; ints stored as floats
+
+    @property
+    def idm(self) -> IDMParams:
+        return IDMParams(
+            acceleration_max_mps2=self.idm_acceleration_max_mps2,
+            deceleration_comfort_mps2=self.idm_deceleration_comfort_mps2,
+            time_headway_s=self.idm_time_headway_s,
+            min_gap_m=self.idm_min_gap_m,
+            delta=self.idm_delta,
+        )
+
+
 class RulePlanner:
     """IDM car following + MOBIL-style lane changes + a smooth quintic lane-change path.
 
-    Parameters (all in SI units, see the names):
-      cruise_speed_mps: desired speed on a free road (capped by the perceived speed limit).
-      max_lateral_acceleration_mps2: caps the speed in curves, v <= sqrt(a_lat / |kappa|).
-      lane_change_duration_s: duration of the quintic lateral profile (at least; longer at
-          low speed so that the path never points more than max_lane_change_heading_rad off).
-      min_time_between_lane_changes_s: rest time after a lane change before the next one.
-      max_lane_change_curvature_1pm: lane changes start only where the road here and 20 m
-          ahead curves less than this (no lane changes in curves).
-      lane_change_gain_mps2: MOBIL threshold, acceleration the ego must gain.
-      politeness: MOBIL politeness factor p in [0, 1].
-      max_imposed_braking_mps2: a new follower must not have to brake harder than this.
-      min_front_gap_m / min_rear_gap_m: hard gap floors in the target lane (bumper to bumper).
-      min_front_ttc_s / min_rear_ttc_s: time-to-collision floors in the target lane.
-      keep_right_bias_mps2: small extra gain for moving right (0 = symmetric passing).
-      lane_speed_gain_per_s: extra MOBIL gain per m/s that the target lane flows faster
-          (its lead's speed, or the target speed when free within lane_flow_range_m).
-      path_horizon_s: how far ahead (in time at the current speed) the path reaches.
-      emergency_ttc_s: below this time to collision with the lead, brake at the maximum.
-      max_braking_mps2: the strongest braking the planner asks for (positive number).
-      comfort_braking_mps2: the IDM's braking is capped here outside emergencies (nuPlan's
-          comfort bound is 4.05 m/s^2).
-      intrusion_margin_m: a vehicle closer than half a lane width plus this to a lane's centre
-          is treated as in that lane.
-      cut_in_horizon_s / crossing_horizon_s: how far ahead tracked lateral motion is
-          extrapolated to foresee cut-ins (connected lanes) and crossings (junctions).
-      crossing_margin_m: extra lateral berth for traffic on roads that do not connect to the
-          ego's (junction traffic), which is yielded to as a conflict point.
-      oncoming_speed_mps: a vehicle on a connected (one-way) lane that seems to move towards
-          the ego faster than this is a geometry artefact and is ignored.
+    config: a :class:`PlannerConfig` (defaults when None); the agent file's
+    ``[params.planner_params]`` table becomes one (``config_class``).
     """
 
-    def __init__(
-        self,
-        cruise_speed_mps: float = 30.0,
-        max_lateral_acceleration_mps2: float = 3.5,
-        lane_change_duration_s: float = 3.0,
-        max_lane_change_heading_rad: float = 0.12,
-        max_lane_change_curvature_1pm: float = 0.01,
-        min_time_between_lane_changes_s: float = 2.0,
-        lane_change_gain_mps2: float = 0.2,
-        politeness: float = 0.1,
-        max_imposed_braking_mps2: float = 1.5,
-        min_front_gap_m: float = 10.0,
-        min_rear_gap_m: float = 8.0,
-        min_front_ttc_s: float = 4.0,
-        min_rear_ttc_s: float = 4.0,
-        keep_right_bias_mps2: float = 0.0,
-        lane_speed_gain_per_s: float = 0.3,
-        lane_flow_range_m: float = 80.0,
-        path_horizon_s: float = 3.0,
-        emergency_ttc_s: float = 2.0,
-        max_braking_mps2: float = 5.0,
-        comfort_braking_mps2: float = 4.0,
-        intrusion_margin_m: float = 0.5,
-        cut_in_horizon_s: float = 1.0,
-        crossing_horizon_s: float = 3.0,
-        crossing_margin_m: float = 1.0,
-        oncoming_speed_mps: float = 2.0,
-        idm_acceleration_max_mps2: float = 2.0,
-        idm_deceleration_comfort_mps2: float = 3.0,
-        idm_time_headway_s: float = 1.0,
-        idm_min_gap_m: float = 4.0,
-        idm_delta: float = 4.0,
-    ) -> None:
-        self.cruise_speed_mps = float(cruise_speed_mps)
-        self.max_lateral_acceleration_mps2 = float(max_lateral_acceleration_mps2)
-        self.lane_change_duration_s = float(lane_change_duration_s)
-        self.max_lane_change_heading_rad = float(max_lane_change_heading_rad)
-        self.max_lane_change_curvature_1pm = float(max_lane_change_curvature_1pm)
-        self.min_time_between_lane_changes_s = float(min_time_between_lane_changes_s)
-        self.lane_change_gain_mps2 = float(lane_change_gain_mps2)
-        self.politeness = float(politeness)
-        self.max_imposed_braking_mps2 = float(max_imposed_braking_mps2)
-        self.min_front_gap_m = float(min_front_gap_m)
-        self.min_rear_gap_m = float(min_rear_gap_m)
-        self.min_front_ttc_s = float(min_front_ttc_s)
-        self.min_rear_ttc_s = float(min_rear_ttc_s)
-        self.keep_right_bias_mps2 = float(keep_right_bias_mps2)
-        self.lane_speed_gain_per_s = float(lane_speed_gain_per_s)
-        self.lane_flow_range_m = float(lane_flow_range_m)
-        self.path_horizon_s = float(path_horizon_s)
-        self.emergency_ttc_s = float(emergency_ttc_s)
-        self.max_braking_mps2 = float(max_braking_mps2)
-        self.comfort_braking_mps2 = float(comfort_braking_mps2)
-        self.intrusion_margin_m = float(intrusion_margin_m)
-        self.cut_in_horizon_s = float(cut_in_horizon_s)
-        self.crossing_horizon_s = float(crossing_horizon_s)
-        self.crossing_margin_m = float(crossing_margin_m)
-        self.oncoming_speed_mps = float(oncoming_speed_mps)
-        self.idm = IDMParams(
-            acceleration_max_mps2=float(idm_acceleration_max_mps2),
-            deceleration_comfort_mps2=float(idm_deceleration_comfort_mps2),
-            time_headway_s=float(idm_time_headway_s),
-            min_gap_m=float(idm_min_gap_m),
-            delta=float(idm_delta),
-        )
+    config_class = PlannerConfig
+
+    def __init__(self, config: PlannerConfig | None = None) -> None:
+        self.config = config if config is not None else PlannerConfig()
+        self.idm = self.config.idm
         self.reset()
 
     # ------------------------------------------------------------------ state
@@ -182,7 +174,7 @@ class RulePlanner:
         self._y_prev_m: float | None = None
         self._lc_active = False
         self._lc_elapsed_s = 0.0
-        self._lc_duration_s = self.lane_change_duration_s
+        self._lc_duration_s = self.config.lane_change_duration_s
         self._lc_start_y_m = 0.0
         self._lc_target_y_m = 0.0
         self._lc_start_lane_centre_m = 0.0
@@ -214,16 +206,16 @@ class RulePlanner:
         """
         if v.lane_delta == delta:
             return True
-        half = 0.5 * lane_width_m + self.intrusion_margin_m
+        half = 0.5 * lane_width_m + self.config.intrusion_margin_m
         if v.lane_delta is None:  # crossing traffic: keep a wider berth
-            half += self.crossing_margin_m
+            half += self.config.crossing_margin_m
         lat = v.lateral_m - delta * lane_width_m
         if abs(lat) < half:
             return True
         speed = v.lateral_speed_mps
         if abs(speed) < 0.3 or lat * speed >= 0.0:  # not moving, or moving away
             return False
-        horizon = self.cut_in_horizon_s if v.lane_delta is not None else self.crossing_horizon_s
+        horizon = self.config.cut_in_horizon_s if v.lane_delta is not None else self.config.crossing_horizon_s
         return (abs(lat) - half) / abs(speed) <= horizon
 
     def _lead_and_follower(
@@ -233,7 +225,7 @@ class RulePlanner:
         for v in p.vehicles:
             if not self._occupies(v, delta, p.lane_width_m):
                 continue
-            if v.lane_delta is not None and p.ego_speed_mps + v.relative_speed_mps < -self.oncoming_speed_mps:
+            if v.lane_delta is not None and p.ego_speed_mps + v.relative_speed_mps < -self.config.oncoming_speed_mps:
                 # "oncoming" on a connected one-way lane: a projection artefact (e.g. a vehicle
                 # across a circuit's loop measured on the ego lane's extension), not traffic
                 continue
@@ -263,12 +255,12 @@ class RulePlanner:
 
     def target_speed(self, p: PerceptionOutput) -> float:
         """Cruise speed capped by the speed limit and by the curvature here and ahead."""
-        v = self.cruise_speed_mps
+        v = self.config.cruise_speed_mps
         if p.speed_limit_mps is not None and p.speed_limit_mps > 0:
             v = min(v, p.speed_limit_mps)
         kappa = max(abs(p.curvature_1pm), abs(p.curvature_ahead_1pm))
         if kappa > 1e-4:
-            v = min(v, math.sqrt(self.max_lateral_acceleration_mps2 / kappa))
+            v = min(v, math.sqrt(self.config.max_lateral_acceleration_mps2 / kappa))
         return v
 
     def lane_change_safe(self, p: PerceptionOutput, delta: int) -> bool:
@@ -278,20 +270,20 @@ class RulePlanner:
         lead, follower = self._lead_and_follower(p, delta)
         if lead is not None:
             closing = -lead.relative_speed_mps
-            if lead.gap_m < max(self.min_front_gap_m, 0.5 * v_ego):
+            if lead.gap_m < max(self.config.min_front_gap_m, 0.5 * v_ego):
                 return False
-            if closing > 0 and lead.gap_m / closing < self.min_front_ttc_s:
+            if closing > 0 and lead.gap_m / closing < self.config.min_front_ttc_s:
                 return False
             if lead.is_static and lead.gap_m < 3.0 * max(v_ego, 1.0):
                 return False
         if follower is not None:
             gap_behind = -follower.gap_m
             closing = follower.relative_speed_mps
-            if gap_behind < max(self.min_rear_gap_m, 0.3 * v_ego):
+            if gap_behind < max(self.config.min_rear_gap_m, 0.3 * v_ego):
                 return False
-            if closing > 0 and gap_behind / closing < self.min_rear_ttc_s:
+            if closing > 0 and gap_behind / closing < self.config.min_rear_ttc_s:
                 return False
-            if self._follower_acceleration(p, follower, gap_behind, v_ego) < -self.max_imposed_braking_mps2:
+            if self._follower_acceleration(p, follower, gap_behind, v_ego) < -self.config.max_imposed_braking_mps2:
                 return False
         # someone two lanes over, near and drifting towards the same lane
         for v in p.vehicles:
@@ -305,25 +297,25 @@ class RulePlanner:
         lead_new, follower_new = self._lead_and_follower(p, delta)
         a_there = self._idm(p, v0, lead_new)
         gain = a_there - a_here
-        if self.lane_speed_gain_per_s > 0.0:
+        if self.config.lane_speed_gain_per_s > 0.0:
             # IDM alone sees no gain between two lanes that both follow someone; also value how
             # fast each lane flows (its lead's speed, or the target speed when free within range)
             lead_here, _ = self._lead_and_follower(p, 0)
-            gain += self.lane_speed_gain_per_s * (self._lane_flow_mps(p, lead_new, v0)
+            gain += self.config.lane_speed_gain_per_s * (self._lane_flow_mps(p, lead_new, v0)
                                                   - self._lane_flow_mps(p, lead_here, v0))
-        if self.politeness > 0.0 and follower_new is not None:
+        if self.config.politeness > 0.0 and follower_new is not None:
             # braking the new follower would have to do behind the ego (only the change counts)
             before = (self._follower_acceleration(p, follower_new, lead_new.gap_m - follower_new.gap_m + 5.0,
                                                   p.ego_speed_mps + lead_new.relative_speed_mps)
                       if lead_new is not None else 0.0)
             after = self._follower_acceleration(p, follower_new, -follower_new.gap_m, p.ego_speed_mps)
-            gain += self.politeness * (after - before)
+            gain += self.config.politeness * (after - before)
         if delta > 0:
-            gain += self.keep_right_bias_mps2
+            gain += self.config.keep_right_bias_mps2
         return gain
 
     def _lane_flow_mps(self, p: PerceptionOutput, lead: PerceivedVehicle | None, v0: float) -> float:
-        if lead is None or lead.gap_m > self.lane_flow_range_m:
+        if lead is None or lead.gap_m > self.config.lane_flow_range_m:
             return v0
         return min(v0, max(p.ego_speed_mps + lead.relative_speed_mps, 0.0))
 
@@ -334,7 +326,7 @@ class RulePlanner:
         roundabout) a 3 s change would point the ego 0.3 rad off the lane.
         """
         v = max(speed_mps, 1.0)
-        return max(minimum_s, 1.875 * abs(lateral_m) / (v * math.tan(self.max_lane_change_heading_rad)))
+        return max(minimum_s, 1.875 * abs(lateral_m) / (v * math.tan(self.config.max_lane_change_heading_rad)))
 
     def _start_lane_change(self, y: float, lane_centre: float, delta: int, w: float, duration_s: float) -> None:
         self._lc_active = True
@@ -364,17 +356,17 @@ class RulePlanner:
             if (delta_now != 0 and abs(y - self._lc_start_lane_centre_m) < 0.45 * w
                     and not self.lane_change_safe(p, delta_now)):
                 self.aborted_lane_changes += 1
-                self._start_lane_change(y, lane_centre, 0, w, 0.6 * self.lane_change_duration_s)
+                self._start_lane_change(y, lane_centre, 0, w, 0.6 * self.config.lane_change_duration_s)
             elif self._lc_elapsed_s >= self._lc_duration_s and abs(y - self._lc_target_y_m) < 0.3:
                 self._lc_active = False
                 self._since_lane_change_s = 0.0
         elif (p.lane_valid and p.vehicles_valid and p.lane_id is not None and p.lanes_count is not None
-              and self._since_lane_change_s >= self.min_time_between_lane_changes_s and v_ego > 5.0
+              and self._since_lane_change_s >= self.config.min_time_between_lane_changes_s and v_ego > 5.0
               and abs(p.lateral_offset_m) < 0.5
-              and max(abs(p.curvature_1pm), abs(p.curvature_ahead_1pm)) <= self.max_lane_change_curvature_1pm):
+              and max(abs(p.curvature_1pm), abs(p.curvature_ahead_1pm)) <= self.config.max_lane_change_curvature_1pm):
             lead_here, _ = self._lead_and_follower(p, 0)
             a_here = self._idm(p, v0, lead_here)
-            best_delta, best_gain = 0, self.lane_change_gain_mps2
+            best_delta, best_gain = 0, self.config.lane_change_gain_mps2
             for delta in (-1, 1):
                 if (delta < 0 and p.lanes_left < 1) or (delta > 0 and p.lanes_right < 1):
                     continue
@@ -383,7 +375,7 @@ class RulePlanner:
                     best_delta, best_gain = delta, gain
             if best_delta:
                 self.lane_changes += 1
-                self._start_lane_change(y, lane_centre, best_delta, w, self.lane_change_duration_s)
+                self._start_lane_change(y, lane_centre, best_delta, w, self.config.lane_change_duration_s)
 
         # ---- behaviour: longitudinal (IDM on the lead of every lane the ego occupies)
         target_y = self._lc_target_y_m if self._lc_active else lane_centre
@@ -404,18 +396,18 @@ class RulePlanner:
             closing = -lead.relative_speed_mps
             if lead.gap_m < 0.5 * self.idm.min_gap_m:
                 emergency = True
-            elif lead.lane_delta is not None and closing > 0 and lead.gap_m / closing < self.emergency_ttc_s:
+            elif lead.lane_delta is not None and closing > 0 and lead.gap_m / closing < self.config.emergency_ttc_s:
                 emergency = True  # (junction traffic is yielded to by IDM on the conflict point)
         if not p.vehicles_valid:
             acceleration = min(acceleration, 0.0)
         # comfortable braking unless a collision is close; then the strongest braking there is
-        floor = -self.max_braking_mps2 if emergency else -self.comfort_braking_mps2
-        acceleration = -self.max_braking_mps2 if emergency else acceleration
+        floor = -self.config.max_braking_mps2 if emergency else -self.config.comfort_braking_mps2
+        acceleration = -self.config.max_braking_mps2 if emergency else acceleration
         acceleration = float(np.clip(acceleration, floor, self.idm.acceleration_max_mps2))
 
         # ---- path: lateral offsets from the current lane centre at distances ahead
         v_path = max(v_ego, 1.0)
-        times = np.linspace(0.0, self.path_horizon_s, 16)
+        times = np.linspace(0.0, self.config.path_horizon_s, 16)
         if self._lc_active:
             taus = (self._lc_elapsed_s + times) / self._lc_duration_s
             blend = np.array([quintic_blend(t) for t in taus])
