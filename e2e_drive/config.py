@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from e2e_drive.errors import ConfigError
-# The key mechanism lives in e2e_drive.strict; Key, check_keys, check_value stay importable from here.
 from e2e_drive.strict import Key, _type_name, check_keys, check_value, nonneg, one_of, positive, range2  # noqa: F401
 
+# The key mechanism lives in e2e_drive.strict; Key, check_keys, check_value (and the predicates
+# below) stay importable from here.
 _positive, _nonneg, _in, _range2 = positive, nonneg, one_of, range2
 
 

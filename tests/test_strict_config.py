@@ -1,4 +1,4 @@
-"""One strict-config mechanism (e2e_drive.strict) for scenario, camera, condition, agent, planner and learning tables."""
+"""One strict-config mechanism (e2e_drive.strict) for scenario, camera, condition, agent, planner, learning tables."""
 
 from __future__ import annotations
 

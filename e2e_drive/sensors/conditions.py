@@ -24,9 +24,9 @@ import cv2
 import numpy as np
 
 from e2e_drive.errors import ConfigError
-from e2e_drive.strict import from_table, invalid
 from e2e_drive.sensors.palettes import PALETTES
 from e2e_drive.sensors.spec import CameraSpec
+from e2e_drive.strict import from_table, invalid
 
 
 @dataclass(frozen=True)
