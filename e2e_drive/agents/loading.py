@@ -131,7 +131,7 @@ def build(
         raise ConfigError(f"{where} = {spec!r}: class has no {' / '.join(missing)} method")
     params_where = params_where or (f"{where}.params" if where else "params")
     config_class = getattr(cls, "config_class", None)
-    if dataclasses.is_dataclass(config_class):  # the class takes one typed config: its params are that table
+    if isinstance(config_class, type) and dataclasses.is_dataclass(config_class):  # one typed config: params are it
         args: tuple[Any, ...] = (from_table(config_class, params, params_where, base_dir=base_dir),)
         kwargs: dict[str, Any] = {}
     else:
