@@ -22,9 +22,9 @@ Guarantees:
   budget ``timeout`` (also interrupting an agent stuck inside ``act``, via SIGALRM where the
   episode runs in a main thread); the traceback or reason is kept in the line, and the
   run goes on. A worker process that dies is replaced; the episode that killed it (found by
-  re-running the suspects one at a time) is recorded (see *Processes*). NaN/inf actions
-  become 0 / +-1 and out-of-range actions are clipped; both are counted
-  (``nonfinite_actions``, ``clipped_actions``).
+  re-running the suspects one at a time) is recorded (see *Processes*). A NaN/inf action is
+  ``agent_error`` (with ``sanitize_actions`` it becomes 0 / +-1 and is counted,
+  ``nonfinite_actions``); out-of-range actions are clipped and counted (``clipped_actions``).
 - **Kill-safe, resumable.** Each line is written with one ``os.write`` on an ``O_APPEND``
   descriptor and fsynced; on load a truncated last line is dropped (and cut from the file
   before appending). Re-running the same command skips finished episodes: none runs twice,
