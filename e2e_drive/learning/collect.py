@@ -5,7 +5,10 @@
 
 Episode i uses seed ``seed + i`` and is stored as ``<out>/<prefix><seed>.shard``. Re-running
 the same command skips shards that already exist and verify; a corrupt one is reported by
-name and collected again. Workers are processes that build their own env and agents.
+name and collected again. Workers are processes that build their own env and agents. Episodes
+run on the one episode loop (:func:`e2e_drive.agents.loop.drive_episode`): the driver is
+:class:`BetaMix` (the expert, or for DAgger the learner with probability 1 - beta), the
+observer :class:`ExpertLabels` stores frames, labels and recovery views.
 
 Recovery views (NVIDIA PilotNet's side cameras, exact here because the camera is rendered):
 at a share of steps the camera is also rendered from the ego pose shifted sideways by
