@@ -19,24 +19,9 @@ from e2e_drive.errors import CheckpointError, ConfigError
 
 
 def _cmd_render(args: argparse.Namespace) -> int:
-    from e2e_drive.env import make_env
-    from e2e_drive.render import render_clip
+    from e2e_drive.render import render_agent
 
-    env = make_env(args.env)
-    policy = overlay = None
-    if args.agent:
-        from e2e_drive.agents.loading import load_agent
-        from e2e_drive.agents.base import call_act
-
-        agent = load_agent(args.agent)
-        agent.reset(args.seed)
-        policy = lambda obs, info: call_act(agent, obs, info)[0]  # noqa: E731
-        draw_debug = getattr(agent, "draw_debug", None)
-        if draw_debug is not None:  # e.g. the modular stack draws what perception found and its plan
-            overlay = lambda frame, obs, info: draw_debug(frame)  # noqa: E731
-    result = render_clip(env, args.camera or next(iter(env.unwrapped.cameras)), args.seconds, args.out,
-                         seed=args.seed, policy=policy, overlay=overlay)
-    env.close()
+    result = render_agent(args.env, args.agent, args.out, camera=args.camera, seconds=args.seconds, seed=args.seed)
     print(f"wrote {result['frames']} frames at {result['fps']} Hz")
     print(f"video:     {Path(result['video']).resolve()}")
     for p in result["snapshots"]:
@@ -104,7 +89,8 @@ def _add_render(sub: argparse._SubParsersAction) -> None:
                        description="Drive a scenario and write what a camera sees to OUT/<camera>.webm "
                                    "and PNG snapshots. Without --agent the ego coasts straight.")
     p.add_argument("--env", default=None, help="scenario file (envs/*.toml); default: the built-in highway")
-    p.add_argument("--camera", default=None, help="camera name in the scenario (default: its first camera)")
+    p.add_argument("--camera", default=None, help="camera name in the scenario (default: the agent's first declared camera, "
+                                                        "else the scenario's first)")
     p.add_argument("--seconds", type=float, default=10.0, help="clip length in simulated seconds (default 10)")
     p.add_argument("--seed", type=int, default=0, help="episode seed (default 0)")
     p.add_argument("--agent", default=None, help="agent file (agents/*.toml) or package.module:Class to drive")

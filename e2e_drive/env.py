@@ -14,6 +14,7 @@ from typing import Any, Callable
 import gymnasium as gym
 import numpy as np
 
+from e2e_drive.actions import check_action
 from e2e_drive.config import validate_env_config
 from e2e_drive.errors import ConfigError
 from e2e_drive.sensors import Camera, CameraSpec
@@ -139,12 +140,7 @@ class DrivingEnv(gym.Env):
         return obs, self._info(event=None)
 
     def step(self, action: Any) -> tuple[dict, float, bool, bool, dict]:
-        a = np.asarray(action, dtype=np.float64).reshape(-1)
-        if a.shape != (2,):
-            raise ValueError(f"action must be [acceleration, steering] with shape (2,), got shape {np.shape(action)}")
-        if not np.all(np.isfinite(a)):
-            raise ValueError(f"action must be finite, got {a.tolist()}")
-        a = np.clip(a, -1.0, 1.0)
+        a = check_action(action, who="env.step got", flatten=True, dtype=np.float64).action
         sim = self.sim
         dt = 1.0 / self.config["simulation_frequency_hz"]
         sim.time += 1.0 / self.config["policy_frequency_hz"]

@@ -1,16 +1,20 @@
-"""Render what an agent sees into a browser-playable video (VP8 .webm) and PNG snapshots."""
+"""Render what an agent sees into a browser-playable video (VP8 .webm) and PNG snapshots.
+
+The episodes are driven by :func:`e2e_drive.agents.loop.drive_episode`; the frames are its observer.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import cv2
 import numpy as np
 from tqdm import tqdm
 
+from e2e_drive.agents.base import AgentNeeds
 from e2e_drive.errors import ConfigError
 
 #: Frames narrower than this are scaled up (nearest neighbour) in the video so a person can see them [px].
@@ -45,49 +49,168 @@ def _to_bgr(frame: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(np.ascontiguousarray(frame[:, :, -3:]), cv2.COLOR_RGB2BGR)
 
 
+class _Coast:
+    """The driver when none is given: coast straight ([0, 0])."""
+
+    def reset(self, seed: int | None = None) -> None:
+        pass
+
+    def act(self, observation: dict, info: dict | None = None) -> np.ndarray:
+        return np.zeros(2, np.float32)
+
+
+class _Clip:
+    """Observer of :func:`e2e_drive.agents.loop.drive_episode` that writes one camera's frames
+    (after every reset, and after every step that does not end the episode) to a video and snapshots."""
+
+    def __init__(self, env: Any, camera: str, out: Path, steps: int, snapshots: int,
+                 overlay: Callable[[np.ndarray, dict, dict], np.ndarray] | None) -> None:
+        base = env.unwrapped
+        self.camera, self.out, self.overlay = camera, out, overlay
+        spec = base.camera_specs[camera]
+        self.channels = 1 if spec.grayscale else 3
+        scale = max(1, -(-MIN_VIDEO_WIDTH_PX // spec.width_px))
+        self.size = (spec.width_px * scale, spec.height_px * scale)
+        self.fps = base.config["policy_frequency_hz"]
+        self.video_path = out / f"{camera}.webm"
+        self.snap_at = set(np.linspace(0, steps - 1, max(1, snapshots)).astype(int).tolist()) if snapshots else set()
+        self.pngs: list[str] = []
+        self.frames = 0
+        self.bar = tqdm(total=steps, desc=f"render {camera}", unit="frame")
+        self.writer: cv2.VideoWriter | None = None
+
+    def __enter__(self) -> "_Clip":
+        self.writer = open_webm(self.video_path, self.fps, self.size)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.bar.close()
+        if self.writer is not None:
+            self.writer.release()
+
+    def on_reset(self, env: Any, obs: dict, info: dict) -> None:
+        self.write(obs, info)
+
+    def on_step(self, env: Any, obs: dict, reward: float, terminated: bool, truncated: bool, info: dict) -> None:
+        if not (terminated or truncated):  # an ended episode's next frame is the next episode's first
+            self.write(obs, info)
+
+    def write(self, obs: dict, info: dict) -> None:
+        frame = obs[self.camera][:, :, -self.channels:]
+        if self.overlay is not None:
+            frame = self.overlay(frame if self.channels == 3 else np.repeat(frame, 3, axis=2), obs, info)
+        bgr = _to_bgr(frame)
+        self.writer.write(cv2.resize(bgr, self.size, interpolation=cv2.INTER_NEAREST))
+        if self.frames in self.snap_at:
+            path = self.out / f"{self.camera}_{len(self.pngs):02d}.png"
+            cv2.imwrite(str(path), bgr)
+            self.pngs.append(str(path))
+        self.frames += 1
+        self.bar.update(1)
+
+
 def render_clip(env: Any, camera: str, seconds: float, out_dir: str | Path, seed: int = 0,
                 policy: Callable[[dict, dict], np.ndarray] | None = None, snapshots: int = 4,
-                overlay: Callable[[np.ndarray, dict, dict], np.ndarray] | None = None) -> dict[str, Any]:
-    """Drive ``env`` for ``seconds`` with ``policy(obs, info)`` (default: coast straight) and record ``camera``.
+                overlay: Callable[[np.ndarray, dict, dict], np.ndarray] | None = None,
+                agent: Any = None) -> dict[str, Any]:
+    """Drive ``env`` for ``seconds`` and record ``camera``.
 
-    Writes ``<camera>.webm`` and ``<camera>_<k>.png`` snapshots into ``out_dir`` and returns their
-    paths with the number of frames. ``overlay(frame_rgb, obs, info)`` may draw on each frame.
+    The driver is ``agent`` (reset at the start of every episode), else ``policy(obs, info)``,
+    else coasting straight. When an episode ends before the clip does, the next one starts with
+    seed ``seed + frames so far``. Writes ``<camera>.webm`` and ``<camera>_<k>.png`` snapshots into
+    ``out_dir`` and returns their paths with the number of frames. ``overlay(frame_rgb, obs, info)``
+    may draw on each frame.
     """
+    from e2e_drive.agents.loop import drive_episode
+
     base = env.unwrapped
     if camera not in base.cameras:
         raise ConfigError(f"--camera {camera!r}: this scenario has cameras {sorted(base.cameras)}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    fps = base.config["policy_frequency_hz"]
-    steps = max(1, int(round(seconds * fps)))
-    obs, info = env.reset(seed=seed)
-    spec = base.camera_specs[camera]
-    scale = max(1, -(-MIN_VIDEO_WIDTH_PX // spec.width_px))
-    size = (spec.width_px * scale, spec.height_px * scale)
-    video_path = out / f"{camera}.webm"
-    writer = open_webm(video_path, fps, size)
-    snap_at = set(np.linspace(0, steps - 1, max(1, snapshots)).astype(int).tolist()) if snapshots else set()
-    pngs: list[str] = []
-    frames = 0
+    steps = max(1, int(round(seconds * base.config["policy_frequency_hz"])))
+    if agent is None:
+        agent = _Policy(policy) if policy is not None else _Coast()
+    with _Clip(env, camera, out, steps, snapshots, overlay) as clip:
+        while clip.frames < steps:
+            # each action gives one frame (the step's, or the next episode's first); the last frame takes none
+            drive_episode(env, agent, seed + clip.frames, [clip], max_steps=steps - clip.frames - 1)
+    return {"video": str(clip.video_path), "snapshots": clip.pngs, "frames": clip.frames, "fps": clip.fps}
+
+
+class _Policy:
+    """A ``policy(obs, info) -> action`` function as a driver (it sees ``info``)."""
+
+    needs = AgentNeeds(reads_ground_truth=True)
+
+    def __init__(self, policy: Callable[[dict, dict], np.ndarray]) -> None:
+        self.policy = policy
+
+    def reset(self, seed: int | None = None) -> None:
+        pass
+
+    def act(self, observation: dict, info: dict | None = None) -> np.ndarray:
+        return self.policy(observation, info)
+
+
+def with_declared_cameras(cameras: Mapping[str, Any], needs: Any, where: str) -> dict[str, Any]:
+    """The scenario's camera tables plus the cameras an agent declares (``needs.cameras``) that it
+    lacks; a declared camera the scenario has with another kind, size or colour is a ConfigError."""
+    from e2e_drive.sensors import CameraSpec
+
+    merged = {name: dict(table) for name, table in cameras.items()}
+    for name, need in (needs.cameras or {}).items():
+        want = (need.kind, need.width_px, need.height_px, need.grayscale)
+        table = merged.get(name)
+        if table is None:
+            merged[name] = {"kind": need.kind, "width_px": need.width_px, "height_px": need.height_px,
+                            "grayscale": need.grayscale}
+            continue
+        spec = CameraSpec.from_dict(table, source=f"{where} cameras.{name}")
+        got = (spec.kind, spec.width_px, spec.height_px, spec.grayscale)
+        if got != want:
+            raise ConfigError(f"the agent needs camera '{name}' as kind/width/height/grayscale {want}, "
+                              f"{where} has {got}")
+    return merged
+
+
+def render_agent(env_file: str | None, agent_spec: str | None, out_dir: str | Path, *, camera: str | None = None,
+                 seconds: float = 10.0, seed: int = 0) -> dict[str, Any]:
+    """``e2e-drive render``: drive the scenario ``env_file`` (None: the built-in highway) with the
+    agent ``agent_spec`` (None: coast straight) and record ``camera``.
+
+    The agent's declared cameras are added to the scenario's (:func:`with_declared_cameras`), so it
+    sees what it expects; the default camera is the agent's first declared one, else the
+    scenario's first. An agent with ``draw_debug(frame)`` (the modular stack) draws on the frames.
+    """
+    from e2e_drive.env import make_env
+
+    agent = overlay = None
+    overrides: dict[str, Any] = {}
+    if agent_spec is not None:
+        from e2e_drive.agents.base import agent_needs
+        from e2e_drive.agents.loading import load_agent
+
+        agent = load_agent(agent_spec)
+        needs = agent_needs(agent)
+        if needs.cameras:
+            overrides["cameras"] = with_declared_cameras(_scenario_cameras(env_file), needs,
+                                                         f"scenario {env_file or 'highway (built in)'}")
+            camera = camera or next(iter(needs.cameras))
+        draw_debug = getattr(agent, "draw_debug", None)
+        if draw_debug is not None:  # e.g. the modular stack draws what perception found and its plan
+            overlay = lambda frame, obs, info: draw_debug(frame)  # noqa: E731
+    env = make_env(env_file, overrides)
     try:
-        for k in tqdm(range(steps), desc=f"render {camera}", unit="frame"):
-            channels = 1 if spec.grayscale else 3
-            frame = obs[camera][:, :, -channels:]
-            if overlay is not None:
-                frame = overlay(frame if channels == 3 else np.repeat(frame, 3, axis=2), obs, info)
-            bgr = _to_bgr(frame)
-            writer.write(cv2.resize(bgr, size, interpolation=cv2.INTER_NEAREST))
-            frames += 1
-            if k in snap_at:
-                path = out / f"{camera}_{len(pngs):02d}.png"
-                cv2.imwrite(str(path), bgr)
-                pngs.append(str(path))
-            if k == steps - 1:
-                break
-            action = policy(obs, info) if policy is not None else np.zeros(2, np.float32)
-            obs, _, terminated, truncated, info = env.step(action)
-            if terminated or truncated:
-                obs, info = env.reset(seed=seed + k + 1)
+        return render_clip(env, camera or next(iter(env.unwrapped.cameras)), seconds, out_dir, seed=seed,
+                           overlay=overlay, agent=agent)
     finally:
-        writer.release()
-    return {"video": str(video_path), "snapshots": pngs, "frames": frames, "fps": fps}
+        env.close()
+
+
+def _scenario_cameras(env_file: str | None) -> dict[str, Any]:
+    from e2e_drive.config import DEFAULT_CAMERAS, load_scenario
+
+    if env_file is None:
+        return dict(DEFAULT_CAMERAS)
+    return dict(load_scenario(env_file).config.get("cameras") or DEFAULT_CAMERAS)

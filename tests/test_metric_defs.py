@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from e2e_drive.eval import metric_defs, runner, summary
+from e2e_drive.eval import episode, metric_defs, runner, summary
 from e2e_drive.eval.metric_defs import Metric, get_metric, register_metric, unregister_metric
 from e2e_drive.eval.metrics import ERROR_STATUSES
 from e2e_drive.eval.runner import evaluate, load_episodes
@@ -48,7 +48,7 @@ def test_the_lists_of_metrics_derive_from_the_declarations():
 
 def test_a_line_without_a_record_keeps_its_keys_in_order():
     """Lines of episodes that failed before reset (or whose worker died) are written as they always were."""
-    assert list(runner._blank_metrics()) == [
+    assert list(episode._blank_metrics()) == [
         "status", "at_fault", "collision", "offroad", "distance_m", "route_completion", "duration_s",
         "mean_speed_mps", "min_ttc_s", "min_thw_s", "max_abs_lateral_offset_m", "comfortable", "driving_score",
         "act_ms_mean", "status_reason", "clipped_actions", "n_policy_steps", "n_sim_steps", "infraction_penalty",

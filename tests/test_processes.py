@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from e2e_drive.eval import runner
+from e2e_drive.eval import backends, runner
 from e2e_drive.eval.metrics import ERROR_STATUSES, STATUSES
 from e2e_drive.eval.runner import episode_key, evaluate, load_episodes
 
@@ -200,8 +200,8 @@ def test_an_episode_over_the_memory_limit_is_a_resource_error(tiny_env, tmp_path
 
 
 def test_memory_limit_default_and_validation(tiny_env, tmp_path):
-    total = runner._physical_memory_bytes()
-    assert total and runner._default_memory_limit_bytes() == int(0.75 * total)
+    total = backends._physical_memory_bytes()
+    assert total and backends._default_memory_limit_bytes() == int(0.75 * total)
     for bad in (-1, float("nan"), "a lot"):
         with pytest.raises(Exception, match="--memory-limit-gb"):
             _run(tiny_env, tmp_path / "run", [spec("SlowAgent")], memory_limit_gb=bad)

@@ -18,7 +18,7 @@ import pytest
 
 from e2e_drive.agents.base import AgentNeeds
 from e2e_drive.errors import ConfigError
-from e2e_drive.eval import runner
+from e2e_drive.eval import backends, episode, runner
 from e2e_drive.eval.runner import (
     REQUIRED_KEYS,
     episode_key,
@@ -266,8 +266,8 @@ def test_resume_after_kill_runs_nothing_twice_and_loses_nothing(tiny_env, tmp_pa
 
     monkeypatch.delenv("E2E_TEST_KILL_AT_SEED")
     calls = []
-    original = runner._run_job
-    monkeypatch.setattr(runner, "_run_job", lambda job: calls.append(job.key) or original(job))
+    original = backends._run_job
+    monkeypatch.setattr(backends, "_run_job", lambda job: calls.append(job.key) or original(job))
     resumed = _run(tiny_env, part, agents, episodes=4, workers=0)
     assert not set(calls) & set(before), "a finished episode ran again"
     after = _by_key(part)
@@ -464,7 +464,7 @@ def test_save_trajectories_writes_loadable_npz(tiny_env, tmp_path):
 
 def test_episode_file_tolerates_only_a_bad_last_line(tmp_path):
     path = tmp_path / "episodes.jsonl"
-    good = {**runner._blank_metrics(), "agent": "a", "scenario": "s", "condition": "train", "seed": 0,
+    good = {**episode._blank_metrics(), "agent": "a", "scenario": "s", "condition": "train", "seed": 0,
             "status": "success"}
     runner.append_line(path, good)
     runner.append_line(path, {**good, "seed": 1})

@@ -26,8 +26,8 @@ from typing import Any, Mapping, NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
 
-#: Length of an action: [acceleration, steering].
-ACTION_SIZE = 2
+# ACTION_SIZE and InvalidActionError are defined with the action rule, and importable from here as before
+from e2e_drive.actions import ACTION_SIZE, InvalidActionError, check_action  # noqa: F401
 
 
 @dataclass(frozen=True)
@@ -103,10 +103,6 @@ def is_agent(obj: Any) -> bool:
     return callable(getattr(obj, "reset", None)) and callable(getattr(obj, "act", None))
 
 
-class InvalidActionError(ValueError):
-    """An agent returned something that is not a finite action of shape (2,)."""
-
-
 class InvalidObservationError(ValueError):
     """An observation does not match what the agent declared (camera missing, wrong size/type)."""
 
@@ -146,23 +142,37 @@ def check_observation(needs: AgentNeeds, observation: Mapping[str, Any]) -> None
 def validate_action(raw: Any, *, agent_name: str = "agent") -> ActResult:
     """Turn an agent's return value into a float32 (2,) action in [-1, 1].
 
-    Wrong shape, non-numeric or non-finite values raise :class:`InvalidActionError` (a bug
-    in the agent is never silently driven). Finite values outside [-1, 1] are clipped and
-    reported through ``ActResult.clipped`` (the env would clip them the same way).
+    The rule of :func:`e2e_drive.actions.check_action`: wrong shape, non-numeric or non-finite
+    values raise :class:`InvalidActionError` (a bug in the agent is never silently driven);
+    finite values outside [-1, 1] are clipped and reported through ``ActResult.clipped`` (the
+    env would clip them the same way).
     """
-    try:
-        action = np.asarray(raw, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise InvalidActionError(f"{agent_name}.act returned {raw!r}, not a numeric array: {exc}") from None
-    if action.shape != (ACTION_SIZE,):
-        raise InvalidActionError(
-            f"{agent_name}.act returned shape {action.shape}, expected ({ACTION_SIZE},) = [acceleration, steering]"
-        )
-    if not np.all(np.isfinite(action)):
-        raise InvalidActionError(f"{agent_name}.act returned a non-finite action {action.tolist()}")
-    clipped_action = np.clip(action, -1.0, 1.0)
-    clipped = bool(np.any(clipped_action != action))
-    return ActResult(clipped_action.astype(np.float32), clipped)
+    checked = check_action(raw, who=f"{agent_name}.act returned")
+    return ActResult(checked.action, checked.clipped)
+
+
+def gets_info(agent: Any) -> bool:
+    """Whether ``agent`` is handed the privileged ``info``: the one rule, used by every caller
+    (:func:`call_act`, the episode loop, wrappers that call stages of their own). True only when
+    its declared needs say ``reads_ground_truth``. Works for anything with ``needs`` (a perception)."""
+    return agent_needs(agent).reads_ground_truth
+
+
+def info_for(agent: Any, info: dict | None) -> dict | None:
+    """``info`` when ``agent`` is handed it (:func:`gets_info`), else None."""
+    return info if gets_info(agent) else None
+
+
+def act_raw(agent: Any, observation: dict, info: dict | None = None, needs: AgentNeeds | None = None) -> Any:
+    """Call ``agent.act`` as the rule says: ``act(observation, info)`` for an agent that
+    :func:`gets_info`, else ``act(observation)``. Returns what it returned, unchecked.
+    ``needs``: the agent's declared needs, when the caller already has them."""
+    reads = (needs if needs is not None else agent_needs(agent)).reads_ground_truth
+    if reads:
+        if info is None:
+            raise ValueError(f"{type(agent).__name__} reads ground truth but no info was given")
+        return agent.act(observation, info)
+    return agent.act(observation)
 
 
 def call_act(
@@ -175,20 +185,15 @@ def call_act(
     """Call ``agent.act`` the way the runner must, and validate what comes back.
 
     The privileged ``info`` is passed only to an agent whose needs declare
-    ``reads_ground_truth``; every other agent is called as ``agent.act(observation)``.
-    With ``check_obs``, frames are first checked against the declared cameras.
-    Raises :class:`InvalidActionError` for a malformed action; see :func:`validate_action`.
+    ``reads_ground_truth`` (:func:`act_raw`); every other agent is called as
+    ``agent.act(observation)``. With ``check_obs``, frames are first checked against the
+    declared cameras. Raises :class:`InvalidActionError` for a malformed action; see
+    :func:`validate_action`.
     """
     needs = agent_needs(agent)
     if check_obs:
         check_observation(needs, observation)
-    if needs.reads_ground_truth:
-        if info is None:
-            raise ValueError(f"{type(agent).__name__} reads ground truth but no info was given")
-        raw = agent.act(observation, info)
-    else:
-        raw = agent.act(observation)
-    return validate_action(raw, agent_name=type(agent).__name__)
+    return validate_action(act_raw(agent, observation, info, needs), agent_name=type(agent).__name__)
 
 
 @dataclass

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from e2e_drive.agents.base import AgentNeeds, StageTimer, agent_needs, agent_timings_ms, call_act, is_agent
+from e2e_drive.agents.base import AgentNeeds, StageTimer, agent_needs, agent_timings_ms, call_act, info_for, is_agent
 from e2e_drive.agents.loading import build, load_agent, load_agent_file
 from e2e_drive.agents.modular.control import to_unit
 from e2e_drive.agents.modular.interfaces import PerceivedVehicle, PerceptionOutput
@@ -134,8 +134,7 @@ class SafetyFilter:
         t0 = time.perf_counter()
         action, _ = call_act(self.agent, observation, info)
         t1 = time.perf_counter()
-        p_info = info if getattr(self.perception, "needs", AgentNeeds()).reads_ground_truth else None
-        perceived = self.perception.perceive(observation, p_info)
+        perceived = self.perception.perceive(observation, info_for(self.perception, info))
         brake = self.should_brake(perceived)
         if brake:
             action = action.copy()

@@ -5,7 +5,10 @@
 
 Episode i uses seed ``seed + i`` and is stored as ``<out>/<prefix><seed>.shard``. Re-running
 the same command skips shards that already exist and verify; a corrupt one is reported by
-name and collected again. Workers are processes that build their own env and agents.
+name and collected again. Workers are processes that build their own env and agents. Episodes
+run on the one episode loop (:func:`e2e_drive.agents.loop.drive_episode`): the driver is
+:class:`BetaMix` (the expert, or for DAgger the learner with probability 1 - beta), the
+observer :class:`ExpertLabels` stores frames, labels and recovery views.
 
 Recovery views (NVIDIA PilotNet's side cameras, exact here because the camera is rendered):
 at a share of steps the camera is also rendered from the ego pose shifted sideways by
@@ -36,7 +39,8 @@ from typing import Any
 
 import numpy as np
 
-from e2e_drive.agents.base import call_act
+from e2e_drive.agents.base import AgentNeeds, call_act
+from e2e_drive.agents.loop import drive_episode
 from e2e_drive.errors import ConfigError
 from e2e_drive.learning.dataset import (LABEL_NAMES, SHARD_SUFFIX, perception_labels, shifted_labels,
                                         verify_shard, write_shard)
@@ -90,77 +94,141 @@ def recovery_action(expert: Any, dy_m: float, dyaw_rad: float) -> np.ndarray:
     return np.asarray(ctrl.control(shifted, plan, expert.dt_s).action, dtype=np.float32)
 
 
+class ExpertLabels:
+    """Observer of :func:`e2e_drive.agents.loop.drive_episode` that stores what a shard holds.
+
+    Before each action: the expert acts on the observation (its action is the label, whoever
+    drives: DAgger's relabelling), the newest frame of every camera, the speed, the perception
+    labels and, at a share of steps, a recovery view. After each action and step: the action
+    executed, who drove it, reward, terminated, truncated. At the end: the final observation.
+    ``rng`` draws the recovery views (and, shared with :class:`BetaMix`, who drives).
+    """
+
+    def __init__(self, env: Any, expert: Any, rng: np.random.Generator, recovery: RecoverySettings,
+                 mix: "BetaMix | None" = None) -> None:
+        inner = env.unwrapped
+        self.inner, self.expert, self.rng, self.recovery, self.mix = inner, expert, rng, recovery, mix
+        self.cameras = list(inner.cameras)
+        self.per_frame = {c: (1 if inner.camera_specs[c].grayscale else 3) for c in self.cameras}
+        self.frames: dict[str, list] = {c: [] for c in self.cameras}
+        self.rframes: dict[str, list] = {c: [] for c in self.cameras}
+        self.speed: list = []
+        self.actions: list = []
+        self.executed: list = []
+        self.learner_drove: list = []
+        self.labels: list = []
+        self.rewards: list = []
+        self.terminations: list = []
+        self.truncations: list = []
+        self.r_step: list = []
+        self.r_offset: list = []
+        self.r_action: list = []
+        self.r_labels: list = []
+        self.label: np.ndarray | None = None
+        self.end: Any = None
+
+    def on_observation(self, env: Any, obs: dict, info: dict) -> None:
+        self.label = call_act(self.expert, obs, info).action
+        lab = perception_labels(info)
+        for c in self.cameras:
+            self.frames[c].append(obs[c][..., -self.per_frame[c]:])
+        self.speed.append(float(obs["speed"][0]))
+        self.actions.append(self.label)
+        self.labels.append(lab)
+        rec, rng = self.recovery, self.rng
+        if rec.share > 0 and rng.random() < rec.share:
+            dy = float(rng.uniform(*rec.shift_m) * rng.choice([-1.0, 1.0]))
+            dyaw = float(math.radians(rng.uniform(*rec.yaw_deg)) * rng.choice([-1.0, 1.0]))
+            self.r_step.append(len(self.speed) - 1)
+            self.r_offset.append((0.0, dy, dyaw))
+            self.r_action.append(recovery_action(self.expert, dy, dyaw))
+            self.r_labels.append(shifted_labels(lab, dy, dyaw))
+            for c in self.cameras:
+                self.rframes[c].append(self.inner.render_camera(c, pose_offset=(0.0, dy, dyaw)))
+
+    def on_action(self, checked: Any, act_s: float) -> None:
+        self.executed.append(checked.action)
+        self.learner_drove.append(self.mix is not None and self.mix.learner_drove)
+
+    def on_step(self, env: Any, obs: dict, reward: float, terminated: bool, truncated: bool, info: dict) -> None:
+        self.rewards.append(reward)
+        self.terminations.append(terminated)
+        self.truncations.append(truncated)
+
+    def on_end(self, env: Any, end: Any) -> None:
+        self.end = end
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The arrays for :func:`write_shard`."""
+        obs, info = self.end.obs, self.end.info
+        arrays: dict[str, np.ndarray] = {
+            "speed_mps": np.asarray(self.speed, np.float32),
+            "action": np.asarray(self.actions, np.float32).reshape(-1, 2),
+            "executed_action": np.asarray(self.executed, np.float32).reshape(-1, 2),
+            "learner_drove": np.asarray(self.learner_drove, bool),
+            "labels": np.asarray(self.labels, np.float32).reshape(-1, len(LABEL_NAMES)),
+            "recovery_step": np.asarray(self.r_step, np.int32),
+            "recovery_offset": np.asarray(self.r_offset, np.float32).reshape(-1, 3),
+            "recovery_action": np.asarray(self.r_action, np.float32).reshape(-1, 2),
+            "recovery_labels": np.asarray(self.r_labels, np.float32).reshape(-1, len(LABEL_NAMES)),
+            "reward": np.asarray(self.rewards, np.float32),
+            "terminated": np.asarray(self.terminations, bool),
+            "truncated": np.asarray(self.truncations, bool),
+            "final_speed_mps": np.asarray([obs["speed"][0]], np.float32),
+            "final_labels": perception_labels(info)[None],
+        }
+        for c in self.cameras:
+            arrays[f"frames/{c}"] = np.stack(self.frames[c])
+            spec = self.inner.camera_specs[c]
+            shape = (0, spec.height_px, spec.width_px, self.per_frame[c])
+            arrays[f"recovery_frames/{c}"] = (np.stack(self.rframes[c]) if self.rframes[c]
+                                              else np.zeros(shape, np.uint8))
+            arrays[f"final_frames/{c}"] = obs[c][None, ..., -self.per_frame[c]:]
+        return arrays
+
+    def facts(self) -> dict[str, Any]:
+        """Episode facts for the shard's meta."""
+        info, end = self.end.info, self.end
+        return {"steps": len(self.speed), "recovery_views": len(self.r_step),
+                "end_event": info.get("event") if end.terminated or end.truncated else None,
+                "crashed": bool(info.get("crashed")), "on_road": bool(info.get("on_road", True)),
+                "learner_steps": int(sum(self.learner_drove))}
+
+
+class BetaMix:
+    """The driver of a collect episode: the expert's label (from :class:`ExpertLabels`), or with
+    probability 1 - beta (DAgger) the learner's action. Declares ``reads_ground_truth`` because
+    it drives with the privileged expert; the learner gets ``info`` only if it declares so."""
+
+    needs = AgentNeeds(reads_ground_truth=True)
+
+    def __init__(self, labels: ExpertLabels | None, expert: Any, learner: Any, beta: float,
+                 rng: np.random.Generator) -> None:
+        self.labels, self.expert, self.learner, self.beta, self.rng = labels, expert, learner, beta, rng
+        self.learner_drove = False
+
+    def reset(self, seed: int | None = None) -> None:
+        self.expert.reset(seed)
+        if self.learner is not None:
+            self.learner.reset(seed)
+
+    def act(self, observation: dict, info: dict | None = None) -> np.ndarray:
+        self.learner_drove = self.learner is not None and self.rng.random() >= self.beta
+        if self.learner_drove:
+            return call_act(self.learner, observation, info).action
+        return self.labels.label
+
+
 def run_episode(env: Any, expert: Any, seed: int, *, recovery: RecoverySettings = RecoverySettings(),
                 learner: Any = None, beta: float = 1.0) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """Drive one episode; return (arrays for :func:`write_shard`, episode facts for the meta)."""
-    inner = env.unwrapped
-    cameras = list(inner.cameras)
+    """Drive one episode (:func:`e2e_drive.agents.loop.drive_episode`, driver :class:`BetaMix`,
+    observer :class:`ExpertLabels`); return (arrays for :func:`write_shard`, episode facts for the meta)."""
     rng = np.random.default_rng([seed, 0xC011EC7])
-    obs, info = env.reset(seed=seed)
-    expert.reset(seed)
-    if learner is not None:
-        learner.reset(seed)
-    frames: dict[str, list] = {c: [] for c in cameras}
-    rframes: dict[str, list] = {c: [] for c in cameras}
-    speed, actions, executed, learner_drove, labels = [], [], [], [], []
-    rewards, terminations, truncations = [], [], []
-    r_step, r_offset, r_action, r_labels = [], [], [], []
-    per_frame = {c: (1 if inner.camera_specs[c].grayscale else 3) for c in cameras}
-    event = None
-    while True:
-        label = call_act(expert, obs, info).action
-        lab = perception_labels(info)
-        for c in cameras:
-            frames[c].append(obs[c][..., -per_frame[c]:])
-        speed.append(float(obs["speed"][0]))
-        actions.append(label)
-        labels.append(lab)
-        if recovery.share > 0 and rng.random() < recovery.share:
-            dy = float(rng.uniform(*recovery.shift_m) * rng.choice([-1.0, 1.0]))
-            dyaw = float(math.radians(rng.uniform(*recovery.yaw_deg)) * rng.choice([-1.0, 1.0]))
-            r_step.append(len(speed) - 1)
-            r_offset.append((0.0, dy, dyaw))
-            r_action.append(recovery_action(expert, dy, dyaw))
-            r_labels.append(shifted_labels(lab, dy, dyaw))
-            for c in cameras:
-                rframes[c].append(inner.render_camera(c, pose_offset=(0.0, dy, dyaw)))
-        use_learner = learner is not None and rng.random() >= beta
-        act = call_act(learner, obs).action if use_learner else label
-        executed.append(act)
-        learner_drove.append(use_learner)
-        obs, reward, terminated, truncated, info = env.step(act)
-        rewards.append(reward)
-        terminations.append(terminated)
-        truncations.append(truncated)
-        if terminated or truncated:
-            event = info.get("event")
-            break
-    arrays: dict[str, np.ndarray] = {
-        "speed_mps": np.asarray(speed, np.float32),
-        "action": np.asarray(actions, np.float32).reshape(-1, 2),
-        "executed_action": np.asarray(executed, np.float32).reshape(-1, 2),
-        "learner_drove": np.asarray(learner_drove, bool),
-        "labels": np.asarray(labels, np.float32).reshape(-1, len(LABEL_NAMES)),
-        "recovery_step": np.asarray(r_step, np.int32),
-        "recovery_offset": np.asarray(r_offset, np.float32).reshape(-1, 3),
-        "recovery_action": np.asarray(r_action, np.float32).reshape(-1, 2),
-        "recovery_labels": np.asarray(r_labels, np.float32).reshape(-1, len(LABEL_NAMES)),
-        "reward": np.asarray(rewards, np.float32),
-        "terminated": np.asarray(terminations, bool),
-        "truncated": np.asarray(truncations, bool),
-        "final_speed_mps": np.asarray([obs["speed"][0]], np.float32),
-        "final_labels": perception_labels(info)[None],
-    }
-    for c in cameras:
-        arrays[f"frames/{c}"] = np.stack(frames[c])
-        spec = inner.camera_specs[c]
-        shape = (0, spec.height_px, spec.width_px, per_frame[c])
-        arrays[f"recovery_frames/{c}"] = np.stack(rframes[c]) if rframes[c] else np.zeros(shape, np.uint8)
-        arrays[f"final_frames/{c}"] = obs[c][None, ..., -per_frame[c]:]
-    facts = {"steps": len(speed), "recovery_views": len(r_step), "end_event": event,
-             "crashed": bool(info.get("crashed")), "on_road": bool(info.get("on_road", True)),
-             "learner_steps": int(sum(learner_drove))}
-    return arrays, facts
+    mix = BetaMix(None, expert, learner, beta, rng)
+    labels = ExpertLabels(env, expert, rng, recovery, mix)
+    mix.labels = labels
+    drive_episode(env, mix, seed, [labels])
+    return labels.arrays(), labels.facts()
 
 
 # ---------------------------------------------------------------------------------------- workers

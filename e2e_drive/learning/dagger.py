@@ -10,6 +10,10 @@ labels every step either way), write them under ``<data>/dagger/round_<i>/``, an
 the previous weights on all the data so far (aggregation) for ``epochs_per_round`` epochs.
 Every round is kept under ``<out>/round_<i>/``; re-running resumes at the first unfinished
 round (collection and training resume too). ``<out>/model.pt`` is the last round's policy.
+
+The episodes are collect's (:func:`e2e_drive.learning.collect.run_episode`, on the one episode loop
+:func:`e2e_drive.agents.loop.drive_episode`): :class:`~e2e_drive.learning.collect.BetaMix` drives,
+:class:`~e2e_drive.learning.collect.ExpertLabels` has the expert label every step it visits.
 """
 
 from __future__ import annotations

@@ -30,7 +30,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from e2e_drive.agents.base import call_act
+from e2e_drive.agents.base import info_for
+from e2e_drive.agents.loop import drive_episode
 
 RANGE_M = 50.0
 
@@ -61,88 +62,99 @@ def _in_fov(gap: float, lateral_from_ego: float, fov_deg: float, ego_half: float
     return x > 4.0 and abs(lateral_from_ego) < math.tan(math.radians(fov_deg) / 2.0) * x
 
 
+class PerceptionScore:
+    """Observer of :func:`e2e_drive.agents.loop.drive_episode`: before each action, runs the
+    perception under test on the observation (open loop) and compares it with ``info``."""
+
+    def __init__(self, perception: Any, fov_deg: float = 60.0) -> None:
+        self.perception, self.fov_deg = perception, fov_deg
+        self.lat_err: list[float] = []
+        self.head_err: list[float] = []
+        self.gap_err: list[float] = []
+        self.rel_err: list[float] = []
+        self.lane_ok = self.count_ok = self.lane_n = 0
+        self.lead_true = self.lead_seen = 0
+        self.tp = self.n_pred = self.n_true = self.tp_rec = 0
+        self.steps = 0
+
+    def on_observation(self, env: Any, obs: dict, info: dict) -> None:
+        fov_deg = self.fov_deg
+        p = self.perception.perceive(obs, info_for(self.perception, info))
+        lane = info["lane"]
+        ego_d = float(lane["lateral_offset_m"])
+        if p.lane_valid:
+            self.lat_err.append(abs(p.lateral_offset_m - ego_d))
+            self.head_err.append(abs(p.heading_error_rad - float(lane["heading_error_rad"])))
+        self.lane_n += 1
+        self.lane_ok += int(p.lane_id == lane["id"])
+        self.count_ok += int(p.lanes_count == lane["lanes_count"])
+        truth = []
+        for n in info["neighbours"]:
+            lat = float(n["lateral_m"]) + ego_d    # from the ego lane centre
+            delta = n.get("lane_delta")
+            truth.append((float(n["gap_m"]), lat, None if delta is None else int(delta),
+                          float(n["relative_speed_mps"]), float(n["lateral_m"])))
+        t_lead = [t for t in truth if t[2] == 0 and 0.0 <= t[0] <= RANGE_M]
+        p_vs = [(v.gap_m, v.lateral_m, v.lane_delta, v.relative_speed_mps) for v in p.vehicles]
+        if t_lead:
+            tl = min(t_lead, key=lambda t: t[0])
+            self.lead_true += 1
+            p_lead = [v for v in p_vs if v[2] == 0 and v[0] >= -2.0]
+            if p_lead:
+                pl = min(p_lead, key=lambda v: v[0])
+                if abs(pl[0] - tl[0]) < max(5.0, 0.3 * tl[0]):
+                    self.lead_seen += 1
+                self.gap_err.append(abs(pl[0] - tl[0]) / max(tl[0], 1.0))
+                self.rel_err.append(abs(pl[3] - tl[3]))
+        t_det = [(t[0], t[1]) for t in truth
+                 if t[2] is not None and 0.0 <= t[0] <= RANGE_M and _in_fov(t[0], t[4], fov_deg)]
+        # a perceived vehicle counts as a detection where the camera sees (tracks coasting
+        # beside the car, outside the field of view, are memory, not detections)
+        p_det = [(v[0], v[1]) for v in p_vs
+                 if 0.0 <= v[0] <= RANGE_M and _in_fov(v[0], v[1] - p.lateral_offset_m, fov_deg + 4.0)]
+        t_all = [(t[0], t[1]) for t in truth if -5.0 <= t[0] <= RANGE_M + 8.0]
+        self.tp_rec += _match(p_det, t_det)
+        self.n_true += len(t_det)
+        self.tp += _match(p_det, t_all)
+        self.n_pred += len(p_det)
+        self.steps += 1
+
+    def result(self, episodes: int) -> dict[str, Any]:
+        """The scores over every step observed (see the module docstring)."""
+
+        def stats(xs: list[float]) -> dict[str, float | None]:
+            if not xs:
+                return {"median": None, "mean": None, "p90": None, "n": 0}
+            a = np.asarray(xs)
+            return {"median": float(np.median(a)), "mean": float(a.mean()), "p90": float(np.percentile(a, 90)),
+                    "n": int(len(a))}
+
+        steps = self.steps
+        return {
+            "episodes": episodes,
+            "steps": steps,
+            "lateral_offset_error_m": stats(self.lat_err),
+            "heading_error_rad": stats(self.head_err),
+            "lead_gap_relative_error": stats(self.gap_err),
+            "lead_relative_speed_error_mps": stats(self.rel_err),
+            "lead_detected_rate": self.lead_seen / self.lead_true if self.lead_true else None,
+            "lane_valid_rate": len(self.lat_err) / max(steps, 1),
+            "lane_id_accuracy": self.lane_ok / max(self.lane_n, 1),
+            "lanes_count_accuracy": self.count_ok / max(self.lane_n, 1),
+            "detection_precision_50m": self.tp / self.n_pred if self.n_pred else None,
+            "detection_recall_50m": self.tp_rec / self.n_true if self.n_true else None,
+        }
+
+
 def evaluate_perception(env: Any, perception: Any, driver: Any, seeds: Sequence[int],
                         max_steps: int | None = None, fov_deg: float = 60.0) -> dict[str, Any]:
     """Run ``driver`` on ``seeds`` and measure ``perception`` (open loop) at every step."""
-    lat_err, head_err, gap_err, rel_err = [], [], [], []
-    lane_ok = count_ok = lane_n = 0
-    lead_true = lead_seen = 0
-    tp = n_pred = n_true = tp_rec = 0
-    steps = 0
+    score = PerceptionScore(perception, fov_deg)
+    cap = None if max_steps is None else max(1, max_steps)  # every episode takes at least one step
     for seed in seeds:
-        obs, info = env.reset(seed=seed)
-        driver.reset(seed)
         perception.reset(seed)
-        k = 0
-        while True:
-            p = perception.perceive(obs, None)
-            lane = info["lane"]
-            ego_d = float(lane["lateral_offset_m"])
-            if p.lane_valid:
-                lat_err.append(abs(p.lateral_offset_m - ego_d))
-                head_err.append(abs(p.heading_error_rad - float(lane["heading_error_rad"])))
-            lane_n += 1
-            lane_ok += int(p.lane_id == lane["id"])
-            count_ok += int(p.lanes_count == lane["lanes_count"])
-            truth = []
-            for n in info["neighbours"]:
-                lat = float(n["lateral_m"]) + ego_d    # from the ego lane centre
-                delta = n.get("lane_delta")
-                truth.append((float(n["gap_m"]), lat, None if delta is None else int(delta),
-                              float(n["relative_speed_mps"]), float(n["lateral_m"])))
-            t_lead = [t for t in truth if t[2] == 0 and 0.0 <= t[0] <= RANGE_M]
-            p_vs = [(v.gap_m, v.lateral_m, v.lane_delta, v.relative_speed_mps) for v in p.vehicles]
-            if t_lead:
-                tl = min(t_lead, key=lambda t: t[0])
-                lead_true += 1
-                p_lead = [v for v in p_vs if v[2] == 0 and v[0] >= -2.0]
-                if p_lead:
-                    pl = min(p_lead, key=lambda v: v[0])
-                    if abs(pl[0] - tl[0]) < max(5.0, 0.3 * tl[0]):
-                        lead_seen += 1
-                    gap_err.append(abs(pl[0] - tl[0]) / max(tl[0], 1.0))
-                    rel_err.append(abs(pl[3] - tl[3]))
-            t_det = [(t[0], t[1]) for t in truth
-                     if t[2] is not None and 0.0 <= t[0] <= RANGE_M and _in_fov(t[0], t[4], fov_deg)]
-            # a perceived vehicle counts as a detection where the camera sees (tracks coasting
-            # beside the car, outside the field of view, are memory, not detections)
-            p_det = [(v[0], v[1]) for v in p_vs
-                     if 0.0 <= v[0] <= RANGE_M and _in_fov(v[0], v[1] - p.lateral_offset_m, fov_deg + 4.0)]
-            t_all = [(t[0], t[1]) for t in truth if -5.0 <= t[0] <= RANGE_M + 8.0]
-            m_rec = _match(p_det, t_det)
-            m_prec = _match(p_det, t_all)
-            tp_rec += m_rec
-            n_true += len(t_det)
-            tp += m_prec
-            n_pred += len(p_det)
-            steps += 1
-            action, _ = call_act(driver, obs, info)
-            obs, _, terminated, truncated, info = env.step(action)
-            k += 1
-            if terminated or truncated or (max_steps is not None and k >= max_steps):
-                break
-
-    def stats(xs: list[float]) -> dict[str, float | None]:
-        if not xs:
-            return {"median": None, "mean": None, "p90": None, "n": 0}
-        a = np.asarray(xs)
-        return {"median": float(np.median(a)), "mean": float(a.mean()), "p90": float(np.percentile(a, 90)),
-                "n": int(len(a))}
-
-    return {
-        "episodes": len(seeds),
-        "steps": steps,
-        "lateral_offset_error_m": stats(lat_err),
-        "heading_error_rad": stats(head_err),
-        "lead_gap_relative_error": stats(gap_err),
-        "lead_relative_speed_error_mps": stats(rel_err),
-        "lead_detected_rate": lead_seen / lead_true if lead_true else None,
-        "lane_valid_rate": len(lat_err) / max(steps, 1),
-        "lane_id_accuracy": lane_ok / max(lane_n, 1),
-        "lanes_count_accuracy": count_ok / max(lane_n, 1),
-        "detection_precision_50m": tp / n_pred if n_pred else None,
-        "detection_recall_50m": tp_rec / n_true if n_true else None,
-    }
+        drive_episode(env, driver, seed, [score], max_steps=cap)
+    return score.result(len(seeds))
 
 
 def _perception_from(agent_path: str) -> Any:

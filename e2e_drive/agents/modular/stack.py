@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from e2e_drive.agents.base import AgentNeeds, StageTimer
+from e2e_drive.agents.base import AgentNeeds, StageTimer, info_for
 from e2e_drive.agents.loading import build
 from e2e_drive.agents.modular.interfaces import ControlOutput, PerceptionOutput, Plan
 
@@ -87,7 +87,7 @@ class ModularAgent:
 
     def act(self, observation: dict, info: dict | None = None) -> np.ndarray:
         t0 = time.perf_counter()
-        perceived = self.perception.perceive(observation, info)
+        perceived = self.perception.perceive(observation, info_for(self.perception, info))
         t1 = time.perf_counter()
         plan = self.planner.plan(perceived, self.dt_s)
         t2 = time.perf_counter()
