@@ -7,9 +7,13 @@ module is imported.
 
 from __future__ import annotations
 
-from typing import Iterator, Mapping
+from collections.abc import Iterator, Mapping
 
-from e2e_drive.scenarios.base import all_scenarios, register_builtin_ids, scenario_for_env_id
+from e2e_drive.scenarios.base import (
+    all_scenarios,
+    register_builtin_ids,
+    scenario_for_env_id,
+)
 
 
 class _ScenarioIds(Mapping[str, str]):

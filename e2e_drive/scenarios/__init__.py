@@ -22,7 +22,7 @@ _EXPORTS = {
     "ScenarioMixin": "e2e_drive.sim.scenarios",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = list(_EXPORTS)
 
 
 def __getattr__(name: str) -> Any:

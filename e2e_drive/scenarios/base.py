@@ -17,8 +17,9 @@ from __future__ import annotations
 import difflib
 import importlib
 import sys
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 from e2e_drive.config import COMMON_KEYS, Key, check_keys
 from e2e_drive.errors import ConfigError

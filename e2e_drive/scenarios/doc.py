@@ -8,8 +8,9 @@ README and the declarations differ. Only the built-in scenarios are listed.
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from e2e_drive.config import COMMON_KEYS, Key
 from e2e_drive.errors import ConfigError
