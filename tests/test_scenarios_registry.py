@@ -4,6 +4,7 @@ scenario of your own (outside e2e_drive/) evaluated with worker processes."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 from pathlib import Path
@@ -154,3 +155,14 @@ def test_a_scenario_of_your_own_is_evaluated_in_worker_processes(my_scenarios, t
         assert line["duration_s"] < 10.0  # the route's end ended it, not the time limit
     env = json.loads((out / "run.json").read_text())["config"]["envs"][0]
     assert env["env_id"] == "my_scenarios:my_scenarios/ShortHighway-v0" and env["scenario"] == "short_highway"
+
+
+def test_builtins_keep_their_order_whichever_module_is_imported_first():
+    """A fresh process that imports the highway's module first (it registers last) lists them in order."""
+    import subprocess
+
+    code = ("import e2e_drive.scenarios.highway; from e2e_drive.registration import SCENARIOS; "
+            "print(','.join(SCENARIOS))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONPATH": str(REPO)}).stdout.strip()
+    assert out == "e2e_drive/Highway-v0,e2e_drive/Racetrack-v0,e2e_drive/Merge-v0,e2e_drive/Roundabout-v0"

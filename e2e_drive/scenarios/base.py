@@ -188,7 +188,8 @@ def get_scenario(name: str, source: str = "scenario") -> Scenario:
     try:
         return _REGISTRY[name]
     except (KeyError, TypeError):
-        raise ConfigError(f"{source}: unknown scenario {name!r}; known: {', '.join(_REGISTRY)}") from None
+        raise ConfigError(f"{source}: unknown scenario {name!r}; known: "
+                          f"{', '.join(s.name for s in all_scenarios())}") from None
 
 
 def scenario_for_env_id(env_id: str, source: str = "env id") -> Scenario:
@@ -200,13 +201,17 @@ def scenario_for_env_id(env_id: str, source: str = "env id") -> Scenario:
     try:
         return _BY_ENV_ID[env_id]
     except (KeyError, TypeError):
-        raise ConfigError(f"{source}: unknown env id {env_id!r}; known ids: {', '.join(_BY_ENV_ID)}") from None
+        raise ConfigError(f"{source}: unknown env id {env_id!r}; known ids: "
+                          f"{', '.join(s.env_id for s in all_scenarios())}") from None
 
 
 def all_scenarios() -> tuple[Scenario, ...]:
-    """Every registered scenario, built-ins first, in registration order."""
+    """Every registered scenario: the built-ins in BUILTINS order (whichever module was imported
+    first), then the others in registration order."""
     _load_builtins()
-    return tuple(_REGISTRY.values())
+    rank = {module: i for i, module in enumerate(BUILTIN_MODULES)}
+    order = {name: i for i, name in enumerate(_REGISTRY)}
+    return tuple(sorted(_REGISTRY.values(), key=lambda s: (rank.get(s.module, len(rank)), order[s.name])))
 
 
 def import_scenario_module(module: str, source: str) -> None:
