@@ -44,7 +44,8 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    from e2e_drive.config import load_scenario, load_toml
+    from e2e_drive.config import load_toml
+    from e2e_drive.scenarios import load_scenario
 
     for path in args.files:
         kind = _file_kind(path, load_toml(path) if not path.lower().endswith((".yaml", ".yml")) else None)

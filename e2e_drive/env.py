@@ -15,57 +15,16 @@ import gymnasium as gym
 import numpy as np
 
 from e2e_drive.actions import check_action
-from e2e_drive.config import validate_env_config
 from e2e_drive.errors import ConfigError
-from e2e_drive.sensors import Camera, CameraSpec
-from e2e_drive.sensors.conditions import FrameDelay, SensorConditions, miscalibrated
+from e2e_drive.scenarios.base import get_scenario, make_scenario, validate_env_config
+from e2e_drive.scenarios.sensors import build_sensors, validate_sensors  # noqa: F401  (validate_sensors: API)
+from e2e_drive.sensors import Camera
+from e2e_drive.sensors.conditions import FrameDelay, miscalibrated
 from e2e_drive.sensors.conditions import apply as apply_conditions
 from e2e_drive.sim.ground_truth import ground_truth
-from e2e_drive.sim.scenarios import make_scenario
 
-#: The merge scenario ends (successfully) once the ego passes the end of the on-ramp [m], as in stock.
-MERGE_END_X_M = 370.0
 #: Highest ego speed the observation space admits (highway-env's Vehicle.MAX_SPEED) [m/s].
 MAX_SPEED_MPS = 40.0
-
-
-def build_sensors(config: dict[str, Any], source: str) -> tuple[dict[str, CameraSpec], SensorConditions]:
-    """Validate the camera tables and the sensor conditions of a config; errors name the key."""
-    cameras = config.get("cameras")
-    if cameras is None:
-        from e2e_drive.config import DEFAULT_CAMERAS
-
-        cameras = DEFAULT_CAMERAS
-    if not isinstance(cameras, dict) or not cameras:
-        raise ConfigError(f"{source}: key 'cameras' must be a non-empty table of camera name -> camera table")
-    specs = {}
-    for name, table in cameras.items():
-        if name == "speed":
-            raise ConfigError(f"{source}: camera name 'speed' is reserved for the speed observation")
-        if not isinstance(table, dict):
-            raise ConfigError(f"{source}: key 'cameras.{name}' must be a table, got {table!r}")
-        specs[name] = CameraSpec.from_dict(table, source=f"{source} cameras.{name}")
-    _check_observation_size(specs, config.get("frame_stack", 1), source)
-    conditions = SensorConditions.from_dict(config.get("conditions") or {}, source=f"{source} conditions")
-    return specs, conditions
-
-
-def validate_sensors(config: dict[str, Any], source: str) -> None:
-    """Check the sensor part of a config without building an env."""
-    build_sensors(config, source)
-
-
-def _check_observation_size(specs: dict[str, CameraSpec], frame_stack: Any, source: str) -> None:
-    """All cameras x frame_stack x channels of one observation within MAX_OBSERVATION_BYTES."""
-    from e2e_drive.sensors.spec import MAX_OBSERVATION_BYTES, megabytes
-
-    stack = frame_stack if isinstance(frame_stack, int) and not isinstance(frame_stack, bool) else 1
-    total = sum(s.width_px * s.height_px * s.channels for s in specs.values()) * stack
-    if total > MAX_OBSERVATION_BYTES:
-        parts = " + ".join(f"{n} {s.width_px}x{s.height_px}x{s.channels}" for n, s in specs.items())
-        raise ConfigError(f"{source}: one observation would need about {megabytes(total)} (cameras {parts}, "
-                          f"x frame_stack {stack}); at most {megabytes(MAX_OBSERVATION_BYTES)}: use smaller or "
-                          f"fewer cameras, or a lower frame_stack")
 
 
 class DrivingEnv(gym.Env):
@@ -75,21 +34,21 @@ class DrivingEnv(gym.Env):
 
     def __init__(self, scenario: str = "highway", config: dict[str, Any] | None = None,
                  render_mode: str | None = None) -> None:
-        from e2e_drive.registration import SCENARIOS
-
-        env_id = next((k for k, v in SCENARIOS.items() if v == scenario), scenario)
+        #: The scenario's declaration (road, traffic, keys, end): e2e_drive.scenarios.
+        self.declaration = get_scenario(scenario, source="DrivingEnv")
+        env_id = self.declaration.env_id
         source = f"{env_id} config"
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ConfigError(f"{env_id}: render_mode {render_mode!r} is not supported; use 'rgb_array' or None")
         self.scenario = scenario
         self.render_mode = render_mode
-        self.config = validate_env_config(scenario, config, source)
+        self.config = validate_env_config(self.declaration, config, source)
         self.camera_specs, self.conditions = build_sensors(self.config, source)
         # The agent is told the nominal camera specs; a calibration error renders from a perturbed one.
         self.cameras = {name: Camera(miscalibrated(spec, self.conditions))
                         for name, spec in self.camera_specs.items()}
         self.metadata = dict(self.metadata, render_fps=self.config["policy_frequency_hz"])
-        self.sim = make_scenario(scenario, self.config)
+        self.sim = make_scenario(self.declaration, self.config)
         self.substeps_per_action = self.config["simulation_frequency_hz"] // self.config["policy_frequency_hz"]
         #: Called after every simulator sub-step with this env (the evaluator records ground truth here).
         self.substep_callback: Callable[[DrivingEnv], None] | None = None
@@ -207,7 +166,8 @@ class DrivingEnv(gym.Env):
             return "crashed"
         if self.config["offroad_terminal"] and not ego.on_road:
             return "offroad"
-        if self.scenario == "merge" and ego.position[0] > MERGE_END_X_M:
+        route_end = self.declaration.route_end
+        if route_end is not None and route_end(self.sim, self.config):
             return "route_end"
         if self.sim.time >= self.config["duration_s"] - 1e-9:
             return "time_up"
@@ -235,7 +195,7 @@ def make_env(scenario_file: str | None = None, overrides: dict[str, Any] | None 
     ``overrides`` are config keys applied on top of the file's (validated the same way).
     """
     import e2e_drive  # noqa: F401  (registers the ids)
-    from e2e_drive.config import load_scenario
+    from e2e_drive.scenarios.files import load_scenario
 
     if scenario_file is None:
         env_id, config = "e2e_drive/Highway-v0", {}

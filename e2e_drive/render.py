@@ -209,7 +209,8 @@ def render_agent(env_file: str | None, agent_spec: str | None, out_dir: str | Pa
 
 
 def _scenario_cameras(env_file: str | None) -> dict[str, Any]:
-    from e2e_drive.config import DEFAULT_CAMERAS, load_scenario
+    from e2e_drive.config import DEFAULT_CAMERAS
+    from e2e_drive.scenarios import load_scenario
 
     if env_file is None:
         return dict(DEFAULT_CAMERAS)

@@ -8,7 +8,7 @@ import pytest
 
 from e2e_drive.agents.loading import load_agent_file
 from e2e_drive.cli import main
-from e2e_drive.config import load_scenario
+from e2e_drive.scenarios import load_scenario
 
 REPO = Path(__file__).resolve().parents[1]
 SCENARIO_FILES = sorted((REPO / "envs").glob("*.toml"))

@@ -509,7 +509,7 @@ def test_ray_backend_gives_the_same_lines(tiny_env, tmp_path):
 
 
 def test_conditions_registry_and_condition_files(tmp_path):
-    from e2e_drive.config import load_scenario
+    from e2e_drive.scenarios import load_scenario
     from e2e_drive.eval.conditions import CONDITIONS, apply_condition, resolve_conditions
 
     envs = Path(__file__).resolve().parents[1] / "envs"

@@ -17,8 +17,8 @@ occlusion       visuals: two dark patches on the image
 latency         sensor: frames arrive one policy step late (200 ms at 5 Hz)
 camera_pitch    sensor: dashcams pitched 2 degrees further down than the agent is told (calibration error)
 camera_height   sensor: dashcams mounted 0.3 m higher than the agent is told (calibration error)
-dense_traffic   traffic: 1.5x as many vehicles, 1.5x denser, aggressive drivers (highway);
-                twice the vehicles (racetrack)
+dense_traffic   traffic: 1.5x as many vehicles, 1.5x denser; what else it means is declared by
+                each scenario (highway: aggressive drivers; racetrack: nothing more)
 ==============  ================================================================================
 
 A user's own condition is a TOML file named instead of a built-in name
@@ -30,7 +30,7 @@ A user's own condition is a TOML file named instead of a built-in name
 
 Every resulting config is validated strictly (by the env's own validation) before a run
 starts; a condition that does not apply to a scenario (e.g. ``dense_traffic`` on the merge
-scenario, which has no traffic keys) is a :class:`~e2e_drive.errors.ConfigError` naming both.
+scenario, which does not declare it) is a :class:`~e2e_drive.errors.ConfigError` naming both.
 """
 
 from __future__ import annotations
@@ -52,17 +52,27 @@ class Condition:
     """A named change to a scenario config.
 
     overrides: keys deep-merged over every scenario's config (tables merge, values replace).
-    by_scenario: scenario name ("highway", "racetrack", ...) -> overrides for that scenario only.
-        When non-empty, a scenario not listed does not support the condition.
+    per_scenario: what the condition means depends on the scenario: each scenario declares its
+        overrides for it (``Scenario.conditions``, e.g. the highway's ``dense_traffic`` makes its
+        drivers aggressive), and a scenario that declares nothing does not support it.
     scale: key -> factor for numeric keys the scenario has (integers round up).
     """
 
     name: str
     description: str
     overrides: dict[str, Any] = field(default_factory=dict)
-    by_scenario: dict[str, dict[str, Any]] = field(default_factory=dict)
+    per_scenario: bool = False
     scale: dict[str, float] = field(default_factory=dict)
     source: str = "built-in"
+
+    @property
+    def by_scenario(self) -> dict[str, dict[str, Any]]:
+        """Scenario name -> that scenario's declared overrides for this condition (empty unless per_scenario)."""
+        if not self.per_scenario:
+            return {}
+        from e2e_drive.scenarios.base import all_scenarios
+
+        return {s.name: dict(s.conditions[self.name]) for s in all_scenarios() if self.name in s.conditions}
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe description (stored in run.json)."""
@@ -88,7 +98,7 @@ CONDITIONS: dict[str, Condition] = {c.name: c for c in (
     Condition("camera_height", "new sensor: dashcam 0.3 m higher (calibration error)",
               overrides={"conditions": {"calib_height_m": 0.3}}),
     Condition("dense_traffic", "new traffic: 1.5x denser, aggressive drivers",
-              by_scenario={"highway": {"aggressive_traffic": True}, "racetrack": {}},
+              per_scenario=True,
               scale={"vehicles_count": 1.5, "vehicles_density": 1.5}),
 )}
 
@@ -149,18 +159,20 @@ def apply_condition(condition: Condition, scenario: str, config: Mapping[str, An
     """The full, validated config of ``scenario`` under ``condition``.
 
     ``config`` is the scenario file's config (defaults filled in or not); the result is
-    validated with :func:`e2e_drive.config.validate_env_config` and the camera checks, and
+    validated with :func:`e2e_drive.scenarios.validate_env_config` and the camera checks, and
     returned with every default filled in. Errors name the condition and the scenario.
     """
-    from e2e_drive.config import validate_env_config
+    from e2e_drive.scenarios.base import condition_overrides, validate_env_config
+    from e2e_drive.scenarios.sensors import validate_sensors
 
     where = f"condition {condition.name!r} on {source}"
-    if condition.by_scenario and scenario not in condition.by_scenario:
+    declared = condition_overrides(scenario, condition.name) if condition.per_scenario else {}
+    if declared is None:
         raise ConfigError(f"{where}: does not apply to scenario '{scenario}' "
                           f"(applies to: {', '.join(sorted(condition.by_scenario))})")
     base = validate_env_config(scenario, dict(config), source)
     cfg = deep_merge(base, condition.overrides)
-    cfg = deep_merge(cfg, condition.by_scenario.get(scenario, {}))
+    cfg = deep_merge(cfg, declared)
     for key, factor in condition.scale.items():
         if key not in cfg:
             continue
@@ -170,8 +182,6 @@ def apply_condition(condition: Condition, scenario: str, config: Mapping[str, An
         cfg[key] = int(math.ceil(value * factor)) if isinstance(value, int) else float(value) * factor
     try:
         full = validate_env_config(scenario, cfg, where)
-        from e2e_drive.env import validate_sensors
-
         validate_sensors(full, where)
     except ConfigError as exc:
         msg = str(exc)

@@ -173,7 +173,7 @@ def plan_run(envs: Sequence[str | Path], agents: Sequence[str], episodes: int, s
     """
     from e2e_drive.agents.base import agent_needs
     from e2e_drive.agents.loading import load_agent
-    from e2e_drive.config import load_scenario
+    from e2e_drive.scenarios import load_scenario
     from e2e_drive.eval.conditions import apply_condition, resolve_conditions
     from e2e_drive.registration import scenario_of
 

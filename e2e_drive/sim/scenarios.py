@@ -1,12 +1,14 @@
-"""Scenario builders: thin subclasses of highway-env's environments, driven with continuous control.
+"""What every scenario's simulator shares: thin subclasses of highway-env's environments, driven
+with continuous control. Each scenario (its road, traffic, keys and end) is declared in one module
+of :mod:`e2e_drive.scenarios`; its simulator class derives from :class:`ScenarioMixin`.
 
-The stock classes build the road and the traffic; these subclasses only
+The stock classes build the road and the traffic; the scenario classes only
 - drive the ego with :class:`EgoAction` (highway-env's ContinuousAction mapping, and an ego that
   keeps a route so junctions have a defined "next lane"),
 - skip the stock reward and info code, which breaks with continuous actions in merge-v0 and
   roundabout-v0 (``action in [0, 2]`` on an array),
-- translate e2e_drive's validated config into highway-env's keys in one place, so no key is
-  silently dropped.
+- read e2e_drive's validated config, which :func:`e2e_drive.scenarios.highway_env_config`
+  translates into highway-env's keys (so no key is silently dropped).
 The Gymnasium observation, reward and termination live in :mod:`e2e_drive.env`.
 """
 
@@ -16,10 +18,6 @@ from typing import Any
 
 import numpy as np
 from highway_env.envs.common.action import ContinuousAction
-from highway_env.envs.highway_env import HighwayEnv
-from highway_env.envs.merge_env import MergeEnv
-from highway_env.envs.racetrack_env import RacetrackEnv
-from highway_env.envs.roundabout_env import RoundaboutEnv
 from highway_env.road.road import LaneIndex, Route
 from highway_env.vehicle.behavior import IDMVehicle
 from highway_env.vehicle.controller import ControlledVehicle
@@ -87,7 +85,7 @@ class EgoAction(ContinuousAction):
 class ScenarioMixin:
     """Shared overrides: continuous ego control, no stock reward/info (see module docstring)."""
 
-    #: Filled by :func:`make_scenario`: the validated e2e_drive config.
+    #: Filled by :func:`e2e_drive.scenarios.make_scenario`: the validated e2e_drive config.
     e2e_config: dict[str, Any]
 
     def define_spaces(self) -> None:
@@ -112,84 +110,6 @@ class ScenarioMixin:
 
     def _is_truncated(self) -> bool:
         return False
-
-
-class HighwayScenario(ScenarioMixin, HighwayEnv):
-    """Straight multi-lane highway with IDM/MOBIL traffic (highway-v0's road and traffic)."""
-
-    def _create_vehicles(self) -> None:
-        super()._create_vehicles()
-        speed = self.e2e_config["ego_speed_mps"]
-        if speed != 25.0:  # highway-env spawns the ego at 25 m/s; only override when asked
-            self.vehicle.speed = float(speed)
-
-
-class RacetrackScenario(ScenarioMixin, RacetrackEnv):
-    """Closed circuit with tight curves (racetrack-v0's road and traffic)."""
-
-
-class MergeScenario(ScenarioMixin, MergeEnv):
-    """Highway with an on-ramp whose vehicle merges in front of the ego (merge-v0's road and traffic)."""
-
-
-class RoundaboutScenario(ScenarioMixin, RoundaboutEnv):
-    """Two-lane roundabout the ego enters and leaves to the north (roundabout-v0's road and traffic)."""
-
-
-#: Scenario name -> builder class (a registry, not an if/elif chain).
-SCENARIO_CLASSES: dict[str, type] = {
-    "highway": HighwayScenario,
-    "racetrack": RacetrackScenario,
-    "merge": MergeScenario,
-    "roundabout": RoundaboutScenario,
-}
-
-
-def highway_env_config(scenario: str, cfg: dict[str, Any]) -> dict[str, Any]:
-    """Translate a validated e2e_drive config into the stock env's config keys."""
-    out: dict[str, Any] = {
-        "action": {
-            "type": "ContinuousAction",
-            "acceleration_range": tuple(cfg["acceleration_range_mps2"]),
-            "steering_range": tuple(cfg["steering_range_rad"]),
-            "longitudinal": True,
-            "lateral": True,
-        },
-        "observation": {"type": "Kinematics"},
-        "simulation_frequency": cfg["simulation_frequency_hz"],
-        "policy_frequency": cfg["policy_frequency_hz"],
-        "duration": cfg["duration_s"],
-        "offscreen_rendering": True,
-    }
-    if scenario == "highway":
-        out.update(
-            lanes_count=cfg["lanes_count"],
-            vehicles_count=cfg["vehicles_count"],
-            vehicles_density=cfg["vehicles_density"],
-            initial_lane_id=cfg["initial_lane_id"],
-            other_vehicles_type=(
-                "highway_env.vehicle.behavior.AggressiveVehicle"
-                if cfg["aggressive_traffic"]
-                else "highway_env.vehicle.behavior.IDMVehicle"
-            ),
-        )
-    elif scenario == "racetrack":
-        out.update(other_vehicles=cfg["vehicles_count"])
-    return out
-
-
-def make_scenario(scenario: str, cfg: dict[str, Any]) -> Any:
-    """Build (not yet reset with a seed) the stock-based simulator for a validated config."""
-    cls = SCENARIO_CLASSES[scenario]
-    sim = cls.__new__(cls)
-    sim.e2e_config = cfg
-    cls.__init__(sim, config=highway_env_config(scenario, cfg))
-    return sim
-
-
-def ego_route_destination(scenario: str) -> str | None:
-    """Where the ego is headed in scenarios with junctions (roundabout: the north exit, as in stock)."""
-    return {"roundabout": "nxs"}.get(scenario)
 
 
 def lane_curvature_1pm(lane: Any, s_m: float, h_m: float = 1.0) -> float:
