@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from e2e_drive.errors import CheckpointError
-from e2e_drive.learning.models import DrivingNet, ModelConfig, build_model
+from e2e_drive.nets.models import DrivingNet, ModelConfig, build_model
 
 CHECKPOINT_FORMAT = 1
 
@@ -71,21 +71,6 @@ def load_weights_only(path: str | Path) -> Any:
     except Exception as exc:  # pickle errors, zip errors, truncated files, forbidden globals
         raise CheckpointError(f"{path}: not a readable weights-only checkpoint "
                               f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
-
-
-def load_resume_state(path: Path, run_key: str, settings: str) -> dict[str, Any] | None:
-    """A run folder's resume state (``last.pt``), or None when there is none yet.
-
-    CheckpointError naming the file when it was written by a run with other settings (``settings``
-    says which, for the message): resuming it would silently mix two experiments.
-    """
-    if not path.exists():
-        return None
-    state = load_weights_only(path)
-    if not isinstance(state, dict) or state.get("run_key") != run_key:
-        raise CheckpointError(f"{path}: belongs to a run with other settings ({settings}); "
-                              f"use another --out or delete it")
-    return state
 
 
 def load_checkpoint(path: str | Path, expected: ModelConfig | None = None) -> DrivingNet:
@@ -141,15 +126,3 @@ def read_card(path: str | Path) -> dict[str, Any]:
         return json.loads(p.read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise CheckpointError(f"{p}: unreadable model card: {exc}") from None
-
-
-def code_version() -> dict[str, Any]:
-    """Package version and, when in a git checkout, the commit and whether the tree is dirty."""
-    import e2e_drive
-    from e2e_drive.provenance import git_commit, git_dirty
-
-    out: dict[str, Any] = {"package_version": e2e_drive.__version__}
-    out["git_commit"] = git_commit()
-    if out["git_commit"] is not None:
-        out["git_dirty"] = git_dirty("e2e_drive")
-    return out

@@ -7,8 +7,8 @@ Every model has the same three parts, so the training modes can treat them alike
     control_head([features, speed])   -> action (B, 2) in [-1, 1]
 
 ``forward(frames, speed)`` returns ``(action, labels)``. Frames are uint8 (B, C, H, W) at the
-model's input resolution (:func:`preprocess` resizes the camera frame); normalisation to
-[-1, 1] happens inside the model, so a checkpoint carries it.
+model's input resolution (:func:`e2e_drive.nets.preprocessing.preprocess` resizes the camera
+frame); normalisation to [-1, 1] happens inside the model, so a checkpoint carries it.
 
 Architectures plug in by name through :data:`MODELS` (name -> class taking a
 :class:`ModelConfig`). The default, ``pilotnet``, follows NVIDIA's PilotNet (Bojarski et al.
@@ -22,13 +22,11 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-import cv2
-import numpy as np
 import torch
 from torch import nn
 
 from e2e_drive.errors import ConfigError
-from e2e_drive.learning.dataset import LABEL_NAMES
+from e2e_drive.nets.labels import LABEL_NAMES
 
 
 @dataclass(frozen=True)
@@ -125,16 +123,6 @@ def _coerce(value: Any, default: Any, where: str) -> Any:
         sample = default[0] if default else None
         return tuple(_coerce(v, sample, f"{where}[{i}]") if sample is not None else v for i, v in enumerate(value))
     return value
-
-
-def preprocess(frame: np.ndarray, config: ModelConfig) -> np.ndarray:
-    """Camera frame (H, W, C) uint8 -> model input (C, h, w) uint8 at the model's resolution."""
-    h, w = config.input_height_px, config.input_width_px
-    if frame.shape[0] != h or frame.shape[1] != w:
-        frame = cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA)
-        if frame.ndim == 2:
-            frame = frame[:, :, None]
-    return np.ascontiguousarray(frame.transpose(2, 0, 1))
 
 
 def _mlp(sizes: list[int], dropout: float, last_activation: bool) -> nn.Sequential:
