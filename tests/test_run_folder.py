@@ -80,7 +80,7 @@ def test_a_finished_dagger_round_of_other_settings_is_refused_not_reused(tmp_pat
         round_finished(tmp_path, _tables(), TINY_TRAIN, "end2end", 7, None)  # another seed
 
 
-def _tables():  # noqa: ANN202 - what round_finished reads of the agent file's tables
+def _tables():  # what round_finished reads of the agent file's tables
     from e2e_drive.learning.config import AgentTables, DaggerConfig
 
     return AgentTables(path=Path("agent.toml"), checkpoint=None, model=TINY, train=TINY_TRAIN, dagger=DaggerConfig())

@@ -39,7 +39,6 @@ row and the resume state; the run folder's files: :mod:`e2e_drive.learning.run_f
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import math
@@ -61,7 +60,12 @@ from e2e_drive.errors import ConfigError
 from e2e_drive.learning.config import read_agent_tables
 from e2e_drive.learning.run_folder import RunFolder, RunLog, code_version
 from e2e_drive.nets.checkpoints import check_state_dict, load_checkpoint, read_card
-from e2e_drive.nets.models import DrivingNet, ModelConfig, count_parameters, dataclass_from_table
+from e2e_drive.nets.models import (
+    DrivingNet,
+    ModelConfig,
+    count_parameters,
+    dataclass_from_table,
+)
 from e2e_drive.nets.preprocessing import model_input
 
 #: RL episodes use seeds from here on (expert data 0.., DAgger 100000.., evaluation 1000..40049).
@@ -674,41 +678,3 @@ def rl_finetune(init_checkpoint: str | Path, env_file: str | None, out: str | Pa
         pool.close()
     card = run.card(init_checkpoint, env_file, overrides, camera_spec, command)
     return folder.write_model(run.actor.cpu().eval(), card)
-
-
-# ----------------------------------------------------------------------------------- CLI
-def _cmd_rl_finetune(args: argparse.Namespace) -> int:
-    from e2e_drive.learning.cli_commands import parse_overrides
-
-    tables = read_rl_tables(args.agent)
-    init = Path(args.init) if args.init else tables.checkpoint
-    if init is None:
-        raise ConfigError(f"{args.agent}: params.checkpoint is not set; give --init")
-    if not init.is_file():
-        raise ConfigError(f"{args.agent}: checkpoint {init} not found" if not args.init
-                          else f"--init {init}: checkpoint not found")
-    command = "e2e-drive " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    card = rl_finetune(init, args.env, args.out, steps=args.steps, cfg=tables.rl, n_envs=args.envs, seed=args.seed,
-                       device=args.device, overrides=parse_overrides(args.set), expected_model=tables.model,
-                       progress=not args.no_progress, command=command)
-    last = card["rl"]["last_iteration"]
-    print(json.dumps({"out": args.out, "env_steps": card["rl"]["env_steps"], "iterations": card["rl"]["iterations"],
-                      "episode_return": last.get("episode_return"), "wall_s": card["rl"]["wall_s"]}))
-    return 0
-
-
-def add_rl_finetune(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("rl-finetune", help="PPO fine-tuning of a cloned e2e policy on a scenario's reward",
-                       description="Fine-tune the agent file's checkpoint with PPO ([params.rl] hyperparameters, "
-                                   "optional). Ctrl-C, then the same command, resumes.")
-    p.add_argument("--agent", required=True, help="e2e agent file (agents/e2e.toml)")
-    p.add_argument("--env", default=None, help="scenario file (envs/*.toml); default: the built-in highway")
-    p.add_argument("--init", default=None, help="start from this checkpoint (default: the agent file's checkpoint)")
-    p.add_argument("--steps", type=int, required=True, help="env steps in all (rounded up to whole iterations)")
-    p.add_argument("--envs", type=int, default=1, help="parallel envs, one worker process each when > 1 (default 1)")
-    p.add_argument("--out", required=True, help="run folder (logs, last.pt, model.pt + model.json)")
-    p.add_argument("--seed", type=int, default=0, help="seed for the critic's init, noise and episodes (default 0)")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="torch device (default auto)")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a scenario config key")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(func=_cmd_rl_finetune)

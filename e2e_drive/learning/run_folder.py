@@ -18,10 +18,13 @@ import json
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-import torch
-
 from e2e_drive.errors import CheckpointError, ConfigError
-from e2e_drive.nets.checkpoints import atomic_torch_save, atomic_write_text, load_weights_only, save_checkpoint
+from e2e_drive.nets.checkpoints import (
+    atomic_torch_save,
+    atomic_write_text,
+    load_weights_only,
+    save_checkpoint,
+)
 from e2e_drive.nets.models import DrivingNet
 
 RESUME_STATE = "last.pt"

@@ -43,10 +43,22 @@ from torch.utils.data import DataLoader
 
 from e2e_drive.errors import ConfigError
 from e2e_drive.learning.config import MODES, TrainConfig
-from e2e_drive.learning.dataset import (LABEL_NAMES, LABEL_SCALES, ShardDataset, ShardError, dataset_summary,
-                                        list_shards, read_header)
-from e2e_drive.learning.run_folder import RunFolder, RunLog, code_version, finished_rows
-from e2e_drive.learning.run_folder import tensorboard_writer  # noqa: F401 - re-exported (it lived here)
+from e2e_drive.learning.dataset import (
+    LABEL_NAMES,
+    LABEL_SCALES,
+    ShardDataset,
+    ShardError,
+    dataset_summary,
+    list_shards,
+    read_header,
+)
+from e2e_drive.learning.run_folder import (
+    RunFolder,
+    RunLog,
+    code_version,
+    finished_rows,
+    tensorboard_writer,  # noqa: F401 - re-exported (it lived here)
+)
 from e2e_drive.nets.checkpoints import check_state_dict, load_checkpoint
 from e2e_drive.nets.models import DrivingNet, ModelConfig, build_model, count_parameters
 from e2e_drive.nets.preprocessing import preprocess
