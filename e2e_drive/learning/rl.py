@@ -381,7 +381,7 @@ class Rollout:
     returns: torch.Tensor | None = None
 
     @classmethod
-    def empty(cls, steps: int, n_envs: int, c: int, h: int, w: int) -> "Rollout":
+    def empty(cls, steps: int, n_envs: int, c: int, h: int, w: int) -> Rollout:
         log_probs, rewards, dones, values = (torch.zeros(steps, n_envs) for _ in range(4))
         return cls(frames=torch.zeros(steps, n_envs, c, h, w, dtype=torch.uint8), speeds=torch.zeros(steps, n_envs),
                    samples=torch.zeros(steps, n_envs, 2), log_probs=log_probs, rewards=rewards, dones=dones,

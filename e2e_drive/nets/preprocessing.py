@@ -6,7 +6,8 @@ model sees the same input when it learns and when it drives.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Mapping
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
