@@ -157,7 +157,7 @@ COMMANDS: dict[str, Callable[[argparse._SubParsersAction], None]] = {
     "collect": lambda sub: importlib.import_module("e2e_drive.learning.cli_commands").add_collect(sub),
     "train": lambda sub: importlib.import_module("e2e_drive.learning.cli_commands").add_train(sub),
     "dagger": lambda sub: importlib.import_module("e2e_drive.learning.cli_commands").add_dagger(sub),
-    "rl-finetune": lambda sub: importlib.import_module("e2e_drive.learning.rl").add_rl_finetune(sub),
+    "rl-finetune": lambda sub: importlib.import_module("e2e_drive.learning.cli_commands").add_rl_finetune(sub),
     "export-minari": lambda sub: importlib.import_module("e2e_drive.learning.minari_export").add_export_minari(sub),
 }
 

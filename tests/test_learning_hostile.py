@@ -21,6 +21,7 @@ import torch
 
 from e2e_drive.errors import ConfigError
 from e2e_drive.learning import dataset as ds
+from e2e_drive.learning import run_folder
 from e2e_drive.learning import train as train_module
 from e2e_drive.learning.train import train
 from test_learning import EXPERT, HIGHWAY, TINY, TINY_TOML, TINY_TRAIN
@@ -279,20 +280,21 @@ def _check_logs_match(run: Path, reference: list[dict]) -> None:
 _KILL_SCRIPT = textwrap.dedent("""
     import json, os, signal, sys
     import torch
+    from e2e_drive.learning import run_folder
     from e2e_drive.learning import train as t
     from e2e_drive.learning.config import TrainConfig
     from e2e_drive.learning.models import ModelConfig
 
     torch.set_num_threads(1)
     model, cfg, data, out, kill_epoch = json.loads(sys.argv[1])
-    real_save = t.atomic_torch_save
+    real_save = run_folder.atomic_torch_save
 
     def save(obj, path):  # kill -9 after the epoch's val row is logged, before its resume state is saved
         if obj.get("epoch") == kill_epoch:
             os.kill(os.getpid(), signal.SIGKILL)
         real_save(obj, path)
 
-    t.atomic_torch_save = save
+    run_folder.atomic_torch_save = save  # the run folder saves the resume state
     t.train(ModelConfig.from_dict(model), TrainConfig(**cfg), [data], out, seed=5, progress=False)
 """)
 
@@ -319,14 +321,14 @@ class Killed(BaseException):
 
 def _crash_at_checkpoint(epoch: int) -> Callable[[pytest.MonkeyPatch], None]:
     def arm(monkeypatch: pytest.MonkeyPatch) -> None:
-        real = train_module.atomic_torch_save
+        real = run_folder.atomic_torch_save
 
         def save(obj: dict, path: Path) -> None:
             if obj.get("epoch") == epoch:
                 raise Killed
             real(obj, path)
 
-        monkeypatch.setattr(train_module, "atomic_torch_save", save)
+        monkeypatch.setattr(run_folder, "atomic_torch_save", save)  # the run folder saves the resume state
     return arm
 
 

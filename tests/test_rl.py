@@ -16,10 +16,10 @@ import torch
 
 from e2e_drive.errors import CheckpointError, ConfigError
 from e2e_drive.learning.checkpoints import load_checkpoint, save_checkpoint
+from e2e_drive.learning.cli_commands import add_rl_finetune
 from e2e_drive.learning.models import ModelConfig, build_model
 from e2e_drive.learning.rl import (
     RLConfig,
-    add_rl_finetune,
     gae,
     gaussian_log_prob,
     ppo_clip_loss,

@@ -38,10 +38,9 @@ class E2EAgent:
                  rl: dict | None = None) -> None:
         import torch
 
-        from e2e_drive.learning.checkpoints import load_checkpoint, read_card
-        from e2e_drive.learning.models import ModelConfig
-
         from e2e_drive.errors import ConfigError
+        from e2e_drive.nets.checkpoints import load_checkpoint, read_card
+        from e2e_drive.nets.models import ModelConfig
 
         self.checkpoint = Path(checkpoint)
         # Messages name the agent file's keys; the loader puts the file's name in front.
@@ -72,12 +71,11 @@ class E2EAgent:
         self._timer.clear()
 
     def act(self, observation: dict, info: dict | None = None) -> np.ndarray:
-        from e2e_drive.learning.models import preprocess
+        from e2e_drive.nets.preprocessing import model_input
 
         torch = self._torch
         t0 = time.perf_counter()
-        frame = preprocess(np.asarray(observation[self.config.camera]), self.config)
-        speed = float(np.asarray(observation.get("speed", [0.0])).reshape(-1)[0])
+        frame, speed = model_input(observation, self.config)
         with torch.inference_mode():
             action, _ = self.model(torch.from_numpy(frame)[None], torch.tensor([speed]))
         self._timer.add("inference", time.perf_counter() - t0)
@@ -85,11 +83,10 @@ class E2EAgent:
 
     def perceive(self, observation: dict) -> dict[str, float]:
         """The perception head's reading of a frame (label name -> value in its units)."""
-        from e2e_drive.learning.dataset import LABEL_NAMES, LABEL_SCALES
-        from e2e_drive.learning.models import preprocess
+        from e2e_drive.nets.labels import LABEL_NAMES, LABEL_SCALES
+        from e2e_drive.nets.preprocessing import model_input
 
-        frame = preprocess(np.asarray(observation[self.config.camera]), self.config)
-        speed = float(np.asarray(observation.get("speed", [0.0])).reshape(-1)[0])
+        frame, speed = model_input(observation, self.config)
         with self._torch.inference_mode():
             _, labels = self.model(self._torch.from_numpy(frame)[None], self._torch.tensor([speed]))
         return {n: float(v) * s for n, v, s in zip(LABEL_NAMES, labels[0].tolist(), LABEL_SCALES)}

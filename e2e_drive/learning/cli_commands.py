@@ -1,4 +1,4 @@
-"""``e2e-drive collect``, ``train`` and ``dagger``: argument parsing only; the work is in the library."""
+"""``e2e-drive collect``, ``train``, ``dagger``, ``rl-finetune``: argument parsing only; the work is in the library."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import ast
 import json
 import shlex
 import sys
+from pathlib import Path
 from typing import Any
 
 from e2e_drive.errors import ConfigError
@@ -131,3 +132,39 @@ def add_dagger(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tensorboard", action="store_true",
                    help="also log to RUN/round_i/tensorboard (needs the extra: pip install -e '.[tensorboard]')")
     p.set_defaults(func=_cmd_dagger)
+
+
+def _cmd_rl_finetune(args: argparse.Namespace) -> int:
+    from e2e_drive.learning.rl import read_rl_tables, rl_finetune
+
+    tables = read_rl_tables(args.agent)
+    init = Path(args.init) if args.init else tables.checkpoint
+    if init is None:
+        raise ConfigError(f"{args.agent}: params.checkpoint is not set; give --init")
+    if not init.is_file():
+        raise ConfigError(f"{args.agent}: checkpoint {init} not found" if not args.init
+                          else f"--init {init}: checkpoint not found")
+    card = rl_finetune(init, args.env, args.out, steps=args.steps, cfg=tables.rl, n_envs=args.envs, seed=args.seed,
+                       device=args.device, overrides=parse_overrides(args.set), expected_model=tables.model,
+                       progress=not args.no_progress, command=_command())
+    last = card["rl"]["last_iteration"]
+    print(json.dumps({"out": args.out, "env_steps": card["rl"]["env_steps"], "iterations": card["rl"]["iterations"],
+                      "episode_return": last.get("episode_return"), "wall_s": card["rl"]["wall_s"]}))
+    return 0
+
+
+def add_rl_finetune(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("rl-finetune", help="PPO fine-tuning of a cloned e2e policy on a scenario's reward",
+                       description="Fine-tune the agent file's checkpoint with PPO ([params.rl] hyperparameters, "
+                                   "optional). Ctrl-C, then the same command, resumes.")
+    p.add_argument("--agent", required=True, help="e2e agent file (agents/e2e.toml)")
+    p.add_argument("--env", default=None, help="scenario file (envs/*.toml); default: the built-in highway")
+    p.add_argument("--init", default=None, help="start from this checkpoint (default: the agent file's checkpoint)")
+    p.add_argument("--steps", type=int, required=True, help="env steps in all (rounded up to whole iterations)")
+    p.add_argument("--envs", type=int, default=1, help="parallel envs, one worker process each when > 1 (default 1)")
+    p.add_argument("--out", required=True, help="run folder (logs, last.pt, model.pt + model.json)")
+    p.add_argument("--seed", type=int, default=0, help="seed for the critic's init, noise and episodes (default 0)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="torch device (default auto)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a scenario config key")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_rl_finetune)

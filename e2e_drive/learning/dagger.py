@@ -19,19 +19,26 @@ The episodes are collect's (:func:`e2e_drive.learning.collect.run_episode`, on t
 from __future__ import annotations
 
 import dataclasses
-import json
 import shutil
 import sys
 from pathlib import Path
 from typing import Any
 
-from e2e_drive.learning.checkpoints import card_path
 from e2e_drive.learning.collect import collect
-from e2e_drive.learning.config import AgentTables
-from e2e_drive.learning.train import train
+from e2e_drive.learning.config import AgentTables, TrainConfig
+from e2e_drive.learning.run_folder import RunFolder
+from e2e_drive.learning.train import train, train_settings
+from e2e_drive.nets.checkpoints import read_card
 
 #: DAgger episodes use seeds from here on (expert data uses 0..), so they never repeat an expert episode.
 DAGGER_SEED_BASE = 100_000
+
+
+def round_finished(round_dir: Path, tables: AgentTables, cfg: TrainConfig, mode: str, seed: int,
+                   init: Path | None) -> bool:
+    """A round's training finished (weights and card there); CheckpointError naming its resume state when it
+    was trained with other settings than these (reusing it would mix two experiments)."""
+    return RunFolder(round_dir, train_settings(tables.model, cfg, mode, seed, init), "model/train/mode/seed").finished()
 
 
 def dagger(tables: AgentTables, env_file: str | None, expert_file: str, rounds: int, episodes_per_round: int,
@@ -40,10 +47,10 @@ def dagger(tables: AgentTables, env_file: str | None, expert_file: str, rounds: 
            command: str | None = None, progress: bool = True, tensorboard: bool = False) -> dict[str, Any]:
     """Run DAgger; return the final model card (see the module docstring)."""
     data, out = Path(data), Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    folder = RunFolder(out)
     if init_checkpoint is None:
         round0 = out / "round_0"
-        if not (round0 / "model.pt").exists():
+        if not round_finished(round0, tables, tables.train, mode, seed, None):
             train(tables.model, tables.train, [data], round0, mode=mode, seed=seed, command=command, progress=progress,
                   tensorboard=tensorboard)
         current = round0 / "model.pt"
@@ -63,17 +70,17 @@ def dagger(tables: AgentTables, env_file: str | None, expert_file: str, rounds: 
         learner_steps = sum(w.get("steps", 0) for w in report.written)
         print(f"dagger round {i}/{rounds}: beta {beta:.3f}, {len(report.written)} episodes collected "
               f"({len(report.skipped)} already there)", file=sys.stderr)
-        if not (round_dir / "model.pt").exists():
+        if not round_finished(round_dir, tables, fine_tune, mode, seed + i, current):
             train(tables.model, fine_tune, [data], round_dir, mode=mode, seed=seed + i, command=command,
                   init_checkpoint=current, progress=progress, tensorboard=tensorboard,
                   extra_card={"dagger": {"round": i, "beta": beta, "learner_checkpoint": str(current)}})
         history.append({"round": i, "beta": beta, "episodes": episodes_per_round, "steps_collected": learner_steps})
         current = round_dir / "model.pt"
-    shutil.copyfile(current, out / "model.pt")
-    card = json.loads(card_path(current).read_text())
+    shutil.copyfile(current, folder.model_path)
+    card = read_card(current)
     card["dagger"] = {"rounds": rounds, "episodes_per_round": episodes_per_round,
                       "config": dataclasses.asdict(tables.dagger), "history": history,
                       "init_checkpoint": None if init_checkpoint is None else str(init_checkpoint)}
     card["checkpoint"] = "model.pt"
-    (out / "model.json").write_text(json.dumps(card, indent=2, default=str) + "\n")
+    folder.write_card(card)
     return card

@@ -46,24 +46,12 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
+from e2e_drive.nets.labels import LABEL_NAMES, LABEL_SCALES  # noqa: F401 - re-exported: shards store them
+
 MAGIC = b"E2ESHARD1\n"
 SHARD_SUFFIX = ".shard"
 FORMAT_VERSION = 1
 
-#: Perception labels stored per step (ground truth), in this order.
-LABEL_NAMES: tuple[str, ...] = (
-    "lateral_offset_m",        # + = right of the lane centre
-    "heading_error_rad",       # + = pointing right of the lane direction
-    "curvature_1pm",           # lane curvature here, + = curving right
-    "curvature_ahead_1pm",     # 20 m ahead
-    "lead_present",            # 1 when a vehicle is ahead in the ego lane within LEAD_GAP_CAP_M
-    "lead_gap_m",              # bumper-to-bumper gap to it, capped at LEAD_GAP_CAP_M (cap when absent)
-    "lead_relative_speed_mps",  # its speed minus the ego's, clipped to +-REL_SPEED_CAP_MPS (0 when absent)
-    "left_lane_free",          # 1 when a lane exists on the left and no vehicle is beside (gap in NEIGHBOUR_WINDOW_M)
-    "right_lane_free",         # same on the right
-)
-#: Scale of each label for losses (label / scale is O(1)).
-LABEL_SCALES: tuple[float, ...] = (1.0, 0.1, 0.02, 0.02, 1.0, 50.0, 10.0, 1.0, 1.0)
 LEAD_GAP_CAP_M = 100.0
 REL_SPEED_CAP_MPS = 20.0
 #: A neighbour lane is "occupied" by a vehicle whose gap lies in this window [m] (behind, ahead).

@@ -1,4 +1,4 @@
-"""PPO fine-tuning of the cloned end-to-end policy, in one loop you can read top to bottom (CleanRL style).
+"""PPO fine-tuning of the cloned end-to-end policy.
 
     e2e-drive rl-finetune --agent agents/e2e.toml --env envs/highway.toml --steps 100000 \
         --out runs/rl [--init CHECKPOINT] [--envs 2] [--seed 0] [--device auto|cpu|cuda] [--set KEY=VALUE]
@@ -30,11 +30,15 @@ Writes to ``--out``: ``log.jsonl`` and ``log.csv`` (one row per iteration), ``la
 checkpoint format E2EAgent loads, so an agent file whose ``checkpoint`` points at it evaluates it.
 
 Hyperparameters: :class:`RLConfig`, read from the agent file's optional ``[params.rl]`` table.
+
+Code: :func:`rl_finetune` reads top to bottom (stable-baselines3's ``learn``): :class:`PPORun` holds the
+networks and counters, :meth:`PPORun.resume` continues a run folder, then per iteration
+:meth:`PPORun.collect_rollouts` (a :class:`Rollout`) and :meth:`PPORun.train` (the PPO epochs), the log
+row and the resume state; the run folder's files: :mod:`e2e_drive.learning.run_folder`.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import math
@@ -53,24 +57,16 @@ import torch
 from torch import nn
 
 from e2e_drive.errors import ConfigError
-from e2e_drive.learning.checkpoints import (
-    atomic_torch_save,
-    check_state_dict,
-    code_version,
-    load_checkpoint,
-    load_resume_state,
-    read_card,
-    save_checkpoint,
-)
 from e2e_drive.learning.config import read_agent_tables
-from e2e_drive.learning.models import (
+from e2e_drive.learning.run_folder import RunFolder, RunLog, code_version
+from e2e_drive.nets.checkpoints import check_state_dict, load_checkpoint, read_card
+from e2e_drive.nets.models import (
     DrivingNet,
     ModelConfig,
     count_parameters,
-    dataclass_from_table,
-    preprocess,
 )
-from e2e_drive.learning.train import RunLog
+from e2e_drive.nets.preprocessing import model_input
+from e2e_drive.strict import from_table
 
 #: RL episodes use seeds from here on (expert data 0.., DAgger 100000.., evaluation 1000..40049).
 RL_SEED_BASE = 200_000
@@ -140,7 +136,7 @@ class RLConfig:
         for name, ok in checks:
             value = getattr(self, name)
             if not ok or (isinstance(value, float) and not math.isfinite(value)):
-                raise ConfigError(f"{name} = {value!r}: out of range")  # dataclass_from_table names file and table
+                raise ConfigError(f"{name} = {value!r}: out of range")  # from_table names file and table
 
 
 @dataclass
@@ -157,7 +153,7 @@ def read_rl_tables(path: str | Path) -> RLTables:
     """The agent file's checkpoint, ``[params.model]`` (optional) and ``[params.rl]`` (optional), strictly."""
     tables = read_agent_tables(path)
     model = tables.model if tables.params.get("model") else None
-    rl = dataclass_from_table(RLConfig, tables.params.get("rl"), f"{tables.path}: params.rl")
+    rl = from_table(RLConfig, tables.params.get("rl"), f"{tables.path}: params.rl")
     return RLTables(path=tables.path, checkpoint=tables.checkpoint, model=model, rl=rl)
 
 
@@ -243,10 +239,6 @@ def ppo_clip_loss(new_log_prob: torch.Tensor, old_log_prob: torch.Tensor, advant
 
 
 # ----------------------------------------------------------------------------------- envs
-def _observe(obs: dict, model_cfg: ModelConfig) -> tuple[np.ndarray, float]:
-    return preprocess(np.asarray(obs[model_cfg.camera]), model_cfg), float(np.asarray(obs["speed"]).reshape(-1)[0])
-
-
 class _Env:
     """One env answering the pool's commands: meta, reset(seed), step(action)."""
 
@@ -267,9 +259,9 @@ class _Env:
             return dataclasses.asdict(self.env.unwrapped.camera_specs[self.model_cfg.camera])
         if cmd == "reset":
             obs, _ = self.env.reset(seed=int(arg))
-            return _observe(obs, self.model_cfg)
+            return model_input(obs, self.model_cfg)
         obs, reward, terminated, truncated, info = self.env.step(arg)
-        return (*_observe(obs, self.model_cfg), float(reward), bool(terminated), bool(truncated), info["event"])
+        return (*model_input(obs, self.model_cfg), float(reward), bool(terminated), bool(truncated), info["event"])
 
 
 def _worker(conn: Any, env_file: str | None, overrides: dict[str, Any], model_cfg: ModelConfig) -> None:
@@ -369,6 +361,274 @@ def resolve_device(device: str) -> str:
     return device
 
 
+@dataclass
+class Rollout:
+    """One iteration's experience, (T steps, N envs) each, and the episodes that ended in it."""
+
+    frames: torch.Tensor     # uint8 (T, N, C, H, W)
+    speeds: torch.Tensor     # (T, N)
+    samples: torch.Tensor    # pre-tanh actions (T, N, 2)
+    log_probs: torch.Tensor  # (T, N)
+    rewards: torch.Tensor    # (T, N), a time-limit end's bootstrapped value included
+    dones: torch.Tensor      # (T, N)
+    values: torch.Tensor     # (T, N), in return units
+    running_return: list[float]
+    running_length: list[int]
+    episode_returns: list[float] = dataclasses.field(default_factory=list)
+    episode_lengths: list[int] = dataclasses.field(default_factory=list)
+    crashes: int = 0
+    advantages: torch.Tensor | None = None
+    returns: torch.Tensor | None = None
+
+    @classmethod
+    def empty(cls, steps: int, n_envs: int, c: int, h: int, w: int) -> Rollout:
+        log_probs, rewards, dones, values = (torch.zeros(steps, n_envs) for _ in range(4))
+        return cls(frames=torch.zeros(steps, n_envs, c, h, w, dtype=torch.uint8), speeds=torch.zeros(steps, n_envs),
+                   samples=torch.zeros(steps, n_envs, 2), log_probs=log_probs, rewards=rewards, dones=dones,
+                   values=values, running_return=[0.0] * n_envs, running_length=[0] * n_envs)
+
+    def flat(self) -> dict[str, torch.Tensor]:
+        """The samples PPO's minibatches draw from, (T x N) along the first axis."""
+        c, h, w = self.frames.shape[2:]
+        return {"frames": self.frames.reshape(-1, c, h, w), "speed": self.speeds.reshape(-1),
+                "u": self.samples.reshape(-1, 2), "log_prob": self.log_probs.reshape(-1),
+                "adv": self.advantages.reshape(-1), "ret": self.returns.reshape(-1)}
+
+
+def _mean_of(xs: list[float]) -> float | None:
+    return float(np.mean(xs)) if xs else None
+
+
+class PPORun:
+    """One PPO fine-tuning run: the actor (the cloned net + a log-std), the frozen initial policy for the KL
+    term, the critic, their optimizers and the counters; :meth:`collect_rollouts` then :meth:`train` per
+    iteration (the split of stable-baselines3's ``collect_rollouts`` / ``train`` / ``learn``)."""
+
+    def __init__(self, init_checkpoint: Path, cfg: RLConfig, device: str, seed: int, n_envs: int,
+                 expected_model: ModelConfig | None) -> None:
+        self.cfg, self.device, self.seed, self.n_envs = cfg, device, seed, n_envs
+        torch.manual_seed(seed)
+        self.initial = load_checkpoint(init_checkpoint, expected=expected_model).to(device)
+        self.initial.requires_grad_(False)
+        self.model_cfg = self.initial.config
+        self.actor = load_checkpoint(init_checkpoint).to(device).train()
+        self.init_log_std = torch.tensor([math.log(s) for s in cfg.init_std], device=device)
+        self.log_std = nn.Parameter(self.init_log_std.clone())
+        self.critic = ValueNet(self.model_cfg, cfg.critic_channels, cfg.critic_hidden).to(device)
+        self.value_scale = 1.0 / (1.0 - cfg.gamma)
+        self.actor_opt = torch.optim.Adam([*self.actor.parameters(), self.log_std], lr=cfg.actor_learning_rate,
+                                          eps=1e-5)
+        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_learning_rate, eps=1e-5)
+        self.batch = cfg.steps_per_env * n_envs
+        self.start_it, self.episodes_started = 0, 0
+        self.history: list[dict[str, Any]] = []
+
+    # ---- resume
+    def resume(self, folder: RunFolder, iterations: int) -> None:
+        """Continue after the last finished iteration when the folder has a resume state for these settings."""
+        state = folder.load_state()
+        if state is None:
+            return
+        check_state_dict(self.actor, state["actor"], folder.resume_path)
+        self.actor.load_state_dict(state["actor"])
+        self.critic.load_state_dict(state["critic"])
+        with torch.no_grad():
+            self.log_std.copy_(state["log_std"].to(self.device))
+        self.actor_opt.load_state_dict(state["actor_opt"])
+        self.critic_opt.load_state_dict(state["critic_opt"])
+        self.start_it, self.episodes_started = state["iteration"] + 1, state["episodes_started"]
+        self.history = json.loads(state["history"])
+        print(f"resuming {folder.path} after iteration {self.start_it}/{iterations}", file=sys.stderr)
+
+    def state(self, it: int) -> dict[str, Any]:
+        """The resume state after iteration ``it``."""
+        return {"iteration": it, "episodes_started": self.episodes_started, "actor": self.actor.state_dict(),
+                "critic": self.critic.state_dict(), "log_std": self.log_std.detach().cpu(),
+                "actor_opt": self.actor_opt.state_dict(), "critic_opt": self.critic_opt.state_dict(),
+                "history": json.dumps(self.history)}
+
+    # ---- rollout
+    def next_seed(self) -> int:
+        """The seed of the run's next episode."""
+        self.episodes_started += 1
+        return self.cfg.seed_base + 100_000 * self.seed + self.episodes_started - 1
+
+    def collect_rollouts(self, pool: EnvPool, gen: torch.Generator) -> Rollout:
+        """Every env starts a new episode; a finished one restarts with the next seed. GAE at the end."""
+        cfg, n = self.cfg, self.n_envs
+        mc = self.model_cfg
+        ro = Rollout.empty(cfg.steps_per_env, n, mc.in_channels, mc.input_height_px, mc.input_width_px)
+        answers = pool.call({i: ("reset", self.next_seed()) for i in range(n)})
+        obs_frames = torch.from_numpy(np.stack([answers[i][0] for i in range(n)]))
+        obs_speed = torch.tensor([answers[i][1] for i in range(n)])
+        self.actor.eval()
+        for t in range(cfg.steps_per_env):
+            ro.frames[t], ro.speeds[t] = obs_frames, obs_speed
+            with torch.no_grad():
+                fd, sd = obs_frames.to(self.device), obs_speed.to(self.device)
+                mean = pre_tanh_mean(self.actor, fd, sd).cpu()
+                ro.values[t] = self.critic(fd, sd).cpu() * self.value_scale
+            u = mean + self.log_std.detach().cpu().exp() * torch.randn(mean.shape, generator=gen)
+            ro.samples[t] = u
+            ro.log_probs[t] = gaussian_log_prob(u, mean, self.log_std.detach().cpu())
+            results = pool.call({i: ("step", torch.tanh(u[i]).numpy()) for i in range(n)})
+            restart = self.record_step(ro, t, results, obs_frames, obs_speed)
+            for i, (frame, speed) in pool.call(restart).items():
+                obs_frames[i], obs_speed[i] = torch.from_numpy(frame), speed
+        with torch.no_grad():
+            next_value = self.critic(obs_frames.to(self.device), obs_speed.to(self.device)).cpu() * self.value_scale
+        ro.advantages, ro.returns = gae(ro.rewards, ro.values, ro.dones, next_value, cfg.gamma, cfg.gae_lambda)
+        return ro
+
+    def record_step(self, ro: Rollout, t: int, results: dict[int, Any], obs_frames: torch.Tensor,
+                    obs_speed: torch.Tensor) -> dict[int, tuple[str, Any]]:
+        """Store step ``t``'s rewards and ends, update the observations; the resets of the envs whose episode
+        ended (none at the rollout's last step: the next iteration starts new episodes anyway)."""
+        cfg = self.cfg
+        restart = {}
+        for i in range(self.n_envs):
+            frame, speed, reward, terminated, truncated, event = results[i]
+            ro.running_return[i] += reward
+            ro.running_length[i] += 1
+            if truncated:  # time limit: the episode could have gone on, so bootstrap its value
+                with torch.no_grad():
+                    final = self.critic(torch.from_numpy(frame)[None].to(self.device),
+                                        torch.tensor([speed], device=self.device))
+                reward += cfg.gamma * float(final) * self.value_scale
+            ro.rewards[t, i], ro.dones[t, i] = reward, float(terminated or truncated)
+            obs_frames[i], obs_speed[i] = torch.from_numpy(frame), speed
+            if terminated or truncated:
+                ro.episode_returns.append(ro.running_return[i])
+                ro.episode_lengths.append(ro.running_length[i])
+                ro.crashes += event == "crashed"
+                ro.running_return[i], ro.running_length[i] = 0.0, 0
+                if t < cfg.steps_per_env - 1:
+                    restart[i] = ("reset", self.next_seed())
+        return restart
+
+    # ---- update
+    def train(self, ro: Rollout, warmup: bool, gen: torch.Generator) -> tuple[dict[str, list[float]], int]:
+        """PPO epochs over the rollout: the critic always, the actor once the value warm-up is over; stops
+        early past ``target_kl``. (per-minibatch figures, epochs run)."""
+        cfg = self.cfg
+        flat = ro.flat()
+        self.actor.train()
+        stats: dict[str, list[float]] = {k: [] for k in ("policy", "value", "kl_init", "approx_kl", "clip")}
+        epochs_run = 0
+        for _ in range(cfg.update_epochs):
+            epochs_run += 1
+            order = torch.randperm(self.batch, generator=gen)
+            for start in range(0, self.batch, cfg.minibatch_size):
+                idx = order[start:start + cfg.minibatch_size]
+                mb = {k: v[idx].to(self.device) for k, v in flat.items()}
+                stats["value"].append(self.critic_step(mb))
+                if warmup:
+                    continue
+                for k, v in self.actor_step(mb).items():
+                    stats[k].append(v)
+            if not warmup and cfg.target_kl and np.mean(stats["approx_kl"][-math.ceil(
+                    self.batch / cfg.minibatch_size):]) > cfg.target_kl:
+                break
+        return stats, epochs_run
+
+    def critic_step(self, mb: dict[str, torch.Tensor]) -> float:
+        """One gradient step of the critic on a minibatch; its value loss."""
+        value = self.critic(mb["frames"], mb["speed"])
+        value_loss = 0.5 * (value - mb["ret"] / self.value_scale).square().mean()
+        self.critic_opt.zero_grad(set_to_none=True)
+        value_loss.backward()
+        nn.utils.clip_grad_norm_(self.critic.parameters(), self.cfg.max_grad_norm)
+        self.critic_opt.step()
+        return value_loss.item()
+
+    def actor_step(self, mb: dict[str, torch.Tensor]) -> dict[str, float]:
+        """One gradient step of the actor (clipped PPO + KL to the initial policy - entropy bonus); its figures."""
+        cfg, log_std = self.cfg, self.log_std
+        mean = pre_tanh_mean(self.actor, mb["frames"], mb["speed"])
+        with torch.no_grad():
+            init_mean = pre_tanh_mean(self.initial, mb["frames"], mb["speed"])
+        adv = mb["adv"]
+        adv = (adv - adv.mean()) / (adv.std() + 1e-8) if len(adv) > 1 else adv
+        new_log_prob = gaussian_log_prob(mb["u"], mean, log_std)
+        policy_loss, approx_kl, clipped = ppo_clip_loss(new_log_prob, mb["log_prob"], adv, cfg.clip_coef)
+        kl_init = kl_to_initial(mean, log_std, init_mean, self.init_log_std).mean()
+        entropy = (log_std + 0.5 * math.log(2 * math.pi * math.e)).sum()
+        loss = policy_loss + cfg.kl_weight * kl_init - cfg.entropy_coef * entropy
+        self.actor_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_([*self.actor.parameters(), log_std], cfg.max_grad_norm)
+        self.actor_opt.step()
+        return {k: v.item() for k, v in (("policy", policy_loss), ("kl_init", kl_init), ("approx_kl", approx_kl),
+                                         ("clip", clipped))}
+
+    # ---- one iteration, logged
+    def iteration(self, it: int, pool: EnvPool) -> dict[str, Any]:
+        """Collect, update, and the iteration's log row (appended to the history)."""
+        t_it = time.perf_counter()
+        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + it)
+        ro = self.collect_rollouts(pool, gen)
+        warmup = it < self.cfg.value_warmup_iterations
+        stats, epochs_run = self.train(ro, warmup, gen)
+        row = self.iteration_row(it, warmup, ro, stats, epochs_run, time.perf_counter() - t_it)
+        self.history.append(row)
+        return row
+
+    def iteration_row(self, it: int, warmup: bool, ro: Rollout, stats: dict[str, list[float]], epochs_run: int,
+                      elapsed: float) -> dict[str, Any]:
+        std = self.log_std.detach().cpu().exp().tolist()
+        return {"iteration": it + 1, "phase": "value_warmup" if warmup else "ppo", "env_steps": (it + 1) * self.batch,
+                "episodes": len(ro.episode_returns), "episode_return": _mean_of(ro.episode_returns),
+                "episode_length": _mean_of(ro.episode_lengths), "crashes": ro.crashes,
+                "policy_loss": _mean_of(stats["policy"]), "value_loss": _mean_of(stats["value"]),
+                "kl_to_initial": _mean_of(stats["kl_init"]), "approx_kl": _mean_of(stats["approx_kl"]),
+                "clip_fraction": _mean_of(stats["clip"]),
+                "entropy": float((self.log_std.detach().cpu() + 0.5 * math.log(2 * math.pi * math.e)).sum()),
+                "std_acceleration": std[0], "std_steering": std[1], "epochs_run": epochs_run,
+                "steps_per_s": self.batch / elapsed,
+                "wall_s": (self.history[-1]["wall_s"] if self.history else 0.0) + elapsed}
+
+    # ---- the card
+    def card(self, init_checkpoint: Path, env_file: str | None, overrides: dict[str, Any], camera_spec: dict,
+             command: str) -> dict[str, Any]:
+        """The fine-tuned policy's model card (the weights' size and model config are added when it is written)."""
+        cfg, seed, history = self.cfg, self.seed, self.history
+        init_card = read_card(init_checkpoint)
+        return {
+            "mode": "ppo",
+            "seed": seed,
+            "camera": camera_spec,
+            "rl_config": dataclasses.asdict(cfg),
+            "rl": {"init_checkpoint": str(init_checkpoint.resolve()),
+                   "init_card": {k: init_card.get(k) for k in ("mode", "seed", "command", "code_version")},
+                   "env_file": env_file, "overrides": overrides, "envs": self.n_envs, "iterations": len(history),
+                   "env_steps": len(history) * self.batch, "device": self.device,
+                   "episode_seeds": [cfg.seed_base + 100_000 * seed,
+                                     cfg.seed_base + 100_000 * seed + self.episodes_started - 1],
+                   "final_std": self.log_std.detach().cpu().exp().tolist(),
+                   "last_iteration": history[-1] if history else {},
+                   "wall_s": history[-1]["wall_s"] if history else 0.0},
+            "code_version": code_version(),
+            "command": command,
+            "parameters": count_parameters(self.actor),
+        }
+
+
+def rl_settings(init_checkpoint: Path, env_file: str | None, overrides: dict[str, Any], cfg: RLConfig, seed: int,
+                n_envs: int) -> dict[str, Any]:
+    """What identifies a fine-tuning run (its run key): a run folder made with other settings is refused."""
+    return {"init": str(init_checkpoint.resolve()), "env": env_file, "overrides": overrides,
+            "rl": dataclasses.asdict(cfg), "seed": seed, "envs": n_envs}
+
+
+def _check_arguments(init_checkpoint: Path, steps: int, n_envs: int) -> None:
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ConfigError(f"--steps {steps!r}: expected a positive integer")
+    if isinstance(n_envs, bool) or not isinstance(n_envs, int) or n_envs < 1:
+        raise ConfigError(f"--envs {n_envs!r}: expected a positive integer")
+    if not init_checkpoint.is_file():
+        raise ConfigError(f"--init {init_checkpoint}: checkpoint not found")
+
+
 def rl_finetune(init_checkpoint: str | Path, env_file: str | None, out: str | Path, *, steps: int,
                 cfg: RLConfig = RLConfig(), n_envs: int = 1, seed: int = 0, device: str = "auto",
                 overrides: dict[str, Any] | None = None, expected_model: ModelConfig | None = None,
@@ -380,188 +640,34 @@ def rl_finetune(init_checkpoint: str | Path, env_file: str | None, out: str | Pa
     ``on_iteration_end(iteration)``: called after each iteration's resume state is saved (tests).
     Returns the model card of ``out/model.pt``.
     """
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ConfigError(f"--steps {steps!r}: expected a positive integer")
-    if isinstance(n_envs, bool) or not isinstance(n_envs, int) or n_envs < 1:
-        raise ConfigError(f"--envs {n_envs!r}: expected a positive integer")
     init_checkpoint = Path(init_checkpoint)
-    if not init_checkpoint.is_file():
-        raise ConfigError(f"--init {init_checkpoint}: checkpoint not found")
+    _check_arguments(init_checkpoint, steps, n_envs)
     device = resolve_device(device)
     overrides = dict(overrides or {})
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    folder = RunFolder(out, rl_settings(init_checkpoint, env_file, overrides, cfg, seed, n_envs),
+                       "init/env/rl/seed/envs")
     command = command or " ".join(shlex.quote(a) for a in sys.argv)
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
-
-    # ---- networks: the actor starts as the cloned policy; the initial actor stays frozen for the KL term
-    torch.manual_seed(seed)
-    initial = load_checkpoint(init_checkpoint, expected=expected_model).to(device)
-    initial.requires_grad_(False)
-    model_cfg = initial.config
-    actor = load_checkpoint(init_checkpoint).to(device).train()
-    init_log_std = torch.tensor([math.log(s) for s in cfg.init_std], device=device)
-    log_std = nn.Parameter(init_log_std.clone())
-    critic = ValueNet(model_cfg, cfg.critic_channels, cfg.critic_hidden).to(device)
-    value_scale = 1.0 / (1.0 - cfg.gamma)
-    actor_opt = torch.optim.Adam([*actor.parameters(), log_std], lr=cfg.actor_learning_rate, eps=1e-5)
-    critic_opt = torch.optim.Adam(critic.parameters(), lr=cfg.critic_learning_rate, eps=1e-5)
-
-    # ---- resume from the last finished iteration when this run folder has one for the same settings
-    run_key = json.dumps({"init": str(init_checkpoint.resolve()), "env": env_file, "overrides": overrides,
-                          "rl": dataclasses.asdict(cfg), "seed": seed, "envs": n_envs}, sort_keys=True, default=str)
-    batch = cfg.steps_per_env * n_envs
-    iterations = math.ceil(steps / batch)
-    start_it, episodes_started, history = 0, 0, []
-    resume_path = out / "last.pt"
-    state = load_resume_state(resume_path, run_key, "init/env/rl/seed/envs")
-    if state is not None:
-        check_state_dict(actor, state["actor"], resume_path)
-        actor.load_state_dict(state["actor"])
-        critic.load_state_dict(state["critic"])
-        with torch.no_grad():
-            log_std.copy_(state["log_std"].to(device))
-        actor_opt.load_state_dict(state["actor_opt"])
-        critic_opt.load_state_dict(state["critic_opt"])
-        start_it, episodes_started = state["iteration"] + 1, state["episodes_started"]
-        history = json.loads(state["history"])
-        print(f"resuming {out} after iteration {start_it}/{iterations}", file=sys.stderr)
-    (out / "log.jsonl").unlink(missing_ok=True)  # rewritten from the resume state: no lost or doubled rows
-    (out / "log.csv").unlink(missing_ok=True)
-    log = RLLog(out)
-    for row in history:
-        log.write(row)
+    run = PPORun(init_checkpoint, cfg, device, seed, n_envs, expected_model)
+    iterations = math.ceil(steps / run.batch)
+    run.resume(folder, iterations)
+    log = RLLog(folder.path)
+    log.rewrite(run.history)  # rewritten from the resume state: no lost or doubled rows
 
     from tqdm import tqdm
 
-    pool = EnvPool(n_envs, env_file, overrides, model_cfg, processes=n_envs > 1 if processes is None else processes)
+    pool = EnvPool(n_envs, env_file, overrides, run.model_cfg,
+                   processes=n_envs > 1 if processes is None else processes)
     camera_spec = pool.call({0: ("meta", None)})[0]
-    bar = tqdm(total=iterations * batch, initial=start_it * batch, desc="rl-finetune", unit="step",
+    bar = tqdm(total=iterations * run.batch, initial=run.start_it * run.batch, desc="rl-finetune", unit="step",
                disable=not progress, file=sys.stderr, mininterval=1.0)
-    c, h, w = model_cfg.in_channels, model_cfg.input_height_px, model_cfg.input_width_px
     try:
-        for it in range(start_it, iterations):
-            t_it = time.perf_counter()
-            gen = torch.Generator().manual_seed(seed * 1_000_003 + it)
-            frames = torch.zeros(cfg.steps_per_env, n_envs, c, h, w, dtype=torch.uint8)
-            speeds = torch.zeros(cfg.steps_per_env, n_envs)
-            samples = torch.zeros(cfg.steps_per_env, n_envs, 2)
-            log_probs, rewards, dones, values = (torch.zeros(cfg.steps_per_env, n_envs) for _ in range(4))
-            returns_done, lengths_done, crashes = [], [], 0
-            ep_return, ep_length = [0.0] * n_envs, [0] * n_envs
-
-            # ---- rollout: every env starts a new episode; a finished one restarts with the next seed
-            def next_seed() -> int:
-                nonlocal episodes_started
-                episodes_started += 1
-                return cfg.seed_base + 100_000 * seed + episodes_started - 1
-
-            answers = pool.call({i: ("reset", next_seed()) for i in range(n_envs)})
-            obs_frames = torch.from_numpy(np.stack([answers[i][0] for i in range(n_envs)]))
-            obs_speed = torch.tensor([answers[i][1] for i in range(n_envs)])
-            actor.eval()
-            for t in range(cfg.steps_per_env):
-                frames[t], speeds[t] = obs_frames, obs_speed
-                with torch.no_grad():
-                    fd, sd = obs_frames.to(device), obs_speed.to(device)
-                    mean = pre_tanh_mean(actor, fd, sd).cpu()
-                    values[t] = critic(fd, sd).cpu() * value_scale
-                u = mean + log_std.detach().cpu().exp() * torch.randn(mean.shape, generator=gen)
-                samples[t] = u
-                log_probs[t] = gaussian_log_prob(u, mean, log_std.detach().cpu())
-                results = pool.call({i: ("step", torch.tanh(u[i]).numpy()) for i in range(n_envs)})
-                restart = {}
-                for i in range(n_envs):
-                    frame, speed, reward, terminated, truncated, event = results[i]
-                    ep_return[i] += reward
-                    ep_length[i] += 1
-                    if truncated:  # time limit: the episode could have gone on, so bootstrap its value
-                        with torch.no_grad():
-                            final = critic(torch.from_numpy(frame)[None].to(device),
-                                           torch.tensor([speed], device=device))
-                        reward += cfg.gamma * float(final) * value_scale
-                    rewards[t, i], dones[t, i] = reward, float(terminated or truncated)
-                    obs_frames[i], obs_speed[i] = torch.from_numpy(frame), speed
-                    if terminated or truncated:
-                        returns_done.append(ep_return[i])
-                        lengths_done.append(ep_length[i])
-                        crashes += event == "crashed"
-                        ep_return[i], ep_length[i] = 0.0, 0
-                        if t < cfg.steps_per_env - 1:
-                            restart[i] = ("reset", next_seed())
-                for i, (frame, speed) in pool.call(restart).items():
-                    obs_frames[i], obs_speed[i] = torch.from_numpy(frame), speed
-            with torch.no_grad():
-                next_value = critic(obs_frames.to(device), obs_speed.to(device)).cpu() * value_scale
-            advantages, returns = gae(rewards, values, dones, next_value, cfg.gamma, cfg.gae_lambda)
-
-            # ---- update: the critic always; the actor once the value warm-up is over
-            flat = {"frames": frames.reshape(-1, c, h, w), "speed": speeds.reshape(-1), "u": samples.reshape(-1, 2),
-                    "log_prob": log_probs.reshape(-1), "adv": advantages.reshape(-1), "ret": returns.reshape(-1)}
-            warmup = it < cfg.value_warmup_iterations
-            actor.train()
-            stats: dict[str, list[float]] = {k: [] for k in ("policy", "value", "kl_init", "approx_kl", "clip")}
-            epochs_run = 0
-            for _ in range(cfg.update_epochs):
-                epochs_run += 1
-                order = torch.randperm(batch, generator=gen)
-                for start in range(0, batch, cfg.minibatch_size):
-                    idx = order[start:start + cfg.minibatch_size]
-                    mb = {k: v[idx].to(device) for k, v in flat.items()}
-                    value = critic(mb["frames"], mb["speed"])
-                    value_loss = 0.5 * (value - mb["ret"] / value_scale).square().mean()
-                    critic_opt.zero_grad(set_to_none=True)
-                    value_loss.backward()
-                    nn.utils.clip_grad_norm_(critic.parameters(), cfg.max_grad_norm)
-                    critic_opt.step()
-                    stats["value"].append(value_loss.item())
-                    if warmup:
-                        continue
-                    mean = pre_tanh_mean(actor, mb["frames"], mb["speed"])
-                    with torch.no_grad():
-                        init_mean = pre_tanh_mean(initial, mb["frames"], mb["speed"])
-                    adv = mb["adv"]
-                    adv = (adv - adv.mean()) / (adv.std() + 1e-8) if len(adv) > 1 else adv
-                    new_log_prob = gaussian_log_prob(mb["u"], mean, log_std)
-                    policy_loss, approx_kl, clipped = ppo_clip_loss(new_log_prob, mb["log_prob"], adv, cfg.clip_coef)
-                    kl_init = kl_to_initial(mean, log_std, init_mean, init_log_std).mean()
-                    entropy = (log_std + 0.5 * math.log(2 * math.pi * math.e)).sum()
-                    loss = policy_loss + cfg.kl_weight * kl_init - cfg.entropy_coef * entropy
-                    actor_opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    nn.utils.clip_grad_norm_([*actor.parameters(), log_std], cfg.max_grad_norm)
-                    actor_opt.step()
-                    for k, v in (("policy", policy_loss), ("kl_init", kl_init), ("approx_kl", approx_kl),
-                                 ("clip", clipped)):
-                        stats[k].append(v.item())
-                if not warmup and cfg.target_kl and np.mean(stats["approx_kl"][-math.ceil(
-                        batch / cfg.minibatch_size):]) > cfg.target_kl:
-                    break
-
-            # ---- log, save the resume state
-            def mean_of(xs: list[float]) -> float | None:
-                return float(np.mean(xs)) if xs else None
-
-            std = log_std.detach().cpu().exp().tolist()
-            elapsed = time.perf_counter() - t_it
-            row = {"iteration": it + 1, "phase": "value_warmup" if warmup else "ppo", "env_steps": (it + 1) * batch,
-                   "episodes": len(returns_done), "episode_return": mean_of(returns_done),
-                   "episode_length": mean_of(lengths_done), "crashes": crashes,
-                   "policy_loss": mean_of(stats["policy"]), "value_loss": mean_of(stats["value"]),
-                   "kl_to_initial": mean_of(stats["kl_init"]), "approx_kl": mean_of(stats["approx_kl"]),
-                   "clip_fraction": mean_of(stats["clip"]),
-                   "entropy": float((log_std.detach().cpu() + 0.5 * math.log(2 * math.pi * math.e)).sum()),
-                   "std_acceleration": std[0], "std_steering": std[1], "epochs_run": epochs_run,
-                   "steps_per_s": batch / elapsed,
-                   "wall_s": (history[-1]["wall_s"] if history else 0.0) + elapsed}
+        for it in range(run.start_it, iterations):
+            row = run.iteration(it, pool)
             log.write(row)
-            history.append(row)
-            atomic_torch_save({"run_key": run_key, "iteration": it, "episodes_started": episodes_started,
-                               "actor": actor.state_dict(), "critic": critic.state_dict(),
-                               "log_std": log_std.detach().cpu(), "actor_opt": actor_opt.state_dict(),
-                               "critic_opt": critic_opt.state_dict(), "history": json.dumps(history)}, resume_path)
-            bar.update(batch)
+            folder.save_state(run.state(it))
+            bar.update(run.batch)
             ret = row["episode_return"]
             bar.set_postfix(ret="-" if ret is None else f"{ret:.1f}", kl=f"{row['kl_to_initial'] or 0:.3f}",
                             refresh=False)
@@ -570,65 +676,5 @@ def rl_finetune(init_checkpoint: str | Path, env_file: str | None, out: str | Pa
     finally:
         bar.close()
         pool.close()
-
-    # ---- the fine-tuned policy, in the checkpoint format E2EAgent loads, and its card
-    init_card = read_card(init_checkpoint)
-    card = {
-        "mode": "ppo",
-        "seed": seed,
-        "camera": camera_spec,
-        "rl_config": dataclasses.asdict(cfg),
-        "rl": {"init_checkpoint": str(init_checkpoint.resolve()),
-               "init_card": {k: init_card.get(k) for k in ("mode", "seed", "command", "code_version")},
-               "env_file": env_file, "overrides": overrides, "envs": n_envs, "iterations": len(history),
-               "env_steps": len(history) * batch, "device": device,
-               "episode_seeds": [cfg.seed_base + 100_000 * seed, cfg.seed_base + 100_000 * seed + episodes_started - 1],
-               "final_std": log_std.detach().cpu().exp().tolist(), "last_iteration": history[-1] if history else {},
-               "wall_s": history[-1]["wall_s"] if history else 0.0},
-        "code_version": code_version(),
-        "command": command,
-        "parameters": count_parameters(actor),
-    }
-    save_checkpoint(out / "model.pt", actor.cpu().eval(), card)
-    card["size_bytes"] = (out / "model.pt").stat().st_size
-    (out / "model.json").write_text(json.dumps({"checkpoint": "model.pt", "model_config": model_cfg.to_dict(),
-                                                **card}, indent=2, default=str) + "\n")
-    return card
-
-
-# ----------------------------------------------------------------------------------- CLI
-def _cmd_rl_finetune(args: argparse.Namespace) -> int:
-    from e2e_drive.learning.cli_commands import parse_overrides
-
-    tables = read_rl_tables(args.agent)
-    init = Path(args.init) if args.init else tables.checkpoint
-    if init is None:
-        raise ConfigError(f"{args.agent}: params.checkpoint is not set; give --init")
-    if not init.is_file():
-        raise ConfigError(f"{args.agent}: checkpoint {init} not found" if not args.init
-                          else f"--init {init}: checkpoint not found")
-    command = "e2e-drive " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    card = rl_finetune(init, args.env, args.out, steps=args.steps, cfg=tables.rl, n_envs=args.envs, seed=args.seed,
-                       device=args.device, overrides=parse_overrides(args.set), expected_model=tables.model,
-                       progress=not args.no_progress, command=command)
-    last = card["rl"]["last_iteration"]
-    print(json.dumps({"out": args.out, "env_steps": card["rl"]["env_steps"], "iterations": card["rl"]["iterations"],
-                      "episode_return": last.get("episode_return"), "wall_s": card["rl"]["wall_s"]}))
-    return 0
-
-
-def add_rl_finetune(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("rl-finetune", help="PPO fine-tuning of a cloned e2e policy on a scenario's reward",
-                       description="Fine-tune the agent file's checkpoint with PPO ([params.rl] hyperparameters, "
-                                   "optional). Ctrl-C, then the same command, resumes.")
-    p.add_argument("--agent", required=True, help="e2e agent file (agents/e2e.toml)")
-    p.add_argument("--env", default=None, help="scenario file (envs/*.toml); default: the built-in highway")
-    p.add_argument("--init", default=None, help="start from this checkpoint (default: the agent file's checkpoint)")
-    p.add_argument("--steps", type=int, required=True, help="env steps in all (rounded up to whole iterations)")
-    p.add_argument("--envs", type=int, default=1, help="parallel envs, one worker process each when > 1 (default 1)")
-    p.add_argument("--out", required=True, help="run folder (logs, last.pt, model.pt + model.json)")
-    p.add_argument("--seed", type=int, default=0, help="seed for the critic's init, noise and episodes (default 0)")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="torch device (default auto)")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a scenario config key")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(func=_cmd_rl_finetune)
+    card = run.card(init_checkpoint, env_file, overrides, camera_spec, command)
+    return folder.write_model(run.actor.cpu().eval(), card)

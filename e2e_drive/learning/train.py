@@ -1,4 +1,4 @@
-"""Behaviour cloning from expert shards, in one loop you can read top to bottom (CleanRL style).
+"""Behaviour cloning from expert shards.
 
     e2e-drive train --agent agents/e2e.toml --data data/highway data/racetrack --out runs/bc \
         [--mode end2end|two_stage|aux] [--seed 0]
@@ -16,13 +16,16 @@ and at the end ``model.pt`` (weights only) + ``model.json`` (the model card). Co
 skipped and named; when no shard yields a sample it is a ConfigError and nothing is written.
 With ``--tensorboard`` (the ``tensorboard`` extra) the same figures also go to ``tensorboard/`` for
 ``tensorboard --logdir RUN``.
+
+:func:`train` reads top to bottom: :func:`load_data` (the shards and their split), :class:`BCRun`
+(the model, its stages and optimizer; :meth:`BCRun.resume` continues a run folder), then per epoch
+:meth:`BCRun.train_epoch` and :meth:`BCRun.end_epoch` (validation), the resume state, and at the end
+the weights and :func:`model_card` (the run folder's files: :mod:`e2e_drive.learning.run_folder`).
 """
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
 import json
 import math
 import random
@@ -30,6 +33,7 @@ import shlex
 import sys
 import time
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -38,12 +42,26 @@ import torch
 from torch.utils.data import DataLoader
 
 from e2e_drive.errors import ConfigError
-from e2e_drive.learning.checkpoints import (atomic_torch_save, atomic_write_text, check_state_dict, code_version,
-                                            load_checkpoint, load_resume_state, save_checkpoint)
 from e2e_drive.learning.config import MODES, TrainConfig
-from e2e_drive.learning.dataset import (LABEL_NAMES, LABEL_SCALES, ShardDataset, ShardError, dataset_summary,
-                                        list_shards, read_header)
-from e2e_drive.learning.models import DrivingNet, ModelConfig, build_model, count_parameters, preprocess
+from e2e_drive.learning.dataset import (
+    LABEL_NAMES,
+    LABEL_SCALES,
+    ShardDataset,
+    ShardError,
+    dataset_summary,
+    list_shards,
+    read_header,
+)
+from e2e_drive.learning.run_folder import (
+    RunFolder,
+    RunLog,
+    code_version,
+    finished_rows,
+    tensorboard_writer,  # noqa: F401 - re-exported (it lived here)
+)
+from e2e_drive.nets.checkpoints import check_state_dict, load_checkpoint
+from e2e_drive.nets.models import DrivingNet, ModelConfig, build_model, count_parameters
+from e2e_drive.nets.preprocessing import preprocess
 
 
 def split_shards(shards: Sequence[Path], val_share: float) -> tuple[list[Path], list[Path]]:
@@ -143,84 +161,201 @@ def validate(model: DrivingNet, loader: DataLoader | None, cfg: TrainConfig, dev
     return {k: v / max(n, 1) for k, v in sums.items()} | {"val_samples": n}
 
 
-def tensorboard_writer(log_dir: Path, purge_step: int | None = None) -> Any:
-    """A TensorBoard ``SummaryWriter`` on ``log_dir``; ConfigError naming the extra when it is not installed.
+# ----------------------------------------------------------------------------------- data
+@dataclass
+class TrainData:
+    """The shards of a run, split by episode into training and validation, and their loaders."""
 
-    ``purge_step``: TensorBoard hides the events a crashed run wrote at this step and after.
+    shards: list[Path]
+    train_shards: list[Path]
+    val_shards: list[Path]
+    train_set: ShardDataset
+    val_set: ShardDataset
+    train_loader: DataLoader
+    val_loader: DataLoader | None
+    summary: dict[str, Any]
+    camera_spec: dict[str, Any]
+
+
+def load_data(model_cfg: ModelConfig, cfg: TrainConfig, data: Sequence[str | Path], seed: int) -> TrainData:
+    """Episode-level train/validation split of the shards under ``data``, streamed through the model's preprocessing;
+    ConfigError when there are no shards or no readable header has the model's camera."""
+    shards = list_shards(*data)
+    if not shards:
+        raise ConfigError(f"--data {' '.join(map(str, data))}: no *.shard files found")
+    train_shards, val_shards = split_shards(shards, cfg.val_share)
+    transform = lambda frame: preprocess(frame, model_cfg)  # noqa: E731
+    channels = 1 if model_cfg.grayscale else 3
+    train_set = ShardDataset(train_shards, camera=model_cfg.camera, frame_stack=model_cfg.frame_stack,
+                             transform=transform, include_recovery=cfg.recovery_views, shuffle=True,
+                             shards_in_memory=cfg.shards_in_memory, seed=seed, channels=channels)
+    val_set = ShardDataset(val_shards, camera=model_cfg.camera, frame_stack=model_cfg.frame_stack,
+                           transform=transform, include_recovery=False, shuffle=False, seed=seed, channels=channels)
+    return TrainData(shards=shards, train_shards=train_shards, val_shards=val_shards, train_set=train_set,
+                     val_set=val_set, train_loader=DataLoader(train_set, batch_size=cfg.batch_size, num_workers=0),
+                     val_loader=DataLoader(val_set, batch_size=256, num_workers=0) if val_shards else None,
+                     summary=dataset_summary(shards), camera_spec=first_camera_spec(data, train_shards, model_cfg.camera))
+
+
+# ----------------------------------------------------------------------------------- the run
+def train_settings(model_cfg: ModelConfig, cfg: TrainConfig, mode: str, seed: int,
+                   init_checkpoint: str | Path | None) -> dict[str, Any]:
+    """What identifies a training run (its run key): a run folder made with other settings is refused."""
+    return {"model": model_cfg.to_dict(), "train": dataclasses.asdict(cfg), "mode": mode, "seed": seed,
+            "init": None if init_checkpoint is None else str(init_checkpoint)}
+
+
+class BCRun:
+    """One behaviour-cloning run: the model, what trains in each stage, the counters and the logged rows.
+
+    Stages: 0 (end2end, aux) trains everything; two_stage trains the CNN on perception in stage 1, then
+    freezes it and trains the control head in stage 2 (:func:`trainable_parameters`).
     """
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:
-        raise ConfigError("--tensorboard needs the tensorboard package: pip install -e '.[tensorboard]'") from None
-    return SummaryWriter(log_dir=str(log_dir), purge_step=purge_step)
+
+    def __init__(self, model_cfg: ModelConfig, cfg: TrainConfig, mode: str, device: str,
+                 init_checkpoint: str | Path | None) -> None:
+        self.cfg, self.mode, self.device = cfg, mode, device
+        self.model = build_model(model_cfg).to(device)
+        if init_checkpoint is not None:
+            self.model.load_state_dict(load_checkpoint(init_checkpoint, expected=model_cfg).state_dict())
+        self.stage1_epochs = cfg.stage1_epochs() if mode == "two_stage" else 0
+        self.start_epoch, self.step, self.samples = 0, 0, 0
+        self.history: list[dict[str, Any]] = []  # the val rows
+        self.logged: list[dict[str, Any]] = []  # every log row of the finished epochs, saved with the resume state
+        self.optimizer, self.stage_epochs = self.make_optimizer(self.stage_of(0))
+
+    def stage_of(self, epoch: int) -> int:
+        return 1 if epoch < self.stage1_epochs else 2 if self.mode == "two_stage" else 0
+
+    def make_optimizer(self, stage: int) -> tuple[torch.optim.Optimizer, int]:
+        """(optimizer over the trainable parameters of ``stage``, epochs in that stage)."""
+        cfg = self.cfg
+        n_epochs = {0: cfg.epochs, 1: self.stage1_epochs, 2: cfg.epochs - self.stage1_epochs}[stage]
+        params = trainable_parameters(self.model, stage)
+        return torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay), n_epochs
+
+    def learning_rate(self, epoch: int, stage: int) -> float:
+        """Cosine over the stage, stepped once per epoch (epoch lengths are only known after a pass)."""
+        cfg = self.cfg
+        frac = (epoch - (0 if stage != 2 else self.stage1_epochs)) / max(self.stage_epochs, 1)
+        return cfg.learning_rate * (cfg.lr_final_ratio + (1 - cfg.lr_final_ratio) * 0.5 * (1 + math.cos(math.pi * frac)))
+
+    def resume(self, folder: RunFolder) -> dict[str, Any] | None:
+        """Continue after the last finished epoch when the folder has a resume state for these settings."""
+        state = folder.load_state()
+        if state is None:
+            return None
+        check_state_dict(self.model, state["model"], folder.resume_path)
+        self.model.load_state_dict(state["model"])
+        self.start_epoch, self.step, self.samples = state["epoch"] + 1, state["step"], state["samples"]
+        self.history = json.loads(state["history"])
+        self.logged = (json.loads(state["log_rows"]) if "log_rows" in state
+                       else finished_rows(folder.path / "log.jsonl", self.start_epoch))
+        if self.start_epoch < self.cfg.epochs:
+            self.optimizer, self.stage_epochs = self.make_optimizer(self.stage_of(self.start_epoch))
+            if self.stage_of(self.start_epoch) == self.stage_of(state["epoch"]):
+                self.optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["torch_rng"])
+        print(f"resuming {folder.path} after epoch {state['epoch'] + 1}/{self.cfg.epochs}", file=sys.stderr)
+        return state
+
+    def state(self, epoch: int) -> dict[str, Any]:
+        """The resume state after ``epoch``."""
+        return {"epoch": epoch, "step": self.step, "samples": self.samples, "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(), "torch_rng": torch.get_rng_state(),
+                "history": json.dumps(self.history), "log_rows": json.dumps(self.logged)}
+
+    def log_row(self, log: RunLog, row: dict[str, Any]) -> None:
+        log.write(row)
+        self.logged.append(row)
+
+    def train_epoch(self, epoch: int, data: TrainData, log: RunLog, t_start: float,
+                    progress: bool) -> tuple[int, float]:
+        """One pass over the training shards (at most ``max_steps_per_epoch`` steps); (samples, start time)."""
+        from tqdm import tqdm
+
+        cfg, stage = self.cfg, self.stage_of(epoch)
+        if epoch > 0 and stage != self.stage_of(epoch - 1):  # two_stage: switch to stage 2 (freeze the CNN)
+            self.optimizer, self.stage_epochs = self.make_optimizer(stage)
+        data.train_set.set_epoch(epoch)
+        bar = tqdm(data.train_loader, desc=f"epoch {epoch + 1}/{cfg.epochs}" + (f" stage {stage}" if stage else ""),
+                   unit="batch", disable=not progress, file=sys.stderr, leave=False, mininterval=1.0)
+        t_epoch, epoch_samples, steps_this_epoch = time.perf_counter(), 0, 0
+        for batch in bar:
+            lr = self.learning_rate(epoch, stage)
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            parts = losses(self.model, batch, cfg, self.device)
+            loss = mode_loss(parts, self.mode, stage, cfg.aux_weight)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+
+            b = len(batch["speed"])
+            self.step, self.samples = self.step + 1, self.samples + b
+            steps_this_epoch += 1
+            epoch_samples += b
+            rate = epoch_samples / max(time.perf_counter() - t_epoch, 1e-9)
+            bar.set_postfix(loss=f"{loss.item():.4f}", samples_per_s=f"{rate:.0f}", refresh=False)
+            if self.step % cfg.log_every_steps == 0:
+                self.log_row(log, {"phase": "train", "epoch": epoch + 1, "stage": stage, "step": self.step,
+                                   "samples": self.samples, "loss": loss.item(), "action_loss": parts["action"].item(),
+                                   "perception_loss": parts["perception"].item(), "learning_rate": lr,
+                                   "samples_per_s": rate, "wall_s": time.perf_counter() - t_start})
+            if cfg.max_steps_per_epoch and steps_this_epoch >= cfg.max_steps_per_epoch:
+                break
+        bar.close()
+        return epoch_samples, t_epoch
+
+    def end_epoch(self, epoch: int, data: TrainData, log: RunLog, epoch_samples: int, t_epoch: float,
+                  t_start: float) -> None:
+        """Validate, log the val row and report the epoch on stderr."""
+        cfg, stage = self.cfg, self.stage_of(epoch)
+        val = validate(self.model, data.val_loader, cfg, self.device)
+        row = {"phase": "val", "epoch": epoch + 1, "stage": stage, "step": self.step, "samples": self.samples,
+               "samples_per_s": epoch_samples / max(time.perf_counter() - t_epoch, 1e-9),
+               "wall_s": time.perf_counter() - t_start, **val}
+        self.log_row(log, row)
+        self.history.append(row)
+        msg = f"epoch {epoch + 1}/{cfg.epochs}" + (f" stage {stage}" if stage else "") + \
+              f": {row['samples_per_s']:.0f} samples/s"
+        if val:
+            msg += f", val action {val['val_action']:.4f}, steering MAE {val['val_steering_mae']:.4f}, " \
+                   f"perception {val['val_perception']:.4f}"
+        print(msg, file=sys.stderr)
 
 
-class RunLog:
-    """Appends rows to ``log.jsonl`` and ``log.csv`` (fixed CSV columns, the header with the first row), and with
-    ``tensorboard`` also every numeric field as a TensorBoard scalar ``<phase>/<field>`` at the row's ``step``
-    (under ``out/tensorboard``; ``purge_step``: see :func:`tensorboard_writer`)."""
-
-    COLUMNS = ("phase", "epoch", "stage", "step", "samples", "loss", "action_loss", "perception_loss",
-               "learning_rate", "samples_per_s", "val_action", "val_perception", "val_steering_mae",
-               "val_acceleration_mae", "val_mae_lateral_offset_m", "val_mae_heading_error_rad", "val_mae_lead_gap_m",
-               "wall_s")
-
-    def __init__(self, out: Path, tensorboard: bool = False, purge_step: int | None = None) -> None:
-        self.jsonl = out / "log.jsonl"
-        self.csv = out / "log.csv"
-        self.tb = tensorboard_writer(out / "tensorboard", purge_step) if tensorboard else None
-
-    def _csv_text(self, rows: Sequence[dict[str, Any]], header: bool) -> str:
-        buffer = io.StringIO()
-        writer = csv.writer(buffer)
-        if header:
-            writer.writerow(self.COLUMNS)
-        writer.writerows([row.get(c, "") for c in self.COLUMNS] for row in rows)
-        return buffer.getvalue()
-
-    def rewrite(self, rows: Sequence[dict[str, Any]]) -> None:
-        """Replace both files (atomically each) by exactly ``rows``, no files when there are none; TensorBoard
-        untouched. A resumed run starts with the rows of its finished epochs: none doubled, none lost."""
-        if not rows:
-            self.jsonl.unlink(missing_ok=True)
-            self.csv.unlink(missing_ok=True)
-            return
-        atomic_write_text("".join(json.dumps(row) + "\n" for row in rows), self.jsonl)
-        atomic_write_text(self._csv_text(rows, header=True), self.csv)
-
-    def write(self, row: dict[str, Any]) -> None:
-        with self.jsonl.open("a") as fh:
-            fh.write(json.dumps(row) + "\n")
-        header = not self.csv.exists()
-        with self.csv.open("a", newline="") as fh:
-            fh.write(self._csv_text([row], header))
-        if self.tb is not None:
-            for key, value in row.items():
-                if key not in ("phase", "step") and isinstance(value, (int, float)) and not isinstance(value, bool):
-                    self.tb.add_scalar(f"{row.get('phase', 'train')}/{key}", value, row.get("step", 0))
-            self.tb.flush()
-
-    def close(self) -> None:
-        if self.tb is not None:
-            self.tb.close()
+def seed_and_device(cfg: TrainConfig, seed: int) -> str:
+    """Seed python, numpy and torch, set torch's threads; the device (ConfigError for cuda without one)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    if cfg.device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("train.device = 'cuda': no CUDA device here")
+    return cfg.device
 
 
-def finished_rows(path: Path, epochs_done: int) -> list[dict[str, Any]]:
-    """The rows of epochs 1..``epochs_done`` in a ``log.jsonl``, for a resume state from before states kept
-    the log: a killed epoch's rows, a torn last line and rows doubled by earlier resumes (the last kept) go."""
-    if not path.is_file():
-        return []
-    rows: dict[tuple[Any, ...], dict[str, Any]] = {}
-    for line in path.read_text(errors="replace").splitlines():
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(row, dict) and isinstance(row.get("epoch"), int) and row["epoch"] <= epochs_done:
-            key = (row.get("phase"), row["epoch"], row.get("step"))
-            rows.pop(key, None)
-            rows[key] = row
-    return sorted(rows.values(), key=lambda r: (r["epoch"], int(r.get("step") or 0), r.get("phase") == "val"))
+def model_card(run: BCRun, data: TrainData, dirs: Sequence[str | Path], seed: int, command: str, t_start: float,
+               extra_card: dict[str, Any] | None) -> dict[str, Any]:
+    """The model card of a finished run (the weights' size and model config are added when it is written)."""
+    return {
+        "mode": run.mode,
+        "seed": seed,
+        "camera": data.camera_spec,
+        "train_config": dataclasses.asdict(run.cfg),
+        "data": {"dirs": [str(Path(d).resolve()) for d in dirs], "train_shards": len(data.train_shards),
+                 "val_shards": len(data.val_shards),
+                 "skipped_corrupt_shards": {**data.train_set.skipped, **data.val_set.skipped}, **data.summary},
+        "code_version": code_version(),
+        "command": command,
+        "parameters": count_parameters(run.model),
+        "samples_seen": run.samples,
+        "validation": run.history[-1] if run.history else {},
+        "train_wall_s_this_invocation": round(time.perf_counter() - t_start, 1),
+        **(extra_card or {}),
+    }
 
 
 def train(model_cfg: ModelConfig, cfg: TrainConfig, data: Sequence[str | Path], out: str | Path, *,
@@ -236,168 +371,28 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, data: Sequence[str | Path], 
     """
     if mode not in MODES:
         raise ConfigError(f"--mode {mode!r}: expected one of {', '.join(MODES)}")
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    folder = RunFolder(out, train_settings(model_cfg, cfg, mode, seed, init_checkpoint), "model/train/mode/seed")
     command = command or " ".join(shlex.quote(a) for a in sys.argv)
-
-    # ---- seeds and threads
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    if cfg.num_threads:
-        torch.set_num_threads(cfg.num_threads)
-    device = cfg.device
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("train.device = 'cuda': no CUDA device here")
-
-    # ---- data: episode-level train/validation split, streamed from the shards
-    shards = list_shards(*data)
-    if not shards:
-        raise ConfigError(f"--data {' '.join(map(str, data))}: no *.shard files found")
-    train_shards, val_shards = split_shards(shards, cfg.val_share)
-    transform = lambda frame: preprocess(frame, model_cfg)  # noqa: E731
-    channels = 1 if model_cfg.grayscale else 3
-    train_set = ShardDataset(train_shards, camera=model_cfg.camera, frame_stack=model_cfg.frame_stack,
-                             transform=transform, include_recovery=cfg.recovery_views, shuffle=True,
-                             shards_in_memory=cfg.shards_in_memory, seed=seed, channels=channels)
-    val_set = ShardDataset(val_shards, camera=model_cfg.camera, frame_stack=model_cfg.frame_stack,
-                           transform=transform, include_recovery=False, shuffle=False, seed=seed, channels=channels)
-    train_loader = DataLoader(train_set, batch_size=cfg.batch_size, num_workers=0)
-    val_loader = DataLoader(val_set, batch_size=256, num_workers=0) if val_shards else None
-    data_summary = dataset_summary(shards)
-    camera_spec = first_camera_spec(data, train_shards, model_cfg.camera)
-
-    # ---- model, and what trains in each stage
-    model = build_model(model_cfg).to(device)
-    if init_checkpoint is not None:
-        model.load_state_dict(load_checkpoint(init_checkpoint, expected=model_cfg).state_dict())
-    stage1_epochs = cfg.stage1_epochs() if mode == "two_stage" else 0
-
-    def stage_of(epoch: int) -> int:
-        return 1 if epoch < stage1_epochs else 2 if mode == "two_stage" else 0
-
-    def make_optimizer(stage: int) -> tuple[torch.optim.Optimizer, int]:
-        """(optimizer over the trainable parameters of ``stage``, epochs in that stage)."""
-        n_epochs = {0: cfg.epochs, 1: stage1_epochs, 2: cfg.epochs - stage1_epochs}[stage]
-        params = trainable_parameters(model, stage)
-        return torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay), n_epochs
-
-    # ---- resume from the last finished epoch when this run folder has one for the same settings
-    run_key = json.dumps({"model": model_cfg.to_dict(), "train": dataclasses.asdict(cfg), "mode": mode, "seed": seed,
-                          "init": None if init_checkpoint is None else str(init_checkpoint)}, sort_keys=True)
-    start_epoch, global_step, samples_seen = 0, 0, 0
-    optimizer, stage_epochs = make_optimizer(stage_of(0))
-    resume_path = out / "last.pt"
-    history: list[dict[str, Any]] = []  # the val rows
-    logged: list[dict[str, Any]] = []  # every log row of the finished epochs, saved with the resume state
-    state = load_resume_state(resume_path, run_key, "model/train/mode/seed")
-    if state is not None:
-        check_state_dict(model, state["model"], resume_path)
-        model.load_state_dict(state["model"])
-        start_epoch, global_step, samples_seen = state["epoch"] + 1, state["step"], state["samples"]
-        history = json.loads(state["history"])
-        logged = json.loads(state["log_rows"]) if "log_rows" in state else finished_rows(out / "log.jsonl", start_epoch)
-        if start_epoch < cfg.epochs:
-            optimizer, stage_epochs = make_optimizer(stage_of(start_epoch))
-            if stage_of(start_epoch) == stage_of(state["epoch"]):
-                optimizer.load_state_dict(state["optimizer"])
-        torch.set_rng_state(state["torch_rng"])
-        print(f"resuming {out} after epoch {state['epoch'] + 1}/{cfg.epochs}", file=sys.stderr)
-
-    # ---- the logs hold exactly the finished epochs' rows: a run killed in an epoch (after some of its rows,
+    device = seed_and_device(cfg, seed)
+    shards = load_data(model_cfg, cfg, data, seed)
+    run = BCRun(model_cfg, cfg, mode, device, init_checkpoint)
+    state = run.resume(folder)
+    # the logs hold exactly the finished epochs' rows: a run killed in an epoch (after some of its rows,
     # even its val row, but before its resume state) left rows that the epoch, run again, would double
-    log = RunLog(out, tensorboard=tensorboard, purge_step=global_step + 1 if state is not None else 0)
-    log.rewrite(logged)
-
-    def log_row(row: dict[str, Any]) -> None:
-        log.write(row)
-        logged.append(row)
-
-    from tqdm import tqdm
+    log = RunLog(folder.path, tensorboard=tensorboard, purge_step=run.step + 1 if state is not None else 0)
+    log.rewrite(run.logged)
 
     t_start = time.perf_counter()
-    model.train()
-    for epoch in range(start_epoch, cfg.epochs):
-        stage = stage_of(epoch)
-        if epoch > 0 and stage != stage_of(epoch - 1):  # two_stage: switch to stage 2 (freeze the CNN)
-            optimizer, stage_epochs = make_optimizer(stage)
-        stage_start = 0 if stage != 2 else stage1_epochs
-        train_set.set_epoch(epoch)
-        bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{cfg.epochs}" + (f" stage {stage}" if stage else ""),
-                   unit="batch", disable=not progress, file=sys.stderr, leave=False, mininterval=1.0)
-        t_epoch, epoch_samples, steps_this_epoch = time.perf_counter(), 0, 0
-        for batch in bar:
-            # cosine learning rate over the stage, stepped once per epoch (epoch lengths are only known after a pass)
-            frac = (epoch - stage_start) / max(stage_epochs, 1)
-            lr = cfg.learning_rate * (cfg.lr_final_ratio + (1 - cfg.lr_final_ratio) * 0.5 * (1 + math.cos(math.pi * frac)))
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            parts = losses(model, batch, cfg, device)
-            loss = mode_loss(parts, mode, stage, cfg.aux_weight)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-
-            b = len(batch["speed"])
-            global_step += 1
-            steps_this_epoch += 1
-            samples_seen += b
-            epoch_samples += b
-            rate = epoch_samples / max(time.perf_counter() - t_epoch, 1e-9)
-            bar.set_postfix(loss=f"{loss.item():.4f}", samples_per_s=f"{rate:.0f}", refresh=False)
-            if global_step % cfg.log_every_steps == 0:
-                log_row({"phase": "train", "epoch": epoch + 1, "stage": stage, "step": global_step,
-                         "samples": samples_seen, "loss": loss.item(), "action_loss": parts["action"].item(),
-                         "perception_loss": parts["perception"].item(), "learning_rate": lr,
-                         "samples_per_s": rate, "wall_s": time.perf_counter() - t_start})
-            if cfg.max_steps_per_epoch and steps_this_epoch >= cfg.max_steps_per_epoch:
-                break
-        bar.close()
+    run.model.train()
+    for epoch in range(run.start_epoch, cfg.epochs):
+        epoch_samples, t_epoch = run.train_epoch(epoch, shards, log, t_start, progress)
         if epoch_samples == 0:  # every training shard corrupt (or empty): stop before any checkpoint
             log.close()
-            raise no_samples_error(data, train_shards, train_set.skipped)
-
-        # ---- end of epoch: validate, log, save the resume state
-        val = validate(model, val_loader, cfg, device)
-        row = {"phase": "val", "epoch": epoch + 1, "stage": stage, "step": global_step, "samples": samples_seen,
-               "samples_per_s": epoch_samples / max(time.perf_counter() - t_epoch, 1e-9),
-               "wall_s": time.perf_counter() - t_start, **val}
-        log_row(row)
-        history.append(row)
-        msg = f"epoch {epoch + 1}/{cfg.epochs}" + (f" stage {stage}" if stage else "") + \
-              f": {row['samples_per_s']:.0f} samples/s"
-        if val:
-            msg += f", val action {val['val_action']:.4f}, steering MAE {val['val_steering_mae']:.4f}, " \
-                   f"perception {val['val_perception']:.4f}"
-        print(msg, file=sys.stderr)
-        atomic_torch_save({"run_key": run_key, "epoch": epoch, "step": global_step, "samples": samples_seen,
-                           "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                           "torch_rng": torch.get_rng_state(), "history": json.dumps(history),
-                           "log_rows": json.dumps(logged)}, resume_path)
+            raise no_samples_error(data, shards.train_shards, shards.train_set.skipped)
+        run.end_epoch(epoch, shards, log, epoch_samples, t_epoch, t_start)
+        folder.save_state(run.state(epoch))
         if on_epoch_end is not None:
-            on_epoch_end(epoch, model)
-
+            on_epoch_end(epoch, run.model)
     log.close()
-
-    # ---- the final weights and the model card
-    skipped = {**train_set.skipped, **val_set.skipped}
-    card = {
-        "mode": mode,
-        "seed": seed,
-        "camera": camera_spec,
-        "train_config": dataclasses.asdict(cfg),
-        "data": {"dirs": [str(Path(d).resolve()) for d in data], "train_shards": len(train_shards),
-                 "val_shards": len(val_shards), "skipped_corrupt_shards": skipped, **data_summary},
-        "code_version": code_version(),
-        "command": command,
-        "parameters": count_parameters(model),
-        "samples_seen": samples_seen,
-        "validation": history[-1] if history else {},
-        "train_wall_s_this_invocation": round(time.perf_counter() - t_start, 1),
-        **(extra_card or {}),
-    }
-    save_checkpoint(out / "model.pt", model.cpu(), card)
-    card["size_bytes"] = (out / "model.pt").stat().st_size
-    (out / "model.json").write_text(json.dumps({"checkpoint": "model.pt", "model_config": model_cfg.to_dict(),
-                                                **card}, indent=2, default=str) + "\n")
-    return card
+    card = model_card(run, shards, data, seed, command, t_start, extra_card)
+    return folder.write_model(run.model.cpu(), card)
