@@ -11,6 +11,9 @@ import json
 from pathlib import Path
 
 from e2e_drive.errors import ConfigError, check_writable
+from e2e_drive.log import get_logger
+
+logger = get_logger(__name__)
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
@@ -28,7 +31,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     out = Path(args.out)
     print(f"episodes: {(out / 'episodes.jsonl').resolve()}")
     print(f"summary:  {(out / 'summary.json').resolve()}")
-    print(f"next:     e2e-drive report {out}   |   e2e-drive compare {out} --baseline AGENT")
+    logger.info("next:     e2e-drive report %s   |   e2e-drive compare %s --baseline AGENT", out, out)
     return 0
 
 
