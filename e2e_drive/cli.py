@@ -13,7 +13,7 @@ import sys
 import threading
 import traceback
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from e2e_drive import log
 from e2e_drive.errors import CheckpointError, ConfigError
@@ -37,7 +37,8 @@ def _cmd_render(args: argparse.Namespace) -> int:
         draw_debug = getattr(agent, "draw_debug", None)
         if draw_debug is not None:  # e.g. the modular stack draws what perception found and its plan
             overlay = lambda frame, obs, info: draw_debug(frame)  # noqa: E731
-    result = render_clip(env, args.camera or next(iter(env.unwrapped.cameras)), args.seconds, args.out,
+    cameras: dict[str, Any] = getattr(env.unwrapped, "cameras")  # e2e_drive's envs carry their cameras
+    result = render_clip(env, args.camera or next(iter(cameras)), args.seconds, args.out,
                          seed=args.seed, policy=policy, overlay=overlay)
     env.close()
     print(f"wrote {result['frames']} frames at {result['fps']} Hz")

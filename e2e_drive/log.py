@@ -38,13 +38,13 @@ class _Formatter(logging.Formatter):
         return text
 
 
-class _CurrentStderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+class _CurrentStderrHandler(logging.StreamHandler):
     """A StreamHandler on the ``sys.stderr`` of the moment, not the one seen when it was made."""
 
     def __init__(self) -> None:
         super().__init__(sys.stderr)
 
-    @property  # type: ignore[override]
+    @property
     def stream(self) -> TextIO:
         return sys.stderr
 

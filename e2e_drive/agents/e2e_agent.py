@@ -38,10 +38,9 @@ class E2EAgent:
                  rl: dict | None = None) -> None:
         import torch
 
+        from e2e_drive.errors import ConfigError
         from e2e_drive.learning.checkpoints import load_checkpoint, read_card
         from e2e_drive.learning.models import ModelConfig
-
-        from e2e_drive.errors import ConfigError
 
         self.checkpoint = Path(checkpoint)
         # Messages name the agent file's keys; the loader puts the file's name in front.

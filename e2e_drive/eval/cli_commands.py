@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 from e2e_drive.errors import ConfigError, check_writable
 from e2e_drive.log import get_logger
@@ -49,7 +50,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         raise ConfigError(f"{args.dir}: only one agent ({agents[0]}); nothing to compare")
     path = Path(args.dir) / f"compare_{args.baseline}.json"
     check_writable(path, directory=False)  # before the table is printed
-    kwargs = {}
+    kwargs: dict[str, Any] = {}
     if args.metrics:
         kwargs["metrics"] = [m.strip() for m in args.metrics.split(",") if m.strip()]
     try:
