@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from e2e_drive.errors import ConfigError
-
 from e2e_drive.provenance import REPO_ROOT  # scenario and agent files live in envs/ and agents/ there
 
 #: First seed of the benchmark: far from every range used to collect training data (e2e: 0..59),

@@ -15,7 +15,10 @@ import traceback
 from pathlib import Path
 from typing import Callable
 
+from e2e_drive import log
 from e2e_drive.errors import CheckpointError, ConfigError
+
+logger = log.get_logger(__name__)
 
 
 def _cmd_render(args: argparse.Namespace) -> int:
@@ -49,6 +52,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
     for path in args.files:
         kind = _file_kind(path, load_toml(path) if not path.lower().endswith((".yaml", ".yml")) else None)
+        logger.debug("%s: checking it as a %s file", path, kind)
         if kind == "scenario":
             load_scenario(path)
         else:
@@ -166,6 +170,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="e2e-drive", description=__doc__.splitlines()[0])
     parser.add_argument("--debug", action="store_true",
                         help="on an error, also print the full traceback (may also follow the command)")
+    parser.add_argument("-q", "--quiet", action="store_true",
+                        help="only warnings and errors on stderr (may also follow the command)")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="also debug lines on stderr (may also follow the command)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for add in COMMANDS.values():
@@ -174,10 +182,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _error(command: str, message: str, exc: BaseException, debug: bool) -> int:
-    """Print the error as one line (after the full traceback with ``--debug``); return status 2."""
+    """Log the error as one line (after the full traceback with ``--debug``); return status 2."""
     if debug:
-        traceback.print_exception(exc, file=sys.stderr)
-    print(f"e2e-drive {command}: error: {' '.join(message.split())}", file=sys.stderr)
+        logger.error("%s", "".join(traceback.format_exception(exc)).rstrip("\n"))
+    logger.error("e2e-drive %s: error: %s", command, " ".join(message.split()))
     return 2
 
 
@@ -191,33 +199,46 @@ def _on_sigterm(signum: int, frame: object) -> None:
     raise Terminated()
 
 
+#: Options of the whole program that may also follow the command (taken out before parsing).
+_GLOBAL_FLAGS = frozenset({"--debug", "-q", "--quiet", "-v", "--verbose"})
+_NOT_SHOWN = ("func", "command", "debug", "quiet", "verbose")  # left out of the --verbose line of arguments
+
+
 def main(argv: list[str] | None = None) -> int:
     # A user's own agent is named "module:Class": import it from the working directory, as
     # `python -m e2e_drive` would (console scripts do not put the working directory on sys.path).
     if os.getcwd() not in sys.path and "" not in sys.path:
         sys.path.insert(0, os.getcwd())
     argv = list(sys.argv[1:] if argv is None else argv)
+    # --debug, -q/--quiet and -v/--verbose are accepted before or after the command (not after "--")
     cut = argv.index("--") if "--" in argv else len(argv)
-    debug = "--debug" in argv[:cut]  # accepted before or after the command
-    argv = [a for i, a in enumerate(argv) if i >= cut or a != "--debug"]
+    given = {a for a in argv[:cut] if a in _GLOBAL_FLAGS}
+    argv = [a for i, a in enumerate(argv) if i >= cut or a not in _GLOBAL_FLAGS]
+    debug = "--debug" in given
+    quiet, verbose = bool(given & {"-q", "--quiet"}), bool(given & {"-v", "--verbose"})
     parser = build_parser()
+    if quiet and verbose:
+        parser.error("-q/--quiet and -v/--verbose exclude each other")
     args = parser.parse_args(argv)
     previous = None
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, _on_sigterm)
-    try:
-        return args.func(args)
-    except (ConfigError, CheckpointError) as exc:
-        return _error(args.command, str(exc), exc, debug)
-    except OSError as exc:  # a path the user named that cannot be read or written (disk full, permissions, ...)
-        where = f"{exc.filename}: " if exc.filename else ""
-        return _error(args.command, f"{where}{exc.strerror or exc}", exc, debug)
-    except KeyboardInterrupt as exc:
-        print(f"e2e-drive {args.command}: interrupted", file=sys.stderr)
-        return 128 + (signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT)
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+    with log.command_output(log.QUIET if quiet else log.VERBOSE if verbose else log.NORMAL):
+        logger.debug("e2e-drive %s: %s", args.command,
+                     ", ".join(f"{k}={v!r}" for k, v in vars(args).items() if k not in _NOT_SHOWN))
+        try:
+            return args.func(args)
+        except (ConfigError, CheckpointError) as exc:
+            return _error(args.command, str(exc), exc, debug)
+        except OSError as exc:  # a path the user named that cannot be read or written (disk full, permissions, ...)
+            where = f"{exc.filename}: " if exc.filename else ""
+            return _error(args.command, f"{where}{exc.strerror or exc}", exc, debug)
+        except KeyboardInterrupt as exc:
+            logger.warning("e2e-drive %s: interrupted", args.command)
+            return 128 + (signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT)
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -4,8 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from e2e_drive.benchmark import LABELS, README_END, README_START, SUITES, carla_tables, findings, results_markdown, \
-    text_figure, update_readme
+from e2e_drive.benchmark import (
+    LABELS,
+    README_END,
+    README_START,
+    SUITES,
+    carla_tables,
+    findings,
+    results_markdown,
+    text_figure,
+    update_readme,
+)
 from e2e_drive.errors import ConfigError
 
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import cv2
 import numpy as np
-
-from pathlib import Path
 
 from e2e_drive.cli import main
 

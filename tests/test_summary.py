@@ -8,7 +8,14 @@ import numpy as np
 import pytest
 
 from e2e_drive.eval.stats import NO_DIFFERENCE
-from e2e_drive.eval.summary import compare, comparison_to_markdown, format_comparison, format_table, summarize, to_markdown
+from e2e_drive.eval.summary import (
+    compare,
+    comparison_to_markdown,
+    format_comparison,
+    format_table,
+    summarize,
+    to_markdown,
+)
 
 
 def row(agent, seed, status="success", scenario="highway", condition="train", **extra):

@@ -59,8 +59,8 @@ README_END = "<!-- bench-results:end -->"
 
 def update_readme(readme: str | Path, report: str, command: str) -> None:
     """Put a bench report (verbatim, with the command, date and commit) between the README's markers."""
-    from e2e_drive.provenance import commit_label, machine_line
     from e2e_drive.errors import ConfigError
+    from e2e_drive.provenance import commit_label, machine_line
 
     path = Path(readme)
     text = path.read_text()

@@ -17,7 +17,6 @@ import time
 import warnings
 from typing import Any
 
-
 VEHICLE_COUNTS = (25, 50, 100, 200)
 _CHUNKS = {True: (2, 3), False: (8, 5)}  # (chunks, env steps per chunk) per core
 

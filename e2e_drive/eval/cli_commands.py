@@ -9,8 +9,12 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 from e2e_drive.errors import ConfigError, check_writable
+from e2e_drive.log import get_logger
+
+logger = get_logger(__name__)
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
@@ -28,7 +32,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     out = Path(args.out)
     print(f"episodes: {(out / 'episodes.jsonl').resolve()}")
     print(f"summary:  {(out / 'summary.json').resolve()}")
-    print(f"next:     e2e-drive report {out}   |   e2e-drive compare {out} --baseline AGENT")
+    logger.info("next:     e2e-drive report %s   |   e2e-drive compare %s --baseline AGENT", out, out)
     return 0
 
 
@@ -46,7 +50,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         raise ConfigError(f"{args.dir}: only one agent ({agents[0]}); nothing to compare")
     path = Path(args.dir) / f"compare_{args.baseline}.json"
     check_writable(path, directory=False)  # before the table is printed
-    kwargs = {}
+    kwargs: dict[str, Any] = {}
     if args.metrics:
         kwargs["metrics"] = [m.strip() for m in args.metrics.split(",") if m.strip()]
     try:

@@ -291,7 +291,7 @@ def caps() -> Mapping[str, float]:
 def compare_defaults() -> tuple[str, ...]:
     """``compare``'s default metrics, in their declared positions."""
     return _cached("compare", lambda: tuple(m.name for m in sorted(
-        (m for m in all_metrics() if m.compare is not None), key=lambda m: m.compare)))
+        (m for m in all_metrics() if m.compare is not None), key=lambda m: m.compare or 0)))
 
 
 def required_keys() -> tuple[str, ...]:

@@ -730,6 +730,9 @@ def episode_metrics(record: EpisodeRecord, status_override: str | None = None,
     return json_safe(m)
 
 
+NOT_DRIVEN_VALUES: dict[str, Any]  # declared here for type checkers and linters; __getattr__ gives the value
+
+
 def __getattr__(name: str) -> Any:
     """``NOT_DRIVEN_VALUES``: read from the declarations on every access."""
     if name == "NOT_DRIVEN_VALUES":

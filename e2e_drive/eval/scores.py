@@ -129,6 +129,9 @@ def distance_between_infractions(rows: Iterable[Mapping[str, Any]], confidence: 
     return out
 
 
+INFRACTION_KINDS: dict[str, str]  # declared here for type checkers and linters; __getattr__ gives the value
+
+
 def __getattr__(name: str) -> Any:
     """``INFRACTION_KINDS`` (kind -> episode count key): read from the declarations on every access."""
     if name == "INFRACTION_KINDS":

@@ -196,7 +196,7 @@ def paired_bootstrap_interval(x: Sequence[float] | np.ndarray, y: Sequence[float
     return bootstrap_interval(xa - ya, statistic, confidence, n_resamples, seed)
 
 
-def mcnemar_exact(x: Sequence[bool], y: Sequence[bool]) -> dict[str, float | int]:
+def mcnemar_exact(x: Sequence[bool] | np.ndarray, y: Sequence[bool] | np.ndarray) -> dict[str, float | int]:
     """McNemar's exact test on paired binary outcomes.
 
     ``b`` = pairs where x is true and y false, ``c`` = the reverse; two-sided
@@ -213,7 +213,8 @@ def mcnemar_exact(x: Sequence[bool], y: Sequence[bool]) -> dict[str, float | int
     return {"b": b, "c": c, "p_value": p}
 
 
-def wilcoxon_signed_rank(x: Sequence[float], y: Sequence[float] | None = None) -> dict[str, float | int | None]:
+def wilcoxon_signed_rank(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray | None = None
+                         ) -> dict[str, float | int | None]:
     """Wilcoxon signed-rank test (two-sided) on paired differences ``x - y``.
 
     Zero differences are dropped (Wilcoxon's method); ties get average ranks. Exact null
@@ -232,7 +233,7 @@ def wilcoxon_signed_rank(x: Sequence[float], y: Sequence[float] | None = None) -
     return {"statistic": r_plus, "n": int(d.size), "p_value": float(res.pvalue)}
 
 
-def probability_of_improvement(x: Sequence[float], y: Sequence[float]) -> float:
+def probability_of_improvement(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray) -> float:
     """P(X > Y) + 0.5 P(X = Y) over all pairs (Mann-Whitney U / (n m)); NaN if either is empty."""
     xa, ya = _as_finite_1d(x, "x"), np.sort(_as_finite_1d(y, "y"))
     if xa.size == 0 or ya.size == 0:

@@ -79,6 +79,11 @@ GROUP_KEYS: tuple[str, ...] = ("agent", "scenario", "condition")
 #: Names read from the metric declarations on every access (so a metric registered later is
 #: in them): rates, continuous metrics and scores (name -> higher is better), scores, caps,
 #: and compare's default metrics.
+RATE_METRICS: dict[str, bool]  # declared here for type checkers and linters; __getattr__ gives the values
+CONTINUOUS_METRICS: dict[str, bool]
+SCORE_METRICS: frozenset[str]
+CAPS: dict[str, float]
+COMPARE_METRICS: tuple[str, ...]
 _DERIVED: dict[str, Callable[[], Any]] = {
     "RATE_METRICS": lambda: dict(rate_metrics()),
     "CONTINUOUS_METRICS": lambda: dict(continuous_metrics()),
@@ -199,7 +204,7 @@ def summarize(episode_rows: Iterable[Mapping[str, Any]], confidence: float = 0.9
         for r in members:
             status_counts[r["status"]] += 1
         n = len(members)
-        rates = {}
+        rates: dict[str, dict[str, Any]] = {}
         for name in rate_metrics():
             counted = [r for r in members if _counts(r, name)]
             k = sum(_binary(r, name) for r in counted)
@@ -258,6 +263,7 @@ def _compare_metric(agent_rows, base_rows, name: str, confidence: float, n_resam
     if not keys:
         return out
     point, low, high = paired_bootstrap_interval(x, y, "mean", confidence, n_resamples, seed)
+    p: float | None
     if binary and set(np.unique(np.r_[x, y])) <= {0.0, 1.0}:
         test, p = "mcnemar_exact", mcnemar_exact(x.astype(bool), y.astype(bool))["p_value"]
     else:

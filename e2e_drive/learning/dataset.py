@@ -38,7 +38,6 @@ import json
 import lzma
 import math
 import os
-import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,7 +45,10 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
+from e2e_drive.log import get_logger
 from e2e_drive.nets.labels import LABEL_NAMES, LABEL_SCALES  # noqa: F401 - re-exported: shards store them
+
+logger = get_logger(__name__)
 
 MAGIC = b"E2ESHARD1\n"
 SHARD_SUFFIX = ".shard"
@@ -401,7 +403,7 @@ class ShardDataset(_torch_iterable_base()):  # type: ignore[misc]
         except ShardError as exc:
             reason = str(exc) if str(path) in str(exc) else f"{path}: {exc}"
             if path.name not in self.skipped:
-                print(f"skipping corrupt shard {path.name}: {reason}", file=sys.stderr)
+                logger.warning("skipping corrupt shard %s: %s", path.name, reason)
                 warnings.warn(f"skipping corrupt shard {path.name}: {reason}", stacklevel=2)
             self.skipped[path.name] = reason
             return None

@@ -56,6 +56,9 @@ from e2e_drive.learning.dataset import (
     read_shard,
     stacked_frames,
 )
+from e2e_drive.log import get_logger
+
+logger = get_logger(__name__)
 
 #: ``namespace/name-vN`` (the namespace may have several parts); Minari also needs the version.
 DATASET_ID_RE = re.compile(r"(?:[\w-]+/)+[\w-]+-v\d+")
@@ -189,7 +192,7 @@ def export_minari(data_dirs: Sequence[str | Path], dataset_id: str, *, out_root:
     skipped: dict[str, str] = {}
 
     def skip(path: Path, exc: ShardError) -> None:
-        print(f"skipping corrupt shard {path.name}: {exc}", file=sys.stderr)
+        logger.warning("skipping corrupt shard %s: %s", path.name, exc)
         skipped[path.name] = str(exc)
 
     # Headers first (cheap): one observation space for all, no DAgger shards.

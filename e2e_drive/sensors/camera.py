@@ -68,7 +68,9 @@ def _box_templates() -> dict[str, np.ndarray]:
     k has local coordinates (ux * length, uy * width, z_m). Faces are listed with their
     outward axis and the plane they lie in, for back-face culling.
     """
-    ux = np.zeros((2, 16)); uy = np.zeros((2, 16)); uz = np.zeros((2, 16))
+    ux = np.zeros((2, 16))
+    uy = np.zeros((2, 16))
+    uz = np.zeros((2, 16))
     faces = []
     for box in range(2):
         for i in range(8):

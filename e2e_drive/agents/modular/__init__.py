@@ -5,8 +5,8 @@ Protocols, and :mod:`e2e_drive.agents.modular.stack` for the agent that composes
 """
 
 from e2e_drive.agents.modular.interfaces import (
-    ControlOutput,
     Controller,
+    ControlOutput,
     PerceivedVehicle,
     Perception,
     PerceptionOutput,
