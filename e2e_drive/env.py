@@ -153,7 +153,7 @@ class DrivingEnv(gym.Env):
             self._last_frames[name] = frame
             stack = self._stacks[name]
             if first:
-                stack.extend([frame] * stack.maxlen)
+                stack.extend([frame] * (stack.maxlen or 1))
             else:
                 stack.append(frame)
             obs[name] = np.concatenate(stack, axis=2) if len(stack) > 1 else frame.copy()

@@ -9,9 +9,9 @@ import pytest
 
 import e2e_drive  # noqa: F401
 from e2e_drive.cli import main
+from e2e_drive.errors import ConfigError
 from e2e_drive.scenarios import load_scenario, validate_env_config
 from e2e_drive.scenarios.highway import highway_capacity
-from e2e_drive.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
 

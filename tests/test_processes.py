@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from e2e_drive.eval import backends, runner
+from e2e_drive.eval import backends
 from e2e_drive.eval.metrics import ERROR_STATUSES, STATUSES
 from e2e_drive.eval.runner import episode_key, evaluate, load_episodes
 

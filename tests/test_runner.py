@@ -509,8 +509,8 @@ def test_ray_backend_gives_the_same_lines(tiny_env, tmp_path):
 
 
 def test_conditions_registry_and_condition_files(tmp_path):
-    from e2e_drive.scenarios import load_scenario
     from e2e_drive.eval.conditions import CONDITIONS, apply_condition, resolve_conditions
+    from e2e_drive.scenarios import load_scenario
 
     envs = Path(__file__).resolve().parents[1] / "envs"
     highway = load_scenario(envs / "highway.toml")

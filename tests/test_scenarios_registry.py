@@ -11,7 +11,6 @@ from pathlib import Path
 
 import gymnasium as gym
 import pytest
-from test_runner import stock_idm_parameters  # noqa: F401  (autouse fixture: stock IDM in this process)
 
 import e2e_drive  # noqa: F401  (registers the ids)
 from e2e_drive.errors import ConfigError
@@ -27,6 +26,7 @@ from e2e_drive.scenarios import (
     unregister_scenario,
 )
 from e2e_drive.scenarios.doc import block, readme_block
+from test_runner import stock_idm_parameters  # noqa: F401  (autouse fixture: stock IDM in this process)
 
 REPO = Path(__file__).resolve().parents[1]
 README = (REPO / "README.md").read_text()

@@ -39,13 +39,8 @@ class E2EAgent:
         import torch
 
         from e2e_drive.errors import ConfigError
-<<<<<<< HEAD
         from e2e_drive.nets.checkpoints import load_checkpoint, read_card
         from e2e_drive.nets.models import ModelConfig
-=======
-        from e2e_drive.learning.checkpoints import load_checkpoint, read_card
-        from e2e_drive.learning.models import ModelConfig
->>>>>>> arch-lint
 
         self.checkpoint = Path(checkpoint)
         # Messages name the agent file's keys; the loader puts the file's name in front.

@@ -173,9 +173,9 @@ def plan_run(envs: Sequence[str | Path], agents: Sequence[str], episodes: int, s
     """
     from e2e_drive.agents.base import agent_needs
     from e2e_drive.agents.loading import load_agent
-    from e2e_drive.scenarios import load_scenario
     from e2e_drive.eval.conditions import apply_condition, resolve_conditions
     from e2e_drive.registration import scenario_of
+    from e2e_drive.scenarios import load_scenario
 
     if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
         raise ConfigError(f"--episodes {episodes!r}: expected a positive integer")

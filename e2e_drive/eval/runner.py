@@ -63,14 +63,41 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from e2e_drive.errors import ConfigError
-from e2e_drive.eval.backends import (_PRELOAD, _default_workers, _memory_limit_bytes, _run_inline, _run_pool,
-                                     _run_ray, _warm_pool, ended_its_process)
-from e2e_drive.eval.episode import (DEFAULT_EPISODE_BUDGET_S, MAX_NEIGHBOURS, EpisodeJob, EpisodeTimeout, run_episode,
-                                    sanitize_action)
+from e2e_drive.eval.backends import (
+    _PRELOAD,
+    _default_workers,
+    _memory_limit_bytes,
+    _run_inline,
+    _run_pool,
+    _run_ray,
+    _warm_pool,
+    ended_its_process,
+)
+from e2e_drive.eval.episode import (
+    DEFAULT_EPISODE_BUDGET_S,
+    MAX_NEIGHBOURS,
+    EpisodeJob,
+    EpisodeTimeout,
+    run_episode,
+    sanitize_action,
+)
 from e2e_drive.eval.plan import RUN_FORMAT, RunPlan, job_for, plan_run
-from e2e_drive.eval.store import (EPISODES_FILE, IDENTITY_KEYS, RUN_FILE, SUMMARY_FILE, TRAJECTORY_DIR, _DirLock,
-                                  _prepare_dir, _trajectory_name, append_line, episode_key, line_problem,
-                                  load_episodes, load_run, strip_timings)
+from e2e_drive.eval.store import (
+    EPISODES_FILE,
+    IDENTITY_KEYS,
+    RUN_FILE,
+    SUMMARY_FILE,
+    TRAJECTORY_DIR,
+    _DirLock,
+    _prepare_dir,
+    _trajectory_name,
+    append_line,
+    episode_key,
+    line_problem,
+    load_episodes,
+    load_run,
+    strip_timings,
+)
 
 __all__ = [
     "EpisodeJob",
@@ -95,6 +122,12 @@ __all__ = [
 # tests and README use ``from e2e_drive.eval.runner import ...``).
 _REEXPORTED = (DEFAULT_EPISODE_BUDGET_S, MAX_NEIGHBOURS, EpisodeTimeout, sanitize_action, RUN_FORMAT, RUN_FILE,
                TRAJECTORY_DIR, line_problem, _PRELOAD)
+
+
+# Declared for type checkers and linters; __getattr__ gives the values (read from the declarations).
+REQUIRED_KEYS: tuple[str, ...]
+TIMING_KEYS: tuple[str, ...]
+TIMING_PREFIXES: tuple[str, ...]
 
 
 def __getattr__(name: str) -> Any:

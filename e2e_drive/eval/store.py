@@ -57,6 +57,12 @@ def _derived(name: str) -> tuple[str, ...]:
     return metric_defs.timing_keys() if name == "TIMING_KEYS" else metric_defs.timing_prefixes()
 
 
+# Declared for type checkers and linters; __getattr__ gives the values (read from the declarations).
+REQUIRED_KEYS: tuple[str, ...]
+TIMING_KEYS: tuple[str, ...]
+TIMING_PREFIXES: tuple[str, ...]
+
+
 def __getattr__(name: str) -> Any:
     if name in ("REQUIRED_KEYS", "TIMING_KEYS", "TIMING_PREFIXES"):
         return _derived(name)

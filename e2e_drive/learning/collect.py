@@ -42,8 +42,14 @@ import numpy as np
 from e2e_drive.agents.base import AgentNeeds, call_act
 from e2e_drive.agents.loop import drive_episode
 from e2e_drive.errors import ConfigError
-from e2e_drive.learning.dataset import (LABEL_NAMES, SHARD_SUFFIX, perception_labels, shifted_labels,
-                                        verify_shard, write_shard)
+from e2e_drive.learning.dataset import (
+    LABEL_NAMES,
+    SHARD_SUFFIX,
+    perception_labels,
+    shifted_labels,
+    verify_shard,
+    write_shard,
+)
 
 
 @dataclass(frozen=True)
