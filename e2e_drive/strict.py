@@ -203,15 +203,22 @@ def check_value(source: str, key: str, value: Any, spec: Key) -> Any:
     return value
 
 
+def check_unknown_keys(source: str, given: Mapping[str, Any], allowed: typing.Iterable[str]) -> None:
+    """``SOURCE: unknown key 'x'; did you mean 'y'? allowed keys: ...`` for the first unknown key of a file
+    or a table (scenario files and their ``[config]``)."""
+    allowed = sorted(allowed)
+    unknown = sorted(set(given) - set(allowed))
+    if unknown:
+        hint = did_you_mean(str(unknown[0]), allowed)
+        raise ConfigError(f"{source}: unknown key '{unknown[0]}'{hint}{' ' if hint else '; '}"
+                          f"allowed keys: {', '.join(allowed)}")
+
+
 def check_keys(source: str, given: dict[str, Any], schema: dict[str, Key]) -> dict[str, Any]:
     """Validate ``given`` against ``schema`` strictly and return the full config with defaults filled in."""
     if not isinstance(given, dict):
         raise ConfigError(f"{source}: expected a table/dict of keys, got {type(given).__name__}")
-    unknown = sorted(set(given) - set(schema))
-    if unknown:
-        hint = did_you_mean(unknown[0], schema)
-        raise ConfigError(f"{source}: unknown key '{unknown[0]}'{hint}{' ' if hint else '; '}"
-                          f"allowed keys: {', '.join(sorted(schema))}")
+    check_unknown_keys(source, given, schema)
     out = {}
     for key, spec in schema.items():
         out[key] = check_value(source, key, given[key], spec) if key in given else copy.deepcopy(spec.default)

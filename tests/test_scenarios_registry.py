@@ -82,7 +82,7 @@ def test_unknown_keys_in_a_scenario_file_name_file_key_and_the_nearest_key(tmp_p
     typo = tmp_path / "typo.toml"
     typo.write_text('id = "e2e_drive/Highway-v0"\n[config]\nlane_count = 3\n')
     with pytest.raises(ConfigError, match=f"^{typo} \\[config\\]: unknown key 'lane_count'; did you mean "
-                                          f"'lanes_count'\\?; allowed keys: acceleration_range_mps2, "):
+                                          f"'lanes_count'\\? allowed keys: acceleration_range_mps2, "):
         load_scenario(typo)
     top = tmp_path / "top.toml"
     top.write_text('modul = "x"\nid = "e2e_drive/Highway-v0"\n')

@@ -198,7 +198,7 @@ def test_learning_tables_go_through_from_table(tmp_path):
 
 
 def test_scenario_keys_go_through_check_keys():
-    from e2e_drive.config import validate_env_config
+    from e2e_drive.scenarios import validate_env_config
 
     with pytest.raises(ConfigError, match=r"^x: unknown key 'vehicle_count'; did you mean 'vehicles_count'\?"):
         validate_env_config("highway", {"vehicle_count": 3}, "x")

@@ -50,6 +50,9 @@ from e2e_drive.learning.dataset import (
     verify_shard,
     write_shard,
 )
+from e2e_drive.log import get_logger
+
+logger = get_logger(__name__)
 
 
 @dataclass(frozen=True)
@@ -345,7 +348,7 @@ def collect(env_file: str | None, expert_file: str | Path, episodes: int, out: s
             if problem is None:
                 skipped.append(path.name)
                 continue
-            print(f"corrupt shard {path.name}: {problem}; collecting it again", file=sys.stderr)
+            logger.warning(f"corrupt shard {path.name}: {problem}; collecting it again")
             corrupt.append(path.name)
         jobs.append(CollectJob(env_file=None if env_file is None else str(env_file), expert_file=str(expert_file),
                                seed=s, out_path=str(path), recovery=recovery, overrides=dict(overrides or {}),

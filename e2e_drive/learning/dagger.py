@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +27,10 @@ from e2e_drive.learning.collect import collect
 from e2e_drive.learning.config import AgentTables, TrainConfig
 from e2e_drive.learning.run_folder import RunFolder
 from e2e_drive.learning.train import train, train_settings
+from e2e_drive.log import get_logger
 from e2e_drive.nets.checkpoints import read_card
+
+logger = get_logger(__name__)
 
 #: DAgger episodes use seeds from here on (expert data uses 0..), so they never repeat an expert episode.
 DAGGER_SEED_BASE = 100_000
@@ -68,8 +70,8 @@ def dagger(tables: AgentTables, env_file: str | None, expert_file: str, rounds: 
                          learner_checkpoint=current, beta=beta, progress=progress,
                          extra_meta={"dagger_round": i})
         learner_steps = sum(w.get("steps", 0) for w in report.written)
-        print(f"dagger round {i}/{rounds}: beta {beta:.3f}, {len(report.written)} episodes collected "
-              f"({len(report.skipped)} already there)", file=sys.stderr)
+        logger.info(f"dagger round {i}/{rounds}: beta {beta:.3f}, {len(report.written)} episodes collected "
+                    f"({len(report.skipped)} already there)")
         if not round_finished(round_dir, tables, fine_tune, mode, seed + i, current):
             train(tables.model, fine_tune, [data], round_dir, mode=mode, seed=seed + i, command=command,
                   init_checkpoint=current, progress=progress, tensorboard=tensorboard,

@@ -59,6 +59,7 @@ from torch import nn
 from e2e_drive.errors import ConfigError
 from e2e_drive.learning.config import read_agent_tables
 from e2e_drive.learning.run_folder import RunFolder, RunLog, code_version
+from e2e_drive.log import get_logger
 from e2e_drive.nets.checkpoints import check_state_dict, load_checkpoint, read_card
 from e2e_drive.nets.models import (
     DrivingNet,
@@ -67,6 +68,8 @@ from e2e_drive.nets.models import (
 )
 from e2e_drive.nets.preprocessing import model_input
 from e2e_drive.strict import from_table
+
+logger = get_logger(__name__)
 
 #: RL episodes use seeds from here on (expert data 0.., DAgger 100000.., evaluation 1000..40049).
 RL_SEED_BASE = 200_000
@@ -438,7 +441,7 @@ class PPORun:
         self.critic_opt.load_state_dict(state["critic_opt"])
         self.start_it, self.episodes_started = state["iteration"] + 1, state["episodes_started"]
         self.history = json.loads(state["history"])
-        print(f"resuming {folder.path} after iteration {self.start_it}/{iterations}", file=sys.stderr)
+        logger.info(f"resuming {folder.path} after iteration {self.start_it}/{iterations}")
 
     def state(self, it: int) -> dict[str, Any]:
         """The resume state after iteration ``it``."""

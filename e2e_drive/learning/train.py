@@ -59,9 +59,12 @@ from e2e_drive.learning.run_folder import (
     finished_rows,
     tensorboard_writer,  # noqa: F401 - re-exported (it lived here)
 )
+from e2e_drive.log import get_logger
 from e2e_drive.nets.checkpoints import check_state_dict, load_checkpoint
 from e2e_drive.nets.models import DrivingNet, ModelConfig, build_model, count_parameters
 from e2e_drive.nets.preprocessing import preprocess
+
+logger = get_logger(__name__)
 
 
 def split_shards(shards: Sequence[Path], val_share: float) -> tuple[list[Path], list[Path]]:
@@ -256,7 +259,7 @@ class BCRun:
             if self.stage_of(self.start_epoch) == self.stage_of(state["epoch"]):
                 self.optimizer.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["torch_rng"])
-        print(f"resuming {folder.path} after epoch {state['epoch'] + 1}/{self.cfg.epochs}", file=sys.stderr)
+        logger.info(f"resuming {folder.path} after epoch {state['epoch'] + 1}/{self.cfg.epochs}")
         return state
 
     def state(self, epoch: int) -> dict[str, Any]:
@@ -322,7 +325,7 @@ class BCRun:
         if val:
             msg += f", val action {val['val_action']:.4f}, steering MAE {val['val_steering_mae']:.4f}, " \
                    f"perception {val['val_perception']:.4f}"
-        print(msg, file=sys.stderr)
+        logger.info(msg)
 
 
 def seed_and_device(cfg: TrainConfig, seed: int) -> str:

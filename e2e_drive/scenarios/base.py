@@ -14,10 +14,9 @@ the one list of environment ids. Here both live on the declaration.
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import sys
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -228,24 +227,6 @@ def import_scenario_module(module: str, source: str) -> None:
                           f"is its folder on PYTHONPATH?") from None
 
 
-def did_you_mean(word: str, choices: Iterable[str]) -> str:
-    """``"; did you mean 'x'?"`` for the closest choice, or ``""``."""
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f"; did you mean '{close[0]}'?" if close else ""
-
-
-def check_unknown_keys(source: str, given: Any, allowed: Iterable[str]) -> None:
-    """ConfigError for the first key of ``given`` not in ``allowed``, with the nearest allowed one."""
-    if not isinstance(given, dict):
-        return
-    allowed = sorted(allowed)
-    unknown = sorted(set(given) - set(allowed))
-    if unknown:
-        key = str(unknown[0])
-        raise ConfigError(f"{source}: unknown key '{key}'{did_you_mean(key, allowed)}; "
-                          f"allowed keys: {', '.join(allowed)}")
-
-
 # --------------------------------------------------------------------------- configs
 def scenario_schema(scenario: str | Scenario) -> dict[str, Key]:
     """All keys a scenario accepts, with that scenario's defaults."""
@@ -256,7 +237,6 @@ def validate_env_config(scenario: str | Scenario, config: dict[str, Any] | None,
     """Validate an env config for ``scenario``; cross-key rules included. Returns the full config."""
     s = _as_scenario(scenario)
     schema = s.schema()
-    check_unknown_keys(source, config or {}, schema)
     cfg = check_keys(source, config or {}, schema)
     if cfg["policy_frequency_hz"] > cfg["simulation_frequency_hz"]:
         raise ConfigError(

@@ -23,12 +23,12 @@ from e2e_drive.config import load_toml
 from e2e_drive.errors import ConfigError
 from e2e_drive.scenarios.base import (
     all_scenarios,
-    check_unknown_keys,
     import_scenario_module,
     scenario_for_env_id,
     validate_env_config,
 )
 from e2e_drive.scenarios.sensors import validate_sensors
+from e2e_drive.strict import check_unknown_keys
 
 SCENARIO_FILE_KEYS = {"id", "description", "config", "module"}
 
