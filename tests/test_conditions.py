@@ -130,3 +130,13 @@ def test_invalid_conditions_name_the_key(changes, key):
         SensorConditions(**changes)
     with pytest.raises(ConfigError, match="unknown key 'fog'"):
         SensorConditions.from_dict({"fog": 1.0})
+
+
+def test_condition_file_keys_are_checked_by_strict(tmp_path):
+    from e2e_drive.eval import conditions
+
+    path = tmp_path / "wet.toml"
+    path.write_text('descripton = "wet"\n[config]\nduration_s = 5.0\n')
+    with pytest.raises(ConfigError, match=rf"^{path}: unknown key 'descripton'; did you mean 'description'\? "
+                                          r"allowed keys: config, description$"):
+        conditions.resolve_condition(str(path))

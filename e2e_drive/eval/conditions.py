@@ -116,11 +116,10 @@ def deep_merge(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[st
 
 def _from_file(path: Path) -> Condition:
     from e2e_drive.config import load_toml
+    from e2e_drive.strict import check_unknown_keys
 
     data = load_toml(path)
-    unknown = sorted(set(data) - {"description", "config"})
-    if unknown:
-        raise ConfigError(f"{path}: unknown key '{unknown[0]}'; allowed keys: config, description")
+    check_unknown_keys(str(path), data, ("description", "config"))
     config = data.get("config", {})
     if not isinstance(config, dict):
         raise ConfigError(f"{path}: key 'config' must be a table, got {config!r}")
