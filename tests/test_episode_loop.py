@@ -14,22 +14,13 @@ from e2e_drive.actions import InvalidActionError, check_action
 from e2e_drive.agents.base import AgentNeeds, act_raw, call_act, gets_info, info_for
 from e2e_drive.agents.loop import HOOKS, EpisodeTimeout, drive_episode
 from e2e_drive.cli import main
+from tiny import tiny_scenario
 
 REPO = Path(__file__).resolve().parents[1]
 HERE = __name__
 TINY = {"lanes_count": 2, "vehicles_count": 3, "duration_s": 2.0,
         "cameras": {"dashcam": {"kind": "dashcam", "width_px": 64, "height_px": 32}}}
-TINY_TOML = """id = "e2e_drive/Highway-v0"
-description = "tiny test highway"
-[config]
-lanes_count = 2
-vehicles_count = 3
-duration_s = 2.0
-[config.cameras.dashcam]
-kind = "dashcam"
-width_px = 64
-height_px = 32
-"""
+TINY_TOML = tiny_scenario(route_length_m=None)
 
 
 @pytest.fixture(scope="module")

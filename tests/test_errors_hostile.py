@@ -20,21 +20,12 @@ import pytest
 from e2e_drive.cli import main
 from e2e_drive.errors import ConfigError
 from e2e_drive.eval import runner
+from tiny import tiny_scenario
 
 HERE = __name__
 REPO = Path(__file__).resolve().parents[1]
 
-TINY = """id = "e2e_drive/Highway-v0"
-[config]
-lanes_count = 2
-vehicles_count = 3
-duration_s = 1.0
-route_length_m = 40.0
-[config.cameras.dashcam]
-kind = "dashcam"
-width_px = 64
-height_px = 32
-"""
+TINY = tiny_scenario(duration_s=1.0, description=None)
 
 
 # ---------------------------------------------------------------------------- tiny agents

@@ -12,22 +12,12 @@ from tqdm import tqdm
 
 from e2e_drive import log
 from e2e_drive.cli import main
+from tiny import tiny_scenario
 
 REPO = Path(__file__).resolve().parents[1]
 HIGHWAY = str(REPO / "envs" / "highway.toml")
 
-TINY = """id = "e2e_drive/Highway-v0"
-description = "tiny logging test highway"
-[config]
-lanes_count = 2
-vehicles_count = 2
-duration_s = 1.0
-route_length_m = 40.0
-[config.cameras.dashcam]
-kind = "dashcam"
-width_px = 32
-height_px = 16
-"""
+TINY = tiny_scenario(vehicles_count=2, duration_s=1.0, width_px=32, height_px=16, description='tiny logging test highway')
 
 
 class Coast:

@@ -23,22 +23,12 @@ import pytest
 from e2e_drive.eval import backends
 from e2e_drive.eval.metrics import ERROR_STATUSES, STATUSES
 from e2e_drive.eval.runner import episode_key, evaluate, load_episodes
+from tiny import tiny_scenario
 
 HERE = __name__
 REPO = Path(__file__).resolve().parents[1]
 
-TINY = """id = "e2e_drive/Highway-v0"
-description = "tiny test highway"
-[config]
-lanes_count = 2
-vehicles_count = 3
-duration_s = 2.0
-route_length_m = 40.0
-[config.cameras.dashcam]
-kind = "dashcam"
-width_px = 64
-height_px = 32
-"""
+TINY = tiny_scenario()
 
 
 # ---------------------------------------------------------------------------- tiny agents

@@ -15,20 +15,11 @@ import numpy as np
 import pytest
 
 from e2e_drive.eval.runner import evaluate
+from tiny import tiny_scenario
 
 HERE = __name__
 
-TINY = """id = "e2e_drive/Highway-v0"
-[config]
-lanes_count = 2
-vehicles_count = 3
-duration_s = 2.0
-route_length_m = 40.0
-[config.cameras.dashcam]
-kind = "dashcam"
-width_px = 64
-height_px = 32
-"""
+TINY = tiny_scenario(description=None)
 
 
 class SteadyAgent:

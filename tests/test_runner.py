@@ -26,6 +26,7 @@ from e2e_drive.eval.runner import (
     load_episodes,
     strip_timings,
 )
+from tiny import tiny_scenario
 
 HERE = __name__
 
@@ -178,24 +179,12 @@ def stock_idm_parameters(monkeypatch):
 
 
 # ---------------------------------------------------------------------------- fixtures
-TINY = """id = "e2e_drive/Highway-v0"
-description = "tiny test highway"
-[config]
-lanes_count = 2
-vehicles_count = 3
-duration_s = {duration}
-route_length_m = 40.0
-[config.cameras.dashcam]
-kind = "dashcam"
-width_px = 64
-height_px = 32
-"""
 
 
 @pytest.fixture()
 def tiny_env(tmp_path: Path) -> str:
     path = tmp_path / "tiny.toml"
-    path.write_text(TINY.format(duration=2.0))
+    path.write_text(tiny_scenario(duration_s=2.0))
     return str(path)
 
 
@@ -290,7 +279,7 @@ def test_a_directory_from_another_configuration_is_refused(tiny_env, tmp_path):
         _run(tiny_env, out, [spec("ConstantAgent")], episodes=2)
     with pytest.raises(ConfigError, match="different configuration.*conditions"):
         _run(tiny_env, out, [spec("ConstantAgent")], episodes=1, conditions=["train", "noise"])
-    Path(tiny_env).write_text(TINY.format(duration=3.0))
+    Path(tiny_env).write_text(tiny_scenario(duration_s=3.0))
     with pytest.raises(ConfigError, match="different configuration.*duration_s"):
         _run(tiny_env, out, [spec("ConstantAgent")], episodes=1)
     assert len(load_episodes(out)) == 1

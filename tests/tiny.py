@@ -1,0 +1,17 @@
+"""The tiny highway scenario file the evaluation tests run on (2 lanes, a few cars, a few seconds,
+a small dashcam): one definition, written with the sizes each test needs."""
+
+from __future__ import annotations
+
+
+def tiny_scenario(duration_s: float = 2.0, vehicles_count: int = 3, route_length_m: float | None = 40.0,
+                  width_px: int = 64, height_px: int = 32, description: str | None = "tiny test highway") -> str:
+    """Scenario file text for a tiny e2e_drive/Highway-v0 (``route_length_m=None``: the default route)."""
+    lines = ['id = "e2e_drive/Highway-v0"']
+    if description is not None:
+        lines.append(f'description = "{description}"')
+    lines += ["[config]", "lanes_count = 2", f"vehicles_count = {vehicles_count}", f"duration_s = {duration_s}"]
+    if route_length_m is not None:
+        lines.append(f"route_length_m = {route_length_m}")
+    lines += ["[config.cameras.dashcam]", 'kind = "dashcam"', f"width_px = {width_px}", f"height_px = {height_px}"]
+    return "\n".join(lines) + "\n"
