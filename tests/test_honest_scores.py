@@ -17,7 +17,8 @@ import pytest
 from e2e_drive.eval.metrics import ERROR_STATUSES, NOT_DRIVEN_VALUES
 from e2e_drive.eval.runner import evaluate, load_episodes
 from e2e_drive.eval.summary import SCORE_METRICS, compare, format_comparison, summarize
-from test_runner import TINY, stock_idm_parameters  # noqa: F401  (autouse fixture: stock IDM in this process)
+from test_runner import stock_idm_parameters  # noqa: F401  (autouse fixture: stock IDM in this process)
+from tiny import tiny_scenario
 
 
 # ---------------------------------------------------------------------------- probe agents
@@ -70,7 +71,7 @@ def spec(name: str) -> str:
 
 def _scenario(tmp_path: Path, extra: str = "") -> str:
     path = tmp_path / "tiny.toml"
-    path.write_text(TINY.format(duration=2.0).replace("[config]\n", "[config]\n" + extra, 1))
+    path.write_text(tiny_scenario().replace("[config]\n", "[config]\n" + extra, 1))
     return str(path)
 
 

@@ -13,7 +13,8 @@ from e2e_drive.eval import episode, metric_defs, runner, summary
 from e2e_drive.eval.metric_defs import Metric, get_metric, register_metric, unregister_metric
 from e2e_drive.eval.metrics import ERROR_STATUSES
 from e2e_drive.eval.runner import evaluate, load_episodes
-from test_runner import TINY, stock_idm_parameters  # noqa: F401  (autouse fixture: stock IDM in this process)
+from test_runner import stock_idm_parameters  # noqa: F401  (autouse fixture: stock IDM in this process)
+from tiny import tiny_scenario
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -143,7 +144,7 @@ def test_a_metric_of_your_own_reaches_lines_summary_tables_and_report(my_metrics
     from e2e_drive.eval.report import write_report
 
     env = tmp_path / "tiny.toml"
-    env.write_text(TINY.format(duration=2.0).replace("[config]\n", "[config]\nego_speed_mps = 29.0\n", 1))
+    env.write_text(tiny_scenario().replace("[config]\n", "[config]\nego_speed_mps = 29.0\n", 1))
     out = tmp_path / "run"
     result = evaluate([str(env)], [f"{__name__}:Fast", f"{__name__}:Broken"], episodes=2, seed=0, out_dir=out,
                       workers=1, progress=False, metric_modules=[my_metrics])
@@ -185,7 +186,7 @@ def test_metrics_module_on_the_command_line_and_in_a_fresh_process(my_metrics, t
     from e2e_drive.cli import main
 
     env = tmp_path / "tiny.toml"
-    env.write_text(TINY.format(duration=2.0))
+    env.write_text(tiny_scenario())
     out = tmp_path / "run"
     args = ["evaluate", "--env", str(env), "--agent", f"{__name__}:Fast", "--episodes", "1", "--out", str(out),
             "--workers", "1", "--no-progress", "--metrics-module", my_metrics]
@@ -205,7 +206,7 @@ def test_metrics_module_on_the_command_line_and_in_a_fresh_process(my_metrics, t
 
 def test_every_key_of_an_episode_line_is_declared(tmp_path):
     env = tmp_path / "tiny.toml"
-    env.write_text(TINY.format(duration=2.0))
+    env.write_text(tiny_scenario())
     out = tmp_path / "run"
     evaluate([str(env)], ["test_runner:StagedAgent"], episodes=1, seed=0, out_dir=out, workers=1, progress=False,
              save_trajectories=True)
