@@ -58,6 +58,13 @@ class EpisodeEnd(NamedTuple):
 class _Hooks:
     """The observers' methods, gathered once per episode."""
 
+    on_phase: list
+    on_reset: list
+    on_observation: list
+    on_action: list
+    on_step: list
+    on_end: list
+
     def __init__(self, observers: Sequence[Any]) -> None:
         for name in HOOKS:
             setattr(self, name, [fn for fn in (getattr(o, name, None) for o in observers) if fn is not None])

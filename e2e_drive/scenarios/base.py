@@ -280,7 +280,7 @@ def highway_env_config(scenario: str | Scenario, cfg: dict[str, Any]) -> dict[st
 def make_scenario(scenario: str | Scenario, cfg: dict[str, Any]) -> Any:
     """Build (not yet reset with a seed) the stock-based simulator for a validated config."""
     s = _as_scenario(scenario)
-    cls = s.sim_class
+    cls: Any = s.sim_class  # a highway-env env class; e2e_config is set before its __init__ runs
     sim = cls.__new__(cls)
     sim.e2e_config = cfg
     cls.__init__(sim, config=highway_env_config(s, cfg))
