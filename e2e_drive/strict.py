@@ -45,8 +45,7 @@ class Key:
     type: a type or a tuple of types (``(int, float)``; ``type(None)`` allows an absent value).
     check / expect: a predicate on the value and the words that say what it accepts.
     unit: the unit of the value ("m/s"), for docs. range: inclusive ``(low, high)``, either
-    end None for unbounded. choices: the allowed values. name: the key's name, where a
-    schema is built with :func:`schema`.
+    end None for unbounded. choices: the allowed values.
     """
 
     type: type | tuple[type, ...]
@@ -57,11 +56,6 @@ class Key:
     unit: str = field(default="", kw_only=True)
     range: tuple[float | None, float | None] | None = field(default=None, kw_only=True)
     choices: tuple[Any, ...] | None = field(default=None, kw_only=True)
-    name: str = field(default="", kw_only=True)
-
-    @property
-    def meaning(self) -> str:
-        return self.help
 
     def valid(self, value: Any) -> bool:
         """True when ``value`` (already of the right type) passes check, range and choices."""
@@ -72,11 +66,6 @@ class Key:
     def expectation(self) -> str:
         """What a valid value is, in words."""
         return self.expect or _range_words(self.range, self.choices) or self.help
-
-
-def schema(*keys: Key) -> dict[str, Key]:
-    """``{key.name: key}`` for keys declared with a name."""
-    return {k.name: k for k in keys}
 
 
 def setting(default: Any, meaning: str, *, unit: str = "", range: tuple[float | None, float | None] | None = None,

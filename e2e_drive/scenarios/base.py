@@ -14,6 +14,7 @@ the one list of environment ids. Here both live on the declaration.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import sys
 from collections.abc import Callable, Mapping
@@ -79,11 +80,9 @@ class Scenario:
 
     def schema(self) -> dict[str, Key]:
         """All keys this scenario accepts (common ones first), with this scenario's defaults."""
-        schema = dict(COMMON_KEYS)
-        schema.update(self.keys)
+        schema = {**COMMON_KEYS, **self.keys}
         for key, default in self.defaults.items():
-            spec = schema[key]
-            schema[key] = Key(spec.type, default, spec.help, spec.check, spec.expect)
+            schema[key] = dataclasses.replace(schema[key], default=default)
         return schema
 
 
@@ -171,12 +170,10 @@ def _check_declaration(s: Scenario) -> None:
     if clash:
         raise ConfigError(f"{where}: key '{clash[0]}' is a common key; change its default with defaults=, "
                           f"not keys=")
-    schema = dict(COMMON_KEYS)
-    schema.update(s.keys)
     unknown = sorted(set(s.defaults) - set(COMMON_KEYS))
     if unknown:
         raise ConfigError(f"{where}: defaults names '{unknown[0]}', not a common key; declare it in keys=")
-    for key, spec in schema.items():
+    for key, spec in s.keys.items():
         if not isinstance(spec, Key):
             raise ConfigError(f"{where}: key '{key}' must be declared with e2e_drive.config.Key")
 
