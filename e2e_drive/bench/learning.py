@@ -25,8 +25,9 @@ def bench_learning(quick: bool = False) -> dict[str, Any]:
     import torch
 
     from e2e_drive.learning.config import TrainConfig
-    from e2e_drive.learning.models import ModelConfig, build_model, count_parameters, preprocess
     from e2e_drive.learning.train import losses
+    from e2e_drive.nets.models import ModelConfig, build_model, count_parameters
+    from e2e_drive.nets.preprocessing import preprocess
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

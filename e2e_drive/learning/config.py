@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from e2e_drive.errors import ConfigError
-from e2e_drive.learning.models import ModelConfig
+from e2e_drive.nets.models import ModelConfig
 from e2e_drive.strict import check_unknown, from_table
 
 MODES = ("end2end", "two_stage", "aux")

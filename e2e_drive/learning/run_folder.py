@@ -22,6 +22,7 @@ from e2e_drive.errors import CheckpointError, ConfigError
 from e2e_drive.nets.checkpoints import (
     atomic_torch_save,
     atomic_write_text,
+    card_path,
     load_weights_only,
     save_checkpoint,
 )
@@ -29,7 +30,6 @@ from e2e_drive.nets.models import DrivingNet
 
 RESUME_STATE = "last.pt"
 MODEL = "model.pt"
-CARD = "model.json"
 
 
 def run_key(settings: Mapping[str, Any]) -> str:
@@ -87,7 +87,8 @@ class RunFolder:
 
     @property
     def card_path(self) -> Path:
-        return self.path / CARD
+        """The card beside the final weights, where every reader of a checkpoint looks (``model.json``)."""
+        return card_path(self.model_path)
 
     def load_state(self) -> dict[str, Any] | None:
         """The last finished epoch's / iteration's state, None when there is none; CheckpointError when

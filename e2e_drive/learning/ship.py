@@ -15,7 +15,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from e2e_drive.learning.checkpoints import atomic_write_text, card_path, load_checkpoint
+from e2e_drive.nets.checkpoints import atomic_write_text, card_path, load_checkpoint
 
 
 def ship(src: Path, dst: Path, recipe: Path | None = None, figures: Path | None = None) -> dict:
