@@ -14,7 +14,7 @@ from e2e_drive.eval.metric_defs import Metric, get_metric, register_metric, unre
 from e2e_drive.eval.metrics import ERROR_STATUSES
 from e2e_drive.eval.runner import evaluate, load_episodes
 from test_runner import stock_idm_parameters  # noqa: F401  (autouse fixture: stock IDM in this process)
-from tiny import tiny_scenario
+from tiny import tiny_scenario, user_module
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -128,13 +128,7 @@ class Broken(Fast):
 @pytest.fixture()
 def my_metrics(tmp_path, monkeypatch):
     """A module on sys.path (and PYTHONPATH, for subprocesses) declaring two metrics; removed afterwards."""
-    folder = tmp_path / "user"
-    folder.mkdir()
-    (folder / "my_metrics.py").write_text(MY_METRICS)
-    monkeypatch.syspath_prepend(str(folder))
-    monkeypatch.setenv("PYTHONPATH", f"{folder}:{REPO}")
-    sys.modules.pop("my_metrics", None)
-    yield "my_metrics"
+    yield user_module(tmp_path, monkeypatch, "my_metrics", MY_METRICS)
     for name in ("time_above_30_mps_s", "steady_score"):
         unregister_metric(name)
     sys.modules.pop("my_metrics", None)

@@ -26,16 +26,11 @@ from e2e_drive.scenarios import (
     unregister_scenario,
 )
 from e2e_drive.scenarios.doc import block, readme_block
+from test_readme import README, _section
 from test_runner import stock_idm_parameters  # noqa: F401  (autouse fixture: stock IDM in this process)
+from tiny import user_module
 
 REPO = Path(__file__).resolve().parents[1]
-README = (REPO / "README.md").read_text()
-
-
-def _section(title: str) -> str:
-    start = README.index(title)
-    nxt = re.compile(r"^#{2,3} ", re.MULTILINE).search(README, start + len(title))
-    return README[start: nxt.start() if nxt else None]
 
 
 def test_registry_lists_the_four_builtins_with_their_env_ids():
@@ -119,12 +114,7 @@ def test_readme_tables_are_what_the_declarations_generate():
 def my_scenarios(tmp_path, monkeypatch):
     """The README's example scenario module, on sys.path (workers inherit it); unregistered afterwards."""
     code = re.search(r"```python\n(.*?)```", _section("### Adding a scenario"), re.DOTALL).group(1)
-    folder = tmp_path / "user"
-    folder.mkdir()
-    (folder / "my_scenarios.py").write_text(code)
-    monkeypatch.syspath_prepend(str(folder))
-    monkeypatch.setenv("PYTHONPATH", f"{folder}:{REPO}")
-    sys.modules.pop("my_scenarios", None)
+    user_module(tmp_path, monkeypatch, "my_scenarios", code)
     toml = re.search(r"```toml\n(# short_highway.toml\n.*?)```", _section("### Adding a scenario"), re.DOTALL).group(1)
     env = tmp_path / "short_highway.toml"
     env.write_text(toml)

@@ -1,7 +1,15 @@
-"""The tiny highway scenario file the evaluation tests run on (2 lanes, a few cars, a few seconds,
-a small dashcam): one definition, written with the sizes each test needs."""
+"""What several test files share: the tiny highway scenario file the evaluation tests run on
+(2 lanes, a few cars, a few seconds, a small dashcam), and a user's module put where this process
+and its worker processes import it."""
 
 from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def tiny_scenario(duration_s: float = 2.0, vehicles_count: int = 3, route_length_m: float | None = 40.0,
@@ -15,3 +23,15 @@ def tiny_scenario(duration_s: float = 2.0, vehicles_count: int = 3, route_length
         lines.append(f"route_length_m = {route_length_m}")
     lines += ["[config.cameras.dashcam]", 'kind = "dashcam"', f"width_px = {width_px}", f"height_px = {height_px}"]
     return "\n".join(lines) + "\n"
+
+
+def user_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, code: str) -> str:
+    """Write ``code`` as module ``name`` in a folder of ``tmp_path`` on sys.path and on PYTHONPATH (workers
+    inherit it), forgetting any earlier import of it; returns ``name``. The caller pops it afterwards."""
+    folder = tmp_path / "user"
+    folder.mkdir(exist_ok=True)
+    (folder / f"{name}.py").write_text(code)
+    monkeypatch.syspath_prepend(str(folder))
+    monkeypatch.setenv("PYTHONPATH", f"{folder}:{REPO}")
+    sys.modules.pop(name, None)
+    return name
