@@ -156,21 +156,16 @@ class _Policy:
 def with_declared_cameras(cameras: Mapping[str, Any], needs: Any, where: str) -> dict[str, Any]:
     """The scenario's camera tables plus the cameras an agent declares (``needs.cameras``) that it
     lacks; a declared camera the scenario has with another kind, size or colour is a ConfigError."""
-    from e2e_drive.sensors import CameraSpec
-
     merged = {name: dict(table) for name, table in cameras.items()}
     for name, need in (needs.cameras or {}).items():
-        want = (need.kind, need.width_px, need.height_px, need.grayscale)
         table = merged.get(name)
         if table is None:
-            merged[name] = {"kind": need.kind, "width_px": need.width_px, "height_px": need.height_px,
-                            "grayscale": need.grayscale}
+            merged[name] = need.table()
             continue
-        spec = CameraSpec.from_dict(table, source=f"{where} cameras.{name}")
-        got = (spec.kind, spec.width_px, spec.height_px, spec.grayscale)
-        if got != want:
-            raise ConfigError(f"the agent needs camera '{name}' as kind/width/height/grayscale {want}, "
-                              f"{where} has {got}")
+        difference = need.differs_from(table, f"{where} cameras.{name}")
+        if difference is not None:
+            raise ConfigError(f"the agent needs camera '{name}' as kind/width/height/grayscale {difference[0]}, "
+                              f"{where} has {difference[1]}")
     return merged
 
 

@@ -39,6 +39,20 @@ class CameraNeed:
     height_px: int
     grayscale: bool = False
 
+    def table(self) -> dict[str, Any]:
+        """This camera as a scenario's camera table."""
+        return {"kind": self.kind, "width_px": self.width_px, "height_px": self.height_px, "grayscale": self.grayscale}
+
+    def differs_from(self, table: Mapping[str, Any], source: str) -> tuple[tuple, tuple] | None:
+        """(wanted, got) kind/width/height/grayscale when a scenario's camera ``table`` (named by
+        ``source`` in its errors) is not this camera, else None."""
+        from e2e_drive.sensors import CameraSpec
+
+        spec = CameraSpec.from_dict(table, source=source)
+        got = (spec.kind, spec.width_px, spec.height_px, spec.grayscale)
+        want = (self.kind, self.width_px, self.height_px, self.grayscale)
+        return None if got == want else (want, got)
+
 
 @dataclass(frozen=True)
 class AgentNeeds:

@@ -127,14 +127,10 @@ def _check_cameras(label: str, needs: Any, cfg: Mapping[str, Any], where: str) -
         if table is None:
             raise ConfigError(f"agent '{label}' needs camera '{name}', which {where} does not have "
                               f"(cameras: {', '.join(sorted(cams))})")
-        from e2e_drive.sensors import CameraSpec
-
-        spec = CameraSpec.from_dict(table, source=f"{where} cameras.{name}")
-        got = (spec.kind, spec.width_px, spec.height_px, spec.grayscale)
-        want = (need.kind, need.width_px, need.height_px, need.grayscale)
-        if got != want:
-            raise ConfigError(f"agent '{label}' needs camera '{name}' as kind/width/height/grayscale {want}, "
-                              f"{where} has {got}")
+        difference = need.differs_from(table, f"{where} cameras.{name}")
+        if difference is not None:
+            raise ConfigError(f"agent '{label}' needs camera '{name}' as kind/width/height/grayscale "
+                              f"{difference[0]}, {where} has {difference[1]}")
 
 
 def _metric_module_entries(modules: Sequence[str]) -> list[dict[str, Any]]:
