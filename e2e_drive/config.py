@@ -37,6 +37,8 @@ COMMON_KEYS: dict[str, Key] = {
     "route_length_m": Key((int, float), 600.0, "distance along the road the scenario asks for [m] (route completion)",
                           _positive, "a positive number"),
     "offroad_terminal": Key(bool, True, "end the episode when the ego leaves the road"),
+    "allow_reverse": Key(bool, False, "negative acceleration may drive the ego backwards once it stands "
+                                      "(false: braking stops it and holds it)"),
     "cameras": Key(dict, DEFAULT_CAMERAS, "camera name -> camera table (kind = 'dashcam' | 'bev', size, pose)"),
     "frame_stack": Key(int, 1, "frames stacked per camera, oldest first, along the channel axis", _positive,
                        "a positive integer"),

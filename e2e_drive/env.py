@@ -2,8 +2,12 @@
 
 Observation (one layout, converted once here): a dict with one entry per camera name, a uint8
 array of shape (height_px, width_px, channels) where channels = frame_stack x 3 (RGB) or
-frame_stack x 1 (grayscale), oldest frame first; and ``"speed"``, float32 shape (1,), ego speed
-in m/s. Privileged ground truth goes in ``info`` only (see :mod:`e2e_drive.sim.ground_truth`).
+frame_stack x 1 (grayscale), oldest frame first; ``"speed"``, float32 shape (1,), ego speed
+in m/s; and the satnav's navigation command: ``"command"``, an int64 index into
+:data:`e2e_drive.sim.route.COMMANDS` (follow_lane, keep_left, keep_right, take_exit, turn_left,
+turn_right, go_straight), and ``"command_distance_m"``, float32 shape (1,), the distance to where
+it applies (capped at 1000 m). Privileged ground truth goes in ``info`` only (see
+:mod:`e2e_drive.sim.ground_truth`), the route's state in ``info["route"]``.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from e2e_drive.sensors import Camera
 from e2e_drive.sensors.conditions import FrameDelay, miscalibrated
 from e2e_drive.sensors.conditions import apply as apply_conditions
 from e2e_drive.sim.ground_truth import ground_truth
+from e2e_drive.sim.route import COMMANDS, MAX_COMMAND_DISTANCE_M
 
 #: Highest ego speed the observation space admits (highway-env's Vehicle.MAX_SPEED) [m/s].
 MAX_SPEED_MPS = 40.0
@@ -59,6 +64,8 @@ class DrivingEnv(gym.Env):
             channels = (1 if spec.grayscale else 3) * stack
             spaces[name] = gym.spaces.Box(0, 255, (spec.height_px, spec.width_px, channels), np.uint8)
         spaces["speed"] = gym.spaces.Box(-MAX_SPEED_MPS, MAX_SPEED_MPS, (1,), np.float32)
+        spaces["command"] = gym.spaces.Discrete(len(COMMANDS))
+        spaces["command_distance_m"] = gym.spaces.Box(0.0, MAX_COMMAND_DISTANCE_M, (1,), np.float32)
         self.observation_space = gym.spaces.Dict(spaces)
         self.action_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
         self._stacks: dict[str, deque] = {}
@@ -106,14 +113,16 @@ class DrivingEnv(gym.Env):
         for k in range(self.substeps_per_action):
             if k == 0:
                 sim.action_type.act(a)
+            sim.scenario_step()
             sim.road.act()
             sim.road.step(dt)
             sim.steps += 1
+            sim.e2e_route.update(sim.vehicle, dt)
             if self.substep_callback is not None:
                 self.substep_callback(self)
         obs = self._observe()
         event = self._event()
-        terminated = event in ("crashed", "offroad", "route_end")
+        terminated = event in ("crashed", "offroad", "route_deviation", "route_end")
         truncated = event == "time_up"
         info = self._info(event)
         return obs, self._reward(info), terminated, truncated, info
@@ -158,6 +167,9 @@ class DrivingEnv(gym.Env):
                 stack.append(frame)
             obs[name] = np.concatenate(stack, axis=2) if len(stack) > 1 else frame.copy()
         obs["speed"] = np.array([np.clip(self.sim.vehicle.speed, -MAX_SPEED_MPS, MAX_SPEED_MPS)], np.float32)
+        command, distance = self.sim.e2e_route.command()
+        obs["command"] = np.asarray(COMMANDS.index(command), dtype=np.int64)
+        obs["command_distance_m"] = np.array([distance], np.float32)
         return obs
 
     def _event(self) -> str | None:
@@ -166,8 +178,11 @@ class DrivingEnv(gym.Env):
             return "crashed"
         if self.config["offroad_terminal"] and not ego.on_road:
             return "offroad"
+        route = self.sim.e2e_route
+        if route.deviated:
+            return "route_deviation"
         route_end = self.declaration.route_end
-        if route_end is not None and route_end(self.sim, self.config):
+        if route.done or (route_end is not None and route_end(self.sim, self.config)):
             return "route_end"
         if self.sim.time >= self.config["duration_s"] - 1e-9:
             return "time_up"
@@ -185,6 +200,8 @@ class DrivingEnv(gym.Env):
     def _info(self, event: str | None) -> dict[str, Any]:
         info = self.ground_truth()
         info["event"] = event
+        info["route"] = self.sim.e2e_route.state()
+        info["scenario_events"] = [dict(e) for e in self.sim.e2e_events]
         return info
 
 

@@ -122,6 +122,8 @@ class ExpertLabels:
         self.frames: dict[str, list] = {c: [] for c in self.cameras}
         self.rframes: dict[str, list] = {c: [] for c in self.cameras}
         self.speed: list = []
+        self.command: list = []
+        self.command_distance: list = []
         self.actions: list = []
         self.executed: list = []
         self.learner_drove: list = []
@@ -142,6 +144,8 @@ class ExpertLabels:
         for c in self.cameras:
             self.frames[c].append(obs[c][..., -self.per_frame[c]:])
         self.speed.append(float(obs["speed"][0]))
+        self.command.append(int(obs["command"]))
+        self.command_distance.append(float(obs["command_distance_m"][0]))
         self.actions.append(self.label)
         self.labels.append(lab)
         rec, rng = self.recovery, self.rng
@@ -172,6 +176,8 @@ class ExpertLabels:
         obs, info = self.end.obs, self.end.info
         arrays: dict[str, np.ndarray] = {
             "speed_mps": np.asarray(self.speed, np.float32),
+            "command": np.asarray(self.command, np.int64),
+            "command_distance_m": np.asarray(self.command_distance, np.float32),
             "action": np.asarray(self.actions, np.float32).reshape(-1, 2),
             "executed_action": np.asarray(self.executed, np.float32).reshape(-1, 2),
             "learner_drove": np.asarray(self.learner_drove, bool),
@@ -184,6 +190,8 @@ class ExpertLabels:
             "terminated": np.asarray(self.terminations, bool),
             "truncated": np.asarray(self.truncations, bool),
             "final_speed_mps": np.asarray([obs["speed"][0]], np.float32),
+            "final_command": np.asarray([int(obs["command"])], np.int64),
+            "final_command_distance_m": np.asarray([obs["command_distance_m"][0]], np.float32),
             "final_labels": perception_labels(info)[None],
         }
         for c in self.cameras:

@@ -63,7 +63,8 @@ logger = get_logger(__name__)
 #: ``namespace/name-vN`` (the namespace may have several parts); Minari also needs the version.
 DATASET_ID_RE = re.compile(r"(?:[\w-]+/)+[\w-]+-v\d+")
 #: Arrays a shard needs for export (older shards lack them).
-TRAJECTORY_ARRAYS = ("reward", "terminated", "truncated", "final_speed_mps", "final_labels")
+TRAJECTORY_ARRAYS = ("reward", "terminated", "truncated", "final_speed_mps", "final_labels", "command",
+                     "final_command", "command_distance_m", "final_command_distance_m")
 INSTALL_HINT = "pip install -e '.[minari]'"
 #: Minari's "set to None" warnings for optional metadata this export leaves out.
 _QUIET = r"`(code_permalink|author|author_email|eval_env)` is set to None"
@@ -117,6 +118,7 @@ def _datasets_root(out_root: str | Path | None) -> Iterator[None]:
 def observation_space(meta: dict[str, Any]) -> gym.spaces.Dict:
     """The env's observation space, from a shard's meta (its cameras and frame stack)."""
     from e2e_drive.env import MAX_SPEED_MPS
+    from e2e_drive.sim.route import COMMANDS, MAX_COMMAND_DISTANCE_M
 
     stack = int(meta.get("frame_stack", 1))
     spaces: dict[str, gym.Space] = {}
@@ -124,6 +126,8 @@ def observation_space(meta: dict[str, Any]) -> gym.spaces.Dict:
         channels = (1 if spec.get("grayscale") else 3) * stack
         spaces[name] = gym.spaces.Box(0, 255, (spec["height_px"], spec["width_px"], channels), np.uint8)
     spaces["speed"] = gym.spaces.Box(-MAX_SPEED_MPS, MAX_SPEED_MPS, (1,), np.float32)
+    spaces["command"] = gym.spaces.Discrete(len(COMMANDS))
+    spaces["command_distance_m"] = gym.spaces.Box(0.0, MAX_COMMAND_DISTANCE_M, (1,), np.float32)
     return gym.spaces.Dict(spaces)
 
 
@@ -151,8 +155,8 @@ def episode_buffer(path: Path, meta: dict[str, Any], arrays: dict[str, np.ndarra
     cameras = list(meta["cameras"])
     missing = [k for k in (*TRAJECTORY_ARRAYS, *(f"final_frames/{c}" for c in cameras)) if k not in arrays]
     if missing:
-        raise ConfigError(f"{path}: this shard was collected before shards stored rewards, terminations and the "
-                          f"final observation (missing {', '.join(missing)}); collect it again (the same seeds "
+        raise ConfigError(f"{path}: this shard was collected before shards stored rewards, terminations, the "
+                          f"navigation command and the final observation (missing {', '.join(missing)}); collect it again (the same seeds "
                           f"give the same frames and actions)")
     stack = int(meta.get("frame_stack", 1))
     observations: dict[str, np.ndarray] = {}
@@ -160,6 +164,9 @@ def episode_buffer(path: Path, meta: dict[str, Any], arrays: dict[str, np.ndarra
         frames = np.concatenate([arrays[f"frames/{c}"], arrays[f"final_frames/{c}"]])
         observations[c] = np.stack([stacked_frames(frames, t, stack) for t in range(len(frames))])
     observations["speed"] = np.concatenate([arrays["speed_mps"], arrays["final_speed_mps"]])[:, None]
+    observations["command"] = np.concatenate([arrays["command"], arrays["final_command"]]).astype(np.int64)
+    observations["command_distance_m"] = np.concatenate([arrays["command_distance_m"],
+                                                         arrays["final_command_distance_m"]])[:, None]
     labels = np.concatenate([arrays["labels"], arrays["final_labels"]])
     return minari.data_collector.EpisodeBuffer(
         seed=int(meta["seed"]),

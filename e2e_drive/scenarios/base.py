@@ -14,6 +14,7 @@ the one list of environment ids. Here both live on the declaration.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import importlib
 import sys
@@ -21,7 +22,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from e2e_drive.config import COMMON_KEYS, Key, check_keys
+from e2e_drive.config import COMMON_KEYS, Key, check_keys, check_value, one_of
 from e2e_drive.errors import ConfigError
 
 #: The built-in scenarios: (name, Gymnasium id, declaring module), in registration order. Importing
@@ -37,6 +38,15 @@ BUILTIN_MODULES: tuple[str, ...] = tuple(module for _, _, module in BUILTINS)
 
 #: Entry point of every scenario's Gymnasium id (a string: nothing above this layer is imported).
 ENV_ENTRY_POINT = "e2e_drive.env:DrivingEnv"
+
+#: The abilities of the ability suite (Bench2Drive's grouping, extended): every suite scenario
+#: declares which one it measures; the evaluator scores each ability over its scenarios.
+ABILITIES: tuple[str, ...] = ("emergency_braking", "overtaking", "merging", "giving_way", "route_following",
+                              "lane_keeping")
+#: Difficulty levels of a suite scenario, easiest first (a scenario declares each level's key values).
+DIFFICULTIES: tuple[str, ...] = ("easy", "medium", "hard")
+#: The difficulty a scenario file gets when it does not name one.
+DEFAULT_DIFFICULTY = "medium"
 
 
 @dataclass(frozen=True)
@@ -62,6 +72,12 @@ class Scenario:
     conditions: condition name -> config overrides that condition means for this scenario. A
         condition that is scenario-specific (``dense_traffic``) applies only to scenarios that
         declare it here (an empty dict: it applies, only its generic part).
+    ability: what the scenario measures, one of :data:`ABILITIES` ("" for a scenario outside the
+        ability suite); episode lines carry it and the evaluator scores each ability.
+    difficulties: difficulty level (:data:`DIFFICULTIES`) -> values of this scenario's own keys at
+        that level. A scenario that declares them accepts the key ``difficulty`` (default
+        :data:`DEFAULT_DIFFICULTY`); a key the config does not set takes the level's value, a key it
+        sets keeps the given value.
     module: the module that declared it (filled in by :func:`register_scenario`).
     """
 
@@ -76,6 +92,8 @@ class Scenario:
     route: str = ""
     route_end: Callable[[Any, dict[str, Any]], bool] | None = None
     conditions: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    ability: str = ""
+    difficulties: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     module: str = ""
 
     def schema(self) -> dict[str, Key]:
@@ -83,6 +101,11 @@ class Scenario:
         schema = {**COMMON_KEYS, **self.keys}
         for key, default in self.defaults.items():
             schema[key] = dataclasses.replace(schema[key], default=default)
+        if self.difficulties:
+            schema["difficulty"] = Key(str, DEFAULT_DIFFICULTY,
+                                       "difficulty level; sets the keys of the scenario's difficulty table "
+                                       "that the file does not set", one_of(*DIFFICULTIES),
+                                       " or ".join(repr(d) for d in DIFFICULTIES), choices=DIFFICULTIES)
         return schema
 
 
@@ -176,6 +199,20 @@ def _check_declaration(s: Scenario) -> None:
     for key, spec in s.keys.items():
         if not isinstance(spec, Key):
             raise ConfigError(f"{where}: key '{key}' must be declared with e2e_drive.config.Key")
+    if s.ability and s.ability not in ABILITIES:
+        raise ConfigError(f"{where}: ability {s.ability!r} is not one of {', '.join(ABILITIES)}")
+    if s.difficulties:
+        if "difficulty" in s.keys:
+            raise ConfigError(f"{where}: key 'difficulty' is declared by difficulties=, not keys=")
+        if set(s.difficulties) != set(DIFFICULTIES):
+            raise ConfigError(f"{where}: difficulties must declare exactly {', '.join(DIFFICULTIES)}; "
+                              f"got {', '.join(sorted(s.difficulties))}")
+        schema = s.schema()
+        for level, values in s.difficulties.items():
+            for key, value in values.items():
+                if key not in s.keys:
+                    raise ConfigError(f"{where}: difficulty {level!r} sets '{key}', not a key of this scenario")
+                check_value(f"{where} difficulty {level!r}", key, value, schema[key])
 
 
 def get_scenario(name: str, source: str = "scenario") -> Scenario:
@@ -234,7 +271,12 @@ def validate_env_config(scenario: str | Scenario, config: dict[str, Any] | None,
     """Validate an env config for ``scenario``; cross-key rules included. Returns the full config."""
     s = _as_scenario(scenario)
     schema = s.schema()
-    cfg = check_keys(source, config or {}, schema)
+    given = config or {}
+    cfg = check_keys(source, given, schema)
+    if s.difficulties:
+        for key, value in s.difficulties[cfg["difficulty"]].items():
+            if key not in given:
+                cfg[key] = copy.deepcopy(value)
     if cfg["policy_frequency_hz"] > cfg["simulation_frequency_hz"]:
         raise ConfigError(
             f"{source}: key 'policy_frequency_hz' = {cfg['policy_frequency_hz']} is above "

@@ -20,14 +20,18 @@ def build_sensors(config: dict[str, Any], source: str) -> tuple[dict[str, Camera
         raise ConfigError(f"{source}: key 'cameras' must be a non-empty table of camera name -> camera table")
     specs = {}
     for name, table in cameras.items():
-        if name == "speed":
-            raise ConfigError(f"{source}: camera name 'speed' is reserved for the speed observation")
+        if name in RESERVED_OBSERVATION_KEYS:
+            raise ConfigError(f"{source}: camera name {name!r} is reserved for the {name} observation")
         if not isinstance(table, dict):
             raise ConfigError(f"{source}: key 'cameras.{name}' must be a table, got {table!r}")
         specs[name] = CameraSpec.from_dict(table, source=f"{source} cameras.{name}")
     _check_observation_size(specs, config.get("frame_stack", 1), source)
     conditions = SensorConditions.from_dict(config.get("conditions") or {}, source=f"{source} conditions")
     return specs, conditions
+
+
+#: Observation keys that are not cameras (speed, the navigation command and its distance).
+RESERVED_OBSERVATION_KEYS = ("speed", "command", "command_distance_m")
 
 
 def validate_sensors(config: dict[str, Any], source: str) -> None:

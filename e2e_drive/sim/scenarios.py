@@ -18,10 +18,13 @@ from typing import Any
 
 import numpy as np
 from highway_env.envs.common.action import ContinuousAction
-from highway_env.road.road import LaneIndex, Route
+from highway_env.road.road import LaneIndex
+from highway_env.road.road import Route as LaneRoute
 from highway_env.vehicle.behavior import IDMVehicle
 from highway_env.vehicle.controller import ControlledVehicle
 from highway_env.vehicle.kinematics import Vehicle
+
+from e2e_drive.sim.route import Route
 
 #: highway-env 1.12's IDM class constants. Its intersection-v0 overwrites these on the class for the
 #: rest of the process; every e2e_drive scenario puts them back at reset so the same seed gives the
@@ -41,11 +44,27 @@ def restore_stock_idm_constants() -> None:
 
 
 class RoutedVehicle(Vehicle):
-    """highway-env's kinematic ego vehicle plus a route (list of lane indices), as ControlledVehicle keeps."""
+    """highway-env's kinematic ego vehicle plus a route (list of lane indices), as ControlledVehicle keeps.
+
+    No reversing (unless ``allow_reverse``): highway-env lets a negative acceleration drive the
+    car backwards once it stands; here braking brings it to a stop and holds it there. The
+    acceleration is limited to ``-speed / dt`` so the speed after the sub-step is exactly 0.
+    """
+
+    #: Set by the scenario at reset from its config (``allow_reverse``, ``simulation_frequency_hz``).
+    allow_reverse: bool = False
+    substep_s: float = 1.0 / 15.0
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.route: Route = []
+        self.route: LaneRoute = []
+
+    def clip_actions(self) -> None:
+        super().clip_actions()
+        if not self.allow_reverse and not self.crashed:
+            floor = -max(float(self.speed), 0.0) / self.substep_s
+            if self.action["acceleration"] < floor:
+                self.action["acceleration"] = floor
 
     def plan_route_to(self, destination: str) -> "RoutedVehicle":
         path = self.road.network.shortest_path(self.lane_index[1], destination) if self.lane_index else []
@@ -83,10 +102,40 @@ class EgoAction(ContinuousAction):
 
 
 class ScenarioMixin:
-    """Shared overrides: continuous ego control, no stock reward/info (see module docstring)."""
+    """Shared overrides: continuous ego control, no stock reward/info (see module docstring).
+
+    After the stock reset builds the road and the traffic, every scenario has
+    - ``e2e_route``: the ego's :class:`~e2e_drive.sim.route.Route` (:meth:`build_route`; default:
+      the road ahead for ``route_length_m``, not ending the episode);
+    - ``e2e_events``: the scenario's scripted events so far, dicts with ``kind`` ("cut_in",
+      "lead_brake", ...), ``time_s`` and optionally ``vehicle`` (the stable id of the vehicle
+      involved); a scripted scenario appends them (:meth:`add_event`) as they happen.
+    A scripted scenario overrides :meth:`build_route`, and :meth:`scenario_step` (called before
+    every simulator sub-step) to drive its event.
+    """
 
     #: Filled by :func:`e2e_drive.scenarios.make_scenario`: the validated e2e_drive config.
     e2e_config: dict[str, Any]
+    e2e_route: Route
+    e2e_events: list[dict[str, Any]]
+
+    def build_route(self) -> Route:
+        """The ego's route for this episode (called after the road and the traffic exist)."""
+        return Route(edges=None, length_m=float(self.e2e_config["route_length_m"]), ends=False,
+                     description="the road ahead")
+
+    def scenario_step(self) -> None:
+        """Called before every simulator sub-step (scripted events); nothing by default."""
+
+    def add_event(self, kind: str, vehicle: Any = None, **extra: Any) -> None:
+        """Record a scripted event now (the evaluator measures the ego's reaction to it)."""
+        from e2e_drive.sim.ground_truth import stable_id
+
+        event: dict[str, Any] = {"kind": kind, "time_s": float(self.time)}  # type: ignore[attr-defined]
+        if vehicle is not None:
+            event["vehicle"] = stable_id(self.road, vehicle)  # type: ignore[attr-defined]
+        event.update(extra)
+        self.e2e_events.append(event)
 
     def define_spaces(self) -> None:
         super().define_spaces()  # type: ignore[misc]
@@ -97,7 +146,13 @@ class ScenarioMixin:
 
     def _reset(self) -> None:
         restore_stock_idm_constants()
+        self.e2e_events = []
         super()._reset()  # type: ignore[misc]
+        ego = self.vehicle  # type: ignore[attr-defined]
+        if isinstance(ego, RoutedVehicle):
+            ego.allow_reverse = bool(self.e2e_config.get("allow_reverse", False))
+            ego.substep_s = 1.0 / float(self.e2e_config["simulation_frequency_hz"])
+        self.e2e_route = self.build_route().start(self.road.network, ego)  # type: ignore[attr-defined]
 
     def _info(self, obs: Any, action: Any = None) -> dict:
         return {}
