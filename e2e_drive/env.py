@@ -3,7 +3,7 @@
 Observation (one layout, converted once here): a dict with one entry per camera name, a uint8
 array of shape (height_px, width_px, channels) where channels = frame_stack x 3 (RGB) or
 frame_stack x 1 (grayscale), oldest frame first; ``"speed"``, float32 shape (1,), ego speed
-in m/s; and the satnav's navigation command: ``"command"``, an int64 index into
+in m/s; and the satnav's navigation command: ``"command"``, an ``np.int64`` index into
 :data:`e2e_drive.sim.route.COMMANDS` (follow_lane, keep_left, keep_right, take_exit, turn_left,
 turn_right, go_straight), and ``"command_distance_m"``, float32 shape (1,), the distance to where
 it applies (capped at 1000 m). Privileged ground truth goes in ``info`` only (see
@@ -155,8 +155,8 @@ class DrivingEnv(gym.Env):
                                           palette=self.conditions.palette)
         return apply_conditions(frame, self.conditions, self._sensor_rng) if conditions else frame
 
-    def _observe(self, first: bool = False) -> dict[str, np.ndarray]:
-        obs: dict[str, np.ndarray] = {}
+    def _observe(self, first: bool = False) -> dict[str, Any]:
+        obs: dict[str, Any] = {}
         for name in self.cameras:
             frame = self._delays[name].push(self.render_camera(name))
             self._last_frames[name] = frame
@@ -168,7 +168,7 @@ class DrivingEnv(gym.Env):
             obs[name] = np.concatenate(stack, axis=2) if len(stack) > 1 else frame.copy()
         obs["speed"] = np.array([np.clip(self.sim.vehicle.speed, -MAX_SPEED_MPS, MAX_SPEED_MPS)], np.float32)
         command, distance = self.sim.e2e_route.command()
-        obs["command"] = np.asarray(COMMANDS.index(command), dtype=np.int64)
+        obs["command"] = np.int64(COMMANDS.index(command))
         obs["command_distance_m"] = np.array([distance], np.float32)
         return obs
 

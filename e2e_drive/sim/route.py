@@ -142,7 +142,7 @@ class Route:
             return
         self.off_route_s = 0.0
         self._edge_k, progress = located
-        self.progress_m = max(self.progress_m, progress) if progress - self.progress_m < 50.0 else self.progress_m
+        self.progress_m = max(self.progress_m, progress)  # never backwards: a reversing car earns nothing twice
 
     def _locate(self, position: Any, k0: int, k1: int) -> tuple[int, float] | None:
         """(edge index, progress) of the route lane nearest to ``position`` among edges k0..k1-1."""
@@ -159,8 +159,9 @@ class Route:
                 if abs(d) > lane.width_at(s) / 2 + _SLACK_M:
                     continue
                 s_ref = min(max(s, 0.0), lane.length) * ref_len / max(lane.length, 1e-9)
-                if best is None or abs(d) < best[0]:
-                    best = (abs(d), k, self._offsets[k] + s_ref)
+                miss = abs(d) + max(0.0, -s, s - lane.length)  # beyond a lane's end counts against it
+                if best is None or miss < best[0]:
+                    best = (miss, k, self._offsets[k] + s_ref)
         return None if best is None else (best[1], best[2])
 
     # ------------------------------------------------------------------ what it tells
