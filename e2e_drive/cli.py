@@ -46,6 +46,16 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    from e2e_drive.calibration import run_calibration
+
+    command = "e2e-drive calibrate" + (f" --episodes {args.episodes}" if args.episodes != 50 else "")
+    result = run_calibration(envs=args.env, agents=args.agent, episodes=args.episodes, seed=args.seed,
+                             levels=args.difficulty, out=args.out, workers=args.workers, readme=args.readme,
+                             progress=not args.no_progress, command=command)
+    return 0 if all(ok for ok, _ in result["checks"]) else 1
+
+
 def _cmd_validate(args: argparse.Namespace) -> int:
     from e2e_drive.config import load_toml
     from e2e_drive.scenarios import load_scenario
@@ -129,6 +139,32 @@ def _add_benchmark(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_benchmark)
 
 
+def _add_calibrate(sub: argparse._SubParsersAction) -> None:
+    from e2e_drive.calibration import CALIBRATION_EPISODES, CALIBRATION_SEED
+
+    p = sub.add_parser("calibrate", help="check that every ability-suite scenario measures what its name says",
+                       description="Run the expert, the blind baseline and the modular stack on every scenario of "
+                                   "the ability suite (envs/abilities) at every difficulty level on held-out seeds; "
+                                   "print the scenario x difficulty success table and whether the suite's rules "
+                                   "hold (expert >= 95%, blind <= 50% where the scenario tests interaction, success "
+                                   "not rising from easy to hard). Exit status 1 when a rule fails. Re-running the "
+                                   "same command resumes.",
+                       epilog="example: e2e-drive calibrate --episodes 10 --out runs/calibration_quick")
+    p.add_argument("--env", action="append", default=None, help="scenario file (repeatable; default: envs/abilities)")
+    p.add_argument("--agent", action="append", default=None,
+                   help="agent file (repeatable; default: expert, blind, modular)")
+    p.add_argument("--episodes", type=int, default=CALIBRATION_EPISODES,
+                   help=f"seeds per scenario, level and agent (default {CALIBRATION_EPISODES})")
+    p.add_argument("--seed", type=int, default=CALIBRATION_SEED, help=f"first seed (default {CALIBRATION_SEED})")
+    p.add_argument("--difficulty", default="easy,medium,hard", help="levels (default easy,medium,hard)")
+    p.add_argument("--out", default="runs/calibration", help="run directory (default runs/calibration)")
+    p.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--readme", default=None, metavar="README.md",
+                   help="also write the table between the README's calibration markers")
+    p.set_defaults(func=_cmd_calibrate)
+
+
 def _add_validate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("validate", help="check scenario and agent files strictly",
                        description="Load and validate scenario files (envs/) and agent files (agents/).")
@@ -150,6 +186,7 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
 #: Subcommand name -> function adding its parser (a registry, not an if/elif chain).
 COMMANDS: dict[str, Callable[[argparse._SubParsersAction], None]] = {
     "benchmark": _add_benchmark,
+    "calibrate": _add_calibrate,
     "render": _add_render,
     "validate": _add_validate,
     "bench": _add_bench,
