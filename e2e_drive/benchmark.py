@@ -350,7 +350,11 @@ def run_benchmark(suite: str = "default", episodes: int | None = None, seed: int
     if suite not in SUITES:
         raise ConfigError(f"--suite {suite!r}: unknown suite; suites: {', '.join(SUITES)}")
     spec = SUITES[suite]
-    out = out or ("runs/benchmark_v2" if suite == "default" else f"runs/benchmark_{suite}")
+    from e2e_drive.eval.plan import parse_difficulties
+
+    levels = parse_difficulties(difficulties)
+    out = out or (("runs/benchmark_v2" if suite == "default" else f"runs/benchmark_{suite}")
+                  + (f"_{'-'.join(levels)}" if levels else ""))
     n = episodes or spec.episodes
     if n < 1:
         raise ConfigError(f"--episodes {n}: expected a positive integer")
@@ -385,7 +389,7 @@ def run_benchmark(suite: str = "default", episodes: int | None = None, seed: int
           f"this run)")
     meta = {"command": command, "date": time.strftime("%Y-%m-%d"), "commit": commit_label(),
             "machine": machine_line(), "episodes": n, "seed": seed, "suite": suite, "suite_version": spec.version,
-            "difficulties": list(difficulties.split(",") if isinstance(difficulties, str) else difficulties or []),
+            "difficulties": list(levels),
             "wall_s": wall_s}
     (Path(out) / "benchmark.json").write_text(json.dumps({**meta, "tables": tables}, indent=1))
     if readme:

@@ -143,7 +143,8 @@ def _add_benchmark(sub: argparse._SubParsersAction) -> None:
                                                               "classic)")
     p.add_argument("--seed", type=int, default=None,
                    help="first seed (default 20000: held out from all training and tuning)")
-    p.add_argument("--out", default=None, help="run directory (default runs/benchmark_v2, runs/benchmark_SUITE)")
+    p.add_argument("--out", default=None, help="run directory (default runs/benchmark_v2, runs/benchmark_SUITE; "
+                                               "with --difficulty, the levels are appended: runs/benchmark_v2_easy-hard)")
     p.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
     p.add_argument("--backend", choices=("process", "ray"), default="process",
                    help="process pool (default) or a Ray cluster (pip install e2e-drive[ray])")

@@ -483,3 +483,33 @@ def test_every_command_of_the_evaluator_has_an_example(command):
     text = sub.format_help()
     example = next(line for line in text.splitlines() if line.startswith("example: e2e-drive "))
     assert example.split()[2] == command
+
+
+def test_a_benchmark_run_prints_and_writes_its_suite_version_ability_table_and_wall_time(tiny_event, tmp_path,
+                                                                                        monkeypatch, capsys):
+    from e2e_drive import benchmark
+    from e2e_drive.benchmark import README_END, README_START, Suite, run_benchmark
+
+    folder = tmp_path / "abilities"
+    folder.mkdir()
+    tiny_event.rename(folder / tiny_event.name)
+    agents = []
+    for label, cls in (("blind", "Steady"), ("expert", "BrakesOnEvent")):
+        path = tmp_path / f"{label}.toml"
+        path.write_text(f'class = "{spec(cls)}"\n')
+        agents.append(str(path))
+    monkeypatch.setitem(benchmark.SUITES, "tiny", Suite(envs=(), env_dir=str(folder), agents=tuple(agents),
+                                                        conditions=("train",), episodes=2, version="suite v2",
+                                                        description="a tiny ability suite"))
+    readme = tmp_path / "README.md"
+    readme.write_text(f"{README_START}\n{README_END}\n")
+    out = tmp_path / "bench"
+    result = run_benchmark("tiny", seed=0, out=str(out), workers=0, report=False, readme=str(readme))
+    printed = capsys.readouterr().out
+    assert printed.startswith("suite v2: a tiny ability suite")
+    assert "Table 3: ability scores" in printed and "wall time" in printed
+    assert "expert vs blind, ability emergency_braking (tiny_event): success rate" in printed
+    saved = json.loads((out / "benchmark.json").read_text())
+    assert saved["suite_version"] == "suite v2" and saved["wall_s"] == pytest.approx(result["wall_s"])
+    assert saved["tables"]["table3"]["rows"][0][0] == "emergency_braking"
+    assert "**suite v2** (a tiny ability suite)" in readme.read_text()
