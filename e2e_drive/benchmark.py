@@ -1,11 +1,19 @@
-"""The main job: the default comparison suite, CARLA-style tables with intervals, and the README results.
+"""The main job: the ability suite, CARLA-style tables with intervals, ability scores, and the README results.
 
-``e2e-drive benchmark`` runs the end-to-end agent (shipped checkpoint), the modular stack
-(camera), each behind the rule-based safety filter (the "learning plus rules" hybrids), and
-the privileged expert (reference line) on the default highway and racetrack scenarios, under training conditions and two new
-ones (new traffic, new visuals), on paired seeds. It prints the comparison table and the two
-tables of the CARLA paper (Dosovitskiy et al., 2017; Table 1 success rates, Table 2 km driven
-between infractions) with confidence intervals, writes the HTML report, and says where.
+``e2e-drive benchmark`` runs suite v2, the ability suite: every scenario file in ``envs/abilities/``
+(short scripted scenarios, each measuring one ability: emergency braking, overtaking, merging,
+giving way, route following, lane keeping) with the end-to-end agent (shipped checkpoint), the
+modular stack (camera), each behind the rule-based safety filter (the "learning plus rules"
+hybrids), the privileged expert (reference line) and the blind baseline (camera lane keeping at
+constant speed, no notion of other vehicles), under training conditions and two new ones (new
+traffic, new visuals), on 30 paired seeds. It prints the comparison table, the two tables of the
+CARLA paper (Dosovitskiy et al., 2017; Table 1 success rates, Table 2 km driven between
+infractions) and the ability scores (Table 3), all with confidence intervals, writes the HTML
+report, and says where and how long it took.
+
+Every result names its suite version (:data:`SUITE_VERSION` for the ability suite); numbers from
+different suite versions are never compared. The two-scenario suite of v1 (highway and racetrack)
+stays available as ``--suite classic``.
 """
 
 from __future__ import annotations
@@ -32,13 +40,22 @@ MIN_PAIRS = 5
 #: the count declared with that ``infraction`` (e2e_drive.eval.metric_defs).
 TABLE2_INFRACTIONS: tuple[str, ...] = ("at_fault_collision", "collision", "offroad")
 
+#: The version of the default suite (the ability suite); results and the README name it.
+SUITE_VERSION = "suite v2"
+#: Where the ability suite's scenario files are: every *.toml there, found when the benchmark runs.
+ABILITY_DIR = "envs/abilities"
+
 README_START = "<!-- benchmark-results:start -->"
 README_END = "<!-- benchmark-results:end -->"
 
 
 @dataclass(frozen=True)
 class Suite:
-    """What a benchmark runs: scenario files, agents, conditions and how many paired seeds."""
+    """What a benchmark runs: scenario files, agents, conditions and how many paired seeds.
+
+    envs: scenario files; env_dir: a folder whose *.toml files are the scenarios, listed when the
+    benchmark runs (the ability suite). version: the suite version its results carry.
+    """
 
     envs: tuple[str, ...]
     agents: tuple[str, ...]
@@ -46,33 +63,57 @@ class Suite:
     episodes: int
     #: Condition label in the tables, per condition name.
     labels: Mapping[str, str] = field(default_factory=dict)
+    env_dir: str | None = None
+    version: str = SUITE_VERSION
+    description: str = ""
 
 
 AGENTS = ("agents/e2e.toml", "agents/e2e_safety.toml", "agents/modular.toml", "agents/modular_safety.toml",
           "agents/expert.toml")
+#: The agents of the ability suite: the v1 agents and the blind baseline.
+ABILITY_AGENTS = AGENTS + ("agents/blind.toml",)
 LABELS = {"train": "training conditions", "dense_traffic": "new traffic", "night_noise": "new visuals",
           "noise": "new visuals (noise)", "night": "new visuals (night)", "blur": "new visuals (blur)",
           "occlusion": "new visuals (occlusion)", "latency": "new sensor (latency)",
           "camera_pitch": "new sensor (pitch)", "camera_height": "new sensor (height)"}
 
-#: Suite name -> suite (a registry; ``--full`` picks "full").
+#: Suite name -> suite (a registry; ``--suite NAME`` picks one, ``--full`` is ``--suite full``).
 SUITES: dict[str, Suite] = {
-    "default": Suite(envs=("envs/highway.toml", "envs/racetrack.toml"), agents=AGENTS,
-                     conditions=("train", "dense_traffic", "night_noise"), episodes=20, labels=LABELS),
-    "full": Suite(envs=("envs/highway.toml", "envs/racetrack.toml"), agents=AGENTS,
+    "default": Suite(envs=(), env_dir=ABILITY_DIR, agents=ABILITY_AGENTS,
+                     conditions=("train", "dense_traffic", "night_noise"), episodes=30, labels=LABELS,
+                     version=SUITE_VERSION, description="the ability suite: every scenario of envs/abilities/"),
+    "full": Suite(envs=(), env_dir=ABILITY_DIR, agents=ABILITY_AGENTS,
                   conditions=("train", "dense_traffic", "night", "noise", "blur", "occlusion", "latency",
-                              "camera_pitch"), episodes=100, labels=LABELS),
+                              "camera_pitch"), episodes=100, labels=LABELS, version=SUITE_VERSION,
+                  description="the ability suite under every condition, 100 seeds (for a cluster)"),
+    "classic": Suite(envs=("envs/highway.toml", "envs/racetrack.toml"), agents=AGENTS,
+                     conditions=("train", "dense_traffic", "night_noise"), episodes=20, labels=LABELS,
+                     version="suite v1", description="the two-scenario suite of v1: highway and racetrack"),
 }
 
 
-def _resolve(paths: Sequence[str]) -> list[str]:
+def _resolve(paths: Sequence[str], what: str = "file") -> list[str]:
     out = []
     for p in paths:
         path = Path(p) if Path(p).is_absolute() else REPO_ROOT / p
         if not path.is_file():
-            raise ConfigError(f"{path}: no such file (the benchmark runs from a clone: pip install -e .)")
+            raise ConfigError(f"{path}: no such {what} (the benchmark runs from a clone: pip install -e .)")
         out.append(str(path))
     return out
+
+
+def suite_envs(spec: Suite) -> list[str]:
+    """The suite's scenario files: its ``envs``, then every *.toml of its ``env_dir`` (by name), resolved now."""
+    envs = _resolve(spec.envs, "scenario file")
+    if spec.env_dir is not None:
+        folder = Path(spec.env_dir) if Path(spec.env_dir).is_absolute() else REPO_ROOT / spec.env_dir
+        found = sorted(folder.glob("*.toml")) if folder.is_dir() else []
+        if not found:
+            raise ConfigError(f"{folder}: {spec.version} runs every scenario file (*.toml) in this folder, and it "
+                              f"{'has none' if folder.is_dir() else 'does not exist'} (the benchmark runs from a "
+                              f"clone: pip install -e .)")
+        envs += [str(p) for p in found]
+    return envs
 
 
 def _label(agent_path: str) -> str:
@@ -144,6 +185,35 @@ def carla_tables(rows: Sequence[Mapping[str, Any]], labels: Mapping[str, str]) -
             "table2": {"head": ["condition", "infraction", *agents], "rows": t2_rows}}
 
 
+def ability_table(rows: Sequence[Mapping[str, Any]], labels: Mapping[str, str]) -> dict[str, Any]:
+    """Table 3: ability scores. One row per (ability, condition), and per ability pooled over the conditions
+    when there are several; one column per agent: success over every episode of the ability's scenarios, with
+    its Wilson 95 % interval and "(k err)" for episodes with an error status. Empty without abilities."""
+    from e2e_drive.eval.summary import ability_scores
+
+    entries = ability_scores(rows)
+    if not entries:
+        return {"head": [], "rows": []}
+    agents = sorted({r["agent"] for r in rows}, key=lambda a: (a == "expert", a))
+    by = {(e["ability"], e["condition"], e["agent"]): e for e in entries}
+    conditions = [c for c in labels if any(e["condition"] == c for e in entries)]
+    conditions += sorted({e["condition"] for e in entries} - set(conditions) - {"*"})
+    if any(e["condition"] == "*" for e in entries):
+        conditions.append("*")
+    abilities = list(dict.fromkeys(e["ability"] for e in entries))
+    out = []
+    for ability in abilities:
+        for condition in conditions:
+            if not any((ability, condition, a) in by for a in agents):
+                continue
+            line = [ability, "pooled over conditions" if condition == "*" else labels.get(condition, condition)]
+            for agent in agents:
+                e = by.get((ability, condition, agent))
+                line.append("-" if e is None else _fmt_rate(e["k"], e["n"], e["n_errors"]))
+            out.append(line)
+    return {"head": ["ability", "condition", *agents], "rows": out}
+
+
 def _fixed(head: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
     fmt = lambda r: "  ".join(str(x).ljust(w) for x, w in zip(r, widths))  # noqa: E731
@@ -196,6 +266,45 @@ def findings(rows: Sequence[Mapping[str, Any]], agent: str = "e2e", baseline: st
     return out
 
 
+def ability_findings(rows: Sequence[Mapping[str, Any]], agent: str = "e2e", baseline: str = "modular") -> list[str]:
+    """Plain sentences on ``agent`` against ``baseline`` per ability: paired success over the ability's
+    scenarios and conditions, called better or worse only when the interval excludes zero and McNemar's
+    p < 0.05 (and with at least MIN_PAIRS pairs)."""
+    from e2e_drive.eval.summary import compare_abilities
+
+    present = {r["agent"] for r in rows}
+    if agent not in present or baseline not in present:
+        return []
+    out = []
+    for c in compare_abilities([r for r in rows if r["agent"] in (agent, baseline)], baseline):
+        m = c["success"]
+        if m.get("difference") is None or m.get("low") is None or m.get("high") is None:
+            continue
+        word = f"too few paired seeds to tell (< {MIN_PAIRS})" if c["n_pairs"] < MIN_PAIRS else m["verdict"]
+        p = m.get("p_value")
+        p_text = f", McNemar p = {p:.3g}" if p is not None else ""
+        out.append(f"{agent} vs {baseline}, ability {c['ability']} ({', '.join(c['scenarios'])}): success rate "
+                   f"{word} ({100 * m['difference']:+.2f} points, 95% CI [{100 * m['low']:+.2f}, "
+                   f"{100 * m['high']:+.2f}]{p_text}, {c['n_pairs']} paired seeds).")
+    return out
+
+
+def all_findings(rows: Sequence[Mapping[str, Any]], labels: Mapping[str, str]) -> list[str]:
+    """The benchmark's findings: e2e against the modular stack (per cell, or per ability and pooled when the
+    run has abilities), each stack behind its safety filter against itself, and, with the blind baseline,
+    every agent against it per ability (an ability the blind baseline passes as well tests nothing)."""
+    has_abilities = any(r.get("ability") for r in rows)
+    out = findings(rows, labels=labels, pooled_only=has_abilities)
+    if has_abilities:
+        out += ability_findings(rows)
+    out += findings(rows, "e2e_safety", "e2e", labels=labels, pooled_only=True)
+    out += findings(rows, "modular_safety", "modular", labels=labels, pooled_only=True)
+    if has_abilities and any(r["agent"] == "blind" for r in rows):
+        for agent in sorted({r["agent"] for r in rows} - {"blind"}, key=lambda a: (a == "expert", a)):
+            out += ability_findings(rows, agent, "blind")
+    return out
+
+
 # ---------------------------------------------------------------------------------------- figure
 def text_figure(rows: Sequence[Mapping[str, Any]], labels: Mapping[str, str], width: int = 40) -> str:
     """Success rate per agent and condition (pooled over scenarios) as a text bar chart with the
@@ -228,47 +337,60 @@ def text_figure(rows: Sequence[Mapping[str, Any]], labels: Mapping[str, str], wi
 def run_benchmark(suite: str = "default", episodes: int | None = None, seed: int = DEFAULT_SEED, out: str | None = None,
                   workers: int | None = None, backend: str = "process", address: str | None = None,
                   report: bool = True, readme: str | None = None, command: str = "e2e-drive benchmark",
-                  memory_limit_gb: float | None = None) -> dict:
-    """Run (or resume) the benchmark suite, print its tables, write the report; return paths and tables."""
+                  memory_limit_gb: float | None = None, difficulties: str | Sequence[str] | None = None) -> dict:
+    """Run (or resume) the benchmark suite, print its tables, write the report; return paths and tables.
+
+    difficulties: levels (``"easy,medium,hard"``) to run every scenario of the suite at (see
+    ``e2e-drive evaluate --difficulty``); default: each file's own level.
+    """
     from e2e_drive.eval.runner import evaluate, load_run
     from e2e_drive.eval.summary import format_table
     from e2e_drive.provenance import commit_label, machine_line
 
     if suite not in SUITES:
-        raise ConfigError(f"unknown suite {suite!r}; suites: {', '.join(SUITES)}")
+        raise ConfigError(f"--suite {suite!r}: unknown suite; suites: {', '.join(SUITES)}")
     spec = SUITES[suite]
-    out = out or ("runs/benchmark" if suite == "default" else f"runs/benchmark_{suite}")
+    from e2e_drive.eval.plan import parse_difficulties
+
+    levels = parse_difficulties(difficulties)
+    out = out or (("runs/benchmark_v2" if suite == "default" else f"runs/benchmark_{suite}")
+                  + (f"_{'-'.join(levels)}" if levels else ""))
     n = episodes or spec.episodes
     if n < 1:
         raise ConfigError(f"--episodes {n}: expected a positive integer")
-    envs, agents = _resolve(spec.envs), _resolve(spec.agents)
+    envs, agents = suite_envs(spec), _resolve(spec.agents, "agent file")
     t0 = time.perf_counter()
     summary = evaluate(envs, agents, episodes=n, seed=seed, out_dir=out, conditions=list(spec.conditions),
-                       workers=workers, backend=backend, address=address, memory_limit_gb=memory_limit_gb)
+                       workers=workers, backend=backend, address=address, memory_limit_gb=memory_limit_gb,
+                       difficulties=difficulties)
     wall_s = time.perf_counter() - t0
     _, rows = load_run(out)
     tables = carla_tables(rows, spec.labels)
-    lines = [format_table(summary), "",
+    tables["table3"] = ability_table(rows, spec.labels)
+    lines = [f"{spec.version}: {spec.description}", "", format_table(summary), "",
              "Table 1 (CARLA paper, Table 1): success rate % [95% Wilson interval] (episodes with an error status)",
              _fixed(tables["table1"]["head"], tables["table1"]["rows"]), "",
              "Table 2 (CARLA paper, Table 2): km driven between infractions [95% exact Poisson interval] (count)",
-             _fixed(tables["table2"]["head"], tables["table2"]["rows"]), "",
-             text_figure(rows, spec.labels), "",
-             *findings(rows, labels=spec.labels),
-             *findings(rows, "e2e_safety", "e2e", labels=spec.labels, pooled_only=True),
-             *findings(rows, "modular_safety", "modular", labels=spec.labels, pooled_only=True)]
+             _fixed(tables["table2"]["head"], tables["table2"]["rows"]), ""]
+    if tables["table3"]["rows"]:
+        lines += ["Table 3: ability scores, success % over each ability's scenarios [95% Wilson interval]",
+                  _fixed(tables["table3"]["head"], tables["table3"]["rows"]), ""]
+    lines += [text_figure(rows, spec.labels), "", *all_findings(rows, spec.labels)]
     print("\n".join(lines))
     result: dict[str, Any] = {"dir": str(Path(out).resolve()), "episodes": len(rows), "wall_s": wall_s,
-                              "tables": tables}
+                              "suite_version": spec.version, "tables": tables}
     if report:
         from e2e_drive.eval.report import write_report
 
         paths = write_report(out)
         result["report"] = paths
         print(f"\nreport: {Path(paths.get('html', Path(out) / 'report.html')).resolve()}")
-    print(f"run directory: {result['dir']}  ({len(rows)} episodes, {wall_s / 60:.1f} min this run)")
+    print(f"run directory: {result['dir']}  ({spec.version}, {len(rows)} episodes, wall time {wall_s / 60:.1f} min "
+          f"this run)")
     meta = {"command": command, "date": time.strftime("%Y-%m-%d"), "commit": commit_label(),
-            "machine": machine_line(), "episodes": n, "seed": seed, "suite": suite, "wall_s": wall_s}
+            "machine": machine_line(), "episodes": n, "seed": seed, "suite": suite, "suite_version": spec.version,
+            "difficulties": list(levels),
+            "wall_s": wall_s}
     (Path(out) / "benchmark.json").write_text(json.dumps({**meta, "tables": tables}, indent=1))
     if readme:
         update_readme(readme, rows, spec, meta)
@@ -279,10 +401,18 @@ def run_benchmark(suite: str = "default", episodes: int | None = None, seed: int
 def results_markdown(rows: Sequence[Mapping[str, Any]], spec: Suite, meta: Mapping[str, Any]) -> str:
     """The README's Results section, generated from the run (never typed by hand)."""
     tables = carla_tables(rows, spec.labels)
-    return "\n".join([
+    abilities = ability_table(rows, spec.labels)
+    version = meta.get("suite_version", spec.version)
+    wall = meta.get("wall_s")
+    parts = [
+        f"**{version}** ({spec.description or 'the benchmark suite'}). Numbers from different suite versions are "
+        "never compared: each version has its own scenarios, agents and seeds, so a difference between versions "
+        "says nothing about an agent.",
+        "",
         f"Generated by `{meta['command']}` on {meta['date']}, commit `{meta['commit']}`, on {meta['machine']}; "
         f"{meta['episodes']} paired seeds per agent, scenario and condition (seeds {meta['seed']}.."
-        f"{meta['seed'] + meta['episodes'] - 1}), {len(rows)} episodes in all.",
+        f"{meta['seed'] + meta['episodes'] - 1}), {len(rows)} episodes in all"
+        + (f"; wall time {wall / 60:.1f} min." if isinstance(wall, (int, float)) else "."),
         "",
         "**Table 1** (as the CARLA paper's Table 1): success rate %, [95 % Wilson interval]"
         + ("; `(k err)`: k episodes ended with an error status (not driven: counted as failures, scored 0)."
@@ -295,6 +425,11 @@ def results_markdown(rows: Sequence[Mapping[str, Any]], spec: Suite, meta: Mappi
         "",
         _markdown(tables["table2"]["head"], tables["table2"]["rows"]),
         "",
+    ]
+    if abilities["rows"]:
+        parts += ["**Table 3**: ability scores, success % over every episode of each ability's scenarios "
+                  "[95 % Wilson interval].", "", _markdown(abilities["head"], abilities["rows"]), ""]
+    parts += [
         "**Figure**: success rate per agent and condition.",
         "",
         "```text",
@@ -306,10 +441,9 @@ def results_markdown(rows: Sequence[Mapping[str, Any]], spec: Suite, meta: Mappi
         "Wilcoxon for the driving score) gives p < 0.05; otherwise it reads \"no detectable difference\", "
         "never a win.",
         "",
-        *(f"- {s}" for s in findings(rows, labels=spec.labels)),
-        *(f"- {s}" for s in findings(rows, "e2e_safety", "e2e", labels=spec.labels, pooled_only=True)),
-        *(f"- {s}" for s in findings(rows, "modular_safety", "modular", labels=spec.labels, pooled_only=True)),
-    ])
+        *(f"- {s}" for s in all_findings(rows, spec.labels)),
+    ]
+    return "\n".join(parts)
 
 
 def update_readme(readme: str | Path, rows: Sequence[Mapping[str, Any]], spec: Suite, meta: Mapping[str, Any]) -> None:

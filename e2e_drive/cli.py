@@ -33,16 +33,30 @@ def _cmd_render(args: argparse.Namespace) -> int:
 
 
 def _cmd_benchmark(args: argparse.Namespace) -> int:
-    from e2e_drive.benchmark import run_benchmark
+    from e2e_drive.benchmark import DEFAULT_SEED, run_benchmark
 
-    command = "e2e-drive benchmark" + (" --full" if args.full else "") + (
-        f" --episodes {args.episodes}" if args.episodes else "")
-    from e2e_drive.benchmark import DEFAULT_SEED
-
-    run_benchmark(suite="full" if args.full else "default", episodes=args.episodes,
+    if args.full and args.suite not in (None, "full"):
+        raise ConfigError(f"--full is --suite full; it cannot go with --suite {args.suite}")
+    suite = "full" if args.full else (args.suite or "default")
+    command = "e2e-drive benchmark" + (f" --suite {suite}" if suite != "default" else "") + (
+        f" --episodes {args.episodes}" if args.episodes else "") + (
+        f" --difficulty {args.difficulty}" if args.difficulty else "")
+    run_benchmark(suite=suite, episodes=args.episodes,
                   seed=DEFAULT_SEED if args.seed is None else args.seed, out=args.out,
                   workers=args.workers, backend=args.backend, address=args.address, report=not args.no_report,
-                  readme=args.readme, command=command, memory_limit_gb=args.memory_limit_gb)
+                  readme=args.readme, command=command, memory_limit_gb=args.memory_limit_gb,
+                  difficulties=args.difficulty)
+    return 0
+
+
+def _cmd_gallery(args: argparse.Namespace) -> int:
+    from e2e_drive.render import write_gallery
+
+    result = write_gallery(args.files or None, args.out, seed=args.seed, agent_spec=args.agent,
+                           progress=not args.no_progress)
+    for e in result["scenarios"]:
+        print(f"{e['scenario']}: {e['moment']}: {Path(e['dashcam']).resolve()}, {Path(e['bev']).resolve()}")
+    print(f"markdown: {Path(result['markdown']).resolve()}")
     return 0
 
 
@@ -114,17 +128,33 @@ def _add_render(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_benchmark(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("benchmark", help="the main job: the default comparison suite, tables and report",
-                       description="Run the end-to-end agent, the modular stack (camera), the modular stack behind "
-                                   "the safety filter and the privileged expert on the default highway and "
-                                   "racetrack scenarios under training conditions, new traffic and new visuals, "
-                                   "on paired seeds; print the tables and write the HTML report. Re-running the "
-                                   "same command resumes an interrupted run.")
+    from e2e_drive.eval.cli_commands import HelpWithExamples
+
+    p = sub.add_parser("benchmark", help="the main job: the ability suite (suite v2), tables, ability scores, report",
+                       description="Run suite v2, the ability suite: every scenario of envs/abilities/ with the "
+                                   "end-to-end agent and the modular stack (camera), each also behind the safety "
+                                   "filter, the privileged expert and the blind baseline, under training "
+                                   "conditions, new traffic and new visuals, on 30 paired seeds; print the tables "
+                                   "(success, km between infractions, ability scores) with intervals, the findings "
+                                   "and the wall time, and write the HTML report. Results name their suite "
+                                   "version; numbers from different versions are never compared. --suite classic "
+                                   "runs suite v1 (highway and racetrack, 20 seeds). Re-running the same command "
+                                   "resumes an interrupted run.",
+                       epilog="example: e2e-drive benchmark --difficulty easy,medium,hard --readme README.md",
+                       formatter_class=HelpWithExamples)
+    p.add_argument("--suite", default=None, choices=_suite_names(),
+                   help="default: the ability suite (suite v2); full: it under every condition with 100 seeds; "
+                        "classic: suite v1, highway and racetrack")
+    p.add_argument("--difficulty", default=None, metavar="LEVELS",
+                   help="comma-separated difficulty levels (easy,medium,hard) to run every scenario at (default: "
+                        "each file's own level); see e2e-drive evaluate --help")
     p.add_argument("--episodes", type=int, default=None, help="paired seeds per agent, scenario and condition "
-                                                              "(default: 20, or 100 with --full)")
+                                                              "(default: the suite's: 30, 100 with --full, 20 for "
+                                                              "classic)")
     p.add_argument("--seed", type=int, default=None,
                    help="first seed (default 20000: held out from all training and tuning)")
-    p.add_argument("--out", default=None, help="run directory (default runs/benchmark, runs/benchmark_full)")
+    p.add_argument("--out", default=None, help="run directory (default runs/benchmark_v2, runs/benchmark_SUITE; "
+                                               "with --difficulty, the levels are appended: runs/benchmark_v2_easy-hard)")
     p.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
     p.add_argument("--backend", choices=("process", "ray"), default="process",
                    help="process pool (default) or a Ray cluster (pip install e2e-drive[ray])")
@@ -132,7 +162,8 @@ def _add_benchmark(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--memory-limit-gb", type=float, default=None, metavar="GB",
                    help="memory each worker process may allocate; an episode over it is 'resource_error' "
                         "(default: 75%% of this machine's memory; 0 = no limit)")
-    p.add_argument("--full", action="store_true", help="the larger suite (more conditions, 100 seeds), for a cluster")
+    p.add_argument("--full", action="store_true", help="--suite full: the ability suite under every condition with "
+                                                       "100 seeds, for a cluster")
     p.add_argument("--no-report", action="store_true", help="skip the HTML report")
     p.add_argument("--readme", default=None, metavar="README.md",
                    help="also regenerate the README's Results section from this run")
@@ -141,6 +172,7 @@ def _add_benchmark(sub: argparse._SubParsersAction) -> None:
 
 def _add_calibrate(sub: argparse._SubParsersAction) -> None:
     from e2e_drive.calibration import CALIBRATION_EPISODES, CALIBRATION_SEED
+    from e2e_drive.eval.cli_commands import HelpWithExamples
 
     p = sub.add_parser("calibrate", help="check that every ability-suite scenario measures what its name says",
                        description="Run the expert, the blind baseline and the modular stack on every scenario of "
@@ -149,7 +181,8 @@ def _add_calibrate(sub: argparse._SubParsersAction) -> None:
                                    "hold (expert >= 95%, blind <= 50% where the scenario tests interaction, success "
                                    "not rising from easy to hard). Exit status 1 when a rule fails. Re-running the "
                                    "same command resumes.",
-                       epilog="example: e2e-drive calibrate --episodes 10 --out runs/calibration_quick")
+                       epilog="example: e2e-drive calibrate --episodes 10 --out runs/calibration_quick",
+                       formatter_class=HelpWithExamples)
     p.add_argument("--env", action="append", default=None, help="scenario file (repeatable; default: envs/abilities)")
     p.add_argument("--agent", action="append", default=None,
                    help="agent file (repeatable; default: expert, blind, modular)")
@@ -163,6 +196,32 @@ def _add_calibrate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--readme", default=None, metavar="README.md",
                    help="also write the table between the README's calibration markers")
     p.set_defaults(func=_cmd_calibrate)
+
+
+def _suite_names() -> list[str]:
+    from e2e_drive.benchmark import SUITES
+
+    return list(SUITES)
+
+
+def _add_gallery(sub: argparse._SubParsersAction) -> None:
+    from e2e_drive.eval.cli_commands import HelpWithExamples
+
+    p = sub.add_parser("gallery", help="one dashcam and one bird's-eye PNG per scenario at its key moment",
+                       description="Drive each scenario file with the privileged expert on one seed until its "
+                                   "first scripted event (a cut-in, a brake, ...), or to mid-episode when it has "
+                                   "none, and write that step's dashcam and bird's-eye frames as OUT/<name>_dashcam"
+                                   ".png and OUT/<name>_bev.png, with OUT/gallery.md listing them (for the README).",
+                       epilog="example: e2e-drive gallery envs/abilities/cut_in.toml envs/abilities/lead_brake.toml "
+                              "--out docs/gallery",
+                       formatter_class=HelpWithExamples)
+    p.add_argument("files", nargs="*", metavar="FILE",
+                   help="scenario files (default: every file of envs/abilities/)")
+    p.add_argument("--out", default="docs/gallery", help="output folder (default docs/gallery)")
+    p.add_argument("--seed", type=int, default=0, help="episode seed (default 0)")
+    p.add_argument("--agent", default=None, help="driver (default: agents/expert.toml)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_gallery)
 
 
 def _add_validate(sub: argparse._SubParsersAction) -> None:
@@ -188,6 +247,7 @@ COMMANDS: dict[str, Callable[[argparse._SubParsersAction], None]] = {
     "benchmark": _add_benchmark,
     "calibrate": _add_calibrate,
     "render": _add_render,
+    "gallery": _add_gallery,
     "validate": _add_validate,
     "bench": _add_bench,
     "evaluate": lambda sub: importlib.import_module("e2e_drive.eval.cli_commands").add_evaluate(sub),

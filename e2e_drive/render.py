@@ -210,3 +210,140 @@ def _scenario_cameras(env_file: str | None) -> dict[str, Any]:
     if env_file is None:
         return dict(DEFAULT_CAMERAS)
     return dict(load_scenario(env_file).config.get("cameras") or DEFAULT_CAMERAS)
+
+
+# ============================================================================ the gallery
+#: Cameras the gallery adds to each scenario: a dashcam larger than the agents' and a bird's-eye view.
+GALLERY_CAMERAS: dict[str, dict[str, Any]] = {
+    "gallery_dashcam": {"kind": "dashcam", "width_px": 400, "height_px": 132},
+    "gallery_bev": {"kind": "bev", "width_px": 240, "height_px": 240, "bev_ahead_m": 60.0, "bev_behind_m": 20.0},
+}
+#: The gallery's default scenario files (every one found there when it runs) and driver.
+GALLERY_ENV_DIR = "envs/abilities"
+GALLERY_AGENT = "agents/expert.toml"
+
+
+class _KeyMoment(Exception):
+    """Raised by the gallery's observer once it has the key moment's frames (ends the episode early)."""
+
+
+class _Moment:
+    """Observer: the frames of the first step at which a scripted event has happened, else of mid-episode
+    (or of the last step, when the episode ends before)."""
+
+    def __init__(self, mid_step: int) -> None:
+        self.mid_step = mid_step
+        self.step = 0
+        self.frames: dict[str, np.ndarray] = {}
+        self.what = ""
+
+    def _grab(self, env: Any, what: str) -> None:
+        base = env.unwrapped
+        self.frames = {name: base.render_camera(name, conditions=False) for name in GALLERY_CAMERAS}
+        self.what = what
+
+    def on_reset(self, env: Any, obs: dict, info: dict) -> None:
+        self.step = 0
+        self._check(env, info, ended=False)
+
+    def on_step(self, env: Any, obs: dict, reward: float, terminated: bool, truncated: bool, info: dict) -> None:
+        self.step += 1
+        self._check(env, info, ended=terminated or truncated)
+
+    def _check(self, env: Any, info: dict, ended: bool) -> None:
+        events = info.get("scenario_events") or []
+        t = float(env.unwrapped.time_s)
+        if events:
+            self._grab(env, f"{events[0]['kind']} at {float(events[0]['time_s']):.1f} s")
+            raise _KeyMoment()
+        if self.step == self.mid_step and not self.frames:
+            self._grab(env, f"mid-episode, {t:.1f} s")
+        if ended and not self.frames:
+            self._grab(env, f"episode end, {t:.1f} s")
+
+
+def _gallery_files(files: list[str] | None) -> list[Path]:
+    from e2e_drive.provenance import REPO_ROOT
+
+    if files:
+        return [Path(f) for f in files]
+    folder = REPO_ROOT / GALLERY_ENV_DIR
+    found = sorted(folder.glob("*.toml")) if folder.is_dir() else []
+    if not found:
+        raise ConfigError(f"{folder}: no scenario files (*.toml) for the gallery; name some on the command line")
+    return found
+
+
+def _load_gallery_scenario(path: Path) -> Any:
+    from e2e_drive.config import load_toml
+    from e2e_drive.scenarios import load_scenario
+
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such scenario file")
+    if path.suffix.lower() == ".toml" and "id" not in load_toml(path):
+        raise ConfigError(f"{path}: not a scenario file (it names no env 'id'); the gallery takes scenario files "
+                          f"(envs/abilities/*.toml)")
+    return load_scenario(path)
+
+
+def write_gallery(files: list[str] | None = None, out_dir: str | Path = "docs/gallery", seed: int = 0,
+                  agent_spec: str | None = None, progress: bool = True) -> dict[str, Any]:
+    """``e2e-drive gallery``: one dashcam and one bird's-eye PNG per scenario at its key moment.
+
+    Each scenario file (default: every file of ``envs/abilities/``) is driven by ``agent_spec``
+    (default: the privileged expert) on ``seed`` until its first scripted event happens (cut-in,
+    brake, ...), or to mid-episode when it has none, and the frames of that step are written as
+    ``OUT/<name>_dashcam.png`` and ``OUT/<name>_bev.png`` (OpenCV), with ``OUT/gallery.md`` listing
+    them. Every file is checked before any is driven. Returns the paths and each scenario's moment.
+    """
+    from e2e_drive.agents.loading import load_agent
+    from e2e_drive.agents.loop import drive_episode
+    from e2e_drive.config import DEFAULT_CAMERAS
+    from e2e_drive.env import make_env
+    from e2e_drive.provenance import REPO_ROOT
+    from e2e_drive.scenarios.base import get_scenario
+
+    paths = _gallery_files(files)
+    scenarios = [_load_gallery_scenario(p) for p in paths]
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    spec = agent_spec or str(REPO_ROOT / GALLERY_AGENT)
+    entries = []
+    bar = tqdm(scenarios, desc="gallery", unit="scenario", disable=not progress)
+    for sf in bar:
+        bar.set_postfix_str(sf.name)
+        agent = load_agent(spec)
+        cameras = {**dict(sf.config.get("cameras") or DEFAULT_CAMERAS), **GALLERY_CAMERAS}
+        env = make_env(str(sf.path), {"cameras": cameras})
+        try:
+            config = env.unwrapped.config
+            policy_hz = float(config["policy_frequency_hz"])
+            moment = _Moment(mid_step=max(1, int(round(float(config["duration_s"]) * policy_hz / 2))))
+            try:
+                drive_episode(env, agent, seed, [moment])
+            except _KeyMoment:
+                pass
+        finally:
+            env.close()
+        written = {}
+        for name, frame in moment.frames.items():
+            kind = "bev" if name.endswith("bev") else "dashcam"
+            path = out / f"{sf.name}_{kind}.png"
+            if not cv2.imwrite(str(path), _to_bgr(frame)):
+                raise OSError(f"{path}: OpenCV could not write the PNG")
+            written[kind] = str(path)
+        ability = get_scenario(sf.scenario, source=str(sf.path)).ability
+        entries.append({"scenario": sf.name, "ability": ability, "moment": moment.what,
+                        "description": sf.description, **written})
+    bar.close()
+    lines = [f"Key moments of the scenarios, driven by {Path(spec).stem} on seed {seed} "
+             "(`e2e-drive gallery`): the dashcam and the bird's-eye view at the first scripted event, "
+             "or at mid-episode when the scenario has none.", "",
+             "| scenario | ability | moment | dashcam | bird's-eye view |", "|---|---|---|---|---|"]
+    for e in entries:
+        lines.append(f"| {e['scenario']} | {e['ability'] or '-'} | {e['moment']} | "
+                     f"![{e['scenario']} dashcam]({Path(e['dashcam']).name}) | "
+                     f"![{e['scenario']} bird's-eye view]({Path(e['bev']).name}) |")
+    markdown = out / "gallery.md"
+    markdown.write_text("\n".join(lines) + "\n")
+    return {"markdown": str(markdown), "scenarios": entries}

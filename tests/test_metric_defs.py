@@ -23,12 +23,13 @@ REPO = Path(__file__).resolve().parents[1]
 def test_the_lists_of_metrics_derive_from_the_declarations():
     """The lists the package has always used, now read from the declarations (order included)."""
     assert dict(summary.RATE_METRICS) == {"success": True, "collision": False, "at_fault": False, "offroad": False,
-                                          "stalled": False, "comfortable": True, "ttc_within_bound": True}
+                                          "stalled": False, "route_deviation": False, "comfortable": True,
+                                          "ttc_within_bound": True}
     assert list(summary.RATE_METRICS)[:4] == ["success", "collision", "at_fault", "offroad"]
     assert list(summary.CONTINUOUS_METRICS) == [
         "driving_score", "route_completion", "infraction_penalty", "closed_loop_score", "cls_multiplier",
         "cls_weighted_mean", "distance_m", "mean_speed_mps", "speed_vs_traffic", "min_ttc_s", "time_ttc_below_3_s",
-        "min_thw_s", "max_drac_mps2", "mean_abs_lateral_offset_m", "max_abs_lateral_offset_m", "rms_jerk_mps3",
+        "min_thw_s", "max_drac_mps2", "reaction_time_s", "min_ttc_after_event_s", "mean_abs_lateral_offset_m", "max_abs_lateral_offset_m", "rms_jerk_mps3",
         "autonomy_pct", "act_ms_mean"]
     assert summary.SCORE_METRICS == {"driving_score", "route_completion", "infraction_penalty", "closed_loop_score",
                                      "cls_multiplier", "cls_weighted_mean", "distance_m"}

@@ -17,6 +17,15 @@ from e2e_drive.log import get_logger
 logger = get_logger(__name__)
 
 
+class HelpWithExamples(argparse.HelpFormatter):
+    """argparse's formatter, except that the epilog's lines (``example: e2e-drive ...``) are kept as written."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if text.startswith("example"):
+            return "\n".join(indent + line for line in text.splitlines())
+        return super()._fill_text(text, width, indent)
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from e2e_drive.eval.runner import evaluate
     from e2e_drive.eval.summary import format_table
@@ -27,7 +36,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
                        save_trajectories=args.save_trajectories, episode_budget_s=args.episode_budget_s,
                        address=args.address, camera_only=not args.allow_ground_truth,
                        progress=not args.no_progress, sanitize_actions=args.sanitize_actions,
-                       memory_limit_gb=args.memory_limit_gb, metric_modules=args.metrics_module or ())
+                       memory_limit_gb=args.memory_limit_gb, metric_modules=args.metrics_module or (),
+                       difficulties=args.difficulty)
     print(format_table(summary))
     out = Path(args.out)
     print(f"episodes: {(out / 'episodes.jsonl').resolve()}")
@@ -84,8 +94,12 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "evaluate", help="run agents on scenarios x conditions x paired seeds (parallel, resumable)",
         description="Run every agent on every scenario and condition on the same seeds (paired), append one "
-                    "JSON line per episode to OUT/episodes.jsonl, print the summary table. Re-running the same "
-                    "command resumes; a directory made by another configuration is refused.")
+                    "JSON line per episode to OUT/episodes.jsonl, print the summary table (and, for scenarios of "
+                    "the ability suite, the ability scores). Re-running the same command resumes; a directory "
+                    "made by another configuration is refused.",
+        epilog="example: e2e-drive evaluate --env envs/abilities/cut_in.toml --agent agents/expert.toml "
+               "--agent agents/blind.toml --difficulty easy,medium,hard --episodes 10 --out runs/cut_in",
+        formatter_class=HelpWithExamples)
     p.add_argument("--env", action="append", required=True, metavar="FILE",
                    help="scenario file (envs/*.toml); repeat for several")
     p.add_argument("--agent", action="append", required=True, metavar="SPEC",
@@ -122,6 +136,11 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
                    help="module that declares metrics of your own (e2e_drive.eval.metric_defs.register_metric), "
                         "imported by every worker; they are computed into every episode line and shown in the "
                         "summary and the report; repeat for several")
+    p.add_argument("--difficulty", default=None, metavar="LEVELS",
+                   help="comma-separated difficulty levels (easy,medium,hard) to run every scenario at; each "
+                        "scenario must declare difficulty levels. A level other than the file's own (medium unless "
+                        "it names one) is scenario NAME@LEVEL in the lines and tables; every line carries "
+                        "'difficulty' (default: each file's own level)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_evaluate)
 
@@ -132,7 +151,10 @@ def add_compare(sub: argparse._SubParsersAction) -> None:
         "compare", help="paired differences against a baseline agent, with intervals and tests",
         description="Paired differences (agent minus baseline, matched on scenario, condition and seed) with "
                     "bootstrap intervals, McNemar / Wilcoxon p-values and P(improvement). An interval that "
-                    "contains zero reads 'no detectable difference'.")
+                    "contains zero reads 'no detectable difference'. For scenarios of the ability suite, also the "
+                    "paired ability scores (success over each ability's scenarios).",
+        epilog="example: e2e-drive compare runs/cut_in --baseline expert --metrics success,driving_score",
+        formatter_class=HelpWithExamples)
     p.add_argument("dir", help="run directory made by e2e-drive evaluate")
     p.add_argument("--baseline", required=True, help="agent name (as in the summary table)")
     p.add_argument("--metrics", default=None, help="comma-separated metrics (default: the standard set)")
@@ -144,7 +166,10 @@ def add_report(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "report", help="one self-contained HTML report (tables, plots, videos) and a Markdown summary",
         description="Write DIR/report.html (opens offline: inline CSS, SVG plots, base64 videos) and "
-                    "DIR/summary.md from a run directory.")
+                    "DIR/summary.md from a run directory (with the ability scores as a bar chart, for scenarios "
+                    "of the ability suite).",
+        epilog="example: e2e-drive report runs/cut_in --videos 1 --baseline expert",
+        formatter_class=HelpWithExamples)
     p.add_argument("dir", help="run directory made by e2e-drive evaluate")
     p.add_argument("--out", default=None, help="HTML file (default DIR/report.html)")
     p.add_argument("--videos", type=int, default=2,

@@ -56,6 +56,8 @@ class EpisodeJob:
     sanitize_actions: bool = False
     #: Modules that declare metrics of their own (imported in the worker before the episode).
     metric_modules: tuple[str, ...] = ()
+    #: The ability the scenario declares ("" for none); the line carries it.
+    ability: str = ""
 
     @property
     def key(self) -> tuple[str, str, str, int]:
@@ -363,6 +365,8 @@ def _line(job: EpisodeJob, out: _Outcome, metrics: dict[str, Any], trajectory: b
     from e2e_drive.eval.metrics import json_safe
 
     line = _identity(job)
+    line["ability"] = job.ability
+    line["difficulty"] = job.config.get("difficulty")
     line.update(metrics)
     if out.reason is not None:
         line["status_reason"] = out.reason

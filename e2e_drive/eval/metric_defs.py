@@ -367,8 +367,8 @@ def _declare_builtins() -> None:
     statuses = ", ".join(mx.DRIVING_STATUSES)
     errors = ", ".join(mx.ERROR_STATUSES)
     # ---------------------------------------------------------------- outcome
-    b("success", "", "rate", "The status is success: the scenario's end was reached with no collision, off-road "
-      "or stall. Error episodes count as failures.", higher_is_better=True, includes_errors=True,
+    b("success", "", "rate", "The status is success: the scenario's end was reached (for a route that ends: its "
+      "end) with no collision, off-road, route deviation or stall. Error episodes count as failures.", higher_is_better=True, includes_errors=True,
       from_line=_is_success, table="outcomes", compare=1)
     b("status", "", "info", f"How the episode ended: {statuses} (driving outcomes; the first event in time wins), "
       f"or {errors} (error statuses).", required=True)
@@ -389,6 +389,14 @@ def _declare_builtins() -> None:
     b("stalled", "", "rate", f"The ego stood still (under {mx.STALL_SPEED_MPS:g} m/s) for more than "
       f"{mx.STALL_TIME_S:g} s with no lead vehicle within {mx.STALL_LEAD_GAP_M:g} m, or reached the end of a route "
       f"with under {MIN_PROGRESS:.0%} of it driven.", higher_is_better=False)
+    b("route_deviation", "", "rate", f"The ego deviated from its route: off every lane of it for "
+      f"{_deviation_s():g} s (a missed exit, a wrong turn, circling a roundabout past its exit); the episode "
+      "ends there.", higher_is_better=False, table="outcomes", column="route dev.")
+    b("ability", "", "info", "The ability the scenario measures, as it declares it (emergency_braking, "
+      "overtaking, merging, giving_way, route_following, lane_keeping); \"\" for a scenario outside the ability "
+      "suite. Ability scores pool the episodes of every scenario of one ability.")
+    b("difficulty", "", "info", "The scenario's difficulty level (easy, medium, hard) in this episode's config; "
+      "None for a scenario without difficulty levels.")
     b("n_collisions", "", "count", "Collision events.", higher_is_better=False, infraction="collision",
       label="any collision", table="outcomes", column="km/collision")
     b("n_collisions_vehicle", "", "count", "Collision events with a vehicle.", higher_is_better=False,
@@ -403,6 +411,8 @@ def _declare_builtins() -> None:
       higher_is_better=False, infraction="wrong_way", label="driving against the traffic")
     b("n_stalls", "", "count", "1 when the episode stalled, else 0.", higher_is_better=False, infraction="stalled",
       label="stall")
+    b("n_route_deviations", "", "count", "1 when the ego deviated from its route, else 0.", higher_is_better=False,
+      infraction="route_deviation", label="leaving the route")
     b("collision_step", "step", "info", "Simulation step of the first collision; None without one.")
     b("collision_other_kind", "", "info", "What the ego hit first: vehicle or object.")
     b("collision_other_id", "", "info", "Identifier of the other party of the first collision.")
@@ -416,8 +426,8 @@ def _declare_builtins() -> None:
     section = "scores"
     b("driving_score", "", "score", "CARLA Leaderboard driving score: route_completion x infraction_penalty.",
       higher_is_better=True, required=True, table="scores", column="DS", compare=3)
-    b("route_completion", "", "score", "Net distance along the road / the route length, clipped to [0, 1]; elapsed "
-      "time / scenario duration when the scenario has no route length.", higher_is_better=True, required=True,
+    b("route_completion", "", "score", "distance_m / route_m (distance along the route / the route's length), "
+      "clipped to [0, 1]; elapsed time / scenario duration when the scenario has no route length.", higher_is_better=True, required=True,
       section="progress", not_driven=MEASURED, table="scores", column="= RC", interval=False, compare=5)
     b("infraction_penalty", "", "score", "Product of CARLA's coefficient for each collision, times "
       "1 - outside_lanes_share.", higher_is_better=True, table="scores", column="x penalty", interval=False)
@@ -447,9 +457,11 @@ def _declare_builtins() -> None:
       "limit.")
     # ---------------------------------------------------------------- progress
     section = "progress"
-    b("distance_m", "m", "score", "Net progress along the road: last minus first longitudinal lane coordinate, at "
-      "least 0 (driving in circles earns nothing).", higher_is_better=True, required=True, not_driven=MEASURED)
-    b("route_m", "m", "info", "Route length the scenario asks for; None when the scenario is timed.")
+    b("distance_m", "m", "score", "Net progress along the route: for a route of road edges, the distance along "
+      "them since the start; for the road ahead, last minus first longitudinal lane coordinate; at least 0 "
+      "(driving in circles, or off the route, earns nothing).", higher_is_better=True, required=True, not_driven=MEASURED)
+    b("route_m", "m", "info", "The route's length: for a route of road edges, from where the ego starts on it to "
+      "its end; else the route length the scenario asks for; None when the scenario is timed.")
     b("route_completion_basis", "", "info", "What route_completion measured: distance, or time.")
     b("duration_s", "s", "info", "Simulated time from reset to the last recorded step.", required=True)
     b("scenario_duration_s", "s", "info", "The scenario's time limit.")
@@ -479,6 +491,16 @@ def _declare_builtins() -> None:
       f"constant velocity in {mx.NUPLAN_TTC_STEP_S:g} s steps up to {mx.NUPLAN_TTC_HORIZON_S:g} s, overlap "
       "(neighbours already touching or behind, and steps where the ego stands still, are ignored); None when "
       "none does.")
+    b("event_kind", "", "info", "Kind of the scenario's first scripted event (cut_in, lead_brake, ...); None when "
+      "the scenario has none.")
+    b("event_time_s", "s", "info", "Time of that event since reset; None without an event.")
+    b("reaction_time_s", "s", "continuous", f"Time from the first scripted event to the ego's first reaction: "
+      f"a commanded acceleration at least {mx.REACTION_BRAKE_MPS2:g} m/s^2 below both zero and what it commanded "
+      f"at the event (braking), or steering more than {mx.REACTION_STEER_RAD:g} rad away from its angle at the "
+      "event; None without an event or without a reaction.", higher_is_better=False)
+    b("min_ttc_after_event_s", "s", "continuous", f"Smallest TTC (as min_ttc_s) from the first scripted event "
+      f"on, capped at {mx.EVENT_TTC_CAP_S:g} s (no lead closing in after it); None without an event.",
+      higher_is_better=True)
     # ---------------------------------------------------------------- lane keeping
     section = "lane"
     b("mean_abs_lateral_offset_m", "m", "continuous", "Time mean of |lateral offset from the lane centre|.",
@@ -508,7 +530,8 @@ def _declare_builtins() -> None:
       higher_is_better=True, section="safety", not_driven=False)
     b("lane_keeping", "", "info", "NAVSIM's lane keeping: 1 when no run counted in share_off_centre_2s happened, "
       "else 0.", section="lane", not_driven=0.0)
-    b("reached_end", "", "info", "The scenario's end (its duration, or its route length) was reached.",
+    b("reached_end", "", "info", "The scenario's end was reached: the end of a route that ends, else the "
+      "scenario's duration or its route length.",
       section="outcome", not_driven=False)
     b("rms_jerk_mps3", "m/s^3", "continuous", "Root mean square of the jerk (longitudinal and lateral together).",
       higher_is_better=False)
@@ -538,6 +561,12 @@ def _declare_builtins() -> None:
     b("error", "", "info", "Traceback of an agent or simulator exception; None otherwise.")
     b("reference", "", "info", "The agent is a reference (the privileged expert), allowed to read ground truth.")
     b("trajectory_file", "", "info", "With --save-trajectories: the episode's .npz file in the run directory.")
+
+
+def _deviation_s() -> float:
+    from e2e_drive.sim.route import DEVIATION_S
+
+    return DEVIATION_S
 
 
 def _is_success(line: Mapping[str, Any]) -> bool:

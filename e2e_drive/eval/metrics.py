@@ -44,6 +44,8 @@ __all__ = [
     "stall_step",
     "distance_m",
     "route_completion",
+    "route_deviation_step",
+    "scenario_event_metrics",
     "ttc_series",
     "thw_series",
     "drac_series",
@@ -60,7 +62,7 @@ __all__ = [
 ]
 
 ERROR_STATUSES: tuple[str, ...] = ("agent_error", "sim_error", "timeout", "worker_died", "resource_error")
-DRIVING_STATUSES: tuple[str, ...] = ("success", "collision", "offroad", "stalled")
+DRIVING_STATUSES: tuple[str, ...] = ("success", "collision", "offroad", "route_deviation", "stalled", "time_up")
 STATUSES: tuple[str, ...] = DRIVING_STATUSES + ERROR_STATUSES
 
 STALL_SPEED_MPS = 0.1
@@ -78,6 +80,13 @@ LANE_KEEPING_TIME_S = 2.0
 OVERSPEED_THRESHOLD_MPS = 2.23  # nuPlan speed limit compliance: max_overspeed_value_threshold
 INTERVENTION_PENALTY_S = 6.0  # PilotNet autonomy
 TRAFFIC_RADIUS_M = 50.0
+#: The ego reacts to a scripted event when its commanded acceleration drops to at most this far below
+#: both zero and what it commanded when the event happened [m/s^2] ...
+REACTION_BRAKE_MPS2 = 1.0
+#: ... or its steering moves this far from where it was when the event happened [rad].
+REACTION_STEER_RAD = 0.05
+#: min_ttc_after_event_s is capped here in the line (no closing lead after the event) [s].
+EVENT_TTC_CAP_S = 10.0
 OBJECT_SIZE_M = (2.0, 2.0)  # highway-env RoadObject LENGTH, WIDTH
 VEHICLE_SIZE_M = (5.0, 2.0)  # highway-env Vehicle LENGTH, WIDTH
 
@@ -207,16 +216,18 @@ def stall_step(record: EpisodeRecord) -> int | None:
 
 
 def distance_m(record: EpisodeRecord) -> float:
-    """Net progress along the road, ``max(0, s[-1] - s[0])``: driving in circles earns nothing."""
+    """Net progress along the route (a route of road edges: ``route_progress_m``) or along the road
+    (the road ahead: ``longitudinal_m``), ``max(0, s[-1] - s[0])``: driving in circles earns nothing."""
     if record.n_steps == 0:
         return 0.0
-    s = record.longitudinal_m
+    s = record.route_progress_m if record.route_progress_m is not None else record.longitudinal_m
     value = float(s[-1] - s[0])
     return max(0.0, value) if math.isfinite(value) else 0.0
 
 
 def route_completion(record: EpisodeRecord) -> tuple[float, str]:
-    """Distance / route_m clipped to [0, 1]; by time when the scenario has no route length.
+    """Distance along the route / route_m (the route's length) clipped to [0, 1]; by time when the
+    scenario has no route length.
 
     Returns ``(value, basis)`` with basis "distance" or "time".
     """
@@ -225,9 +236,26 @@ def route_completion(record: EpisodeRecord) -> tuple[float, str]:
     return min(1.0, max(0.0, _duration_s(record) / record.scenario_duration_s)), "time"
 
 
+def route_deviation_step(record: EpisodeRecord) -> int | None:
+    """First step at which the ego had deviated from its route (off it for 1 s), None if never."""
+    if record.route_deviated is None or not record.route_deviated.any():
+        return None
+    return int(np.argmax(record.route_deviated))
+
+
+def _duration_reached(record: EpisodeRecord) -> bool:
+    return (record.scenario_duration_s is not None
+            and _duration_s(record) >= record.scenario_duration_s - 0.5 * record.sim_dt_s)
+
+
 def _reached_end(record: EpisodeRecord) -> bool:
+    """A route that ends: its end was reached. Otherwise: the scenario's duration or route length."""
     if record.n_steps == 0:
         return False
+    if record.route_ends:
+        if record.route_done is not None and bool(record.route_done[-1]):
+            return True
+        return record.route_m is not None and distance_m(record) >= record.route_m - 1e-6
     if record.scenario_duration_s is not None and _duration_s(record) >= record.scenario_duration_s - 0.5 * record.sim_dt_s:
         return True
     return record.route_m is not None and distance_m(record) >= record.route_m - 1e-6
@@ -446,6 +474,46 @@ def comfort(record: EpisodeRecord) -> dict[str, float | bool | None]:
     return out
 
 
+# ---------------------------------------------------------------------------- scripted events
+def scenario_event_metrics(record: EpisodeRecord) -> dict[str, Any]:
+    """The first scripted event (its kind and time), the ego's reaction time and the smallest TTC after it.
+
+    Reaction: the first row after the event at which the commanded acceleration is at most
+    ``min(0, a_event) - REACTION_BRAKE_MPS2`` (braking beyond what the ego did when the event
+    happened), or the steering is more than ``REACTION_STEER_RAD`` from its value then; the
+    reaction time is that row's time minus the event's (None when the ego never reacted).
+    Without a commanded acceleration in the record, the acceleration is the derivative of the
+    speed. ``min_ttc_after_event_s``: the smallest TTC from the event on, capped at
+    ``EVENT_TTC_CAP_S``. Every value is None when the scenario had no event.
+    """
+    out: dict[str, Any] = {"event_kind": None, "event_time_s": None, "reaction_time_s": None,
+                           "min_ttc_after_event_s": None}
+    if not record.scenario_events or record.n_steps == 0:
+        return out
+    event = min(record.scenario_events, key=lambda e: e["time_s"])
+    t = record.t_s - record.t_s[0]
+    t_event = float(event["time_s"])
+    out["event_kind"], out["event_time_s"] = event["kind"], t_event
+    k0 = event.get("step")
+    if not isinstance(k0, int) or not 0 <= k0 < record.n_steps:
+        k0 = int(np.searchsorted(t, t_event - 1e-9))
+    if k0 >= record.n_steps:
+        return out
+    acc = record.acceleration_mps2
+    if acc is None:
+        acc = np.gradient(record.speed_mps, record.t_s) if record.n_steps > 1 else np.zeros(record.n_steps)
+    acc = np.nan_to_num(acc)
+    steer = np.nan_to_num(record.steering_rad)
+    brake_below = min(0.0, float(acc[k0])) - REACTION_BRAKE_MPS2
+    after = np.arange(record.n_steps) > k0
+    reacted = after & ((acc <= brake_below + 1e-9) | (np.abs(steer - steer[k0]) > REACTION_STEER_RAD))
+    if reacted.any():
+        out["reaction_time_s"] = float(t[int(np.argmax(reacted))] - t_event)
+    ttc = ttc_series(record)[k0:]
+    out["min_ttc_after_event_s"] = float(min(EVENT_TTC_CAP_S, float(ttc.min()))) if ttc.size else None
+    return out
+
+
 # ---------------------------------------------------------------------------- other parts
 def driving_direction_compliance(record: EpisodeRecord, window_s: float = 1.0) -> tuple[float, float]:
     """nuPlan driving direction compliance: worst distance made against the direction in 1 s.
@@ -505,10 +573,12 @@ def _speed_limit_compliance(record: EpisodeRecord) -> tuple[float | None, float 
 
 
 # ---------------------------------------------------------------------------- episode
-def _status(record: EpisodeRecord, status_override: str | None,
-            first_collision: int | None, first_offroad: int | None, stalled_at: int | None) -> tuple[str, int | None, str | None]:
+def _status(record: EpisodeRecord, status_override: str | None, first_collision: int | None,
+            first_offroad: int | None, stalled_at: int | None,
+            deviated_at: int | None = None) -> tuple[str, int | None, str | None]:
     events = [(step, rank, name) for rank, (name, step) in enumerate(
-        (("collision", first_collision), ("offroad", first_offroad), ("stalled", stalled_at))) if step is not None]
+        (("collision", first_collision), ("offroad", first_offroad), ("route_deviation", deviated_at),
+         ("stalled", stalled_at))) if step is not None]
     if events:
         step, _, name = min(events)
         return name, step, None
@@ -516,6 +586,8 @@ def _status(record: EpisodeRecord, status_override: str | None,
         return status_override, None, None
     if _reached_end(record):
         return "success", None, None
+    if record.route_ends and _duration_reached(record):
+        return "time_up", record.n_steps - 1, None
     return ("sim_error", None,
             "episode ended before the scenario end with no collision, off-road or stall recorded")
 
@@ -543,7 +615,9 @@ def _outcome(record: EpisodeRecord, status_override: str | None) -> dict[str, An
     if (stalled_at is None and status_override is None and record.route_m is not None and record.n_steps
             and _reached_end(record) and rc < MIN_PROGRESS):
         stalled_at = record.n_steps - 1  # the scenario ended and the ego made no progress: not a success
-    status, status_step, status_reason = _status(record, status_override, first_collision, first_offroad, stalled_at)
+    deviated_at = route_deviation_step(record)
+    status, status_step, status_reason = _status(record, status_override, first_collision, first_offroad, stalled_at,
+                                                 deviated_at)
     counts = _collision_counts(record)
     first = collisions[0] if collisions else None
     return {
@@ -557,6 +631,7 @@ def _outcome(record: EpisodeRecord, status_override: str | None) -> dict[str, An
         "off_lane": bool(off_lane.any()),
         "wrong_way": bool(record.wrong_way.any()),
         "stalled": stalled_at is not None,
+        "route_deviation": deviated_at is not None,
         "reached_end": _reached_end(record),
         "n_collisions": len(collisions),
         "n_collisions_vehicle": int(counts["vehicle"]),
@@ -565,6 +640,7 @@ def _outcome(record: EpisodeRecord, status_override: str | None) -> dict[str, An
         "n_offroad_events": _onsets(off_lane),
         "n_wrong_way_events": _onsets(record.wrong_way),
         "n_stalls": int(stalled_at is not None),
+        "n_route_deviations": int(deviated_at is not None),
         "collision_step": None if first is None else first["step"],
         "collision_other_kind": None if first is None else first["other_kind"],
         "collision_other_id": None if first is None else first["other_id"],
@@ -720,6 +796,7 @@ def episode_metrics(record: EpisodeRecord, status_override: str | None = None,
     m = _outcome(record, status_override)
     m.update(_progress(record))
     m.update(_surrogate_safety(record))
+    m.update(scenario_event_metrics(record))
     m.update(_lane_keeping_metrics(record))
     m.update(comfort(record))
     m.update(_runner_counters(record))

@@ -25,8 +25,10 @@ __all__ = ["markdown"]
 _SECTION_INTRO: dict[str, str] = {
     "outcome": "How the episode ended, which events happened, and the infraction counts that km between "
                "infractions is computed from.",
-    "progress": "Progress is measured along the road (the longitudinal coordinate of the ego's lane), so "
-                "distance made sideways, backwards or in circles earns nothing.",
+    "progress": "Progress is measured along the ego's route: for a route of road edges (an exit, a turn, a "
+                "roundabout exit), the distance along those edges since the start, which stops growing once the "
+                "ego leaves them; for the road ahead (the highway, the racetrack), the longitudinal coordinate of "
+                "the ego's lane. Distance made sideways, backwards, in circles or off the route earns nothing.",
     "safety": "Surrogate safety measures of the ego and the vehicle ahead of it in its lane. The ego's speed "
               "along the road is its speed times cos(heading error). TTC and time headway are infinite "
               "without a closing lead: None in the line, and the cap when aggregated.",
@@ -116,6 +118,7 @@ def _status_part() -> list[str]:
         STALL_TIME_S,
     )
     from e2e_drive.eval.scores import MIN_PROGRESS
+    from e2e_drive.sim.route import DEVIATION_S
 
     errors = ", ".join(f"`{s}`" for s in ERROR_STATUSES)
     zeroed = ", ".join(f"`{k}` = {str(v).lower() if isinstance(v, bool) else v}"
@@ -126,12 +129,18 @@ def _status_part() -> list[str]:
         "Every episode gets exactly one status (`status`). The driving statuses are "
         f"{', '.join(f'`{s}`' for s in DRIVING_STATUSES)}:",
         "",
-        "- `collision`, `offroad` and `stalled` are events; the first one in time wins (at the same step, "
-        "collision before off-road before stall), and the others are still counted in their flags and counts.",
+        "- `collision`, `offroad`, `route_deviation` and `stalled` are events; the first one in time wins (at the "
+        "same step, collision before off-road before route deviation before stall), and the others are still "
+        "counted in their flags and counts.",
+        f"- `route_deviation`: the ego was off its route (a missed exit, a wrong turn, circling past its exit) for "
+        f"{DEVIATION_S:g} s; the episode ends there.",
         f"- `stalled`: under {STALL_SPEED_MPS:g} m/s for more than {STALL_TIME_S:g} s with no lead vehicle within "
         f"{STALL_LEAD_GAP_M:g} m; a route scenario that ends with under {MIN_PROGRESS:.0%} of the route driven is "
         "stalled too, not a success.",
-        "- `success`: no event, and the scenario's end (its duration, or its route length) was reached.",
+        "- `success`: no event, and the scenario's end was reached: for a route that ends (an exit, a turn), "
+        "its end; otherwise the scenario's duration or its route length.",
+        "- `time_up`: no event, but the time limit ran out before the ego reached the end of a route that ends "
+        "(a failure).",
         "",
         f"The error statuses are {errors}: an exception in the agent (`agent_error`, including an invalid "
         "action, or a worker process that died inside the agent's code), in the simulator (`sim_error`, "

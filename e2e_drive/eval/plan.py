@@ -18,9 +18,31 @@ from typing import Any, Mapping, Sequence
 from e2e_drive.errors import ConfigError
 from e2e_drive.eval.episode import DEFAULT_EPISODE_BUDGET_S, MAX_NEIGHBOURS, EpisodeJob
 
-__all__ = ["RUN_FORMAT", "RunPlan", "job_for", "plan_run"]
+__all__ = ["RUN_FORMAT", "RunPlan", "job_for", "plan_run", "parse_difficulties", "difficulty_entry_name"]
 
 RUN_FORMAT = "e2e_drive.run/1"
+
+
+def parse_difficulties(value: str | Sequence[str] | None) -> tuple[str, ...]:
+    """``"easy,hard"`` (or a list) -> ("easy", "hard"); None or "" -> (); an unknown level is a ConfigError."""
+    from e2e_drive.scenarios.base import DIFFICULTIES
+
+    if value is None:
+        return ()
+    items = value.split(",") if isinstance(value, str) else list(value)
+    levels = [str(v).strip() for v in items if str(v).strip()]
+    for level in levels:
+        if level not in DIFFICULTIES:
+            raise ConfigError(f"--difficulty {level!r}: unknown level; levels: {', '.join(DIFFICULTIES)}")
+    return tuple(dict.fromkeys(levels))
+
+
+def difficulty_entry_name(name: str, level: str, own_level: str) -> str:
+    """The scenario name a run gives one difficulty level of a scenario file: the file's name at the file's own
+    level (``medium`` unless it names another), ``name@level`` at every other level, so that episode keys
+    (agent, scenario, condition, seed) stay unique and a run at the file's own level pairs with one without
+    ``--difficulty``."""
+    return name if level == own_level else f"{name}@{level}"
 
 
 @dataclass
@@ -161,11 +183,14 @@ def plan_run(envs: Sequence[str | Path], agents: Sequence[str], episodes: int, s
              conditions: Sequence[str] | str | None = None, camera_only: bool = True,
              save_trajectories: bool = False, episode_budget_s: float = DEFAULT_EPISODE_BUDGET_S,
              max_neighbours: int = MAX_NEIGHBOURS, sanitize_actions: bool = False,
-             metric_modules: Sequence[str] = ()) -> RunPlan:
+             metric_modules: Sequence[str] = (), difficulties: str | Sequence[str] | None = None) -> RunPlan:
     """Validate everything before any episode runs and lay out the jobs (seed-major order).
 
     metric_modules: modules that declare metrics of their own; run.json records them only
     when there are some (so a run without them keeps the configuration it always had).
+    difficulties: levels (``"easy,medium,hard"``) to run every scenario file at; each file's scenario
+    must declare difficulty levels. Each level is its own scenario entry, named by
+    :func:`difficulty_entry_name` (``cut_in``, ``cut_in@hard``); its episode lines carry ``difficulty``.
     """
     from e2e_drive.agents.base import agent_needs
     from e2e_drive.agents.loading import load_agent
@@ -185,14 +210,25 @@ def plan_run(envs: Sequence[str | Path], agents: Sequence[str], episodes: int, s
         raise ConfigError(f"--episode-budget-s {episode_budget_s!r}: expected a positive number of seconds")
     conds = resolve_conditions(conditions)
     metric_entries = _metric_module_entries(metric_modules)
+    levels = parse_difficulties(difficulties)
+
+    from e2e_drive.scenarios.base import DEFAULT_DIFFICULTY, get_scenario
 
     scenarios = []
     for path in envs:
         sf = load_scenario(path)
         scenario = scenario_of(sf.env_id, source=str(path))
-        configs = {c.name: apply_condition(c, scenario, sf.config, source=str(path)) for c in conds}
-        scenarios.append((sf, scenario, configs))
-    names = [sf.name for sf, _, _ in scenarios]
+        declaration = get_scenario(scenario, source=str(path))
+        if levels and not declaration.difficulties:
+            raise ConfigError(f"--difficulty: scenario file {path} (scenario '{scenario}') declares no difficulty "
+                              f"levels; run it without --difficulty, or give only files of the ability suite")
+        own_level = str(sf.config.get("difficulty", DEFAULT_DIFFICULTY))
+        for level in levels or (None,):
+            raw = dict(sf.config) if level is None else {**sf.config, "difficulty": level}
+            name = sf.name if level is None else difficulty_entry_name(sf.name, level, own_level)
+            configs = {c.name: apply_condition(c, scenario, raw, source=str(path)) for c in conds}
+            scenarios.append((name, sf, scenario, declaration.ability, configs))
+    names = [name for name, *_ in scenarios]
     dup = next((n for n in names if names.count(n) > 1), None)
     if dup is not None:
         raise ConfigError(f"--env: two scenario files are named '{dup}'; scenario names (file stems) must differ")
@@ -208,7 +244,7 @@ def plan_run(envs: Sequence[str | Path], agents: Sequence[str], episodes: int, s
             raise ConfigError(
                 f"agent '{label}' ({spec}) reads ground truth (needs.reads_ground_truth) and is not a reference; "
                 f"this is a camera-only comparison: remove it, or allow privileged agents (--allow-ground-truth)")
-        for sf, _, configs in scenarios:
+        for _, sf, _, _, configs in scenarios:
             for cname, cfg in configs.items():
                 _check_cameras(label, needs, cfg, f"scenario {sf.path} (condition {cname})")
         agent_entries.append({"label": label, "spec": resolved, "given": spec,
@@ -238,20 +274,20 @@ def plan_run(envs: Sequence[str | Path], agents: Sequence[str], episodes: int, s
         "max_neighbours": int(max_neighbours),
         "sanitize_actions": bool(sanitize_actions),
         **({"metric_modules": metric_entries} if metric_entries else {}),
-        "envs": [{"name": sf.name, "file": sf.path.name, "env_id": sf.env_id, "scenario": scenario,
-                  "description": sf.description, "configs": configs}
-                 for sf, scenario, configs in scenarios],
+        "envs": [{"name": name, "file": sf.path.name, "env_id": sf.env_id, "scenario": scenario,
+                  "description": sf.description, "configs": configs, **({"ability": ability} if ability else {})}
+                 for name, sf, scenario, ability, configs in scenarios],
         "conditions": [c.to_dict() for c in conds],
         "agents": [{"label": a["label"], "reads_ground_truth": a["reads_ground_truth"],
                     "is_reference": a["is_reference"], **_agent_fingerprint(a["spec"])} for a in agent_entries],
     }
     config = json.loads(json.dumps(config))
-    jobs = [EpisodeJob(agent=a["label"], agent_spec=a["spec"], scenario=sf.name, env_id=sf.env_id,
+    jobs = [EpisodeJob(agent=a["label"], agent_spec=a["spec"], scenario=name, env_id=sf.env_id,
                        config=configs[c.name], condition=c.name, seed=s, budget_s=budget,
                        save_trajectory=bool(save_trajectories), reference=a["is_reference"],
                        max_neighbours=int(max_neighbours), sanitize_actions=bool(sanitize_actions),
-                       metric_modules=tuple(e["module"] for e in metric_entries))
-            for s in seeds for sf, _, configs in scenarios for c in conds for a in agent_entries]
+                       metric_modules=tuple(e["module"] for e in metric_entries), ability=ability)
+            for s in seeds for name, sf, _, ability, configs in scenarios for c in conds for a in agent_entries]
     return RunPlan(config=config, jobs=jobs, agent_specs={a["label"]: a["spec"] for a in agent_entries})
 
 
@@ -271,4 +307,5 @@ def job_for(meta: Mapping[str, Any], agent: str, scenario: str, condition: str, 
                       budget_s=float(config.get("episode_budget_s") or 0.0), save_trajectory=save_trajectory,
                       reference=is_reference, max_neighbours=int(config.get("max_neighbours", MAX_NEIGHBOURS)),
                       sanitize_actions=bool(config.get("sanitize_actions", False)),
-                      metric_modules=tuple(e["module"] for e in config.get("metric_modules", ())))
+                      metric_modules=tuple(e["module"] for e in config.get("metric_modules", ())),
+                      ability=str(env.get("ability", "")))

@@ -67,6 +67,9 @@ STEP_COLUMNS: dict[str, tuple[type, bool, Any]] = {
     "lead_speed_mps": (np.float64, True, math.nan),
     "acceleration_mps2": (np.float64, False, math.nan),
     "speed_limit_mps": (np.float64, False, math.nan),
+    "route_progress_m": (np.float64, False, math.nan),
+    "route_deviated": (np.bool_, False, False),
+    "route_done": (np.bool_, False, False),
 }
 
 #: Kinds of the other party in a collision.
@@ -79,7 +82,9 @@ _COLLISION_OPTIONAL = {"ego_changing_lane": None, "other_length_m": None,
 _LANE_CHANGE_REQUIRED = ("step", "from_lane", "to_lane")
 
 _SCALARS = ("policy_hz", "sim_hz", "route_m", "scenario_duration_s", "ego_length_m",
-            "ego_width_m", "interventions", "clipped_actions")
+            "ego_width_m", "interventions", "clipped_actions", "route_ends")
+#: Keys of a scripted scenario event (``scenario_events``): required, and those kept when present.
+_EVENT_REQUIRED = ("kind", "time_s")
 
 
 def _finite_or_none(value: Any) -> Any:
@@ -119,7 +124,10 @@ class EpisodeRecord:
     reset): see :data:`STEP_COLUMNS`. ``lead_gap_m`` is the bumper-to-bumper gap to the
     vehicle ahead in the ego lane (``inf`` if none), ``lead_speed_mps`` its speed along the
     road (NaN if none). ``acceleration_mps2`` (commanded) and ``speed_limit_mps`` are
-    optional (None when not recorded).
+    optional (None when not recorded). Route columns (optional, None without a route of road
+    edges): ``route_progress_m`` the distance along the route since the start (edge routes
+    only; the road ahead is measured by ``longitudinal_m``), ``route_deviated`` whether the ego
+    has deviated from its route, ``route_done`` whether it has reached the route's end.
 
     Policy-rate data: ``act_ms`` (wall-clock ms per ``act`` call) and ``stage_ms``
     (per-stage ms for modular stacks, name -> array).
@@ -129,11 +137,14 @@ class EpisodeRecord:
     velocity), ``other_ds_m``, ``other_lateral_m`` (ego-lane coordinates as in
     :data:`NEIGHBOUR_FEATURES`), ``ego_changing_lane`` (bool or None = unknown),
     optional ``other_length_m``, ``other_width_m``, ``other_speed_mps``) and
-    ``lane_changes`` (dicts with ``step``, ``from_lane``, ``to_lane``).
+    ``lane_changes`` (dicts with ``step``, ``from_lane``, ``to_lane``); ``scenario_events``
+    (the scenario's scripted events, dicts with ``kind``, ``time_s`` since reset, optional
+    ``vehicle`` and other scalars the scenario added).
 
     Scalars: ``policy_hz``, ``sim_hz``, ``route_m`` (distance the scenario asks for, None
     when the scenario ends on time only), ``scenario_duration_s`` (None when it ends on the
-    route only), ego size, ``interventions`` (safety driver or filter take-overs) and
+    route only), ``route_ends`` (reaching the route's end ends the episode: success needs it),
+    ego size, ``interventions`` (safety driver or filter take-overs) and
     ``clipped_actions`` (NaN or out-of-range actions clipped by the runner).
     """
 
@@ -155,10 +166,14 @@ class EpisodeRecord:
     neighbours: np.ndarray | None = None
     acceleration_mps2: np.ndarray | None = None
     speed_limit_mps: np.ndarray | None = None
+    route_progress_m: np.ndarray | None = None
+    route_deviated: np.ndarray | None = None
+    route_done: np.ndarray | None = None
     act_ms: np.ndarray = field(default_factory=lambda: np.zeros(0))
     stage_ms: dict[str, np.ndarray] = field(default_factory=dict)
     collisions: list[dict] = field(default_factory=list)
     lane_changes: list[dict] = field(default_factory=list)
+    scenario_events: list[dict] = field(default_factory=list)
     policy_hz: float = 1.0
     sim_hz: float = 15.0
     route_m: float | None = None
@@ -167,6 +182,7 @@ class EpisodeRecord:
     ego_width_m: float = 2.0
     interventions: int = 0
     clipped_actions: int = 0
+    route_ends: bool = False
 
     def __post_init__(self) -> None:
         self._validate()
@@ -220,6 +236,8 @@ class EpisodeRecord:
                                  f"got {c['other_kind']!r}")
         self.lane_changes = [self._check_event(e, "lane_changes", _LANE_CHANGE_REQUIRED, {})
                              for e in self.lane_changes]
+        self.scenario_events = [self._check_scenario_event(e) for e in self.scenario_events]
+        self.route_ends = bool(self.route_ends)
         for name in ("policy_hz", "sim_hz"):
             value = float(getattr(self, name))
             if not value > 0:
@@ -259,6 +277,21 @@ class EpisodeRecord:
         out["step"] = step
         return out
 
+    @staticmethod
+    def _check_scenario_event(event: Mapping[str, Any]) -> dict:
+        if not isinstance(event, Mapping):
+            raise ValueError(f"EpisodeRecord.scenario_events: each event must be a dict, got {type(event).__name__}")
+        missing = [k for k in _EVENT_REQUIRED if k not in event]
+        if missing:
+            raise ValueError(f"EpisodeRecord.scenario_events: event {dict(event)} lacks keys {missing}")
+        out = {str(k): _finite_or_none(v) for k, v in event.items()
+               if v is None or isinstance(v, (str, bool, int, float, np.generic))}
+        out["kind"] = str(out["kind"])
+        if out["time_s"] is None:
+            raise ValueError(f"EpisodeRecord.scenario_events: event {dict(event)} has no finite time_s")
+        out["time_s"] = float(out["time_s"])
+        return out
+
     # ------------------------------------------------------------------ helpers
     @property
     def sim_dt_s(self) -> float:
@@ -286,6 +319,7 @@ class EpisodeRecord:
             "stage_ms": {k: _array_to_list(v) for k, v in self.stage_ms.items()},
             "collisions": [{k: _finite_or_none(v) for k, v in c.items()} for c in self.collisions],
             "lane_changes": [{k: _finite_or_none(v) for k, v in e.items()} for e in self.lane_changes],
+            "scenario_events": [dict(e) for e in self.scenario_events],
             **{name: _finite_or_none(getattr(self, name)) for name in _SCALARS},
         }
 
@@ -308,6 +342,7 @@ class EpisodeRecord:
         kwargs["stage_ms"] = {n: _list_to_array(v, np.float64, math.nan) for n, v in data.get("stage_ms", {}).items()}
         kwargs["collisions"] = [dict(c) for c in data.get("collisions", [])]
         kwargs["lane_changes"] = [dict(e) for e in data.get("lane_changes", [])]
+        kwargs["scenario_events"] = [dict(e) for e in data.get("scenario_events", [])]
         for name in _SCALARS:
             if name in data:
                 kwargs[name] = data[name]
@@ -322,7 +357,7 @@ class EpisodeRecord:
             value = getattr(self, name)
             if value is not None:
                 arrays[f"col_{name}"] = value.astype(np.float32) if name not in (
-                    "t_s", "x_m", "y_m", "longitudinal_m") and value.dtype == np.float64 else value
+                    "t_s", "x_m", "y_m", "longitudinal_m", "route_progress_m") and value.dtype == np.float64 else value
         arrays["neighbours"] = self.neighbours.astype(np.float32)
         arrays["act_ms"] = self.act_ms
         for name, value in self.stage_ms.items():
@@ -332,6 +367,7 @@ class EpisodeRecord:
             "neighbour_features": list(NEIGHBOUR_FEATURES),
             "collisions": [{k: _finite_or_none(v) for k, v in c.items()} for c in self.collisions],
             "lane_changes": [{k: _finite_or_none(v) for k, v in e.items()} for e in self.lane_changes],
+            "scenario_events": [dict(e) for e in self.scenario_events],
             **{name: _finite_or_none(getattr(self, name)) for name in _SCALARS},
         }
         arrays["meta_json"] = np.array(json.dumps(meta))
@@ -355,6 +391,7 @@ class EpisodeRecord:
             kwargs["stage_ms"] = {k[len("stage_"):]: npz[k] for k in npz.files if k.startswith("stage_")}
         kwargs["collisions"] = meta["collisions"]
         kwargs["lane_changes"] = meta["lane_changes"]
+        kwargs["scenario_events"] = meta.get("scenario_events", [])
         for name in _SCALARS:
             if name in meta:
                 kwargs[name] = meta[name]
@@ -392,6 +429,7 @@ class RecordBuilder:
         self.stage_ms: dict[str, list[float]] = {}
         self.collisions: list[dict] = []
         self.lane_changes: list[dict] = []
+        self.scenario_events: list[dict] = []
 
     @property
     def n_steps(self) -> int:
@@ -431,6 +469,10 @@ class RecordBuilder:
         self.lane_changes.append({"step": self.n_steps - 1 if step is None else int(step),
                                   "from_lane": int(from_lane), "to_lane": int(to_lane)})
 
+    def add_scenario_event(self, kind: str, time_s: float, **extra: Any) -> None:
+        """Record a scripted scenario event (``time_s`` since reset)."""
+        self.scenario_events.append({"kind": kind, "time_s": float(time_s), **extra})
+
     def build(self, **scalars: Any) -> EpisodeRecord:
         """Make the record; ``scalars`` are policy_hz, sim_hz, route_m, ... (see EpisodeRecord)."""
         known = {f.name for f in fields(EpisodeRecord)}
@@ -449,4 +491,4 @@ class RecordBuilder:
         return EpisodeRecord(neighbours=nb, act_ms=np.asarray(self.act_ms, dtype=np.float64),
                              stage_ms={k: np.asarray(v) for k, v in self.stage_ms.items()},
                              collisions=list(self.collisions), lane_changes=list(self.lane_changes),
-                             **cols, **scalars)
+                             scenario_events=list(self.scenario_events), **cols, **scalars)

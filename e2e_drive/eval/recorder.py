@@ -17,7 +17,11 @@ observation or the reward. It fills an :class:`~e2e_drive.eval.record.EpisodeRec
   (on the next or previous road segment: distance along the road through the join);
 - the lead vehicle (nearest road user ahead whose centre lies inside the ego's lane in that frame);
 - collisions (the other party: the nearest crashed road user at the sub-step the ego
-  crashed) and lane changes (a lane id change on the same road segment).
+  crashed) and lane changes (a lane id change on the same road segment);
+- the route (``sim.e2e_route``): for a route of road edges, the progress along it since the
+  start (``progress_m - start_m``) per sub-step; for every route, whether the ego has deviated
+  from it and whether it has reached its end; and the scenario's scripted events
+  (``sim.e2e_events``, times since reset).
 
 With ``world=True`` it also keeps the neighbours in world coordinates with their stable ids
 (``--save-trajectories``). Cost: a few tens of microseconds per sub-step (vectorised).
@@ -76,6 +80,11 @@ class GroundTruthRecorder:
         self.world_neighbours: list[np.ndarray] = []
         self.collisions: list[dict] = []
         self.lane_changes: list[dict] = []
+        self.route_progress: list[float] = []
+        self.route_deviated: list[bool] = []
+        self.route_done: list[bool] = []
+        #: Scripted events with the row at which they happened (the state the scenario saw).
+        self.scenario_events: list[dict] = []
         self.act_ms: list[float] = []
         self._lane_index: Any = None
         self._s_offset = 0.0
@@ -201,6 +210,20 @@ class GroundTruthRecorder:
         cols["lead_gap_m"].append(lead_gap)
         cols["lead_speed_mps"].append(lead_speed)
 
+        route = getattr(sim, "e2e_route", None)
+        if route is not None:
+            if route.edges is not None:
+                self.route_progress.append(float(route.progress_m - route.start_m))
+            self.route_deviated.append(bool(route.deviated))
+            self.route_done.append(bool(route.done))
+        events = getattr(sim, "e2e_events", None)
+        if events and len(events) > len(self.scenario_events):
+            # scenario_step runs before a sub-step: an event that appeared during the sub-step that made
+            # this row was decided on the previous row's state.
+            row = max(0, step - 1)
+            for e in events[len(self.scenario_events):]:
+                self.scenario_events.append({**e, "step": row, "time_s": row * self._dt})
+
         if ego.crashed and not self._crashed:
             self._crashed = True
             self._record_collision(step, ego, speed)
@@ -255,7 +278,25 @@ class GroundTruthRecorder:
         # Sub-steps share sim.time within a policy step in some highway-env versions: rebuild t from the step count.
         arrays["t_s"] = np.arange(self.n_steps, dtype=np.float64) * self._dt
         nb = (np.stack(self.neighbours) if self.neighbours else np.zeros((0, self.max_neighbours, _N_F)))
-        ego = self.base.sim.vehicle
+        sim = self.base.sim
+        ego = sim.vehicle
+        route = getattr(sim, "e2e_route", None)
+        route_m = float(cfg["route_length_m"]) if cfg.get("route_length_m") else None
+        route_ends = False
+        if route is not None:
+            route_ends = bool(route.ends)
+            if route.edges is not None and route.length_m is not None:
+                # The distance the ego has to drive along its route (from where it starts on it).
+                route_m = max(1e-6, float(route.length_m) - float(route.start_m))
+            elif route.length_m is not None:
+                route_m = float(route.length_m)
+            n = self.n_steps
+            if len(self.route_progress) == n:
+                arrays["route_progress_m"] = np.asarray(self.route_progress, dtype=np.float64)
+            if len(self.route_deviated) == n:
+                arrays["route_deviated"] = np.asarray(self.route_deviated, dtype=bool)
+                arrays["route_done"] = np.asarray(self.route_done, dtype=bool)
+        events = [e for e in self.scenario_events if isinstance(e, dict) and "kind" in e]
         return EpisodeRecord(
             neighbours=nb,
             act_ms=np.asarray(self.act_ms, dtype=np.float64),
@@ -264,7 +305,9 @@ class GroundTruthRecorder:
             lane_changes=list(self.lane_changes),
             policy_hz=float(cfg["policy_frequency_hz"]),
             sim_hz=float(cfg["simulation_frequency_hz"]),
-            route_m=float(cfg["route_length_m"]) if cfg.get("route_length_m") else None,
+            route_m=route_m,
+            route_ends=route_ends,
+            scenario_events=events,
             scenario_duration_s=float(cfg["duration_s"]) if cfg.get("duration_s") else None,
             ego_length_m=float(ego.LENGTH),
             ego_width_m=float(ego.WIDTH),

@@ -6,7 +6,9 @@ videos are base64 VP8 WebM data URIs, and nothing refers to any network address.
 - the main table (agents x conditions: success rate and km between collisions, with
   intervals), the summary tables and, with two agents or more, the paired comparison;
 - plots: distributions of min TTC, mean speed and max |lateral offset|; success and
-  collision rates per condition with Wilson intervals; ego trajectories;
+  collision rates per condition with Wilson intervals; for scenarios of the ability suite, the
+  ability scores (one grouped bar chart per condition: abilities x agents, Wilson intervals);
+  ego trajectories;
 - short videos of each agent's worst episodes, the agent's camera beside a bird's-eye view.
   They are re-simulated from the episode's seed with the same agent (the run is
   deterministic), and each replay's episode line is checked against the stored one;
@@ -35,8 +37,8 @@ from e2e_drive.errors import ConfigError
 __all__ = ["write_report", "build_markdown", "replay_clip", "worst_episodes", "SEVERITY"]
 
 #: Ranking of outcomes for "worst episodes" (lower = worse).
-SEVERITY: dict[str, int] = {"collision": 0, "offroad": 1, "stalled": 2, "timeout": 3, "agent_error": 4,
-                            "resource_error": 4, "sim_error": 5, "worker_died": 5, "success": 6}
+SEVERITY: dict[str, int] = {"collision": 0, "offroad": 1, "route_deviation": 2, "stalled": 2, "time_up": 2,
+                            "timeout": 3, "agent_error": 4, "resource_error": 4, "sim_error": 5, "worker_died": 5, "success": 6}
 #: Longest clip [s] and the frame size of the bird's-eye view beside the camera [px].
 CLIP_S = 6.0
 BEV_PX = 176
@@ -258,6 +260,49 @@ def _plot_rates(summary: Mapping[str, Any], order: Sequence[str] | None = None) 
             ax.grid(axis="y", alpha=0.3)
             if row == 0 and col == 0:
                 ax.legend(fontsize=8, frameon=False)
+    fig.tight_layout()
+    return _svg(fig)
+
+
+def _plot_abilities(summary: Mapping[str, Any], order: Sequence[str] | None = None) -> str:
+    """Ability scores: one grouped bar chart per condition (and pooled), abilities on x, one bar per agent,
+    each with its Wilson interval."""
+    plt = _pyplot()
+    entries = summary.get("abilities") or []
+    conditions = _in_run_order([a["condition"] for a in entries if a["condition"] != "*"], order)
+    if any(a["condition"] == "*" for a in entries):
+        conditions.append("*")
+    from e2e_drive.eval.summary import _ability_order
+
+    abilities = _ability_order({a["ability"] for a in entries})
+    agents = list(dict.fromkeys(a["agent"] for a in entries))
+    by = {(a["agent"], a["condition"], a["ability"]): a for a in entries}
+    fig, axes = plt.subplots(len(conditions), 1, figsize=(max(7.0, 1.0 + 1.4 * len(abilities)), 3.0 * len(conditions)),
+                             squeeze=False)
+    width = 0.8 / max(1, len(agents))
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for row, condition in enumerate(conditions):
+        ax = axes[row][0]
+        for i, agent in enumerate(agents):
+            xs, ys, lo, hi = [], [], [], []
+            for j, ability in enumerate(abilities):
+                a = by.get((agent, condition, ability))
+                if a is None:
+                    continue
+                xs.append(j + (i - (len(agents) - 1) / 2) * width)
+                ys.append(a["rate"])
+                lo.append(a["rate"] - a["low"])
+                hi.append(a["high"] - a["rate"])
+            ax.bar(xs, ys, width * 0.9, yerr=[lo, hi], capsize=3, label=agent, color=colours[i % len(colours)],
+                   alpha=0.85, error_kw={"elinewidth": 1})
+        ax.set_xticks(range(len(abilities)))
+        ax.set_xticklabels([a.replace("_", " ") for a in abilities])
+        ax.set_ylim(0, 1.05)
+        where = "pooled over conditions" if condition == "*" else condition
+        ax.set_title(f"ability scores, {where} (success, Wilson 95%)")
+        ax.grid(axis="y", alpha=0.3)
+        if row == 0:
+            ax.legend(fontsize=8, frameon=False)
     fig.tight_layout()
     return _svg(fig)
 
@@ -530,14 +575,23 @@ def _tables_html(summary: Mapping[str, Any], comparison: Mapping[str, Any] | Non
         body.append(f"<h2>Paired comparison against {_esc(comparison['baseline'])}</h2>")
         body.append(_table(h, r, "Agent minus baseline, pairs matched on scenario, condition and seed; an interval "
                                   "that contains 0 reads 'no detectable difference'"))
+        if comparison.get("abilities"):
+            h, r = summary_mod._ability_comparison_rows(comparison)
+            body.append(_table(h, r, "Ability scores: paired success over each ability's scenarios and conditions "
+                                     "(agent minus baseline)"))
     return body
 
 
 def _plots_html(rows: Sequence[Mapping[str, Any]], summary: Mapping[str, Any], order: Sequence[str]) -> list[str]:
     """Distributions of a few metrics per agent and condition, and the rates per condition."""
-    return ["<h2>Distributions</h2>", _plot_distributions(rows, order),
-            '<p class="note">One dot per episode (errors left out); boxes show the quartiles.</p>',
-            "<h2>Rates per condition</h2>", _plot_rates(summary, order)]
+    out = ["<h2>Distributions</h2>", _plot_distributions(rows, order),
+           '<p class="note">One dot per episode (errors left out); boxes show the quartiles.</p>',
+           "<h2>Rates per condition</h2>", _plot_rates(summary, order)]
+    if summary.get("abilities"):
+        out += ['<h2 id="abilities">Ability scores</h2>', _plot_abilities(summary, order),
+                '<p class="note">Success over every episode of the scenarios of each ability (errors count as '
+                'failures); bars show the Wilson 95% interval.</p>']
+    return out
 
 
 class _Replays:

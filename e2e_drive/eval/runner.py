@@ -144,7 +144,8 @@ def evaluate(envs: Sequence[str | Path], agents: Sequence[str], episodes: int, s
              backend: str = "process", save_trajectories: bool = False,
              episode_budget_s: float = DEFAULT_EPISODE_BUDGET_S, address: str | None = None,
              camera_only: bool = True, progress: bool = True, sanitize_actions: bool = False,
-             memory_limit_gb: float | None = None, metric_modules: Sequence[str] = ()) -> dict[str, Any]:
+             memory_limit_gb: float | None = None, metric_modules: Sequence[str] = (),
+             difficulties: str | Sequence[str] | None = None) -> dict[str, Any]:
     """Run (or resume) an evaluation and return its summary (also written to DIR/summary.json).
 
     envs: scenario files. agents: agent files or ``package.module:Class``. episodes, seed:
@@ -160,6 +161,9 @@ def evaluate(envs: Sequence[str | Path], agents: Sequence[str], episodes: int, s
     metric_modules: modules that declare metrics of their own
     (:func:`e2e_drive.eval.metric_defs.register_metric`); each worker imports them before its
     episode and computes their metrics into every line; run.json records them.
+    difficulties: levels (``"easy,medium,hard"``) to run each scenario file at (each must declare
+    difficulty levels); a level other than the file's own is scenario ``name@level`` in the lines
+    (:func:`e2e_drive.eval.plan.difficulty_entry_name`), and every line carries ``difficulty``.
     """
     backends = {"process", "ray"}
     if backend not in backends:
@@ -178,7 +182,7 @@ def evaluate(envs: Sequence[str | Path], agents: Sequence[str], episodes: int, s
         _warm_pool()
     plan = plan_run(envs, agents, episodes, seed, conditions, camera_only=camera_only,
                     save_trajectories=save_trajectories, episode_budget_s=episode_budget_s,
-                    sanitize_actions=sanitize_actions, metric_modules=metric_modules)
+                    sanitize_actions=sanitize_actions, metric_modules=metric_modules, difficulties=difficulties)
     out = Path(out_dir)
     _prepare_dir(out, plan.config, plan.agent_specs)
     with _DirLock(out):

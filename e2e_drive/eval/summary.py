@@ -20,6 +20,10 @@ Conventions (also stored in every summary under ``settings``):
   aggregation they count as :data:`CAPS` (10 s), which is stated in the output.
 - Learned agents (rows with more than one distinct ``train_seed`` in a group) get rliable's
   stratified bootstrap: training seeds resampled within each evaluation seed.
+- Abilities: rows whose scenario declares an ability (``ability``, e.g. emergency_braking) are
+  also pooled per ability: the ability score is the success rate over every episode of the
+  ability's scenarios (every difficulty level run), with a Wilson interval; ``compare`` pairs
+  them per ability on (scenario, condition, seed).
 
 Which metrics are rates, continuous metrics or scores, their caps, directions and table
 columns come from the declarations in :mod:`e2e_drive.eval.metric_defs`; definitions are in
@@ -67,7 +71,9 @@ __all__ = [
     "CAPS",
     "COMPARE_METRICS",
     "summarize",
+    "ability_scores",
     "compare",
+    "compare_abilities",
     "format_table",
     "format_comparison",
     "to_markdown",
@@ -227,13 +233,51 @@ def summarize(episode_rows: Iterable[Mapping[str, Any]], confidence: float = 0.9
             "metrics": metrics,
             "km_between": distance_between_infractions(members, confidence),
         })
-    return json_safe({
+    out = {
         "settings": {"confidence": confidence, "n_resamples": n_resamples, "seed": seed, "caps": caps(),
                      "rates_denominator": "success: all episodes, errors included; other rates: driven episodes",
                      "scores_include_failures": sorted(score_metrics()),
                      "error_statuses": list(ERROR_STATUSES)},
         "groups": groups,
-    })
+    }
+    abilities = ability_scores(rows, confidence)
+    if abilities:  # only runs of ability-suite scenarios have them (other summaries keep their keys)
+        out["abilities"] = abilities
+    return json_safe(out)
+
+
+def ability_scores(episode_rows: Iterable[Mapping[str, Any]], confidence: float = 0.95) -> list[dict[str, Any]]:
+    """Ability scores: per (agent, condition, ability), the success rate over every episode of the
+    scenarios that declare that ability (errors count as failures), with its Wilson interval; with
+    several conditions also pooled over them (condition ``"*"``). Rows without an ability are left out.
+
+    Each entry: agent, condition, ability, k, n, rate, low, high, n_errors, scenarios (their names)."""
+    rows = [r for r in _check_rows(episode_rows) if r.get("ability")]
+    if not rows:
+        return []
+    conditions = list(dict.fromkeys(r["condition"] for r in rows))
+    out = []
+    for agent in sorted({r["agent"] for r in rows}, key=str):
+        mine = [r for r in rows if r["agent"] == agent]
+        for condition in conditions + (["*"] if len(conditions) > 1 else []):
+            cell = [r for r in mine if condition == "*" or r["condition"] == condition]
+            for ability in _ability_order({r["ability"] for r in cell}):
+                members = [r for r in cell if r["ability"] == ability]
+                k = sum(r["status"] == "success" for r in members)
+                low, high = wilson_interval(k, len(members), confidence)
+                out.append({"agent": agent, "condition": condition, "ability": ability, "k": k, "n": len(members),
+                            "rate": k / len(members), "low": low, "high": high,
+                            "n_errors": sum(_is_error(r) for r in members),
+                            "scenarios": sorted({str(r["scenario"]) for r in members})})
+    return out
+
+
+def _ability_order(abilities: Iterable[str]) -> list[str]:
+    """Abilities in the order the scenarios module declares them, unknown ones after, by name."""
+    from e2e_drive.scenarios.base import ABILITIES
+
+    rank = {a: i for i, a in enumerate(ABILITIES)}
+    return sorted(abilities, key=lambda a: (rank.get(a, len(rank)), a))
 
 
 # ---------------------------------------------------------------------------- comparison
@@ -316,10 +360,38 @@ def compare(rows: Iterable[Mapping[str, Any]], baseline: str, metrics: Sequence[
                 "n_errors_baseline": sum(_is_error(r) for r in b_rows),
                 "metrics": {m: _compare_metric(a_rows, b_rows, m, confidence, n_resamples, seed) for m in metrics},
             })
-    return json_safe({"baseline": baseline,
-                      "settings": {"confidence": confidence, "n_resamples": n_resamples, "seed": seed,
-                                   "pairs_on": ["scenario", "condition", "seed"], "caps": caps()},
-                      "comparisons": comparisons})
+    out: dict[str, Any] = {"baseline": baseline,
+                           "settings": {"confidence": confidence, "n_resamples": n_resamples, "seed": seed,
+                                        "pairs_on": ["scenario", "condition", "seed"], "caps": caps()},
+                           "comparisons": comparisons}
+    abilities = compare_abilities(rows, baseline, confidence, n_resamples, seed)
+    if abilities:
+        out["abilities"] = abilities
+    return json_safe(out)
+
+
+def compare_abilities(rows: Iterable[Mapping[str, Any]], baseline: str, confidence: float = 0.95,
+                      n_resamples: int = 2000, seed: int = 0) -> list[dict[str, Any]]:
+    """Paired ability scores (agent minus baseline): per agent and ability, the success of every episode of
+    the ability's scenarios, pooled over scenarios, difficulty levels and conditions, paired on (scenario,
+    condition, seed); with McNemar's exact test and the paired bootstrap interval, as :func:`compare`."""
+    rows = [r for r in _check_rows(rows) if r.get("ability")]
+    agents = sorted({r["agent"] for r in rows}, key=str)
+    if baseline not in agents:
+        return []
+    out = []
+    for agent in agents:
+        if agent == baseline:
+            continue
+        for ability in _ability_order({r["ability"] for r in rows}):
+            a_rows = [r for r in rows if r["agent"] == agent and r["ability"] == ability]
+            b_rows = [r for r in rows if r["agent"] == baseline and r["ability"] == ability]
+            if not a_rows or not b_rows:
+                continue
+            m = _compare_metric(a_rows, b_rows, "success", confidence, n_resamples, seed)
+            out.append({"agent": agent, "baseline": baseline, "ability": ability, "n_pairs": m["n_pairs"],
+                        "scenarios": sorted({str(r["scenario"]) for r in a_rows}), "success": m})
+    return out
 
 
 # ---------------------------------------------------------------------------- formatting
@@ -389,8 +461,29 @@ TABLES: tuple[_Table, ...] = (
 )
 
 
+ABILITY_TABLE_TITLE = ("Ability scores (success over the episodes of each ability's scenarios, errors as failures; "
+                       "Wilson 95% intervals; condition * = pooled over conditions)")
+
+
+def ability_table(abilities: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    """(head, rows) of the ability table: one row per agent and condition, one column per ability."""
+    names = _ability_order({a["ability"] for a in abilities})
+    keys = list(dict.fromkeys((a["agent"], a["condition"]) for a in abilities))
+    by = {(a["agent"], a["condition"], a["ability"]): a for a in abilities}
+    head = ["agent", "condition", *names]
+    rows = []
+    for agent, condition in keys:
+        cells = []
+        for name in names:
+            a = by.get((agent, condition, name))
+            cells.append("-" if a is None else f"{_pct(a)} n={a['n']}")
+        rows.append([str(agent), str(condition), *cells])
+    return head, rows
+
+
 def _summary_tables(summary: Mapping[str, Any]) -> list[tuple[str, list[str], list[list[str]]]]:
-    """(title, head, rows) of every summary table that has a column to show."""
+    """(title, head, rows) of every summary table that has a column to show (and the ability table, when the
+    run has scenarios of the ability suite)."""
     out = []
     for table in TABLES:
         metrics = table_metrics(table.key)
@@ -401,6 +494,8 @@ def _summary_tables(summary: Mapping[str, Any]) -> list[tuple[str, list[str], li
         rows = [[str(g["agent"]), str(g["scenario"]), str(g["condition"]), *(f(g) for _, f in table.lead),
                  *(_cell(g, m) for m in metrics), *(f(g) for _, f in table.trail)] for g in summary["groups"]]
         out.append((table.title, head, rows))
+    if summary.get("abilities"):
+        out.append((ABILITY_TABLE_TITLE, *ability_table(summary["abilities"])))
     return out
 
 
@@ -452,18 +547,41 @@ def _comparison_rows(comparison: Mapping[str, Any]) -> tuple[list[str], list[lis
     return head, rows
 
 
+def _ability_comparison_rows(comparison: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
+    head = ["agent", "ability", "baseline", "agent value", "difference [95%]", "p (McNemar)", "P(improve)", "verdict",
+            "pairs"]
+    rows = []
+    for c in comparison.get("abilities") or ():
+        m = c["success"]
+        diff = "-" if m["difference"] is None else f"{m['difference']:+.3f} [{m['low']:+.3f},{m['high']:+.3f}]"
+        rows.append([str(c["agent"]), str(c["ability"]), _num(m["baseline"], 3), _num(m["agent"], 3), diff,
+                     _num(m["p_value"], 3), _num(m["p_improvement"], 2), m["verdict"], str(m["n_pairs"])])
+    return head, rows
+
+
 def format_comparison(comparison: Mapping[str, Any]) -> str:
-    """Fixed-width table of a :func:`compare` result."""
+    """Fixed-width table of a :func:`compare` result (and its per-ability table, when it has one)."""
     head, rows = _comparison_rows(comparison)
     title = (f"Paired differences vs {comparison['baseline']} (agent minus baseline; pairs on scenario, condition, "
              f"seed; better/worse only when the 95% interval excludes 0 and p < 0.05; "
              f"'need' = pairs for an interval of this size to exclude 0; episodes with an error status score 0 "
              f"and count as failures, and are left out of the other metrics' pairs)")
-    return "\n".join([title, *_fixed_width(head, rows)]) + "\n"
+    text = "\n".join([title, *_fixed_width(head, rows)]) + "\n"
+    if comparison.get("abilities"):
+        a_head, a_rows = _ability_comparison_rows(comparison)
+        text += "\n" + "\n".join([f"Ability scores vs {comparison['baseline']}: paired success (agent minus "
+                                  f"baseline) over each ability's scenarios and conditions, pairs on scenario, "
+                                  f"condition and seed", *_fixed_width(a_head, a_rows)]) + "\n"
+    return text
 
 
 def comparison_to_markdown(comparison: Mapping[str, Any]) -> str:
     """Markdown table of a :func:`compare` result."""
     head, rows = _comparison_rows(comparison)
-    return "\n".join([f"**Paired differences vs {comparison['baseline']}**", "", *_markdown(head, rows)]) + "\n"
+    text = "\n".join([f"**Paired differences vs {comparison['baseline']}**", "", *_markdown(head, rows)]) + "\n"
+    if comparison.get("abilities"):
+        a_head, a_rows = _ability_comparison_rows(comparison)
+        text += "\n" + "\n".join([f"**Ability scores vs {comparison['baseline']}** (paired success)", "",
+                                  *_markdown(a_head, a_rows)]) + "\n"
+    return text
 
