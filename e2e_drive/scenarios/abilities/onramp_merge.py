@@ -79,19 +79,19 @@ ONRAMP_MERGE = register_scenario(Scenario(
     description="start on merge-v0's on-ramp and merge into the highway's traffic before the ramp ends",
     sim_class=OnrampMergeScenario,
     keys={
-        "gap_m": Key((int, float), 35.0, "mean bumper gap between the vehicles of the right lane [m] "
+        "gap_m": Key((int, float), 45.0, "mean bumper gap between the vehicles of the right lane [m] "
                      "(each drawn in 0.7-1.3 x)", lambda x: 8.0 <= x <= 200.0, "a number in [8, 200]"),
-        "traffic_speed_mps": Key((int, float), 25.0, "speed of the highway traffic [m/s] (each vehicle within 5%)",
+        "traffic_speed_mps": Key((int, float), 18.0, "speed of the highway traffic [m/s] (each vehicle within 5%)",
                                  lambda x: 5.0 <= x <= 35.0, "a number in [5, 35]"),
         "aggressive_traffic": Key(bool, False, "other drivers use highway-env's AggressiveVehicle model"),
     },
-    defaults={"duration_s": 20.0, "route_length_m": 330.0},
+    defaults={"duration_s": 25.0, "route_length_m": 330.0},
     route="from the on-ramp into the highway's right lane, ending 60 m past the ramp's end",
     conditions={"dense_traffic": {"aggressive_traffic": True}},
     ability="merging",
     difficulties={
-        "easy": {"gap_m": 50.0, "traffic_speed_mps": 22.0},
-        "medium": {"gap_m": 35.0, "traffic_speed_mps": 25.0},
-        "hard": {"gap_m": 25.0, "traffic_speed_mps": 28.0},
+        "easy": {"gap_m": 60.0, "traffic_speed_mps": 16.0},
+        "medium": {"gap_m": 45.0, "traffic_speed_mps": 18.0},
+        "hard": {"gap_m": 35.0, "traffic_speed_mps": 20.0},
     },
 ))

@@ -86,7 +86,7 @@ ROUNDABOUT_EXIT = register_scenario(Scenario(
                               lambda x: 0 <= x <= 12, "an integer in [0, 12]"),
         "aggressive_traffic": Key(bool, False, "the extra vehicles use highway-env's AggressiveVehicle model"),
     },
-    defaults={"duration_s": 20.0, "route_length_m": 120.0},
+    defaults={"duration_s": 25.0, "route_length_m": 120.0},
     route="from the south entry through the roundabout into the chosen exit; ends 30 m along it",
     conditions={"dense_traffic": {"aggressive_traffic": True}},
     ability="route_following",
