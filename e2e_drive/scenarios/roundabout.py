@@ -21,7 +21,7 @@ class RoundaboutScenario(RoutedScenario, RoundaboutEnv):
     """Two-lane roundabout the ego enters and leaves to the north (roundabout-v0's road and traffic)."""
 
     def build_route(self) -> Route:
-        edges, length, exit_at = route_to_exit(self.road.network, "north")
+        edges, length, exit_at = route_to_exit(self.road.network, "north", into_exit_m=0.0)
         return Route(edges=edges, length_m=length, ends=True, maneuvers=[Maneuver(exit_at, "take_exit", ANNOUNCE_M)],
                      description="through the roundabout to its north exit")
 
@@ -31,7 +31,7 @@ ROUNDABOUT = register_scenario(Scenario(
     env_id="e2e_drive/Roundabout-v0",
     description="two-lane roundabout the ego enters and leaves to the north (roundabout-v0's road and traffic)",
     sim_class=RoundaboutScenario,
-    defaults={"duration_s": 15.0, "route_length_m": 120.0},
-    route=f"through the roundabout into its north exit (node '{EGO_DESTINATION}'), ending 30 m along it; "
+    defaults={"duration_s": 20.0, "route_length_m": 120.0},
+    route=f"through the roundabout into its north exit (node '{EGO_DESTINATION}'), ending where it joins the road north; "
           f"circling past the exit is route_deviation",
 ))

@@ -137,7 +137,7 @@ class PlannerConfig:
         0.5, "rest after a lane change the route asks for (keep_left / keep_right / take_exit)", unit="s",
         range=(0.0, None))
     route_time_per_lane_s: float = setting(
-        6.0, "time budgeted per lane still to cross before the command's point; the speed is capped so the "
+        4.0, "time budgeted per lane still to cross before the command's point; the speed is capped so the "
              "distance left allows it", unit="s", range=(0.0, None))
     route_min_speed_mps: float = setting(
         10.0, "the speed cap for lanes still to cross never goes below this", unit="m/s", range=(0.0, None))

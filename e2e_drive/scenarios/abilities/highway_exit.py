@@ -97,7 +97,7 @@ HIGHWAY_EXIT = register_scenario(Scenario(
     keys={
         "lanes_count": Key(int, 3, "highway lanes; the ego starts in the leftmost and crosses all of them "
                            "and the exit lane", lambda x: 2 <= x <= 6, "an integer in [2, 6]"),
-        "exit_distance_m": Key((int, float), 300.0, "distance from the ego's start to where the exit lane "
+        "exit_distance_m": Key((int, float), 250.0, "distance from the ego's start to where the exit lane "
                                "opens [m] (the exit leaves 100 m later)", lambda x: x >= 50,
                                "a number >= 50"),
         "vehicles_count": Key(int, 8, "other vehicles, placed 60 m behind to 260 m ahead of the ego, at 85-100% "
@@ -111,8 +111,8 @@ HIGHWAY_EXIT = register_scenario(Scenario(
     conditions={"dense_traffic": {"aggressive_traffic": True}},
     ability="route_following",
     difficulties={
-        "easy": {"lanes_count": 2, "exit_distance_m": 330.0, "vehicles_count": 4},
-        "medium": {"lanes_count": 3, "exit_distance_m": 300.0, "vehicles_count": 8},
-        "hard": {"lanes_count": 4, "exit_distance_m": 270.0, "vehicles_count": 12},
+        "easy": {"lanes_count": 2, "exit_distance_m": 260.0, "vehicles_count": 4},
+        "medium": {"lanes_count": 3, "exit_distance_m": 250.0, "vehicles_count": 8},
+        "hard": {"lanes_count": 3, "exit_distance_m": 220.0, "vehicles_count": 12},
     },
 ))

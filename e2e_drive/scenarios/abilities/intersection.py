@@ -69,20 +69,20 @@ INTERSECTION = register_scenario(Scenario(
         "turn": Key(str, "left", "the ego's turn at the junction: 'left' (across oncoming and priority traffic), "
                     "'straight', 'right' or 'random' (drawn per seed)", one_of(*TURN_CHOICES),
                     " or ".join(repr(c) for c in TURN_CHOICES), choices=TURN_CHOICES),
-        "vehicles_count": Key(int, 8, "vehicles spawned on the approaches before the start (stock "
+        "vehicles_count": Key(int, 5, "vehicles spawned on the approaches before the start (stock "
                               "initial_vehicle_count; each appears with probability 0.6)",
                               lambda x: 1 <= x <= 30, "an integer in [1, 30]"),
-        "spawn_probability": Key((int, float), 0.5, "probability that a new vehicle enters once a second",
+        "spawn_probability": Key((int, float), 0.35, "probability that a new vehicle enters once a second",
                                  lambda x: 0.0 <= x <= 1.0, "a number in [0, 1]"),
     },
-    defaults={"duration_s": 20.0, "route_length_m": 120.0},
+    defaults={"duration_s": 25.0, "route_length_m": 120.0},
     stock_config=_stock_config,
     route="from the south approach across the junction (by default turning left) 40 m into the exit road",
     conditions={"dense_traffic": {"spawn_probability": 0.8}},
     ability="giving_way",
     difficulties={
-        "easy": {"vehicles_count": 4, "spawn_probability": 0.3},
-        "medium": {"vehicles_count": 8, "spawn_probability": 0.5},
-        "hard": {"vehicles_count": 12, "spawn_probability": 0.7},
+        "easy": {"vehicles_count": 3, "spawn_probability": 0.2},
+        "medium": {"vehicles_count": 5, "spawn_probability": 0.35},
+        "hard": {"vehicles_count": 7, "spawn_probability": 0.5},
     },
 ))

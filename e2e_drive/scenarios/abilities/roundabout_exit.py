@@ -29,12 +29,14 @@ ANNOUNCE_M = 80.0
 RING_EDGES = [("se", "ex"), ("ex", "ee"), ("ee", "nx"), ("nx", "ne"), ("ne", "wx"), ("wx", "we")]
 
 
-def route_to_exit(network: Any, exit_name: str) -> tuple[list[tuple[str, str]], float, float]:
-    """(edges from the ego's entry into the exit, route length, where the exit edge starts)."""
+def route_to_exit(network: Any, exit_name: str, into_exit_m: float = INTO_EXIT_M
+                  ) -> tuple[list[tuple[str, str]], float, float]:
+    """(edges from the ego's entry into the exit, route length, where the exit edge starts); the
+    route ends ``into_exit_m`` along the exit road past the exit's first edge."""
     ring_node, first, last = EXITS[exit_name]
     edges = edges_of_path(["ser", "ses", *network.shortest_path("ses", last)[1:]])
     exit_at = route_offset_m(network, edges, (ring_node, first))
-    length = route_offset_m(network, edges, (first, last)) + INTO_EXIT_M
+    length = route_offset_m(network, edges, (first, last)) + into_exit_m
     return edges, length, exit_at
 
 
