@@ -13,7 +13,6 @@ from typing import Any, Sequence
 
 from highway_env import utils
 
-from e2e_drive.sim.route import Route
 from e2e_drive.sim.scenarios import EgoAction, RoutedVehicle, ScenarioMixin
 
 #: highway-env's behaviour models for the ``aggressive_traffic`` key.

@@ -9,8 +9,6 @@ the ramp lane past its end leaves the road (offroad).
 
 from __future__ import annotations
 
-from typing import Any
-
 from highway_env.envs.merge_env import MergeEnv
 
 from e2e_drive.config import Key
