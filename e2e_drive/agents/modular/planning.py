@@ -460,18 +460,17 @@ class RulePlanner:
         if not others:
             return None
         speeds = [max(p.ego_speed_mps + v.relative_speed_mps, 0.0) for v in others]
-        flow = float(np.mean(speeds))
-        # slots between consecutive vehicles (and beyond the first and the last), as (centre, size)
-        slots = [(others[0].gap_m - 0.5 * self.config.route_min_slot_m, float("inf"))]
-        for a, b in zip(others, others[1:]):
-            slots.append((0.5 * (a.gap_m + b.gap_m), b.gap_m - a.gap_m - b.length_m))
-        slots.append((others[-1].gap_m + 0.5 * self.config.route_min_slot_m, float("inf")))
-        usable = [c for c, size in slots if size >= self.config.route_min_slot_m]
-        if not usable:
-            return max(flow - self.config.route_gap_speed_offset_mps, 0.0)
-        centre = min(usable, key=abs)
-        return max(flow + float(np.clip(0.25 * centre, -self.config.route_gap_speed_offset_mps,
-                                        self.config.route_gap_speed_offset_mps)), 0.0)
+        half = 0.5 * self.config.route_min_slot_m
+        # slots between consecutive vehicles (and behind the last, ahead of the first): centre, size, speed
+        slots = [(others[0].gap_m - half, float("inf"), speeds[0]),
+                 (others[-1].gap_m + others[-1].length_m + half, float("inf"), speeds[-1])]
+        for i in range(len(others) - 1):
+            a, b = others[i], others[i + 1]
+            slots.append((0.5 * (a.gap_m + b.gap_m), b.gap_m - a.gap_m - b.length_m, 0.5 * (speeds[i] + speeds[i + 1])))
+        usable = [(c, v) for c, size, v in slots if size >= self.config.route_min_slot_m]
+        centre, flow = min(usable, key=lambda cv: abs(cv[0]))
+        offset = self.config.route_gap_speed_offset_mps
+        return max(flow + float(np.clip(0.3 * centre, -2.0 * offset, offset)), 0.0)
 
     def _route_branch_offsets(self, p: PerceptionOutput, s_m: np.ndarray) -> np.ndarray:
         """Path offsets that steer into a roundabout's exit: on a ring (curved beyond lane changes) with

@@ -97,10 +97,10 @@ HIGHWAY_EXIT = register_scenario(Scenario(
     keys={
         "lanes_count": Key(int, 3, "highway lanes; the ego starts in the leftmost and crosses all of them "
                            "and the exit lane", lambda x: 2 <= x <= 6, "an integer in [2, 6]"),
-        "exit_distance_m": Key((int, float), 250.0, "distance from the ego's start to where the exit lane "
+        "exit_distance_m": Key((int, float), 260.0, "distance from the ego's start to where the exit lane "
                                "opens [m] (the exit leaves 100 m later)", lambda x: x >= 50,
                                "a number >= 50"),
-        "vehicles_count": Key(int, 8, "other vehicles, placed 60 m behind to 260 m ahead of the ego, at 85-100% "
+        "vehicles_count": Key(int, 5, "other vehicles, placed 60 m behind to 260 m ahead of the ego, at 85-100% "
                               "of their lane's speed limit", lambda x: 0 <= x <= 40, "an integer in [0, 40]"),
         "aggressive_traffic": Key(bool, False, "other drivers use highway-env's AggressiveVehicle model"),
     },
@@ -111,8 +111,8 @@ HIGHWAY_EXIT = register_scenario(Scenario(
     conditions={"dense_traffic": {"aggressive_traffic": True}},
     ability="route_following",
     difficulties={
-        "easy": {"lanes_count": 2, "exit_distance_m": 260.0, "vehicles_count": 4},
-        "medium": {"lanes_count": 3, "exit_distance_m": 250.0, "vehicles_count": 8},
-        "hard": {"lanes_count": 3, "exit_distance_m": 220.0, "vehicles_count": 12},
+        "easy": {"lanes_count": 2, "exit_distance_m": 270.0, "vehicles_count": 3},
+        "medium": {"lanes_count": 3, "exit_distance_m": 260.0, "vehicles_count": 5},
+        "hard": {"lanes_count": 3, "exit_distance_m": 240.0, "vehicles_count": 7},
     },
 ))
