@@ -25,6 +25,7 @@ from e2e_drive.scenarios import (
     scenario_for_env_id,
     unregister_scenario,
 )
+from e2e_drive.scenarios.base import BUILTINS
 from e2e_drive.scenarios.doc import block, readme_block
 from test_readme import README, _section
 from test_runner import stock_idm_parameters  # noqa: F401  (autouse fixture: stock IDM in this process)
@@ -33,25 +34,31 @@ from tiny import user_module
 REPO = Path(__file__).resolve().parents[1]
 
 
-def test_registry_lists_the_four_builtins_with_their_env_ids():
+def test_registry_lists_the_builtins_with_their_env_ids():
     builtins = {s.name: s.env_id for s in all_scenarios() if s.module.startswith("e2e_drive.")}
-    assert builtins == {"highway": "e2e_drive/Highway-v0", "racetrack": "e2e_drive/Racetrack-v0",
-                        "merge": "e2e_drive/Merge-v0", "roundabout": "e2e_drive/Roundabout-v0"}
+    assert builtins == {name: env_id for name, env_id, _ in BUILTINS}
+    assert {"highway": "e2e_drive/Highway-v0", "racetrack": "e2e_drive/Racetrack-v0",
+            "merge": "e2e_drive/Merge-v0", "roundabout": "e2e_drive/Roundabout-v0",
+            "onramp_merge": "e2e_drive/OnrampMerge-v0", "highway_exit": "e2e_drive/HighwayExit-v0",
+            "roundabout_exit": "e2e_drive/RoundaboutExit-v0",
+            "intersection": "e2e_drive/Intersection-v0"}.items() <= builtins.items()
     assert list(SCENARIOS)[:4] == ["e2e_drive/Highway-v0", "e2e_drive/Racetrack-v0", "e2e_drive/Merge-v0",
                                    "e2e_drive/Roundabout-v0"]
     for name, env_id in builtins.items():
         assert get_scenario(name).env_id == env_id
         assert scenario_for_env_id(env_id).name == name == scenario_of(env_id)
         assert gym.spec(env_id).kwargs == {"scenario": name}
-        assert get_scenario(name).module == f"e2e_drive.scenarios.{name}"
+        assert get_scenario(name).module == next(m for n, _, m in BUILTINS if n == name)
     with pytest.raises(ConfigError, match="unknown env id 'e2e_drive/Nowhere-v0'; known ids: e2e_drive/Highway-v0"):
         scenario_of("e2e_drive/Nowhere-v0")
     # the declarations carry what used to be spread over five files
     assert get_scenario("racetrack").schema()["route_length_m"].default == 300.0
-    assert get_scenario("merge").route_end is not None and get_scenario("highway").route_end is None
+    assert get_scenario("merge").route_end is None  # its route ends it (past the ramp)
     assert get_scenario("highway").conditions == {"dense_traffic": {"aggressive_traffic": True}}
-    assert CONDITIONS["dense_traffic"].by_scenario == {"highway": {"aggressive_traffic": True}, "racetrack": {}}
-    with pytest.raises(ConfigError, match="does not apply to scenario 'merge' \\(applies to: highway, racetrack\\)"):
+    by_scenario = CONDITIONS["dense_traffic"].by_scenario
+    assert by_scenario["highway"] == {"aggressive_traffic": True} and by_scenario["racetrack"] == {}
+    assert "merge" not in by_scenario and "roundabout" not in by_scenario
+    with pytest.raises(ConfigError, match="does not apply to scenario 'merge' \\(applies to: highway, "):
         apply_condition(CONDITIONS["dense_traffic"], "merge", {})
 
 
@@ -155,4 +162,4 @@ def test_builtins_keep_their_order_whichever_module_is_imported_first():
             "print(','.join(SCENARIOS))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={**os.environ, "PYTHONPATH": str(REPO)}).stdout.strip()
-    assert out == "e2e_drive/Highway-v0,e2e_drive/Racetrack-v0,e2e_drive/Merge-v0,e2e_drive/Roundabout-v0"
+    assert out == ",".join(env_id for _, env_id, _ in BUILTINS)

@@ -33,6 +33,10 @@ BUILTINS: tuple[tuple[str, str, str], ...] = (
     ("racetrack", "e2e_drive/Racetrack-v0", "e2e_drive.scenarios.racetrack"),
     ("merge", "e2e_drive/Merge-v0", "e2e_drive.scenarios.merge"),
     ("roundabout", "e2e_drive/Roundabout-v0", "e2e_drive.scenarios.roundabout"),
+    ("onramp_merge", "e2e_drive/OnrampMerge-v0", "e2e_drive.scenarios.abilities.onramp_merge"),
+    ("highway_exit", "e2e_drive/HighwayExit-v0", "e2e_drive.scenarios.abilities.highway_exit"),
+    ("roundabout_exit", "e2e_drive/RoundaboutExit-v0", "e2e_drive.scenarios.abilities.roundabout_exit"),
+    ("intersection", "e2e_drive/Intersection-v0", "e2e_drive.scenarios.abilities.intersection"),
 )
 BUILTIN_MODULES: tuple[str, ...] = tuple(module for _, _, module in BUILTINS)
 

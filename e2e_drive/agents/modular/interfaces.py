@@ -58,6 +58,10 @@ class PerceptionOutput:
     ``lane_valid`` / ``vehicles_valid`` say whether perception found the lane / could look
     for vehicles this step; a planner must stay cautious when they are False (keep lane,
     no lane change, hold or reduce speed).
+
+    ``command`` / ``command_distance_m``: the satnav's navigation command from the observation
+    (one of :data:`e2e_drive.sim.route.COMMANDS`) and the distance to where it applies [m]; not
+    privileged (the modular agent copies them from the observation, whatever the perception).
     """
 
     ego_speed_mps: float
@@ -72,6 +76,8 @@ class PerceptionOutput:
     vehicles: tuple[PerceivedVehicle, ...] = ()
     lane_valid: bool = True
     vehicles_valid: bool = True
+    command: str = "follow_lane"
+    command_distance_m: float = float("inf")
 
     @property
     def lanes_left(self) -> int:

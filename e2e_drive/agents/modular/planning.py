@@ -132,6 +132,39 @@ class PlannerConfig:
         1.0, "extra lateral berth for traffic on roads not connected to the ego's", unit="m", range=(0.0, None))
     oncoming_speed_mps: float = setting(
         2.0, "connected-lane traffic moving towards the ego faster than this is ignored", unit="m/s", range=(0.0, None))
+    # ---- route following (the satnav command of the observation; see RulePlanner._route_*)
+    route_lane_change_rest_s: float = setting(
+        0.5, "rest after a lane change the route asks for (keep_left / keep_right / take_exit)", unit="s",
+        range=(0.0, None))
+    route_time_per_lane_s: float = setting(
+        4.0, "time budgeted per lane still to cross before the command's point; the speed is capped so the "
+             "distance left allows it", unit="s", range=(0.0, None))
+    route_min_speed_mps: float = setting(
+        10.0, "the speed cap for lanes still to cross never goes below this", unit="m/s", range=(0.0, None))
+    route_max_imposed_braking_mps2: float = setting(
+        3.0, "a lane change the route requires may make the new follower brake this hard", unit="m/s^2",
+        range=(0.0, None))
+    route_gap_speed_offset_mps: float = setting(
+        3.0, "while the route's lane change waits for a gap, drive this much slower than the target lane "
+             "(dropping back to the gap behind)", unit="m/s", range=(0.0, None))
+    route_min_slot_m: float = setting(
+        30.0, "a gap of the target lane the route's lane change aims for is at least this long (bumper to "
+              "bumper)", unit="m", range=(0.0, None))
+    route_lane_change_duration_s: float = setting(
+        2.5, "duration of a lane change the route requires (at least)", unit="s", range=(0.0, None))
+    route_lane_change_heading_rad: float = setting(
+        0.2, "a lane change the route requires may point this far off the lane (quicker at low speed)",
+        unit="rad", range=(0.0, None))
+    route_lane_change_curvature_1pm: float = setting(
+        0.05, "a lane change the route requires may start on a curve up to this (a roundabout's ring)",
+        unit="1/m", range=(0.0, None))
+    route_branch_lookahead_m: float = setting(
+        6.0, "on a ring, steer into the exit this far before it", unit="m", range=(0.0, None))
+    route_branch_angle_rad: float = setting(
+        0.6, "how sharply the path bends into a ring's exit", unit="rad", range=(0.0, None))
+    route_stop_margin_m: float = setting(
+        8.0, "stop this far before the end of a lane the route leaves (an on-ramp's end, the exit's split) "
+             "while no gap lets the ego out", unit="m", range=(0.0, None))
     idm_acceleration_max_mps2: float = setting(
         2.0, "IDM a: comfortable maximum acceleration", unit="m/s^2", range=(0.0, None))
     idm_deceleration_comfort_mps2: float = setting(
@@ -173,6 +206,7 @@ class RulePlanner:
         self._y_shift_m = 0.0  # absorbs lane renumbering so y stays continuous
         self._y_prev_m: float | None = None
         self._lc_active = False
+        self._lc_for_route = False
         self._lc_elapsed_s = 0.0
         self._lc_duration_s = self.config.lane_change_duration_s
         self._lc_start_y_m = 0.0
@@ -223,7 +257,7 @@ class RulePlanner:
     ) -> tuple[PerceivedVehicle | None, PerceivedVehicle | None]:
         lead = follower = None
         for v in p.vehicles:
-            if not self._occupies(v, delta, p.lane_width_m):
+            if self._route_merge_ignores(p, v) or not self._occupies(v, delta, p.lane_width_m):
                 continue
             if v.lane_delta is not None and p.ego_speed_mps + v.relative_speed_mps < -self.config.oncoming_speed_mps:
                 # "oncoming" on a connected one-way lane: a projection artefact (e.g. a vehicle
@@ -263,8 +297,13 @@ class RulePlanner:
             v = min(v, math.sqrt(self.config.max_lateral_acceleration_mps2 / kappa))
         return v
 
-    def lane_change_safe(self, p: PerceptionOutput, delta: int) -> bool:
-        """Gaps in lane ``delta`` (and no one about to move into it) allow the ego in."""
+    def lane_change_safe(self, p: PerceptionOutput, delta: int, max_imposed_braking_mps2: float | None = None) -> bool:
+        """Gaps in lane ``delta`` (and no one about to move into it) allow the ego in.
+
+        max_imposed_braking_mps2: the new follower's braking limit (default: the setting's; a lane
+        change the route requires accepts a harder one, ``route_max_imposed_braking_mps2``).
+        """
+        imposed = self.config.max_imposed_braking_mps2 if max_imposed_braking_mps2 is None else max_imposed_braking_mps2
         v_ego = p.ego_speed_mps
         w = p.lane_width_m
         lead, follower = self._lead_and_follower(p, delta)
@@ -283,7 +322,7 @@ class RulePlanner:
                 return False
             if closing > 0 and gap_behind / closing < self.config.min_rear_ttc_s:
                 return False
-            if self._follower_acceleration(p, follower, gap_behind, v_ego) < -self.config.max_imposed_braking_mps2:
+            if self._follower_acceleration(p, follower, gap_behind, v_ego) < -imposed:
                 return False
         # someone two lanes over, near and drifting towards the same lane
         for v in p.vehicles:
@@ -319,16 +358,19 @@ class RulePlanner:
             return v0
         return min(v0, max(p.ego_speed_mps + lead.relative_speed_mps, 0.0))
 
-    def _lane_change_duration_s(self, lateral_m: float, speed_mps: float, minimum_s: float) -> float:
+    def _lane_change_duration_s(self, lateral_m: float, speed_mps: float, minimum_s: float,
+                                max_heading_rad: float | None = None) -> float:
         """At least ``minimum_s``, and long enough that the path's peak heading stays small.
 
         The quintic's peak lateral speed is 1.875 * lateral / T; at low speed (racetrack,
         roundabout) a 3 s change would point the ego 0.3 rad off the lane.
         """
         v = max(speed_mps, 1.0)
-        return max(minimum_s, 1.875 * abs(lateral_m) / (v * math.tan(self.config.max_lane_change_heading_rad)))
+        heading = self.config.max_lane_change_heading_rad if max_heading_rad is None else max_heading_rad
+        return max(minimum_s, 1.875 * abs(lateral_m) / (v * math.tan(heading)))
 
     def _start_lane_change(self, y: float, lane_centre: float, delta: int, w: float, duration_s: float) -> None:
+        self._lc_for_route = False  # set by the caller when the route asked for it
         self._lc_active = True
         self._lc_elapsed_s = 0.0
         target = lane_centre + delta * w
@@ -337,6 +379,124 @@ class RulePlanner:
         self._lc_start_y_m = y
         self._lc_start_lane_centre_m = lane_centre
         self._lc_target_y_m = target
+
+    # ------------------------------------------------------------- route following
+    @staticmethod
+    def route_side(p: PerceptionOutput) -> int:
+        """The side the satnav command wants the ego on: -1 left, +1 right, 0 no preference.
+
+        keep_left: out of the rightmost lane (a lane that ends: an on-ramp); keep_right and
+        take_exit: into the rightmost lane (an exit leaves from it, also a roundabout's).
+        """
+        if p.command == "keep_left":
+            return -1
+        if p.command in ("keep_right", "take_exit"):
+            return 1
+        return 0
+
+    def route_lanes_to_cross(self, p: PerceptionOutput) -> int:
+        """Lanes the ego must still cross for the command (0: in a lane it allows)."""
+        side = self.route_side(p)
+        if side > 0:
+            return p.lanes_right
+        if side < 0:
+            return 1 if (p.lanes_right == 0 and p.lanes_left >= 1) else 0
+        return 0
+
+    def _route_straight_enough(self, p: PerceptionOutput) -> bool:
+        # speed caps and stop lines only on a nearly straight road (not in a roundabout's ring)
+        return max(abs(p.curvature_1pm), abs(p.curvature_ahead_1pm)) <= self.config.max_lane_change_curvature_1pm
+
+    def _route_lane_change_curvature_ok(self, p: PerceptionOutput) -> bool:
+        # a lane change the route requires may happen on a tighter curve (to the outer lane of a ring)
+        return max(abs(p.curvature_1pm), abs(p.curvature_ahead_1pm)) <= self.config.route_lane_change_curvature_1pm
+
+    def _route_speed_cap(self, p: PerceptionOutput, lanes: int) -> float | None:
+        """A speed that leaves ``route_time_per_lane_s`` per lane still to cross before the point."""
+        if lanes <= 0 or not math.isfinite(p.command_distance_m) or not self._route_straight_enough(p):
+            return None
+        return max(self.config.route_min_speed_mps, p.command_distance_m / (lanes * self.config.route_time_per_lane_s))
+
+    def _route_stop_line(self, p: PerceptionOutput, lanes: int) -> PerceivedVehicle | None:
+        """A virtual standing obstacle at the end of the lane the route leaves (keep_left: the on-ramp
+        ends there; take_exit: the exit splits off there), while the ego is still in the wrong lane."""
+        if lanes <= 0 or p.command not in ("keep_left", "take_exit") or not math.isfinite(p.command_distance_m):
+            return None
+        if not self._route_straight_enough(p):
+            return None
+        gap = p.command_distance_m - self.config.route_stop_margin_m
+        if gap > p.ego_speed_mps ** 2 / (2.0 * self.idm.deceleration_comfort_mps2) + self.config.route_stop_margin_m:
+            return None  # far enough to stop comfortably later: no need to slow yet
+        return PerceivedVehicle(lane_delta=0, gap_m=max(gap, 0.0), relative_speed_mps=-p.ego_speed_mps,
+                                lateral_m=0.0, is_static=True)
+
+    def _route_lane_change(self, p: PerceptionOutput) -> int:
+        """The lane change the route asks for now (a delta of -1 / +1, or 0): only when it is safe."""
+        side = self.route_side(p)
+        if (side == 0 or self.route_lanes_to_cross(p) <= 0 or not (p.lane_valid and p.vehicles_valid)
+                or p.lane_id is None or p.lanes_count is None or abs(p.lateral_offset_m) >= 0.5
+                or self._since_lane_change_s < self.config.route_lane_change_rest_s
+                or not self._route_lane_change_curvature_ok(p)):
+            return 0
+        return side if self.lane_change_safe(p, side, self.config.route_max_imposed_braking_mps2) else 0
+
+    def _route_gap_speed(self, p: PerceptionOutput, lanes: int) -> float | None:
+        """While the route's lane change waits (or, on an on-ramp, before the lanes join): the speed
+        that brings the ego alongside the nearest gap of the target lane that is long enough
+        (``route_min_slot_m``), a little slower than the traffic when none is near (dropping back).
+        None: no one there to match, or no change pending."""
+        side = self.route_side(p)
+        on_ramp = p.command == "keep_left" and p.lanes_left == 0 and p.lanes_right == 0
+        if side == 0 or not (lanes > 0 or on_ramp) or not self._route_straight_enough(p):
+            return None
+        w = p.lane_width_m
+        if on_ramp:
+            beside = [v for v in p.vehicles if self._route_merge_ignores(p, v)]
+            nearest_lane_m = max((v.lateral_m for v in beside), default=0.0)  # the lane the ramp joins
+            others = [v for v in beside if v.lateral_m > nearest_lane_m - 0.5 * w]
+        else:
+            others = [v for v in p.vehicles if v.lane_delta == side]
+        others = sorted((v for v in others if abs(v.gap_m) < 80.0), key=lambda v: v.gap_m)
+        if not others:
+            return None
+        speeds = [max(p.ego_speed_mps + v.relative_speed_mps, 0.0) for v in others]
+        half = 0.5 * self.config.route_min_slot_m
+        # slots between consecutive vehicles (and behind the last, ahead of the first): centre, size, speed
+        slots = [(others[0].gap_m - half, float("inf"), speeds[0]),
+                 (others[-1].gap_m + others[-1].length_m + half, float("inf"), speeds[-1])]
+        for i in range(len(others) - 1):
+            a, b = others[i], others[i + 1]
+            slots.append((0.5 * (a.gap_m + b.gap_m), b.gap_m - a.gap_m - b.length_m, 0.5 * (speeds[i] + speeds[i + 1])))
+        usable = [(c, v) for c, size, v in slots if size >= self.config.route_min_slot_m]
+        centre, flow = min(usable, key=lambda cv: abs(cv[0]))
+        offset = self.config.route_gap_speed_offset_mps
+        return max(flow + float(np.clip(0.3 * centre, -2.0 * offset, offset)), 0.0)
+
+    def _route_branch_offsets(self, p: PerceptionOutput, s_m: np.ndarray) -> np.ndarray:
+        """Path offsets that steer into a roundabout's exit: on a ring (curved beyond lane changes) with
+        take_exit close ahead, the path bends right past the exit's start (the exit leaves the
+        outer lane at a sharp angle; following the ring's lane would circle past it)."""
+        if (p.command != "take_exit" or self._route_straight_enough(p) or p.lanes_right > 0
+                or p.command_distance_m > self.config.route_branch_lookahead_m):
+            return np.zeros_like(s_m)
+        beyond = np.maximum(s_m - p.command_distance_m, 0.0)
+        return np.minimum(beyond * math.tan(self.config.route_branch_angle_rad), p.lane_width_m)
+
+    @staticmethod
+    def _route_merge_ignores(p: PerceptionOutput, v: PerceivedVehicle) -> bool:
+        """On an on-ramp (keep_left), traffic beside the ego on the road it merges into is not
+        crossing traffic to yield to: the ramp converges with it; the merge's gap acceptance
+        handles it once the lanes join (only vehicles still beside the ego's lane are ignored)."""
+        return (p.command == "keep_left" and v.lane_delta is None and v.lateral_m < -0.75 * p.lane_width_m)
+
+    def _route_leaving_lane_ignores(self, p: PerceptionOutput, delta: int, target_delta: int,
+                                    lead: PerceivedVehicle) -> bool:
+        """While a lane change the route requires is under way, the lead of the lane being left (the
+        end of an on-ramp) matters only once it is within the strongest braking's stopping distance."""
+        if not (self._lc_active and self._lc_for_route and delta == 0 and target_delta != 0):
+            return False
+        v = max(p.ego_speed_mps, 0.0)
+        return lead.gap_m > v * v / (2.0 * self.config.max_braking_mps2) + self.idm.min_gap_m
 
     # ------------------------------------------------------------------ plan
     def plan(self, perception: PerceptionOutput, dt_s: float) -> Plan:
@@ -353,13 +513,22 @@ class RulePlanner:
             self._lc_elapsed_s += dt_s
             delta_now = int(round((self._lc_target_y_m - lane_centre) / w))
             # abort while still mostly in the start lane if the target lane turned unsafe
+            # a lane change the route requires is abandoned only when the new follower could not stop
+            imposed = self.config.max_braking_mps2 if self._lc_for_route else None
             if (delta_now != 0 and abs(y - self._lc_start_lane_centre_m) < 0.45 * w
-                    and not self.lane_change_safe(p, delta_now)):
+                    and not self.lane_change_safe(p, delta_now, imposed)):
                 self.aborted_lane_changes += 1
                 self._start_lane_change(y, lane_centre, 0, w, 0.6 * self.config.lane_change_duration_s)
             elif self._lc_elapsed_s >= self._lc_duration_s and abs(y - self._lc_target_y_m) < 0.3:
                 self._lc_active = False
                 self._since_lane_change_s = 0.0
+        elif route_delta := self._route_lane_change(p):
+            self.lane_changes += 1
+            self._start_lane_change(y, lane_centre, route_delta, w, self.config.route_lane_change_duration_s)
+            self._lc_for_route = True
+            self._lc_duration_s = self._lane_change_duration_s(self._lc_target_y_m - y, v_ego,
+                                                               self.config.route_lane_change_duration_s,
+                                                               self.config.route_lane_change_heading_rad)
         elif (p.lane_valid and p.vehicles_valid and p.lane_id is not None and p.lanes_count is not None
               and self._since_lane_change_s >= self.config.min_time_between_lane_changes_s and v_ego > 5.0
               and abs(p.lateral_offset_m) < 0.5
@@ -369,6 +538,8 @@ class RulePlanner:
             best_delta, best_gain = 0, self.config.lane_change_gain_mps2
             for delta in (-1, 1):
                 if (delta < 0 and p.lanes_left < 1) or (delta > 0 and p.lanes_right < 1):
+                    continue
+                if delta == -self.route_side(p):  # never away from the side the route wants
                     continue
                 gain = self._mobil_gain(p, delta, v0, a_here)
                 if gain > best_gain and self.lane_change_safe(p, delta):
@@ -383,12 +554,22 @@ class RulePlanner:
         deltas = {0, target_delta}
         if abs(p.lateral_offset_m) > 0.25 * w:  # straddling a line: watch that lane too
             deltas.add(1 if p.lateral_offset_m > 0 else -1)
+        lanes_to_cross = self.route_lanes_to_cross(p) if not self._lc_active else 0
+        cap = self._route_speed_cap(p, lanes_to_cross)
+        if cap is not None:
+            v0 = min(v0, cap)
+        gap_speed = self._route_gap_speed(p, lanes_to_cross)
+        if gap_speed is not None:
+            v0 = min(gap_speed, self.config.cruise_speed_mps)  # may exceed a ramp's limit to match traffic
         acceleration = self._idm(p, v0, None)
         lead_gap = lead_rel = None
         emergency = False
+        stop_line = self._route_stop_line(p, lanes_to_cross)
+        if stop_line is not None:
+            acceleration = min(acceleration, self._idm(p, v0, stop_line))
         for delta in sorted(deltas):
             lead, _ = self._lead_and_follower(p, delta)
-            if lead is None:
+            if lead is None or self._route_leaving_lane_ignores(p, delta, target_delta, lead):
                 continue
             acceleration = min(acceleration, self._idm(p, v0, lead))
             if lead_gap is None or lead.gap_m < lead_gap:
@@ -418,6 +599,7 @@ class RulePlanner:
         else:
             lateral = np.zeros_like(times)
             rate = 0.0
+        lateral = lateral + self._route_branch_offsets(p, times * v_path)
         return Plan(
             target_lane_delta=target_delta,
             target_speed_mps=float(v0),

@@ -16,6 +16,7 @@ Each stage's wall time per call is measured; ``timings_ms()`` reports the means.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Any
 
@@ -24,6 +25,7 @@ import numpy as np
 from e2e_drive.agents.base import AgentNeeds, StageTimer, info_for
 from e2e_drive.agents.loading import build
 from e2e_drive.agents.modular.interfaces import ControlOutput, PerceptionOutput, Plan
+from e2e_drive.sim.route import COMMANDS
 
 #: Stage name -> "package.module:Class" (imported lazily). Camera perception registers here.
 PERCEPTIONS: dict[str, str] = {
@@ -36,6 +38,18 @@ PLANNERS: dict[str, str] = {
 CONTROLLERS: dict[str, str] = {
     "pure_pursuit": "e2e_drive.agents.modular.control:PurePursuitController",
 }
+
+
+def with_navigation(perceived: PerceptionOutput, observation: dict) -> PerceptionOutput:
+    """``perceived`` with the satnav command and distance of the observation (unchanged when the
+    observation has none, e.g. an env older than the navigation command)."""
+    if "command" not in observation:
+        return perceived
+    index = int(np.asarray(observation["command"]).reshape(-1)[0])
+    distance = observation.get("command_distance_m")
+    distance_m = float(np.asarray(distance).reshape(-1)[0]) if distance is not None else float("inf")
+    command = COMMANDS[index] if 0 <= index < len(COMMANDS) else "follow_lane"
+    return dataclasses.replace(perceived, command=command, command_distance_m=distance_m)
 
 
 class ModularAgent:
@@ -87,7 +101,8 @@ class ModularAgent:
 
     def act(self, observation: dict, info: dict | None = None) -> np.ndarray:
         t0 = time.perf_counter()
-        perceived = self.perception.perceive(observation, info_for(self.perception, info))
+        perceived = with_navigation(self.perception.perceive(observation, info_for(self.perception, info)),
+                                    observation)
         t1 = time.perf_counter()
         plan = self.planner.plan(perceived, self.dt_s)
         t2 = time.perf_counter()

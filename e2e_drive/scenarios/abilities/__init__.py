@@ -1,0 +1,1 @@
+"""The ability suite: short scripted scenarios, each measuring one driving ability."""

@@ -1,0 +1,100 @@
+"""roundabout_exit: enter roundabout-v0's roundabout from the south and take a given exit.
+
+The ring runs se -> ex -> ee -> nx -> ne -> wx -> we -> sx -> se; the exits leave it at ex (east,
+the first), nx (north, the second) and wx (west, the third). The route goes into the chosen
+exit and ends 30 m along it; circling past the exit (or leaving at another) is route_deviation.
+The satnav says take_exit from 80 m before the exit.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from highway_env.envs.roundabout_env import RoundaboutEnv
+
+from e2e_drive.config import Key, one_of
+from e2e_drive.scenarios.base import Scenario, register_scenario
+from e2e_drive.scenarios.routed import RoutedScenario, edges_of_path, other_vehicles_class, route_offset_m
+from e2e_drive.sim.route import Maneuver, Route
+
+#: Exit name -> (the ring node it leaves from, the exit's first node, its far end).
+EXITS: dict[str, tuple[str, str, str]] = {"east": ("ex", "exs", "exr"), "north": ("nx", "nxs", "nxr"),
+                                           "west": ("wx", "wxs", "wxr")}
+EXIT_CHOICES = (*EXITS, "random")
+#: The route ends this far along the exit road past the roundabout [m].
+INTO_EXIT_M = 30.0
+#: take_exit is announced this far before the exit [m].
+ANNOUNCE_M = 80.0
+#: Ring lanes and positions where the extra circulating vehicles may start.
+RING_EDGES = [("se", "ex"), ("ex", "ee"), ("ee", "nx"), ("nx", "ne"), ("ne", "wx"), ("wx", "we")]
+
+
+def route_to_exit(network: Any, exit_name: str, into_exit_m: float = INTO_EXIT_M
+                  ) -> tuple[list[tuple[str, str]], float, float]:
+    """(edges from the ego's entry into the exit, route length, where the exit edge starts); the
+    route ends ``into_exit_m`` along the exit road past the exit's first edge."""
+    ring_node, first, last = EXITS[exit_name]
+    edges = edges_of_path(["ser", "ses", *network.shortest_path("ses", last)[1:]])
+    exit_at = route_offset_m(network, edges, (ring_node, first))
+    length = route_offset_m(network, edges, (first, last)) + into_exit_m
+    return edges, length, exit_at
+
+
+class RoundaboutExitScenario(RoutedScenario, RoundaboutEnv):
+    """roundabout-v0's road and traffic, plus ``vehicles_count`` vehicles circulating on the ring."""
+
+    def _make_vehicles(self) -> None:
+        super()._make_vehicles()
+        cfg = self.e2e_config
+        rng = self.np_random
+        vehicle_class = other_vehicles_class(cfg)
+        ego = self.vehicle
+        for _ in range(int(cfg["vehicles_count"])):
+            a, b = RING_EDGES[int(rng.integers(len(RING_EDGES)))]
+            lane_id = int(rng.integers(2))
+            lane = self.road.network.get_lane((a, b, lane_id))
+            s = float(rng.uniform(0.0, lane.length))
+            position = lane.position(s, 0.0)
+            if any(float(((v.position - position) ** 2).sum()) < 12.0 ** 2 for v in self.road.vehicles):
+                continue
+            if float(((ego.position - position) ** 2).sum()) < 25.0 ** 2:
+                continue
+            v = vehicle_class.make_on_lane(self.road, (a, b, lane_id), longitudinal=s,
+                                           speed=float(rng.uniform(7.0, 10.0)))
+            v.plan_route_to(EXITS[list(EXITS)[int(rng.integers(len(EXITS)))]][2])
+            v.randomize_behavior()
+            self.road.vehicles.append(v)
+
+    def build_route(self) -> Route:
+        exit_name = self.e2e_config["exit"]
+        if exit_name == "random":
+            exit_name = list(EXITS)[int(self.np_random.integers(len(EXITS)))]
+        edges, length, exit_at = route_to_exit(self.road.network, exit_name)
+        return Route(edges=edges, length_m=length, ends=True,
+                     maneuvers=[Maneuver(exit_at, "take_exit", ANNOUNCE_M)],
+                     description=f"through the roundabout to its {exit_name} exit")
+
+
+ROUNDABOUT_EXIT = register_scenario(Scenario(
+    name="roundabout_exit",
+    env_id="e2e_drive/RoundaboutExit-v0",
+    description="enter roundabout-v0's roundabout from the south and take a given exit",
+    sim_class=RoundaboutExitScenario,
+    keys={
+        "exit": Key(str, "north", "the exit to take: 'east' (first), 'north' (second), 'west' (third), or "
+                    "'random' (drawn per seed)", one_of(*EXIT_CHOICES),
+                    " or ".join(repr(c) for c in EXIT_CHOICES), choices=EXIT_CHOICES),
+        "vehicles_count": Key(int, 2, "vehicles circulating on the ring at the start besides the stock ones",
+                              lambda x: 0 <= x <= 12, "an integer in [0, 12]"),
+        "aggressive_traffic": Key(bool, False, "the extra vehicles use highway-env's AggressiveVehicle model"),
+    },
+    defaults={"duration_s": 25.0, "route_length_m": 120.0},
+    route="from the south entry through the roundabout into the chosen exit; ends 30 m along it",
+    conditions={"dense_traffic": {"aggressive_traffic": True}},
+    ability="route_following",
+    difficulties={
+        "easy": {"exit": "east", "vehicles_count": 0},
+        "medium": {"exit": "north", "vehicles_count": 2},
+        "hard": {"exit": "random", "vehicles_count": 4},
+    },
+))
