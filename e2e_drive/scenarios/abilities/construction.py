@@ -2,7 +2,7 @@
 
 A straight 2-lane highway; the ego in the right lane at 25 m/s. ``taper_m`` ahead a taper of
 cones (small obstacles every 5 m) crosses the right lane from its right edge to its left edge
-over 40 m, then cones close the lane's left edge for 80 m. The left lane carries traffic with
+over 40 m, then cones close the lane for 80 m (0.8 m left of its centre). The left lane carries traffic with
 bumper gaps around ``traffic_gap_m``. Event "closure" when the taper is 100 m ahead.
 """
 
@@ -21,6 +21,10 @@ TAPER_M, CLOSED_M, CONE_SPACING_M = 40.0, 80.0, 5.0
 #: The route ends this far past the closure's end [m].
 PAST_CLOSURE_M = 40.0
 EVENT_DISTANCE_M = 100.0
+#: Along the closed stretch the cones stand this far left of the closed lane's centre [m]: in the
+#: way of a car in that lane, clear of the open lane (highway-env counts an object within 1 m of a
+#: lane's edge as on that lane, and its drivers would stop for it).
+CLOSED_LINE_M = -0.8
 
 
 class Cone(Obstacle):
@@ -38,10 +42,10 @@ class ConstructionScenario(StraightRoadScenario):
         x = float(ego.position[0])
         self.taper_x = x + float(cfg["taper_m"]) + float(rng.uniform(-10.0, 10.0))
         lane = self.lane(EGO_LANE)
-        half = float(lane.width_at(0.0)) / 2 - 0.3
+        right, left = float(lane.width_at(0.0)) / 2 - 0.3, CLOSED_LINE_M
         s = 0.0
         while s <= TAPER_M + CLOSED_M:
-            lateral = half - 2 * half * min(s / TAPER_M, 1.0)  # right edge -> left edge
+            lateral = right + (left - right) * min(s / TAPER_M, 1.0)  # right edge -> near the left edge
             self.road.objects.append(Cone(self.road, lane.position(self.taper_x + s, lateral)))
             s += CONE_SPACING_M
         self.announced = False

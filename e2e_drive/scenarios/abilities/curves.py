@@ -49,11 +49,13 @@ class CurvesScenario(RoutedScenario, RacetrackEnv):
                     break
 
     def build_route(self) -> Route:
-        edges = edges_of_path(CIRCUIT)[:int(self.e2e_config["route_edges_count"])]
+        count = int(self.e2e_config["route_edges_count"])
+        edges = edges_of_path(CIRCUIT)
         network = self.road.network
-        length = sum(float(network.graph[a][b][0].length) for a, b in edges)
-        return Route(edges=edges, length_m=length, ends=True,
-                     description=f"the circuit's first {len(edges)} edges ({length:.0f} m)")
+        length = sum(float(network.graph[a][b][0].length) for a, b in edges[:count])
+        # the next edge is on the route too: the end is at an edge's end, not past the route's last edge
+        return Route(edges=edges[:count + 1], length_m=length, ends=True,
+                     description=f"the circuit's first {count} edges ({length:.0f} m)")
 
 
 def _stock_config(cfg: dict[str, Any]) -> dict[str, Any]:

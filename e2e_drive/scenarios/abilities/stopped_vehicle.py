@@ -48,7 +48,7 @@ class StoppedVehicleScenario(StraightRoadScenario):
         self.stalled = self.add_vehicle(EGO_LANE, self.stalled_x, 0.0, StalledVehicle)
         self.revealed = False
         self.fill_lane(0, x - 150.0, x + 700.0, float(cfg["traffic_gap_m"]), EGO_SPEED_MPS * 0.95,
-                       keep_clear=(x - 30.0, self.stalled_x + 60.0))
+                       keep_clear=(x - 90.0, self.stalled_x + 60.0))
         self.route_end_x = self.stalled_x + PAST_STALLED_M
 
     def build_route(self):  # type: ignore[no-untyped-def]

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from highway_env.envs.highway_env import HighwayEnv
 from highway_env.road.road import Road, RoadNetwork
 from highway_env.vehicle.behavior import IDMVehicle
-from highway_env.envs.highway_env import HighwayEnv
 
 from e2e_drive.scenarios.routed import RoutedScenario, other_vehicles_class
 from e2e_drive.sim.route import Route
