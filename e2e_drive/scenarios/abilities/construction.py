@@ -13,6 +13,7 @@ from highway_env.vehicle.objects import Obstacle
 from e2e_drive.config import Key
 from e2e_drive.scenarios.abilities.straight import ScriptedVehicle, StraightRoadScenario
 from e2e_drive.scenarios.base import Scenario, register_scenario
+from e2e_drive.sim.route import MAX_COMMAND_DISTANCE_M, Maneuver
 
 EGO_SPEED_MPS = 25.0
 EGO_LANE = 1
@@ -60,6 +61,8 @@ class ConstructionScenario(StraightRoadScenario):
     def build_route(self):  # type: ignore[no-untyped-def]
         route = super().build_route()
         route.length_m = self.route_end_x
+        # the satnav (a road sign's worth): keep left, the right lane ends at the taper
+        route.maneuvers = [Maneuver(self.taper_x, "keep_left", MAX_COMMAND_DISTANCE_M)]
         return route
 
     def scenario_step(self) -> None:

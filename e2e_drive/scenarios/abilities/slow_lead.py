@@ -1,7 +1,7 @@
 """slow_lead: a slow truck ahead in the ego's lane; finishing in time needs an overtake.
 
 A straight 2-lane highway; the ego in the right lane at 25 m/s, a 12 m truck ``truck_gap_m``
-ahead at 12-15 m/s (seeded), traffic in the left lane at 22-25 m/s with bumper gaps around
+ahead at 11-13 m/s (seeded), traffic in the left lane at 22-25 m/s with bumper gaps around
 ``traffic_gap_m``. The route (450 m) cannot be finished within the 25 s behind the truck, so a
 driver that follows it runs out of time (time_up). Event "slow_lead" when the truck is 50 m ahead.
 """
@@ -14,7 +14,7 @@ from e2e_drive.scenarios.base import Scenario, register_scenario
 
 EGO_SPEED_MPS = 25.0
 EGO_LANE = 1
-TRUCK_SPEED_MPS = (12.0, 15.0)
+TRUCK_SPEED_MPS = (11.0, 13.0)
 #: Event "slow_lead" when the truck's bumper gap is this small [m].
 EVENT_GAP_M = 50.0
 
@@ -41,7 +41,7 @@ class SlowLeadScenario(StraightRoadScenario):
         gap = float(cfg["traffic_gap_m"])
         x_left = x - 200.0 + float(rng.uniform(0.0, gap))
         while x_left < x + 700.0:
-            if not x - 12.0 <= x_left <= x + 12.0:
+            if not x - 30.0 <= x_left <= x + 30.0:  # room to pull out at the start
                 v = self.add_vehicle(0, x_left, float(rng.uniform(22.0, 25.0)), ScriptedVehicle)
                 v.hold_speed = False
             x_left += 5.0 + gap * float(rng.uniform(0.7, 1.3))
@@ -61,17 +61,17 @@ SLOW_LEAD = register_scenario(Scenario(
         "lanes_count": Key(int, 2, "lanes side by side (the ego in the right one)", lambda x: x == 2, "2"),
         "truck_gap_m": Key((int, float), 80.0, "the truck's bumper gap ahead of the ego at the start [m]",
                            lambda x: 20.0 <= x <= 300.0, "a number in [20, 300]"),
-        "traffic_gap_m": Key((int, float), 50.0, "mean bumper gap of the traffic in the overtaking lane [m] "
+        "traffic_gap_m": Key((int, float), 80.0, "mean bumper gap of the traffic in the overtaking lane [m] "
                              "(each drawn in 0.7-1.3 x)", lambda x: 10.0 <= x <= 500.0, "a number in [10, 500]"),
         "aggressive_traffic": Key(bool, False, "other drivers use highway-env's AggressiveVehicle model"),
     },
     defaults={"duration_s": 25.0, "route_length_m": 450.0},
     route="450 m along the straight highway (more than 25 s behind the truck); ends there",
-    conditions={"dense_traffic": {"aggressive_traffic": True, "traffic_gap_m": 25.0}},
+    conditions={"dense_traffic": {"aggressive_traffic": True, "traffic_gap_m": 50.0}},
     ability="overtaking",
     difficulties={
-        "easy": {"traffic_gap_m": 80.0},
-        "medium": {"traffic_gap_m": 50.0},
-        "hard": {"traffic_gap_m": 35.0},
+        "easy": {"traffic_gap_m": 110.0},
+        "medium": {"traffic_gap_m": 80.0},
+        "hard": {"traffic_gap_m": 60.0},
     },
 ))
