@@ -2,8 +2,9 @@
 
 A straight 2-lane highway; the ego in the right lane at 25 m/s. ``taper_m`` ahead a taper of
 cones (small obstacles every 5 m) crosses the right lane from its right edge to its left edge
-over 40 m, then cones close the lane for 80 m (0.8 m left of its centre). The left lane carries traffic with
-bumper gaps around ``traffic_gap_m``. Event "closure" when the taper is 100 m ahead.
+over 40 m, then cones close the lane for 80 m (0.8 m left of its centre). The left lane carries
+traffic at one speed (20-23 m/s) with bumper gaps around ``traffic_gap_m``. Event "closure" when
+the taper is 100 m ahead.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ TAPER_M, CLOSED_M, CONE_SPACING_M = 40.0, 80.0, 5.0
 #: The route ends this far past the closure's end [m].
 PAST_CLOSURE_M = 40.0
 EVENT_DISTANCE_M = 100.0
+#: The open lane's traffic drives at one speed drawn in this range [m/s], whatever is ahead.
+TRAFFIC_SPEED_MPS = (20.0, 23.0)
 #: Along the closed stretch the cones stand this far left of the closed lane's centre [m]: in the
 #: way of a car in that lane, clear of the open lane (highway-env counts an object within 1 m of a
 #: lane's edge as on that lane, and its drivers would stop for it).
@@ -51,10 +54,11 @@ class ConstructionScenario(StraightRoadScenario):
             s += CONE_SPACING_M
         self.announced = False
         gap = float(cfg["traffic_gap_m"])
+        speed = float(rng.uniform(*TRAFFIC_SPEED_MPS))  # one speed: the gaps keep their size
         x_left = x - 200.0 + float(rng.uniform(0.0, gap))
         while x_left < x + 700.0:
             if not x - 12.0 <= x_left <= x + 12.0:
-                self.add_vehicle(0, x_left, float(rng.uniform(21.0, 24.0)), ScriptedVehicle)
+                self.add_vehicle(0, x_left, speed, ScriptedVehicle).hold_speed = True
             x_left += 5.0 + gap * float(rng.uniform(0.7, 1.3))
         self.route_end_x = self.taper_x + TAPER_M + CLOSED_M + PAST_CLOSURE_M
 
@@ -81,17 +85,17 @@ CONSTRUCTION = register_scenario(Scenario(
                            lambda x: x == 2, "2"),
         "taper_m": Key((int, float), 200.0, "distance from the ego's start to the taper's first cone [m] "
                        "(+-10 m, seeded)", lambda x: 60.0 <= x <= 600.0, "a number in [60, 600]"),
-        "traffic_gap_m": Key((int, float), 40.0, "mean bumper gap of the traffic in the open lane [m] "
+        "traffic_gap_m": Key((int, float), 55.0, "mean bumper gap of the traffic in the open lane [m] "
                              "(each drawn in 0.7-1.3 x)", lambda x: 10.0 <= x <= 500.0, "a number in [10, 500]"),
         "aggressive_traffic": Key(bool, False, "other drivers use highway-env's AggressiveVehicle model"),
     },
     defaults={"duration_s": 25.0, "route_length_m": 360.0},
     route="along the straight highway, ending 40 m past the closed stretch",
-    conditions={"dense_traffic": {"aggressive_traffic": True, "traffic_gap_m": 25.0}},
+    conditions={"dense_traffic": {"aggressive_traffic": True, "traffic_gap_m": 40.0}},
     ability="merging",
     difficulties={
-        "easy": {"taper_m": 250.0, "traffic_gap_m": 60.0},
-        "medium": {"taper_m": 200.0, "traffic_gap_m": 40.0},
-        "hard": {"taper_m": 150.0, "traffic_gap_m": 30.0},
+        "easy": {"taper_m": 250.0, "traffic_gap_m": 70.0},
+        "medium": {"taper_m": 200.0, "traffic_gap_m": 55.0},
+        "hard": {"taper_m": 170.0, "traffic_gap_m": 45.0},
     },
 ))

@@ -41,7 +41,7 @@ class SlowLeadScenario(StraightRoadScenario):
         gap = float(cfg["traffic_gap_m"])
         x_left = x - 200.0 + float(rng.uniform(0.0, gap))
         while x_left < x + 700.0:
-            if not x - 30.0 <= x_left <= x + 30.0:  # room to pull out at the start
+            if not x - 100.0 <= x_left <= x + 30.0:  # room to pull out on the approach
                 v = self.add_vehicle(0, x_left, float(rng.uniform(22.0, 25.0)), ScriptedVehicle)
                 v.hold_speed = False
             x_left += 5.0 + gap * float(rng.uniform(0.7, 1.3))
