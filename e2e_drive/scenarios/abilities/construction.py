@@ -87,11 +87,10 @@ CONSTRUCTION = register_scenario(Scenario(
                        "(+-10 m, seeded)", lambda x: 60.0 <= x <= 600.0, "a number in [60, 600]"),
         "traffic_gap_m": Key((int, float), 55.0, "mean bumper gap of the traffic in the open lane [m] "
                              "(each drawn in 0.7-1.3 x)", lambda x: 10.0 <= x <= 500.0, "a number in [10, 500]"),
-        "aggressive_traffic": Key(bool, False, "other drivers use highway-env's AggressiveVehicle model"),
     },
     defaults={"duration_s": 25.0, "route_length_m": 360.0},
     route="along the straight highway, ending 40 m past the closed stretch",
-    conditions={"dense_traffic": {"aggressive_traffic": True, "traffic_gap_m": 40.0}},
+    conditions={"dense_traffic": {"traffic_gap_m": 40.0}},
     ability="merging",
     difficulties={
         "easy": {"taper_m": 250.0, "traffic_gap_m": 70.0},

@@ -63,11 +63,10 @@ SLOW_LEAD = register_scenario(Scenario(
                            lambda x: 20.0 <= x <= 300.0, "a number in [20, 300]"),
         "traffic_gap_m": Key((int, float), 80.0, "mean bumper gap of the traffic in the overtaking lane [m] "
                              "(each drawn in 0.7-1.3 x)", lambda x: 10.0 <= x <= 500.0, "a number in [10, 500]"),
-        "aggressive_traffic": Key(bool, False, "other drivers use highway-env's AggressiveVehicle model"),
     },
     defaults={"duration_s": 25.0, "route_length_m": 450.0},
     route="450 m along the straight highway (more than 25 s behind the truck); ends there",
-    conditions={"dense_traffic": {"aggressive_traffic": True, "traffic_gap_m": 50.0}},
+    conditions={"dense_traffic": {"traffic_gap_m": 50.0}},
     ability="overtaking",
     difficulties={
         "easy": {"traffic_gap_m": 110.0},
