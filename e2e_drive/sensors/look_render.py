@@ -1,0 +1,626 @@
+"""Rendering a scene with a look (see looks.py): what ``Camera.render(..., scene=...)`` draws.
+
+The dashcam reuses the plain renderer's ground pipeline (road quads and markings, with the
+look's missing dashes dropped) and adds, in order: road patches and tar lines, vehicle shadows
+(or contact shadows without sun) and wet-road reflections as ground polygons; fog by ground
+distance per row; guard rails, poles and trees; vehicles drawn by type (car, van, truck, bus:
+templates of up to four boxes on the simulated LENGTH x WIDTH footprint) with per-vehicle
+colours, sun shading per face, windows, lamps (lit at night) and fog per face; then the lens:
+exposure, vignetting, headlight pool at night, low-sun glare (one multiply-add with images
+prepared once per scene and camera), rain streaks and a vertical motion blur. Everything
+random comes from the scene (its look's seed), so the same seed gives the same frames.
+The bird's-eye view draws the look's colours (road, worn markings, patches, vehicle colours).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+from highway_env.road.lane import LineType
+
+from e2e_drive.sensors.geometry import DASH, MARKING_BATCH0, STRIPE_LENGTH_M, STRIPE_SPACING_M, lane_positions, \
+    road_geometry
+from e2e_drive.sensors.looks import Scene
+from e2e_drive.sensors.pinhole import horizon_row
+
+SHIFT = 4
+SCALE = float(1 << SHIFT)
+
+# --------------------------------------------------------------------------- vehicle templates
+
+# Face order per box: front (+x), rear (-x), left (-y), right (+y), top (+z).
+_FACES = np.array([[1, 3, 7, 5], [0, 4, 6, 2], [0, 1, 5, 4], [2, 6, 7, 3], [4, 5, 7, 6]])
+_AXIS = np.array([0, 0, 1, 1, 2])
+_SIGN = np.array([1.0, -1.0, -1.0, 1.0, 1.0])
+# colour roles
+BODY, GLASS, CARGO, HEAD, TAIL, OBST = range(6)
+N_BOX = 4
+# kind -> boxes: (x0, x1 [length units], y0, y1 [width units], z0, z1 [m], roles of the 5 faces or None)
+_LAMP_ROLES = (HEAD, TAIL, None, None, None)
+_KINDS: list[list[tuple[float, float, float, float, float, float, tuple[Any, ...]] | None]] = [
+    [(-0.5, 0.5, -0.5, 0.5, 0.0, 0.8, (BODY,) * 5),                                   # car
+     (-0.36, 0.16, -0.43, 0.43, 0.8, 1.45, (GLASS, GLASS, GLASS, GLASS, BODY)),
+     (-0.504, 0.504, -0.46, -0.3, 0.55, 0.72, _LAMP_ROLES), (-0.504, 0.504, 0.3, 0.46, 0.55, 0.72, _LAMP_ROLES)],
+    [(-0.5, 0.5, -0.5, 0.5, 0.0, 1.0, (BODY,) * 5),                                   # van
+     (-0.5, 0.22, -0.47, 0.47, 1.0, 2.1, (GLASS, GLASS, BODY, BODY, BODY)),
+     (-0.504, 0.504, -0.47, -0.32, 0.65, 0.85, _LAMP_ROLES), (-0.504, 0.504, 0.32, 0.47, 0.65, 0.85, _LAMP_ROLES)],
+    [(0.27, 0.5, -0.48, 0.48, 0.0, 2.6, (GLASS, BODY, BODY, BODY, BODY)),             # truck: cab, then cargo
+     (-0.5, 0.25, -0.5, 0.5, 0.0, 3.3, (CARGO,) * 5),
+     (-0.504, 0.504, -0.48, -0.34, 0.45, 0.65, _LAMP_ROLES), (-0.504, 0.504, 0.34, 0.48, 0.45, 0.65, _LAMP_ROLES)],
+    [(-0.5, 0.5, -0.5, 0.5, 0.0, 1.3, (BODY,) * 5),                                   # bus
+     (-0.5, 0.5, -0.49, 0.49, 1.3, 2.9, (GLASS, GLASS, GLASS, GLASS, BODY)),
+     (-0.504, 0.504, -0.49, -0.36, 0.5, 0.8, _LAMP_ROLES), (-0.504, 0.504, 0.36, 0.49, 0.5, 0.8, _LAMP_ROLES)],
+    [(-0.5, 0.5, -0.5, 0.5, 0.0, 1.0, (OBST,) * 5), None, None, None],               # obstacle
+]
+OBSTACLE_KIND = 4
+
+
+def _templates() -> dict[str, np.ndarray]:
+    n_kind, n_corner, n_face = len(_KINDS), 8 * N_BOX, 5 * N_BOX
+    ux, uy, uz = (np.zeros((n_kind, n_corner)) for _ in range(3))
+    plane = np.zeros((n_kind, n_face))
+    exists = np.zeros((n_kind, n_face), bool)
+    role = np.zeros((n_kind, n_face), np.intp)
+    for k, boxes in enumerate(_KINDS):
+        for b, box in enumerate(boxes):
+            if box is None:
+                continue
+            x0, x1, y0, y1, z0, z1, roles = box
+            for i in range(8):
+                j = 8 * b + i
+                ux[k, j] = x1 if i & 1 else x0
+                uy[k, j] = y1 if i & 2 else y0
+                uz[k, j] = z1 if i & 4 else z0
+            for f in range(5):
+                corner = 8 * b + _FACES[f, 0]
+                plane[k, 5 * b + f] = (ux, uy, uz)[_AXIS[f]][k, corner]
+                exists[k, 5 * b + f] = roles[f] is not None
+                role[k, 5 * b + f] = roles[f] if roles[f] is not None else BODY
+    faces = np.concatenate([_FACES + 8 * b for b in range(N_BOX)])
+    axis = np.tile(_AXIS, N_BOX)
+    sign = np.tile(_SIGN, N_BOX)
+    return {"ux": ux, "uy": uy, "uz": uz, "faces": faces, "axis": axis, "sign": sign, "plane": plane,
+            "exists": exists, "role": role}
+
+
+_T = _templates()
+_NORMAL = np.where(_T["axis"] == 0, _T["sign"] + 0j, np.where(_T["axis"] == 1, -1j * _T["sign"], 0j))
+_PLANE_L = np.where(_T["axis"] == 0, _T["sign"] * _T["plane"], 0.0)
+_PLANE_W = np.where(_T["axis"] == 1, _T["sign"] * _T["plane"], 0.0)
+_IS_TOP = _T["axis"] == 2
+
+
+# --------------------------------------------------------------------------- decorations
+
+
+@dataclass
+class Decorations:
+    """World-anchored extras of one road network under one look (drawn once)."""
+
+    drop: np.ndarray            # (N,) bool over the geometry's quads: dashes worn away
+    patches: np.ndarray         # (P, 4) complex ground quads
+    patch_light: np.ndarray     # (P,) bool: lighter (new asphalt) or darker (repair)
+    tar: np.ndarray             # (T, 4) complex polylines on the ground
+    rails: np.ndarray           # (R,) complex points, NaN between chains
+    objects: np.ndarray         # (O,) complex positions of poles and trees
+    is_tree: np.ndarray         # (O,) bool
+    size: np.ndarray            # (O,) tree crown radius or pole height [m]
+
+
+def _decorations(scene: Scene, network: Any) -> Decorations:
+    got = scene.decorations.get(network)
+    if got is not None:
+        return got
+    look = scene.look
+    rng = np.random.default_rng([look.seed, 2])
+    geo = road_geometry(network)
+    kind = geo.ground.kind
+    drop = (kind == DASH) & (rng.uniform(size=len(kind)) < 0.6 * look.marking_wear)
+    patches, light, tar, rails, objs, trees, sizes = [], [], [], [], [], [], []
+    lanes = [lane for tos in network.graph.values() for ls in tos.values() for lane in ls if float(lane.length) > 0]
+    for lane in lanes:
+        length = float(lane.length)
+        w = float(lane.width_at(0.0))
+        n = int(rng.poisson(look.patch_density * length / 100.0))
+        if n:
+            plen = rng.uniform(2.0, 8.0, n)
+            s0 = rng.uniform(0.0, max(length - 2.0, 0.1), n)
+            s1 = np.minimum(s0 + plen, length)
+            half = rng.uniform(0.4, 1.2, n)
+            lat = rng.uniform(-w / 2 + half, w / 2 - half)
+            c = [lane_positions(lane, s, lat + d) for s, d in ((s0, -half), (s1, -half), (s1, half), (s0, half))]
+            patches.append(np.stack([p[:, 0] + 1j * p[:, 1] for p in c], axis=1))
+            light.append(rng.uniform(size=n) < 0.4)
+        n = int(rng.poisson(1.2 * length / 100.0))
+        if n:
+            s0 = rng.uniform(0.0, max(length - 6.0, 0.1), n)
+            span = rng.uniform(6.0, 20.0, n)
+            s = s0[:, None] + span[:, None] * np.linspace(0.0, 1.0, 4)[None, :]
+            lat = rng.uniform(-w / 2 + 0.3, w / 2 - 0.3, n)[:, None] + rng.uniform(-0.4, 0.4, (n, 4))
+            p = lane_positions(lane, np.minimum(s, length).ravel(), lat.ravel())
+            tar.append((p[:, 0] + 1j * p[:, 1]).reshape(n, 4))
+        # roadside on a road edge (a continuous line): guard rail, poles and trees
+        line_types = lane.line_types or (LineType.NONE, LineType.NONE)
+        for side, sign in ((0, -1.0), (1, 1.0)):
+            if line_types[side] not in (LineType.CONTINUOUS, LineType.CONTINUOUS_LINE):
+                continue
+            if rng.uniform() < 0.7:
+                s = np.linspace(0.0, length, max(2, int(length / 4.0) + 1))
+                p = lane_positions(lane, s, sign * (w / 2 + 1.0))
+                rails.append(np.append(p[:, 0] + 1j * p[:, 1], np.nan))
+            spacing = rng.uniform(18.0, 45.0)
+            s = np.arange(rng.uniform(0.0, spacing), length, spacing)
+            if len(s):
+                off = sign * (w / 2 + rng.uniform(3.0, 9.0, len(s)))
+                p = lane_positions(lane, s, off)
+                ok = np.array([not any(other.on_lane(pt, margin=1.5) for other in lanes) for pt in p])
+                objs.append((p[:, 0] + 1j * p[:, 1])[ok])
+                tree = rng.uniform(size=len(s)) < 0.55
+                trees.append(tree[ok])
+                sizes.append(np.where(tree, rng.uniform(1.3, 2.6, len(s)), rng.uniform(5.0, 8.0, len(s)))[ok])
+
+    def cat(parts: list, shape: tuple, dtype: Any) -> np.ndarray:
+        return np.concatenate(parts) if parts else np.zeros(shape, dtype)
+
+    got = Decorations(drop, cat(patches, (0, 4), complex), cat(light, (0,), bool), cat(tar, (0, 4), complex),
+                      cat(rails, (0,), complex), cat(objs, (0,), complex), cat(trees, (0,), bool),
+                      cat(sizes, (0,), float))
+    scene.decorations[network] = got
+    return got
+
+
+# --------------------------------------------------------------------------- per camera
+
+
+def _c(rgb: Any) -> tuple[int, int, int]:
+    return tuple(int(v) for v in np.clip(np.rint(rgb), 0, 255))  # type: ignore[return-value]
+
+
+class _LookStyle:
+    """What a camera prepares once per scene: colours, background, fog rows, lens images, rain."""
+
+    def __init__(self, cam: Any, scene: Scene) -> None:
+        spec = cam.spec
+        L = scene.light
+        look = scene.look
+        h, w = spec.height_px, spec.width_px
+        self.road, self.marking, self.tar = _c(L.road), _c(L.marking), _c(L.tar)
+        duty = STRIPE_LENGTH_M / STRIPE_SPACING_M
+        self.marking_far = _c(duty * L.marking + (1 - duty) * L.road)
+        self.patch = (_c(L.patch_dark), _c(L.patch_light))
+        self.shadow = _c(L.shadow)
+        self.contact = _c(L.road * 0.55)
+        self.rail, self.pole, self.trunk = _c(L.rail), _c(L.pole), _c(L.trunk)
+        self.crown = L.crown
+        self.fog = L.fog
+        self.density = look.fog_density
+        img = np.empty((h, w, 3), np.float64)
+        rng = np.random.default_rng([look.seed, 3, h, w])
+        if spec.kind == "bev":
+            img[:] = L.grass
+            self.fog_a = None
+        else:
+            horizon = horizon_row(spec)
+            rows = np.arange(h, dtype=np.float64)
+            t_sky = np.clip(rows / max(horizon, 1.0), 0.0, 1.0)[:, None]
+            sky = (1 - t_sky) * L.sky_top + t_sky * L.sky_horizon
+            t_g = np.clip((rows - horizon) / max(h - 1 - horizon, 1.0), 0.0, 1.0)[:, None] ** 0.5
+            grass = (1 - t_g) * L.grass_far + t_g * L.grass
+            col = np.where((rows <= horizon)[:, None], sky, grass)
+            img[:] = col[:, None, :]
+            below = (rows > horizon)[:, None]
+            grain = rng.normal(0.0, 1.0, (h, w)) * (4.0 + 8.0 * look.grass_dryness) * np.clip(
+                np.asarray(L.light).mean(), 0.1, 1.0)
+            img += np.where(below, grain, 0.0)[:, :, None]
+            # ground distance per row (fog): depth of the ground seen by the row
+            f = cam._focal
+            pitch = math.radians(spec.pitch_deg)
+            angle = pitch + np.arctan((rows - cam._cy) / f)
+            dist = np.where(angle > 1e-3, spec.height_m / np.tan(np.maximum(angle, 1e-3)), 1e4)
+            dist = np.minimum(dist, spec.max_distance_m * 3.0)
+            fog_f = 1.0 - np.exp(-look.fog_density * dist)
+            self.fog_a = (1.0 - fog_f).astype(np.float32)[:, None, None]
+            self.fog_b = (fog_f[:, None] * L.fog[None, :]).astype(np.float32)[:, None, :]
+            img = img * self.fog_a + self.fog_b
+            self.ground_dist = dist
+        self.background = np.clip(np.rint(img), 0, 255).astype(np.uint8)
+        # lens: gain (exposure, vignetting, headlights at night) and offset (glare)
+        yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+        r2 = ((xx - (w - 1) / 2) / (w / 2)) ** 2 + ((yy - (h - 1) / 2) / (w / 2)) ** 2
+        gain = look.exposure * (1.0 - look.vignette * np.clip(r2 / 1.3, 0.0, 1.0))
+        if spec.kind == "dashcam" and L.night > 0.05:
+            d = self.ground_dist[:, None]
+            pool = np.exp(-((xx - (w - 1) / 2) / (0.45 * w)) ** 2) * np.exp(-np.maximum(d - 8.0, 0.0) / 22.0)
+            gain = gain * (1.0 + 2.2 * L.night * np.where(d < 1e3, pool, 0.0))
+        self.gain = gain.astype(np.float32)[:, :, None].repeat(3, axis=2)
+        self.glare: dict[int, np.ndarray | None] = {}
+        self.glare_strength = L.direct * (1.0 - min(1.0, max(0.0, look.sun_elevation_deg / 15.0))) \
+            if look.sun_elevation_deg > -1.0 else 0.0
+        # rain streaks: a few layers, one per frame in turn
+        self.rain: list[np.ndarray] = []
+        if look.weather == "rain" and spec.kind == "dashcam":
+            n = int(20 + 60 * look.wetness)
+            for _ in range(4):
+                layer = np.zeros((h, w, 3), np.uint8)
+                x0 = rng.uniform(0, w, n)
+                y0 = rng.uniform(0, h, n)
+                ln = rng.uniform(3.0, 8.0, n)
+                pts = np.stack([np.stack([x0, y0], 1), np.stack([x0 + 0.25 * ln, y0 + ln], 1)], 1)
+                cv2.polylines(layer, np.rint(pts * SCALE).astype(np.int32), False, (60, 60, 64), 1, cv2.LINE_8, SHIFT)
+                self.rain.append(layer)
+        self.blur_px = look.motion_blur_px
+
+    def glare_image(self, cam: Any, yaw: float, scene: Scene) -> np.ndarray | None:
+        if self.glare_strength <= 0.02 or cam.spec.kind != "dashcam":
+            return None
+        look = scene.look
+        rel = (math.radians(look.sun_azimuth_deg) - yaw + math.pi) % (2 * math.pi) - math.pi
+        if abs(rel) > math.radians(cam.spec.fov_deg / 2 + 20.0):
+            return None
+        u = int(round(cam._cx + cam._focal * math.tan(rel)))
+        got = self.glare.get(u)
+        if got is None and u not in self.glare:
+            spec = cam.spec
+            v = horizon_row(spec) - cam._focal * math.tan(math.radians(max(look.sun_elevation_deg, 0.0)))
+            yy, xx = np.mgrid[0:spec.height_px, 0:spec.width_px].astype(np.float64)
+            d2 = ((xx - u) ** 2 + (yy - v) ** 2) / (0.22 * spec.width_px) ** 2
+            blob = np.exp(-d2) + 0.35 * np.exp(-((yy - v) / 1.5) ** 2) * np.exp(-np.abs(xx - u) / (0.5 * spec.width_px))
+            col = np.array([255.0, 230.0, 190.0]) * 0.9 * self.glare_strength
+            got = (blob[:, :, None] * col).astype(np.float32)
+            if len(self.glare) > 64:
+                self.glare.clear()
+            self.glare[u] = got
+        return got
+
+
+def _style(cam: Any, scene: Scene) -> _LookStyle:
+    per = scene.styles
+    got = per.get(id(cam))
+    if got is None or got.spec is not cam.spec:
+        got = _LookStyle(cam, scene)
+        got.spec = cam.spec  # type: ignore[attr-defined]
+        per[id(cam)] = got
+    return got
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+def render_scene(cam: Any, scene: Scene, road: Any, ego: Any, pose: tuple[float, float, float]) -> np.ndarray:
+    """One frame of ``scene`` from camera ``cam`` at ego pose ``pose``: uint8 (H, W, 3) or (H, W, 1)."""
+    style = _style(cam, scene)
+    deco = _decorations(scene, road.network)
+    img = style.background.copy()
+    if cam.spec.kind == "dashcam":
+        _dashcam(cam, style, scene, deco, img, road, ego, pose)
+    else:
+        _bev(cam, style, scene, deco, img, road, ego, pose)
+    if cam.spec.grayscale:
+        return cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)[:, :, None]
+    return img
+
+
+def _cam_points(cam: Any, camp: tuple[float, ...], pts: np.ndarray, z_m: Any) -> tuple[np.ndarray, np.ndarray,
+                                                                                          np.ndarray]:
+    """Fixed-point pixels (..., 2) int32, depth and forward distance of world points (complex) at height z_m."""
+    cam_x, cam_y, cyaw, syaw, cp, sp = camp
+    rel = (pts - complex(cam_x, cam_y)) * complex(cyaw, -syaw)
+    a = rel.real
+    hz = np.asarray(z_m) - cam.spec.height_m
+    z = cp * a - sp * hz
+    y = -(sp * a + cp * hz)
+    zz = np.maximum(z, cam.spec.near_m)
+    f = cam._focal * SCALE
+    u = rel.imag / zz * f + cam._cx * SCALE
+    v = y / zz * f + cam._cy * SCALE
+    pix = np.stack([np.clip(u, -1e6, 1e6), np.clip(v, -1e6, 1e6)], axis=-1)
+    return np.rint(np.nan_to_num(pix, nan=-1e6)).astype(np.int32), z, a
+
+
+def _fogged(style: _LookStyle, colour: np.ndarray, depth: np.ndarray) -> np.ndarray:
+    f = 1.0 - np.exp(-style.density * np.maximum(depth, 0.0))
+    return colour * (1.0 - f)[..., None] + style.fog * f[..., None]
+
+
+def _dashcam(cam: Any, style: _LookStyle, scene: Scene, deco: Decorations, img: np.ndarray, road: Any, ego: Any,
+             pose: tuple[float, float, float]) -> None:
+    spec = cam.spec
+    near, reach = spec.near_m, spec.max_distance_m
+    camp = cam._dash_pose(pose)
+    geo = road_geometry(road.network)
+    gxy, gz, gbatch, n_far_dash, n_far_line, far_idx = cam._ground_cam(geo, camp, deco.drop)
+    n_ground = len(gxy)
+    if n_ground:
+        polys, clipped = cam._project_polys(gxy, gz)
+        from e2e_drive.sensors.camera import _batches, _chains
+
+        for a, b in _batches(gbatch):
+            colour = style.road if gbatch[a] < MARKING_BATCH0 else style.marking
+            cv2.fillPoly(img, polys[a:b], colour, cv2.LINE_8, SHIFT)
+            if clipped:
+                extra = [clipped[i] for i in clipped if a <= i < b]
+                if extra:
+                    cv2.fillPoly(img, extra, colour, cv2.LINE_8, SHIFT)
+        n_quads = len(gbatch)
+        if n_far_dash or n_far_line:
+            dashed, solid = _chains(polys[n_quads:n_ground], far_idx, geo.ground.cont, n_far_dash)
+            if dashed:
+                cv2.polylines(img, dashed, False, style.marking_far, 1, cv2.LINE_8, SHIFT)
+            if solid:
+                cv2.polylines(img, solid, False, style.marking, 1, cv2.LINE_8, SHIFT)
+    cam_c = complex(camp[0], camp[1])
+    # road patches and tar lines (world-anchored, wholly in front of the near plane)
+    if len(deco.patches):
+        near_p = np.abs(deco.patches[:, 0] - cam_c) < reach
+        if near_p.any():
+            pix, z, _ = _cam_points(cam, camp, deco.patches[near_p], 0.0)
+            ok = (z > near + 0.5).all(axis=1)
+            light = deco.patch_light[near_p]
+            for flag in (False, True):
+                sel = ok & (light == flag)
+                if sel.any():
+                    for poly in pix[sel]:
+                        cv2.fillConvexPoly(img, poly, style.patch[int(flag)], cv2.LINE_8, SHIFT)
+    if len(deco.tar):
+        near_t = np.abs(deco.tar[:, 0] - cam_c) < 0.6 * reach
+        if near_t.any():
+            pix, z, _ = _cam_points(cam, camp, deco.tar[near_t], 0.0)
+            ok = (z > near + 0.5).all(axis=1)
+            if ok.any():
+                cv2.polylines(img, list(pix[ok]), False, style.tar, 1, cv2.LINE_8, SHIFT)
+    # vehicles near enough to draw
+    objs, looks = _objects(road, ego, scene, camp[0], camp[1], reach)
+    if len(objs):
+        rel = (objs[:, 0] + 1j * objs[:, 1] - cam_c) * complex(camp[2], -camp[3])
+        depth = camp[4] * rel.real + camp[5] * spec.height_m
+        vis = (rel.real < reach + objs[:, 6]) & (depth > near - objs[:, 6] - 2.0) & (
+            np.abs(rel.imag) < cam._tan_half * np.maximum(depth, 0.0) + objs[:, 6] * (1 + cam._tan_half) + 2.0)
+        order = np.flatnonzero(vis)
+        order = order[np.argsort(-np.abs(rel[order]), kind="stable")]
+        objs, rel, looks = objs[order], rel[order], [looks[i] for i in order.tolist()]
+        _ground_marks(cam, camp, style, scene, img, objs, looks)
+    # fog over the ground by distance
+    if style.density > 0:
+        img[:] = np.clip(img * style.fog_a + style.fog_b, 0, 255).astype(np.uint8)
+    _roadside(cam, camp, style, deco, img)
+    if len(objs):
+        _vehicles(cam, camp, style, scene, img, objs, rel, looks)
+    # lens
+    glare = style.glare_image(cam, camp_yaw(camp), scene)
+    out = img * style.gain
+    if glare is not None:
+        out += glare
+    img[:] = np.clip(out, 0, 255).astype(np.uint8)
+    if style.rain:
+        cv2.add(img, style.rain[scene.frame % len(style.rain)], dst=img)
+        scene.frame += 1
+    k = int(round(style.blur_px * min(abs(float(ego.speed)), 40.0) / 30.0))
+    if k >= 2:
+        cv2.blur(img, (1, k), dst=img)
+
+
+def camp_yaw(camp: tuple[float, ...]) -> float:
+    return math.atan2(camp[3], camp[2])
+
+
+def _objects(road: Any, ego: Any, scene: Scene, x: float, y: float, reach: float) -> tuple[np.ndarray, list]:
+    """Rows (x, y, heading, length, width, kind, radius) and per-row (kind, body, cargo) of vehicles and
+    solid objects near (x, y); no ego."""
+    rows, looks = [], []
+    lim = reach * 1.415 + 10.0
+    for v in road.vehicles:
+        if v is ego:
+            continue
+        px, py = v.position
+        if abs(px - x) + abs(py - y) < lim:
+            vl = scene.vehicle(v, road)
+            rows.append((px, py, v.heading, v.LENGTH, v.WIDTH, vl.kind))
+            looks.append(vl)
+    for o in road.objects:
+        if type(o).__name__ == "Landmark":
+            continue
+        px, py = o.position
+        if abs(px - x) + abs(py - y) < lim:
+            rows.append((px, py, o.heading, o.LENGTH, o.WIDTH, OBSTACLE_KIND))
+            looks.append(None)
+    if not rows:
+        return np.zeros((0, 7)), []
+    a = np.array(rows, np.float64)
+    return np.column_stack([a, 0.5 * np.hypot(a[:, 3], a[:, 4])]), looks
+
+
+def _ground_marks(cam: Any, camp: tuple[float, ...], style: _LookStyle, scene: Scene, img: np.ndarray,
+                  objs: np.ndarray, looks: list) -> None:
+    """Shadows (sun), contact shadows (no sun) and wet reflections under the vehicles."""
+    L = scene.light
+    near = cam.spec.near_m
+    ch, sh = np.cos(objs[:, 2])[:, None], np.sin(objs[:, 2])[:, None]
+    lx = np.array([-0.5, 0.5, 0.5, -0.5]) * objs[:, 3:4]
+    ly = np.array([-0.5, -0.5, 0.5, 0.5]) * objs[:, 4:5]
+    foot = objs[:, 0:1] + lx * ch - ly * sh + 1j * (objs[:, 1:2] + lx * sh + ly * ch)
+    elev = scene.look.sun_elevation_deg
+    if L.direct > 0.2 and elev > 3.0:
+        height = np.array([1.45, 2.1, 3.3, 2.9, 1.0])[objs[:, 5].astype(np.intp)]
+        reach = np.minimum(height / math.tan(math.radians(elev)), 14.0)
+        d = -complex(L.sun_dir[0], L.sun_dir[1]) / max(math.hypot(L.sun_dir[0], L.sun_dir[1]), 1e-6)
+        pts = np.concatenate([foot, foot + reach[:, None] * d], axis=1)
+        pix, z, _ = _cam_points(cam, camp, pts, 0.0)
+        for i in np.flatnonzero((z > near + 0.3).all(axis=1)).tolist():
+            cv2.fillConvexPoly(img, cv2.convexHull(pix[i]), style.shadow, cv2.LINE_8, SHIFT)
+    else:
+        centre = (objs[:, 0] + 1j * objs[:, 1])[:, None]
+        pix, z, _ = _cam_points(cam, camp, centre + 1.08 * (foot - centre), 0.0)
+        for i in np.flatnonzero((z > near + 0.3).all(axis=1)).tolist():
+            cv2.fillConvexPoly(img, pix[i], style.contact, cv2.LINE_8, SHIFT)
+    wet = scene.look.wetness
+    if wet > 0.3:
+        # a smear behind each vehicle (toward a following camera): body colour, red at night
+        behind = np.column_stack([foot[:, 0], foot[:, 0] - 0.5 * objs[:, 3] * np.exp(1j * objs[:, 2]),
+                                  foot[:, 3] - 0.5 * objs[:, 3] * np.exp(1j * objs[:, 2]), foot[:, 3]])
+        pix, z, _ = _cam_points(cam, camp, behind, 0.0)
+        for i in np.flatnonzero((z > near + 0.3).all(axis=1)).tolist():
+            vl = looks[i]
+            base = np.array(vl.body if vl is not None else (200, 120, 30)) * L.light
+            if L.night > 0.5:
+                base = np.array([230.0, 40.0, 30.0])
+            colour = _c(L.road * (1 - 0.35 * wet) + base * 0.35 * wet)
+            cv2.fillConvexPoly(img, pix[i], colour, cv2.LINE_8, SHIFT)
+
+
+def _roadside(cam: Any, camp: tuple[float, ...], style: _LookStyle, deco: Decorations, img: np.ndarray) -> None:
+    spec = cam.spec
+    near, reach = spec.near_m, spec.max_distance_m
+    cam_c = complex(camp[0], camp[1])
+    if len(deco.rails):
+        close = np.abs(deco.rails - cam_c) < reach
+        if close.any():
+            idx = np.flatnonzero(close)
+            pts = deco.rails[idx]
+            for z_m in (0.75, 0.45):
+                pix, z, _ = _cam_points(cam, camp, pts, z_m)
+                ok = (z > near + 0.5) & ~np.isnan(pts)
+                cuts = np.flatnonzero(~ok[:-1] | ~ok[1:] | (np.diff(idx) != 1)) + 1
+                chains = [c for c, good in zip(np.split(pix, cuts), np.split(ok, cuts)) if len(c) > 1 and good.all()]
+                if chains:
+                    cv2.polylines(img, chains, False, style.rail, 1, cv2.LINE_8, SHIFT)
+    if len(deco.objects):
+        close = np.abs(deco.objects - cam_c) < reach
+        if not close.any():
+            return
+        pos, tree, size = deco.objects[close], deco.is_tree[close], deco.size[close]
+        base, z0, _ = _cam_points(cam, camp, pos, 0.0)
+        top_h = np.where(tree, 2.6 + size, size)
+        top, z1, _ = _cam_points(cam, camp, pos, top_h)
+        ok = (z0 > 2.0) & (np.abs(base[:, 0] / SCALE - cam._cx) < cam._cx + 20 + cam._focal * 3.0 / np.maximum(z0, 1.0))
+        f = cam._focal
+        for i in np.flatnonzero(ok)[np.argsort(-z0[ok])].tolist():
+            d = float(z0[i])
+            thick = max(1, min(6, int(round(f * (0.35 if tree[i] else 0.2) / d))))
+            if tree[i]:
+                cv2.line(img, tuple(base[i]), tuple(top[i]), style.trunk, thick, cv2.LINE_8, SHIFT)
+                r = int(round(f * float(size[i]) / d * SCALE))
+                crown = _c(_fogged(style, style.crown, np.array(d)))
+                cv2.circle(img, tuple(top[i]), max(r, 8), crown, -1, cv2.LINE_8, SHIFT)
+            else:
+                cv2.line(img, tuple(base[i]), tuple(top[i]), style.pole, thick, cv2.LINE_8, SHIFT)
+
+
+def _vehicles(cam: Any, camp: tuple[float, ...], style: _LookStyle, scene: Scene, img: np.ndarray,
+              objs: np.ndarray, rel: np.ndarray, looks: list) -> None:
+    L = scene.light
+    near = cam.spec.near_m
+    cyaw, syaw, cp, sp = camp[2:]
+    turn = complex(cyaw, -syaw)
+    kind = objs[:, 5].astype(np.intp)
+    length, width = objs[:, 3:4], objs[:, 4:5]
+    centre = rel[:, None]
+    spin = np.exp(1j * objs[:, 2:3]) * turn
+    w = centre + (_T["ux"][kind] * length + 1j * _T["uy"][kind] * width) * spin
+    a = w.real
+    hz = _T["uz"][kind] - cam.spec.height_m
+    z_cam = cp * a - sp * hz
+    xy = w.imag - 1j * (sp * a + cp * hz)
+    cam_local = -centre / spin
+    facing = ((_NORMAL * cam_local).real > _PLANE_L[kind] * length + _PLANE_W[kind] * width
+              + np.where(_IS_TOP, _T["plane"][kind] - cam.spec.height_m, 0.0)) & _T["exists"][kind]
+    sel = np.flatnonzero(facing)
+    if not len(sel):
+        return
+    faces = _T["faces"]
+    fxy = xy[:, faces].reshape(-1, 4)[sel]
+    fz = z_cam[:, faces].reshape(-1, 4)[sel]
+    veh, face = np.divmod(sel, faces.shape[0])
+    ahead = (fz >= near).any(axis=1)
+    fxy, fz, veh, face = fxy[ahead], fz[ahead], veh[ahead], face[ahead]
+    if not len(veh):
+        return
+    # colours: role colour x sun shading, lamps lit at night, fog by depth
+    night = L.night
+    role_cols = np.empty((len(objs), 6, 3))
+    for i, vl in enumerate(looks):
+        body = vl.body if vl is not None else (235.0, 130.0, 20.0)
+        cargo = vl.cargo if vl is not None else body
+        role_cols[i, BODY] = body
+        role_cols[i, CARGO] = cargo
+    role_cols[:, GLASS] = (40.0, 50.0, 62.0)
+    role_cols[:, OBST] = (235.0, 130.0, 20.0)
+    role_cols[:, HEAD] = (205.0, 205.0, 195.0)
+    role_cols[:, TAIL] = (150.0, 25.0, 25.0)
+    role = _T["role"][kind[veh], face]
+    base = role_cols[veh, role]
+    axis = _T["axis"][face]
+    sign = _T["sign"][face]
+    hd = objs[veh, 2]
+    nx = np.where(axis == 0, sign * np.cos(hd), np.where(axis == 1, -sign * np.sin(hd), 0.0))
+    ny = np.where(axis == 0, sign * np.sin(hd), np.where(axis == 1, sign * np.cos(hd), 0.0))
+    nz = (axis == 2).astype(np.float64)
+    lit = np.maximum(0.0, nx * L.sun_dir[0] + ny * L.sun_dir[1] + nz * L.sun_dir[2])
+    shade = 0.58 + 0.22 * nz + 0.55 * L.direct * lit
+    col = base * shade[:, None] * L.light[None, :]
+    lamp = (role == HEAD) | (role == TAIL)
+    if night > 0.3 and lamp.any():
+        col[lamp] = np.where((role[lamp] == TAIL)[:, None], [[255.0, 45.0, 35.0]], [[255.0, 250.0, 225.0]])
+    col = _fogged(style, col, fz.mean(axis=1))
+    colours = np.clip(np.rint(col), 0, 255).astype(np.int32).tolist()
+    polys, clipped = cam._project_polys(fxy, fz)
+    d02, d13 = polys[:, 2] - polys[:, 0], polys[:, 3] - polys[:, 1]
+    area2 = np.abs(d02[:, 0] * d13[:, 1] - d02[:, 1] * d13[:, 0])
+    draw = (area2 >= SCALE * SCALE) | lamp
+    for i in clipped:
+        draw[i] = True
+    for i in np.flatnonzero(draw).tolist():
+        cv2.fillConvexPoly(img, clipped.get(i, polys[i]) if clipped else polys[i], colours[i], cv2.LINE_8, SHIFT)
+
+
+def _bev(cam: Any, style: _LookStyle, scene: Scene, deco: Decorations, img: np.ndarray, road: Any, ego: Any,
+         pose: tuple[float, float, float]) -> None:
+    su, sv, u0, v0 = cam._bev_scale()
+    x, y, h = pose
+    c, s = math.cos(h), math.sin(h)
+    spec = cam.spec
+    reach = math.hypot(max(spec.bev_ahead_m, spec.bev_behind_m), spec.width_px / (2.0 * su))
+
+    def to_px(p: np.ndarray) -> np.ndarray:
+        dx, dy = p.real - x, p.imag - y
+        out = np.empty(p.shape + (2,), np.int32)
+        out[..., 0] = np.rint((u0 + (dy * c - dx * s) * su) * SCALE)
+        out[..., 1] = np.rint((v0 - (dx * c + dy * s) * sv) * SCALE)
+        return out
+
+    qs = road_geometry(road.network).ground
+    if len(qs.batch):
+        keep = (np.abs(qs.centres_c - complex(x, y)) < reach + qs.radii) & ~deco.drop
+        idx = np.flatnonzero(keep)
+        polys = to_px(qs.quads_c[idx])
+        from e2e_drive.sensors.camera import _batches
+
+        batch = qs.batch[idx]
+        for a, b in _batches(batch):
+            colour = style.road if batch[a] < MARKING_BATCH0 else style.marking
+            cv2.fillPoly(img, polys[a:b], colour, cv2.LINE_8, SHIFT)
+            if batch[a] >= MARKING_BATCH0:
+                cv2.polylines(img, polys[a:b], True, colour, 1, cv2.LINE_8, SHIFT)
+    if len(deco.patches):
+        near = np.abs(deco.patches[:, 0] - complex(x, y)) < reach
+        for poly, light in zip(to_px(deco.patches[near]), deco.patch_light[near].tolist()):
+            cv2.fillConvexPoly(img, poly, style.patch[int(light)], cv2.LINE_8, SHIFT)
+    objs, looks = _objects(road, ego, scene, x, y, reach + 5.0)
+    rows = [(o, vl) for o, vl in zip(objs, looks)]
+    rows.append((np.array([x, y, h, float(ego.LENGTH), float(ego.WIDTH), 0.0, 0.0]), "ego"))
+    for o, vl in rows:
+        ch, sh = math.cos(o[2]), math.sin(o[2])
+        lx = np.array([-0.5, 0.5, 0.5, -0.5]) * o[3]
+        ly = np.array([-0.5, -0.5, 0.5, 0.5]) * o[4]
+        p = o[0] + lx * ch - ly * sh + 1j * (o[1] + lx * sh + ly * ch)
+        if vl == "ego":
+            base = np.array([50.0, 200.0, 0.0])
+        elif vl is None:
+            base = np.array([235.0, 130.0, 20.0])
+        else:
+            base = np.array(vl.body)
+        cv2.fillConvexPoly(img, to_px(p), _c(base * scene.light.light), cv2.LINE_8, SHIFT)
+    img[:] = np.clip(img * style.gain, 0, 255).astype(np.uint8)
