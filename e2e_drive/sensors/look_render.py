@@ -105,7 +105,8 @@ class Decorations:
     patches: np.ndarray         # (P, 4) complex ground quads
     patch_light: np.ndarray     # (P,) bool: lighter (new asphalt) or darker (repair)
     tar: np.ndarray             # (T, 4) complex polylines on the ground
-    rails: np.ndarray           # (R,) complex points, NaN between chains
+    rails: np.ndarray           # (R,) complex points of guard rails
+    rail_link: np.ndarray       # (R,) bool: point i + 1 continues point i's rail
     objects: np.ndarray         # (O,) complex positions of poles and trees
     is_tree: np.ndarray         # (O,) bool
     size: np.ndarray            # (O,) tree crown radius or pole height [m]
@@ -120,7 +121,7 @@ def _decorations(scene: Scene, network: Any) -> Decorations:
     geo = road_geometry(network)
     kind = geo.ground.kind
     drop = (kind == DASH) & (rng.uniform(size=len(kind)) < 0.6 * look.marking_wear)
-    patches, light, tar, rails, objs, trees, sizes = [], [], [], [], [], [], []
+    patches, light, tar, rails, links, objs, trees, sizes = [], [], [], [], [], [], [], []
     lanes = [lane for tos in network.graph.values() for ls in tos.values() for lane in ls if float(lane.length) > 0]
     for lane in lanes:
         length = float(lane.length)
@@ -151,7 +152,8 @@ def _decorations(scene: Scene, network: Any) -> Decorations:
             if rng.uniform() < 0.7:
                 s = np.linspace(0.0, length, max(2, int(length / 4.0) + 1))
                 p = lane_positions(lane, s, sign * (w / 2 + 1.0))
-                rails.append(np.append(p[:, 0] + 1j * p[:, 1], np.nan))
+                rails.append(p[:, 0] + 1j * p[:, 1])
+                links.append(np.arange(len(p)) < len(p) - 1)
             spacing = rng.uniform(18.0, 45.0)
             s = np.arange(rng.uniform(0.0, spacing), length, spacing)
             if len(s):
@@ -167,7 +169,7 @@ def _decorations(scene: Scene, network: Any) -> Decorations:
         return np.concatenate(parts) if parts else np.zeros(shape, dtype)
 
     got = Decorations(drop, cat(patches, (0, 4), complex), cat(light, (0,), bool), cat(tar, (0, 4), complex),
-                      cat(rails, (0,), complex), cat(objs, (0,), complex), cat(trees, (0,), bool),
+                      cat(rails, (0,), complex), cat(links, (0,), bool), cat(objs, (0,), complex), cat(trees, (0,), bool),
                       cat(sizes, (0,), float))
     scene.decorations[network] = got
     return got
@@ -226,6 +228,11 @@ class _LookStyle:
             self.fog_a = (1.0 - fog_f).astype(np.float32)[:, None, None]
             self.fog_b = (fog_f[:, None] * L.fog[None, :]).astype(np.float32)[:, None, :]
             img = img * self.fog_a + self.fog_b
+            # per frame: cv2.blendLinear(frame, fog image, 1 - f, f) with (H, W) weights
+            self.fog_w1 = np.ascontiguousarray(np.repeat((1.0 - fog_f)[:, None], w, axis=1), np.float32)
+            self.fog_w2 = np.ascontiguousarray(1.0 - self.fog_w1)
+            self.fog_img = np.empty((h, w, 3), np.uint8)
+            self.fog_img[:] = _c(L.fog)
             self.ground_dist = dist
         self.background = np.clip(np.rint(img), 0, 255).astype(np.uint8)
         # lens: gain (exposure, vignetting, headlights at night) and offset (glare)
@@ -236,7 +243,8 @@ class _LookStyle:
             d = self.ground_dist[:, None]
             pool = np.exp(-((xx - (w - 1) / 2) / (0.45 * w)) ** 2) * np.exp(-np.maximum(d - 8.0, 0.0) / 22.0)
             gain = gain * (1.0 + 2.2 * L.night * np.where(d < 1e3, pool, 0.0))
-        self.gain = gain.astype(np.float32)[:, :, None].repeat(3, axis=2)
+        # gain as uint8 in 1/64 steps (up to 3.98x): one saturating cv2.multiply per frame
+        self.gain = np.clip(np.rint(gain * 64.0), 0, 255).astype(np.uint8)[:, :, None].repeat(3, axis=2)
         self.glare: dict[int, np.ndarray | None] = {}
         self.glare_strength = L.direct * (1.0 - min(1.0, max(0.0, look.sun_elevation_deg / 15.0))) \
             if look.sun_elevation_deg > -1.0 else 0.0
@@ -270,7 +278,7 @@ class _LookStyle:
             d2 = ((xx - u) ** 2 + (yy - v) ** 2) / (0.22 * spec.width_px) ** 2
             blob = np.exp(-d2) + 0.35 * np.exp(-((yy - v) / 1.5) ** 2) * np.exp(-np.abs(xx - u) / (0.5 * spec.width_px))
             col = np.array([255.0, 230.0, 190.0]) * 0.9 * self.glare_strength
-            got = (blob[:, :, None] * col).astype(np.float32)
+            got = np.clip(np.rint(blob[:, :, None] * col), 0, 255).astype(np.uint8)
             if len(self.glare) > 64:
                 self.glare.clear()
             self.glare[u] = got
@@ -317,8 +325,9 @@ def _cam_points(cam: Any, camp: tuple[float, ...], pts: np.ndarray, z_m: Any) ->
     f = cam._focal * SCALE
     u = rel.imag / zz * f + cam._cx * SCALE
     v = y / zz * f + cam._cy * SCALE
-    pix = np.stack([np.clip(u, -1e6, 1e6), np.clip(v, -1e6, 1e6)], axis=-1)
-    return np.rint(np.nan_to_num(pix, nan=-1e6)).astype(np.int32), z, a
+    pix = np.stack([u, v], axis=-1)
+    np.clip(pix, -1e6, 1e6, out=pix)
+    return np.rint(pix).astype(np.int32), z, a
 
 
 def _fogged(style: _LookStyle, colour: np.ndarray, depth: np.ndarray) -> np.ndarray:
@@ -385,16 +394,15 @@ def _dashcam(cam: Any, style: _LookStyle, scene: Scene, deco: Decorations, img: 
         _ground_marks(cam, camp, style, scene, img, objs, looks)
     # fog over the ground by distance
     if style.density > 0:
-        img[:] = np.clip(img * style.fog_a + style.fog_b, 0, 255).astype(np.uint8)
+        img[:] = cv2.blendLinear(img, style.fog_img, style.fog_w1, style.fog_w2)
     _roadside(cam, camp, style, deco, img)
     if len(objs):
         _vehicles(cam, camp, style, scene, img, objs, rel, looks)
     # lens
     glare = style.glare_image(cam, camp_yaw(camp), scene)
-    out = img * style.gain
+    cv2.multiply(img, style.gain, dst=img, scale=1.0 / 64.0)
     if glare is not None:
-        out += glare
-    img[:] = np.clip(out, 0, 255).astype(np.uint8)
+        cv2.add(img, glare, dst=img)
     if style.rain:
         cv2.add(img, style.rain[scene.frame % len(style.rain)], dst=img)
         scene.frame += 1
@@ -478,15 +486,13 @@ def _roadside(cam: Any, camp: tuple[float, ...], style: _LookStyle, deco: Decora
     if len(deco.rails):
         close = np.abs(deco.rails - cam_c) < reach
         if close.any():
-            idx = np.flatnonzero(close)
-            pts = deco.rails[idx]
+            idx = np.flatnonzero(close[:-1] & close[1:] & deco.rail_link[:-1])
+            pts = np.stack([deco.rails[idx], deco.rails[idx + 1]], axis=1)
             for z_m in (0.75, 0.45):
                 pix, z, _ = _cam_points(cam, camp, pts, z_m)
-                ok = (z > near + 0.5) & ~np.isnan(pts)
-                cuts = np.flatnonzero(~ok[:-1] | ~ok[1:] | (np.diff(idx) != 1)) + 1
-                chains = [c for c, good in zip(np.split(pix, cuts), np.split(ok, cuts)) if len(c) > 1 and good.all()]
-                if chains:
-                    cv2.polylines(img, chains, False, style.rail, 1, cv2.LINE_8, SHIFT)
+                ok = (z > near + 0.5).all(axis=1)
+                if ok.any():
+                    cv2.polylines(img, pix[ok], False, style.rail, 1, cv2.LINE_8, SHIFT)
     if len(deco.objects):
         close = np.abs(deco.objects - cam_c) < reach
         if not close.any():
@@ -623,4 +629,4 @@ def _bev(cam: Any, style: _LookStyle, scene: Scene, deco: Decorations, img: np.n
         else:
             base = np.array(vl.body)
         cv2.fillConvexPoly(img, to_px(p), _c(base * scene.light.light), cv2.LINE_8, SHIFT)
-    img[:] = np.clip(img * style.gain, 0, 255).astype(np.uint8)
+    cv2.multiply(img, style.gain, dst=img, scale=1.0 / 64.0)
