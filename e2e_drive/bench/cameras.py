@@ -44,7 +44,6 @@ def bench_cameras(quick: bool = False) -> dict[str, Any]:
     """
     import gymnasium as gym
     import highway_env  # noqa: F401  (registers highway-v0)
-
     import numpy as np
 
     from e2e_drive.sensors import Camera, CameraSpec

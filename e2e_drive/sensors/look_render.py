@@ -15,15 +15,22 @@ The bird's-eye view draws the look's colours (road, worn markings, patches, vehi
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import cv2
 import numpy as np
 from highway_env.road.lane import LineType
 
-from e2e_drive.sensors.geometry import DASH, MARKING_BATCH0, STRIPE_LENGTH_M, STRIPE_SPACING_M, lane_positions, \
-    road_geometry
+from e2e_drive.sensors.geometry import (
+    DASH,
+    MARKING_BATCH0,
+    STRIPE_LENGTH_M,
+    STRIPE_SPACING_M,
+    QuadGrid,
+    lane_positions,
+    road_geometry,
+)
 from e2e_drive.sensors.looks import Scene
 from e2e_drive.sensors.pinhole import horizon_row
 
@@ -105,11 +112,25 @@ class Decorations:
     patches: np.ndarray         # (P, 4) complex ground quads
     patch_light: np.ndarray     # (P,) bool: lighter (new asphalt) or darker (repair)
     tar: np.ndarray             # (T, 4) complex polylines on the ground
-    rails: np.ndarray           # (R,) complex points of guard rails
-    rail_link: np.ndarray       # (R,) bool: point i + 1 continues point i's rail
+    rails: np.ndarray           # (R, 2) complex segments of guard rails
     objects: np.ndarray         # (O,) complex positions of poles and trees
     is_tree: np.ndarray         # (O,) bool
     size: np.ndarray            # (O,) tree crown radius or pole height [m]
+    grids: dict[str, QuadGrid] = field(default_factory=dict)   # per item list, for culling
+
+    def __post_init__(self) -> None:
+        def grid(c: np.ndarray) -> QuadGrid:
+            if c.ndim == 1:
+                c = c[:, None]
+            q = c[:, np.arange(4) % c.shape[1]]
+            return QuadGrid(np.stack([q.real, q.imag], axis=-1))
+
+        self.grids = {"patches": grid(self.patches), "tar": grid(self.tar), "rails": grid(self.rails),
+                      "objects": grid(self.objects)}
+
+    def near(self, what: str, box: tuple[float, float, float, float]) -> np.ndarray:
+        """Indices of the items of list ``what`` in grid cells that overlap ``box`` (x0, y0, x1, y1)."""
+        return self.grids[what].query(*box)
 
 
 def _decorations(scene: Scene, network: Any) -> Decorations:
@@ -121,7 +142,7 @@ def _decorations(scene: Scene, network: Any) -> Decorations:
     geo = road_geometry(network)
     kind = geo.ground.kind
     drop = (kind == DASH) & (rng.uniform(size=len(kind)) < 0.6 * look.marking_wear)
-    patches, light, tar, rails, links, objs, trees, sizes = [], [], [], [], [], [], [], []
+    patches, light, tar, rails, objs, trees, sizes = [], [], [], [], [], [], []
     lanes = [lane for tos in network.graph.values() for ls in tos.values() for lane in ls if float(lane.length) > 0]
     for lane in lanes:
         length = float(lane.length)
@@ -152,8 +173,8 @@ def _decorations(scene: Scene, network: Any) -> Decorations:
             if rng.uniform() < 0.7:
                 s = np.linspace(0.0, length, max(2, int(length / 4.0) + 1))
                 p = lane_positions(lane, s, sign * (w / 2 + 1.0))
-                rails.append(p[:, 0] + 1j * p[:, 1])
-                links.append(np.arange(len(p)) < len(p) - 1)
+                pc = p[:, 0] + 1j * p[:, 1]
+                rails.append(np.stack([pc[:-1], pc[1:]], axis=1))
             spacing = rng.uniform(18.0, 45.0)
             s = np.arange(rng.uniform(0.0, spacing), length, spacing)
             if len(s):
@@ -169,7 +190,7 @@ def _decorations(scene: Scene, network: Any) -> Decorations:
         return np.concatenate(parts) if parts else np.zeros(shape, dtype)
 
     got = Decorations(drop, cat(patches, (0, 4), complex), cat(light, (0,), bool), cat(tar, (0, 4), complex),
-                      cat(rails, (0,), complex), cat(links, (0,), bool), cat(objs, (0,), complex), cat(trees, (0,), bool),
+                      cat(rails, (0, 2), complex), cat(objs, (0,), complex), cat(trees, (0,), bool),
                       cat(sizes, (0,), float))
     scene.decorations[network] = got
     return got
@@ -362,25 +383,23 @@ def _dashcam(cam: Any, style: _LookStyle, scene: Scene, deco: Decorations, img: 
             if solid:
                 cv2.polylines(img, solid, False, style.marking, 1, cv2.LINE_8, SHIFT)
     cam_c = complex(camp[0], camp[1])
+    box = _view_box(cam, camp)
     # road patches and tar lines (world-anchored, wholly in front of the near plane)
-    if len(deco.patches):
-        near_p = np.abs(deco.patches[:, 0] - cam_c) < reach
-        if near_p.any():
-            pix, z, _ = _cam_points(cam, camp, deco.patches[near_p], 0.0)
-            ok = (z > near + 0.5).all(axis=1)
-            light = deco.patch_light[near_p]
-            for flag in (False, True):
-                sel = ok & (light == flag)
-                if sel.any():
-                    for poly in pix[sel]:
-                        cv2.fillConvexPoly(img, poly, style.patch[int(flag)], cv2.LINE_8, SHIFT)
-    if len(deco.tar):
-        near_t = np.abs(deco.tar[:, 0] - cam_c) < 0.6 * reach
-        if near_t.any():
-            pix, z, _ = _cam_points(cam, camp, deco.tar[near_t], 0.0)
-            ok = (z > near + 0.5).all(axis=1)
-            if ok.any():
-                cv2.polylines(img, list(pix[ok]), False, style.tar, 1, cv2.LINE_8, SHIFT)
+    near_p = deco.near("patches", box)
+    if len(near_p):
+        pix, z, _ = _cam_points(cam, camp, deco.patches[near_p], 0.0)
+        ok = (z > near + 0.5).all(axis=1)
+        light = deco.patch_light[near_p]
+        for flag in (False, True):
+            sel = ok & (light == flag)
+            if sel.any():
+                cv2.fillPoly(img, pix[sel], style.patch[int(flag)], cv2.LINE_8, SHIFT)
+    near_t = deco.near("tar", box)
+    if len(near_t):
+        pix, z, a = _cam_points(cam, camp, deco.tar[near_t], 0.0)
+        ok = (z > near + 0.5).all(axis=1) & (a[:, 0] < 0.6 * reach)
+        if ok.any():
+            cv2.polylines(img, pix[ok], False, style.tar, 1, cv2.LINE_8, SHIFT)
     # vehicles near enough to draw
     objs, looks = _objects(road, ego, scene, camp[0], camp[1], reach)
     if len(objs):
@@ -391,11 +410,13 @@ def _dashcam(cam: Any, style: _LookStyle, scene: Scene, deco: Decorations, img: 
         order = np.flatnonzero(vis)
         order = order[np.argsort(-np.abs(rel[order]), kind="stable")]
         objs, rel, looks = objs[order], rel[order], [looks[i] for i in order.tolist()]
-        _ground_marks(cam, camp, style, scene, img, objs, looks)
+        close = np.flatnonzero(np.abs(rel) < 70.0)   # farther, a shadow is a pixel or two
+        if len(close):
+            _ground_marks(cam, camp, style, scene, img, objs[close], [looks[i] for i in close.tolist()])
     # fog over the ground by distance
     if style.density > 0:
         img[:] = cv2.blendLinear(img, style.fog_img, style.fog_w1, style.fog_w2)
-    _roadside(cam, camp, style, deco, img)
+    _roadside(cam, camp, style, deco, img, box)
     if len(objs):
         _vehicles(cam, camp, style, scene, img, objs, rel, looks)
     # lens
@@ -452,65 +473,88 @@ def _ground_marks(cam: Any, camp: tuple[float, ...], style: _LookStyle, scene: S
     foot = objs[:, 0:1] + lx * ch - ly * sh + 1j * (objs[:, 1:2] + lx * sh + ly * ch)
     elev = scene.look.sun_elevation_deg
     if L.direct > 0.2 and elev > 3.0:
+        # the shadow of a box on flat ground: its footprint swept along the sun's ground offset t
+        # (the convex hull, built per corner: edges facing t move by t, the others stay)
         height = np.array([1.45, 2.1, 3.3, 2.9, 1.0])[objs[:, 5].astype(np.intp)]
         reach = np.minimum(height / math.tan(math.radians(elev)), 14.0)
         d = -complex(L.sun_dir[0], L.sun_dir[1]) / max(math.hypot(L.sun_dir[0], L.sun_dir[1]), 1e-6)
-        pts = np.concatenate([foot, foot + reach[:, None] * d], axis=1)
-        pix, z, _ = _cam_points(cam, camp, pts, 0.0)
-        for i in np.flatnonzero((z > near + 0.3).all(axis=1)).tolist():
-            cv2.fillConvexPoly(img, cv2.convexHull(pix[i]), style.shadow, cv2.LINE_8, SHIFT)
+        t = (reach * d)[:, None]
+        edge = np.roll(foot, -1, axis=1) - foot
+        area = (np.conj(foot) * np.roll(foot, -1, axis=1)).imag.sum(axis=1, keepdims=True)
+        toward = (-(np.conj(edge) * t).imag * np.sign(area)) > 0      # edge i (corner i -> i + 1) faces t
+        before = np.roll(toward, 1, axis=1)                              # edge ending at corner i
+        first = foot + np.where(before, t, 0)
+        second = foot + np.where(toward, t, 0)
+        pts = np.stack([first, second], axis=2).reshape(len(foot), 8)
+        colour = style.shadow
     else:
         centre = (objs[:, 0] + 1j * objs[:, 1])[:, None]
-        pix, z, _ = _cam_points(cam, camp, centre + 1.08 * (foot - centre), 0.0)
-        for i in np.flatnonzero((z > near + 0.3).all(axis=1)).tolist():
-            cv2.fillConvexPoly(img, pix[i], style.contact, cv2.LINE_8, SHIFT)
+        pts = centre + 1.08 * (foot - centre)
+        colour = style.contact
+    pix, z, _ = _cam_points(cam, camp, pts, 0.0)
+    for i in np.flatnonzero((z > near + 0.3).all(axis=1)).tolist():
+        cv2.fillConvexPoly(img, pix[i], colour, cv2.LINE_8, SHIFT)
     wet = scene.look.wetness
     if wet > 0.3:
         # a smear behind each vehicle (toward a following camera): body colour, red at night
-        behind = np.column_stack([foot[:, 0], foot[:, 0] - 0.5 * objs[:, 3] * np.exp(1j * objs[:, 2]),
-                                  foot[:, 3] - 0.5 * objs[:, 3] * np.exp(1j * objs[:, 2]), foot[:, 3]])
+        back = 0.5 * objs[:, 3] * np.exp(1j * objs[:, 2])
+        behind = np.column_stack([foot[:, 0], foot[:, 0] - back, foot[:, 3] - back, foot[:, 3]])
         pix, z, _ = _cam_points(cam, camp, behind, 0.0)
+        if L.night > 0.5:
+            base = np.broadcast_to(np.array([230.0, 40.0, 30.0]), (len(objs), 3))
+        else:
+            base = np.array([vl.body if vl is not None else (200.0, 120.0, 30.0) for vl in looks]) * L.light
+        cols = np.clip(np.rint(L.road * (1 - 0.35 * wet) + base * 0.35 * wet), 0, 255).astype(np.int32).tolist()
         for i in np.flatnonzero((z > near + 0.3).all(axis=1)).tolist():
-            vl = looks[i]
-            base = np.array(vl.body if vl is not None else (200, 120, 30)) * L.light
-            if L.night > 0.5:
-                base = np.array([230.0, 40.0, 30.0])
-            colour = _c(L.road * (1 - 0.35 * wet) + base * 0.35 * wet)
-            cv2.fillConvexPoly(img, pix[i], colour, cv2.LINE_8, SHIFT)
+            cv2.fillConvexPoly(img, pix[i], cols[i], cv2.LINE_8, SHIFT)
 
 
-def _roadside(cam: Any, camp: tuple[float, ...], style: _LookStyle, deco: Decorations, img: np.ndarray) -> None:
+def _view_box(cam: Any, camp: tuple[float, ...]) -> tuple[float, float, float, float]:
+    """World bounding box (x0, y0, x1, y1) of what the dashcam can see (as in Camera._ground_cam)."""
+    cam_x, cam_y, cyaw, syaw = camp[:4]
+    reach = cam.spec.max_distance_m
+    side = cam._tan_half * (reach + cam.spec.height_m) + 5.0
+    xs = (cam_x - 5.0 * cyaw, cam_x + reach * cyaw - side * syaw, cam_x + reach * cyaw + side * syaw)
+    ys = (cam_y - 5.0 * syaw, cam_y + reach * syaw + side * cyaw, cam_y + reach * syaw - side * cyaw)
+    return min(xs) - 10.0, min(ys) - 10.0, max(xs) + 10.0, max(ys) + 10.0
+
+
+def _roadside(cam: Any, camp: tuple[float, ...], style: _LookStyle, deco: Decorations, img: np.ndarray,
+              box: tuple[float, float, float, float]) -> None:
     spec = cam.spec
-    near, reach = spec.near_m, spec.max_distance_m
-    cam_c = complex(camp[0], camp[1])
-    if len(deco.rails):
-        close = np.abs(deco.rails - cam_c) < reach
-        if close.any():
-            idx = np.flatnonzero(close[:-1] & close[1:] & deco.rail_link[:-1])
-            pts = np.stack([deco.rails[idx], deco.rails[idx + 1]], axis=1)
-            for z_m in (0.75, 0.45):
-                pix, z, _ = _cam_points(cam, camp, pts, z_m)
-                ok = (z > near + 0.5).all(axis=1)
-                if ok.any():
-                    cv2.polylines(img, pix[ok], False, style.rail, 1, cv2.LINE_8, SHIFT)
-    if len(deco.objects):
-        close = np.abs(deco.objects - cam_c) < reach
-        if not close.any():
-            return
+    near = spec.near_m
+    idx = deco.near("rails", box)
+    if len(idx):
+        pts = deco.rails[idx]
+        pix, z, _ = _cam_points(cam, camp, np.concatenate([pts, pts]), np.repeat([0.75, 0.45], len(pts))[:, None])
+        ok = (z > near + 0.5).all(axis=1)
+        if ok.any():
+            # join consecutive segments into chains: a few long polylines draw faster than many short ones
+            sel = np.flatnonzero(ok)
+            seg = pix[sel]
+            joined = (np.diff(sel) == 1) & (seg[1:, 0] == seg[:-1, 1]).all(axis=1)
+            cuts = (np.flatnonzero(~joined) + 1).tolist()
+            chains = [np.concatenate([seg[a:b, 0], seg[b - 1:b, 1]]) for a, b in zip([0, *cuts], [*cuts, len(seg)])]
+            cv2.polylines(img, chains, False, style.rail, 1, cv2.LINE_8, SHIFT)
+    close = deco.near("objects", box)
+    if len(close):
         pos, tree, size = deco.objects[close], deco.is_tree[close], deco.size[close]
-        base, z0, _ = _cam_points(cam, camp, pos, 0.0)
         top_h = np.where(tree, 2.6 + size, size)
-        top, z1, _ = _cam_points(cam, camp, pos, top_h)
-        ok = (z0 > 2.0) & (np.abs(base[:, 0] / SCALE - cam._cx) < cam._cx + 20 + cam._focal * 3.0 / np.maximum(z0, 1.0))
+        both, zz, _ = _cam_points(cam, camp, np.concatenate([pos, pos]), np.concatenate([np.zeros(len(pos)), top_h]))
+        base, top, z0 = both[:len(pos)], both[len(pos):], zz[:len(pos)]
         f = cam._focal
+        ok = (z0 > 2.0) & (np.abs(base[:, 0] / SCALE - cam._cx) < cam._cx + 20 + f * 3.0 / np.maximum(z0, 1.0)) & (
+            f * top_h / np.maximum(z0, 1.0) > 1.5)
+        if not ok.any():
+            return
+        crowns = np.clip(np.rint(_fogged(style, style.crown, z0)), 0, 255).astype(np.int32).tolist()
         for i in np.flatnonzero(ok)[np.argsort(-z0[ok])].tolist():
             d = float(z0[i])
             thick = max(1, min(6, int(round(f * (0.35 if tree[i] else 0.2) / d))))
             if tree[i]:
                 cv2.line(img, tuple(base[i]), tuple(top[i]), style.trunk, thick, cv2.LINE_8, SHIFT)
                 r = int(round(f * float(size[i]) / d * SCALE))
-                crown = _c(_fogged(style, style.crown, np.array(d)))
-                cv2.circle(img, tuple(top[i]), max(r, 8), crown, -1, cv2.LINE_8, SHIFT)
+                cv2.circle(img, tuple(top[i]), max(r, 8), crowns[i], -1, cv2.LINE_8, SHIFT)
             else:
                 cv2.line(img, tuple(base[i]), tuple(top[i]), style.pole, thick, cv2.LINE_8, SHIFT)
 
@@ -547,11 +591,8 @@ def _vehicles(cam: Any, camp: tuple[float, ...], style: _LookStyle, scene: Scene
     # colours: role colour x sun shading, lamps lit at night, fog by depth
     night = L.night
     role_cols = np.empty((len(objs), 6, 3))
-    for i, vl in enumerate(looks):
-        body = vl.body if vl is not None else (235.0, 130.0, 20.0)
-        cargo = vl.cargo if vl is not None else body
-        role_cols[i, BODY] = body
-        role_cols[i, CARGO] = cargo
+    role_cols[:, BODY] = [vl.body if vl is not None else (235.0, 130.0, 20.0) for vl in looks]
+    role_cols[:, CARGO] = [vl.cargo if vl is not None else (235.0, 130.0, 20.0) for vl in looks]
     role_cols[:, GLASS] = (40.0, 50.0, 62.0)
     role_cols[:, OBST] = (235.0, 130.0, 20.0)
     role_cols[:, HEAD] = (205.0, 205.0, 195.0)
@@ -575,7 +616,7 @@ def _vehicles(cam: Any, camp: tuple[float, ...], style: _LookStyle, scene: Scene
     polys, clipped = cam._project_polys(fxy, fz)
     d02, d13 = polys[:, 2] - polys[:, 0], polys[:, 3] - polys[:, 1]
     area2 = np.abs(d02[:, 0] * d13[:, 1] - d02[:, 1] * d13[:, 0])
-    draw = (area2 >= SCALE * SCALE) | lamp
+    draw = (area2 >= SCALE * SCALE) | (lamp if night > 0.3 else False)
     for i in clipped:
         draw[i] = True
     for i in np.flatnonzero(draw).tolist():
