@@ -249,11 +249,11 @@ class _LookStyle:
             self.fog_a = (1.0 - fog_f).astype(np.float32)[:, None, None]
             self.fog_b = (fog_f[:, None] * L.fog[None, :]).astype(np.float32)[:, None, :]
             img = img * self.fog_a + self.fog_b
-            # per frame: cv2.blendLinear(frame, fog image, 1 - f, f) with (H, W) weights
-            self.fog_w1 = np.ascontiguousarray(np.repeat((1.0 - fog_f)[:, None], w, axis=1), np.float32)
-            self.fog_w2 = np.ascontiguousarray(1.0 - self.fog_w1)
-            self.fog_img = np.empty((h, w, 3), np.uint8)
-            self.fog_img[:] = _c(L.fog)
+            # per frame: frame * (1 - f) + fog colour * f, as a uint8 multiply (1/255 steps) and add
+            keep = np.rint((1.0 - fog_f) * 255.0)
+            self.fog_keep = np.repeat(np.repeat(keep[:, None, None], w, axis=1), 3, axis=2).astype(np.uint8)
+            self.fog_add = np.clip(np.rint((1.0 - keep / 255.0)[:, None, None] * L.fog[None, None, :]
+                                           * np.ones((1, w, 1))), 0, 255).astype(np.uint8)
             self.ground_dist = dist
         self.background = np.clip(np.rint(img), 0, 255).astype(np.uint8)
         # lens: gain (exposure, vignetting, headlights at night) and offset (glare)
@@ -341,13 +341,9 @@ def _cam_points(cam: Any, camp: tuple[float, ...], pts: np.ndarray, z_m: Any) ->
     a = rel.real
     hz = np.asarray(z_m) - cam.spec.height_m
     z = cp * a - sp * hz
-    y = -(sp * a + cp * hz)
-    zz = np.maximum(z, cam.spec.near_m)
-    f = cam._focal * SCALE
-    u = rel.imag / zz * f + cam._cx * SCALE
-    v = y / zz * f + cam._cy * SCALE
-    pix = np.stack([u, v], axis=-1)
-    np.clip(pix, -1e6, 1e6, out=pix)
+    w = (rel.imag - 1j * (sp * a + cp * hz)) / np.maximum(z, cam.spec.near_m) * (cam._focal * SCALE) + cam._centre16
+    pix = np.ascontiguousarray(w).view(np.float64).reshape(w.shape + (2,))
+    np.clip(pix, -1e7, 1e7, out=pix)
     return np.rint(pix).astype(np.int32), z, a
 
 
@@ -401,7 +397,15 @@ def _dashcam(cam: Any, style: _LookStyle, scene: Scene, deco: Decorations, img: 
         if ok.any():
             cv2.polylines(img, pix[ok], False, style.tar, 1, cv2.LINE_8, SHIFT)
     # vehicles near enough to draw
-    objs, looks = _objects(road, ego, scene, camp[0], camp[1], reach)
+    turn = complex(camp[2], -camp[3])
+
+    def in_view(pos: np.ndarray) -> np.ndarray:   # centres that may be seen (objects up to ~12 m long)
+        r = (pos - cam_c) * turn
+        depth = camp[4] * r.real + camp[5] * spec.height_m
+        return (r.real < reach + 8.0) & (depth > near - 10.0) & (
+            np.abs(r.imag) < cam._tan_half * np.maximum(depth, 0.0) + 8.0 * (1 + cam._tan_half) + 2.0)
+
+    objs, looks = _objects(road, ego, scene, in_view)
     if len(objs):
         rel = (objs[:, 0] + 1j * objs[:, 1] - cam_c) * complex(camp[2], -camp[3])
         depth = camp[4] * rel.real + camp[5] * spec.height_m
@@ -415,7 +419,8 @@ def _dashcam(cam: Any, style: _LookStyle, scene: Scene, deco: Decorations, img: 
             _ground_marks(cam, camp, style, scene, img, objs[close], [looks[i] for i in close.tolist()])
     # fog over the ground by distance
     if style.density > 0:
-        img[:] = cv2.blendLinear(img, style.fog_img, style.fog_w1, style.fog_w2)
+        cv2.multiply(img, style.fog_keep, dst=img, scale=1.0 / 255.0)
+        cv2.add(img, style.fog_add, dst=img)
     _roadside(cam, camp, style, deco, img, box)
     if len(objs):
         _vehicles(cam, camp, style, scene, img, objs, rel, looks)
@@ -428,34 +433,34 @@ def _dashcam(cam: Any, style: _LookStyle, scene: Scene, deco: Decorations, img: 
         cv2.add(img, style.rain[scene.frame % len(style.rain)], dst=img)
         scene.frame += 1
     k = int(round(style.blur_px * min(abs(float(ego.speed)), 40.0) / 30.0))
-    if k >= 2:
-        cv2.blur(img, (1, k), dst=img)
+    if k >= 2:   # vertical smear: the frame averaged with itself k - 1 rows lower
+        img[k - 1:] = cv2.addWeighted(img[k - 1:], 0.5, img[:1 - k], 0.5, 0.0)
 
 
 def camp_yaw(camp: tuple[float, ...]) -> float:
     return math.atan2(camp[3], camp[2])
 
 
-def _objects(road: Any, ego: Any, scene: Scene, x: float, y: float, reach: float) -> tuple[np.ndarray, list]:
-    """Rows (x, y, heading, length, width, kind, radius) and per-row (kind, body, cargo) of vehicles and
-    solid objects near (x, y); no ego."""
+def _objects(road: Any, ego: Any, scene: Scene, near: Any) -> tuple[np.ndarray, list]:
+    """Rows (x, y, heading, length, width, kind, radius) and per-row looks (VehicleLook, None for an
+    obstacle) of the vehicles and solid objects whose centres pass ``near`` (positions (N,) complex -> bool
+    mask); no ego."""
     rows, looks = [], []
-    lim = reach * 1.415 + 10.0
-    for v in road.vehicles:
-        if v is ego:
+    for is_vehicle, items in ((True, road.vehicles), (False, road.objects)):
+        if not items:
             continue
-        px, py = v.position
-        if abs(px - x) + abs(py - y) < lim:
-            vl = scene.vehicle(v, road)
-            rows.append((px, py, v.heading, v.LENGTH, v.WIDTH, vl.kind))
-            looks.append(vl)
-    for o in road.objects:
-        if type(o).__name__ == "Landmark":
-            continue
-        px, py = o.position
-        if abs(px - x) + abs(py - y) < lim:
-            rows.append((px, py, o.heading, o.LENGTH, o.WIDTH, OBSTACLE_KIND))
-            looks.append(None)
+        pos = np.array([complex(v.position[0], v.position[1]) for v in items])
+        for i in np.flatnonzero(near(pos)).tolist():
+            v = items[i]
+            if is_vehicle:
+                if v is ego:
+                    continue
+                vl = scene.vehicle(v, road)
+                rows.append((v.position[0], v.position[1], v.heading, v.LENGTH, v.WIDTH, vl.kind))
+                looks.append(vl)
+            elif type(v).__name__ != "Landmark":
+                rows.append((v.position[0], v.position[1], v.heading, v.LENGTH, v.WIDTH, OBSTACLE_KIND))
+                looks.append(None)
     if not rows:
         return np.zeros((0, 7)), []
     a = np.array(rows, np.float64)
@@ -655,7 +660,7 @@ def _bev(cam: Any, style: _LookStyle, scene: Scene, deco: Decorations, img: np.n
         near = np.abs(deco.patches[:, 0] - complex(x, y)) < reach
         for poly, light in zip(to_px(deco.patches[near]), deco.patch_light[near].tolist()):
             cv2.fillConvexPoly(img, poly, style.patch[int(light)], cv2.LINE_8, SHIFT)
-    objs, looks = _objects(road, ego, scene, x, y, reach + 5.0)
+    objs, looks = _objects(road, ego, scene, lambda pos: np.abs(pos - complex(x, y)) < reach + 5.0)
     rows = [(o, vl) for o, vl in zip(objs, looks)]
     rows.append((np.array([x, y, h, float(ego.LENGTH), float(ego.WIDTH), 0.0, 0.0]), "ego"))
     for o, vl in rows:
