@@ -99,6 +99,14 @@ _NORMAL = np.where(_T["axis"] == 0, _T["sign"] + 0j, np.where(_T["axis"] == 1, -
 _PLANE_L = np.where(_T["axis"] == 0, _T["sign"] * _T["plane"], 0.0)
 _PLANE_W = np.where(_T["axis"] == 1, _T["sign"] * _T["plane"], 0.0)
 _IS_TOP = _T["axis"] == 2
+_PLANE_TOP = np.where(_IS_TOP, _T["plane"], 0.0)
+#: bearing of each face's outward normal from the vehicle's heading (front, rear, left, right; tops unused)
+_FACE_ANGLE = np.tile(np.array([0.0, math.pi, -math.pi / 2, math.pi / 2, 0.0]), N_BOX)
+_ROLE_COLOURS = np.zeros((6, 3))
+_ROLE_COLOURS[GLASS] = (40.0, 50.0, 62.0)
+_ROLE_COLOURS[OBST] = (235.0, 130.0, 20.0)
+_ROLE_COLOURS[HEAD] = (205.0, 205.0, 195.0)
+_ROLE_COLOURS[TAIL] = (150.0, 25.0, 25.0)
 
 
 # --------------------------------------------------------------------------- decorations
@@ -175,7 +183,7 @@ def _decorations(scene: Scene, network: Any) -> Decorations:
                 p = lane_positions(lane, s, sign * (w / 2 + 1.0))
                 pc = p[:, 0] + 1j * p[:, 1]
                 rails.append(np.stack([pc[:-1], pc[1:]], axis=1))
-            spacing = rng.uniform(18.0, 45.0)
+            spacing = rng.uniform(30.0, 70.0)
             s = np.arange(rng.uniform(0.0, spacing), length, spacing)
             if len(s):
                 off = sign * (w / 2 + rng.uniform(3.0, 9.0, len(s)))
@@ -414,7 +422,7 @@ def _dashcam(cam: Any, style: _LookStyle, scene: Scene, deco: Decorations, img: 
         order = np.flatnonzero(vis)
         order = order[np.argsort(-np.abs(rel[order]), kind="stable")]
         objs, rel, looks = objs[order], rel[order], [looks[i] for i in order.tolist()]
-        close = np.flatnonzero(np.abs(rel) < 70.0)   # farther, a shadow is a pixel or two
+        close = np.flatnonzero(np.abs(rel) < 60.0)   # farther, a shadow is a pixel or two
         if len(close):
             _ground_marks(cam, camp, style, scene, img, objs[close], [looks[i] for i in close.tolist()])
     # fog over the ground by distance
@@ -497,8 +505,8 @@ def _ground_marks(cam: Any, camp: tuple[float, ...], style: _LookStyle, scene: S
         pts = centre + 1.08 * (foot - centre)
         colour = style.contact
     pix, z, _ = _cam_points(cam, camp, pts, 0.0)
-    for i in np.flatnonzero((z > near + 0.3).all(axis=1)).tolist():
-        cv2.fillConvexPoly(img, pix[i], colour, cv2.LINE_8, SHIFT)
+    for poly in pix[(z > near + 0.3).all(axis=1)]:
+        cv2.fillConvexPoly(img, poly, colour, cv2.LINE_8, SHIFT)
     wet = scene.look.wetness
     if wet > 0.3:
         # a smear behind each vehicle (toward a following camera): body colour, red at night
@@ -531,7 +539,7 @@ def _roadside(cam: Any, camp: tuple[float, ...], style: _LookStyle, deco: Decora
     idx = deco.near("rails", box)
     if len(idx):
         pts = deco.rails[idx]
-        pix, z, _ = _cam_points(cam, camp, np.concatenate([pts, pts]), np.repeat([0.75, 0.45], len(pts))[:, None])
+        pix, z, _ = _cam_points(cam, camp, pts, 0.7)
         ok = (z > near + 0.5).all(axis=1)
         if ok.any():
             # join consecutive segments into chains: a few long polylines draw faster than many short ones
@@ -553,15 +561,18 @@ def _roadside(cam: Any, camp: tuple[float, ...], style: _LookStyle, deco: Decora
         if not ok.any():
             return
         crowns = np.clip(np.rint(_fogged(style, style.crown, z0)), 0, 255).astype(np.int32).tolist()
-        for i in np.flatnonzero(ok)[np.argsort(-z0[ok])].tolist():
-            d = float(z0[i])
-            thick = max(1, min(6, int(round(f * (0.35 if tree[i] else 0.2) / d))))
-            if tree[i]:
-                cv2.line(img, tuple(base[i]), tuple(top[i]), style.trunk, thick, cv2.LINE_8, SHIFT)
-                r = int(round(f * float(size[i]) / d * SCALE))
-                cv2.circle(img, tuple(top[i]), max(r, 8), crowns[i], -1, cv2.LINE_8, SHIFT)
+        order = np.flatnonzero(ok)[np.argsort(-z0[ok])]
+        bases, tops = base[order].tolist(), top[order].tolist()
+        dists = z0[order].tolist()
+        trees, sizes = tree[order].tolist(), size[order].tolist()
+        cols = [crowns[i] for i in order.tolist()]
+        for b, t, d, is_tree, sz, crown in zip(bases, tops, dists, trees, sizes, cols):
+            thick = max(1, min(6, int(f * (0.35 if is_tree else 0.2) / d + 0.5)))
+            if is_tree:
+                cv2.line(img, b, t, style.trunk, thick, cv2.LINE_8, SHIFT)
+                cv2.circle(img, t, max(int(f * sz / d * SCALE + 0.5), 8), crown, -1, cv2.LINE_8, SHIFT)
             else:
-                cv2.line(img, tuple(base[i]), tuple(top[i]), style.pole, thick, cv2.LINE_8, SHIFT)
+                cv2.line(img, b, t, style.pole, thick, cv2.LINE_8, SHIFT)
 
 
 def _vehicles(cam: Any, camp: tuple[float, ...], style: _LookStyle, scene: Scene, img: np.ndarray,
@@ -581,7 +592,7 @@ def _vehicles(cam: Any, camp: tuple[float, ...], style: _LookStyle, scene: Scene
     xy = w.imag - 1j * (sp * a + cp * hz)
     cam_local = -centre / spin
     facing = ((_NORMAL * cam_local).real > _PLANE_L[kind] * length + _PLANE_W[kind] * width
-              + np.where(_IS_TOP, _T["plane"][kind] - cam.spec.height_m, 0.0)) & _T["exists"][kind]
+              + _PLANE_TOP[kind] - cam.spec.height_m * _IS_TOP) & _T["exists"][kind]
     sel = np.flatnonzero(facing)
     if not len(sel):
         return
@@ -593,39 +604,37 @@ def _vehicles(cam: Any, camp: tuple[float, ...], style: _LookStyle, scene: Scene
     fxy, fz, veh, face = fxy[ahead], fz[ahead], veh[ahead], face[ahead]
     if not len(veh):
         return
-    # colours: role colour x sun shading, lamps lit at night, fog by depth
     night = L.night
-    role_cols = np.empty((len(objs), 6, 3))
-    role_cols[:, BODY] = [vl.body if vl is not None else (235.0, 130.0, 20.0) for vl in looks]
-    role_cols[:, CARGO] = [vl.cargo if vl is not None else (235.0, 130.0, 20.0) for vl in looks]
-    role_cols[:, GLASS] = (40.0, 50.0, 62.0)
-    role_cols[:, OBST] = (235.0, 130.0, 20.0)
-    role_cols[:, HEAD] = (205.0, 205.0, 195.0)
-    role_cols[:, TAIL] = (150.0, 25.0, 25.0)
     role = _T["role"][kind[veh], face]
-    base = role_cols[veh, role]
-    axis = _T["axis"][face]
-    sign = _T["sign"][face]
-    hd = objs[veh, 2]
-    nx = np.where(axis == 0, sign * np.cos(hd), np.where(axis == 1, -sign * np.sin(hd), 0.0))
-    ny = np.where(axis == 0, sign * np.sin(hd), np.where(axis == 1, sign * np.cos(hd), 0.0))
-    nz = (axis == 2).astype(np.float64)
-    lit = np.maximum(0.0, nx * L.sun_dir[0] + ny * L.sun_dir[1] + nz * L.sun_dir[2])
-    shade = 0.58 + 0.22 * nz + 0.55 * L.direct * lit
-    col = base * shade[:, None] * L.light[None, :]
     lamp = (role == HEAD) | (role == TAIL)
-    if night > 0.3 and lamp.any():
-        col[lamp] = np.where((role[lamp] == TAIL)[:, None], [[255.0, 45.0, 35.0]], [[255.0, 250.0, 225.0]])
-    col = _fogged(style, col, fz.mean(axis=1))
-    colours = np.clip(np.rint(col), 0, 255).astype(np.int32).tolist()
     polys, clipped = cam._project_polys(fxy, fz)
     d02, d13 = polys[:, 2] - polys[:, 0], polys[:, 3] - polys[:, 1]
     area2 = np.abs(d02[:, 0] * d13[:, 1] - d02[:, 1] * d13[:, 0])
     draw = (area2 >= SCALE * SCALE) | (lamp if night > 0.3 else False)
     for i in clipped:
         draw[i] = True
-    for i in np.flatnonzero(draw).tolist():
-        cv2.fillConvexPoly(img, clipped.get(i, polys[i]) if clipped else polys[i], colours[i], cv2.LINE_8, SHIFT)
+    rows = np.flatnonzero(draw)
+    if not len(rows):
+        return
+    veh, face, role, lamp, fz = veh[rows], face[rows], role[rows], lamp[rows], fz[rows]
+    # colours: role colour x sun shading (sides by the sun's bearing, tops by its height), lamps lit
+    # at night, fog by depth
+    role_cols = _ROLE_COLOURS[None].repeat(len(objs), axis=0)
+    role_cols[:, BODY] = [vl.body if vl is not None else (235.0, 130.0, 20.0) for vl in looks]
+    role_cols[:, CARGO] = [vl.cargo if vl is not None else (235.0, 130.0, 20.0) for vl in looks]
+    base = role_cols[veh, role]
+    el = math.radians(max(scene.look.sun_elevation_deg, 0.0))
+    top = _IS_TOP[face]
+    side_lit = math.cos(el) * np.cos(objs[veh, 2] + _FACE_ANGLE[face] - math.radians(scene.look.sun_azimuth_deg))
+    lit = np.maximum(0.0, np.where(top, math.sin(el), side_lit))
+    shade = 0.58 + 0.22 * top + 0.55 * L.direct * lit
+    col = base * shade[:, None] * L.light[None, :]
+    if night > 0.3 and lamp.any():
+        col[lamp] = np.where((role[lamp] == TAIL)[:, None], [[255.0, 45.0, 35.0]], [[255.0, 250.0, 225.0]])
+    col = _fogged(style, col, fz.mean(axis=1))
+    colours = np.clip(np.rint(col), 0, 255).astype(np.int32).tolist()
+    for i, colour in zip(rows.tolist(), colours):
+        cv2.fillConvexPoly(img, clipped.get(i, polys[i]) if clipped else polys[i], colour, cv2.LINE_8, SHIFT)
 
 
 def _bev(cam: Any, style: _LookStyle, scene: Scene, deco: Decorations, img: np.ndarray, road: Any, ego: Any,
