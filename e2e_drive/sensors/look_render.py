@@ -225,6 +225,8 @@ class _LookStyle:
         self.patch = (_c(L.patch_dark), _c(L.patch_light))
         self.shadow = _c(L.shadow)
         self.contact = _c(L.road * 0.55)
+        glow = np.array([230.0, 40.0, 30.0]) if L.night > 0.5 else np.array([200.0, 205.0, 215.0]) * L.light
+        self.sheen = _c(L.road * (1 - 0.3 * look.wetness) + glow * 0.3 * look.wetness)
         self.rail, self.pole, self.trunk = _c(L.rail), _c(L.pole), _c(L.trunk)
         self.crown = L.crown
         self.fog = L.fog
@@ -388,22 +390,20 @@ def _dashcam(cam: Any, style: _LookStyle, scene: Scene, deco: Decorations, img: 
                 cv2.polylines(img, solid, False, style.marking, 1, cv2.LINE_8, SHIFT)
     cam_c = complex(camp[0], camp[1])
     box = _view_box(cam, camp)
-    # road patches and tar lines (world-anchored, wholly in front of the near plane)
-    near_p = deco.near("patches", box)
-    if len(near_p):
-        pix, z, _ = _cam_points(cam, camp, deco.patches[near_p], 0.0)
+    # road patches and tar lines (world-anchored, wholly in front of the near plane): one projection
+    near_p, near_t = deco.near("patches", box), deco.near("tar", box)
+    n_p = len(near_p)
+    if n_p or len(near_t):
+        pix, z, a = _cam_points(cam, camp, np.concatenate([deco.patches[near_p], deco.tar[near_t]]), 0.0)
         ok = (z > near + 0.5).all(axis=1)
         light = deco.patch_light[near_p]
         for flag in (False, True):
-            sel = ok & (light == flag)
+            sel = ok[:n_p] & (light == flag)
             if sel.any():
-                cv2.fillPoly(img, pix[sel], style.patch[int(flag)], cv2.LINE_8, SHIFT)
-    near_t = deco.near("tar", box)
-    if len(near_t):
-        pix, z, a = _cam_points(cam, camp, deco.tar[near_t], 0.0)
-        ok = (z > near + 0.5).all(axis=1) & (a[:, 0] < 0.6 * reach)
-        if ok.any():
-            cv2.polylines(img, pix[ok], False, style.tar, 1, cv2.LINE_8, SHIFT)
+                cv2.fillPoly(img, pix[:n_p][sel], style.patch[int(flag)], cv2.LINE_8, SHIFT)
+        sel = ok[n_p:] & (a[n_p:, 0] < 0.6 * reach)
+        if sel.any():
+            cv2.polylines(img, pix[n_p:][sel], False, style.tar, 1, cv2.LINE_8, SHIFT)
     # vehicles near enough to draw
     turn = complex(camp[2], -camp[3])
 
@@ -415,12 +415,8 @@ def _dashcam(cam: Any, style: _LookStyle, scene: Scene, deco: Decorations, img: 
 
     objs, looks = _objects(road, ego, scene, in_view)
     if len(objs):
-        rel = (objs[:, 0] + 1j * objs[:, 1] - cam_c) * complex(camp[2], -camp[3])
-        depth = camp[4] * rel.real + camp[5] * spec.height_m
-        vis = (rel.real < reach + objs[:, 6]) & (depth > near - objs[:, 6] - 2.0) & (
-            np.abs(rel.imag) < cam._tan_half * np.maximum(depth, 0.0) + objs[:, 6] * (1 + cam._tan_half) + 2.0)
-        order = np.flatnonzero(vis)
-        order = order[np.argsort(-np.abs(rel[order]), kind="stable")]
+        rel = (objs[:, 0] + 1j * objs[:, 1] - cam_c) * turn
+        order = np.argsort(-np.abs(rel), kind="stable")   # far to near
         objs, rel, looks = objs[order], rel[order], [looks[i] for i in order.tolist()]
         close = np.flatnonzero(np.abs(rel) < 60.0)   # farther, a shadow is a pixel or two
         if len(close):
@@ -457,7 +453,7 @@ def _objects(road: Any, ego: Any, scene: Scene, near: Any) -> tuple[np.ndarray, 
     for is_vehicle, items in ((True, road.vehicles), (False, road.objects)):
         if not items:
             continue
-        pos = np.array([complex(v.position[0], v.position[1]) for v in items])
+        pos = np.concatenate([v.position for v in items]).astype(np.float64).view(complex)
         for i in np.flatnonzero(near(pos)).tolist():
             v = items[i]
             if is_vehicle:
@@ -505,21 +501,19 @@ def _ground_marks(cam: Any, camp: tuple[float, ...], style: _LookStyle, scene: S
         pts = centre + 1.08 * (foot - centre)
         colour = style.contact
     pix, z, _ = _cam_points(cam, camp, pts, 0.0)
-    for poly in pix[(z > near + 0.3).all(axis=1)]:
-        cv2.fillConvexPoly(img, poly, colour, cv2.LINE_8, SHIFT)
+    pix = pix[(z > near + 0.3).all(axis=1)]
+    if colour is style.contact:    # footprints never overlap: one call (fillPoly fills even-odd)
+        cv2.fillPoly(img, pix, colour, cv2.LINE_8, SHIFT)
+    else:                          # sun shadows may overlap
+        for poly in pix:
+            cv2.fillConvexPoly(img, poly, colour, cv2.LINE_8, SHIFT)
     wet = scene.look.wetness
     if wet > 0.3:
-        # a smear behind each vehicle (toward a following camera): body colour, red at night
+        # wet road: a sheen behind each vehicle (toward a following camera), red tail-light glow at night
         back = 0.5 * objs[:, 3] * np.exp(1j * objs[:, 2])
         behind = np.column_stack([foot[:, 0], foot[:, 0] - back, foot[:, 3] - back, foot[:, 3]])
         pix, z, _ = _cam_points(cam, camp, behind, 0.0)
-        if L.night > 0.5:
-            base = np.broadcast_to(np.array([230.0, 40.0, 30.0]), (len(objs), 3))
-        else:
-            base = np.array([vl.body if vl is not None else (200.0, 120.0, 30.0) for vl in looks]) * L.light
-        cols = np.clip(np.rint(L.road * (1 - 0.35 * wet) + base * 0.35 * wet), 0, 255).astype(np.int32).tolist()
-        for i in np.flatnonzero((z > near + 0.3).all(axis=1)).tolist():
-            cv2.fillConvexPoly(img, pix[i], cols[i], cv2.LINE_8, SHIFT)
+        cv2.fillPoly(img, pix[(z > near + 0.3).all(axis=1)], style.sheen, cv2.LINE_8, SHIFT)
 
 
 def _view_box(cam: Any, camp: tuple[float, ...]) -> tuple[float, float, float, float]:
@@ -534,45 +528,45 @@ def _view_box(cam: Any, camp: tuple[float, ...]) -> tuple[float, float, float, f
 
 def _roadside(cam: Any, camp: tuple[float, ...], style: _LookStyle, deco: Decorations, img: np.ndarray,
               box: tuple[float, float, float, float]) -> None:
-    spec = cam.spec
-    near = spec.near_m
-    idx = deco.near("rails", box)
-    if len(idx):
-        pts = deco.rails[idx]
-        pix, z, _ = _cam_points(cam, camp, pts, 0.7)
-        ok = (z > near + 0.5).all(axis=1)
-        if ok.any():
+    """Guard rails (one rail 0.7 m up), then poles and trees far to near; one projection for all."""
+    near = cam.spec.near_m
+    idx, close = deco.near("rails", box), deco.near("objects", box)
+    n_r, n_o = len(idx), len(close)
+    if not n_r and not n_o:
+        return
+    pos, tree, size = deco.objects[close], deco.is_tree[close], deco.size[close]
+    top_h = np.where(tree, 2.6 + size, size)
+    pts = np.concatenate([deco.rails[idx].ravel(), pos, pos])
+    heights = np.concatenate([np.full(2 * n_r, 0.7), np.zeros(n_o), top_h])
+    pix, z, _ = _cam_points(cam, camp, pts, heights)
+    if n_r:
+        seg, zs = pix[:2 * n_r].reshape(n_r, 2, 2), z[:2 * n_r].reshape(n_r, 2)
+        sel = np.flatnonzero((zs > near + 0.5).all(axis=1))
+        if len(sel):
             # join consecutive segments into chains: a few long polylines draw faster than many short ones
-            sel = np.flatnonzero(ok)
-            seg = pix[sel]
+            seg = seg[sel]
             joined = (np.diff(sel) == 1) & (seg[1:, 0] == seg[:-1, 1]).all(axis=1)
             cuts = (np.flatnonzero(~joined) + 1).tolist()
             chains = [np.concatenate([seg[a:b, 0], seg[b - 1:b, 1]]) for a, b in zip([0, *cuts], [*cuts, len(seg)])]
             cv2.polylines(img, chains, False, style.rail, 1, cv2.LINE_8, SHIFT)
-    close = deco.near("objects", box)
-    if len(close):
-        pos, tree, size = deco.objects[close], deco.is_tree[close], deco.size[close]
-        top_h = np.where(tree, 2.6 + size, size)
-        both, zz, _ = _cam_points(cam, camp, np.concatenate([pos, pos]), np.concatenate([np.zeros(len(pos)), top_h]))
-        base, top, z0 = both[:len(pos)], both[len(pos):], zz[:len(pos)]
-        f = cam._focal
-        ok = (z0 > 2.0) & (np.abs(base[:, 0] / SCALE - cam._cx) < cam._cx + 20 + f * 3.0 / np.maximum(z0, 1.0)) & (
-            f * top_h / np.maximum(z0, 1.0) > 1.5)
-        if not ok.any():
-            return
-        crowns = np.clip(np.rint(_fogged(style, style.crown, z0)), 0, 255).astype(np.int32).tolist()
-        order = np.flatnonzero(ok)[np.argsort(-z0[ok])]
-        bases, tops = base[order].tolist(), top[order].tolist()
-        dists = z0[order].tolist()
-        trees, sizes = tree[order].tolist(), size[order].tolist()
-        cols = [crowns[i] for i in order.tolist()]
-        for b, t, d, is_tree, sz, crown in zip(bases, tops, dists, trees, sizes, cols):
-            thick = max(1, min(6, int(f * (0.35 if is_tree else 0.2) / d + 0.5)))
-            if is_tree:
-                cv2.line(img, b, t, style.trunk, thick, cv2.LINE_8, SHIFT)
-                cv2.circle(img, t, max(int(f * sz / d * SCALE + 0.5), 8), crown, -1, cv2.LINE_8, SHIFT)
-            else:
-                cv2.line(img, b, t, style.pole, thick, cv2.LINE_8, SHIFT)
+    if not n_o:
+        return
+    base, top, z0 = pix[2 * n_r:2 * n_r + n_o], pix[2 * n_r + n_o:], z[2 * n_r:2 * n_r + n_o]
+    f = cam._focal
+    zc = np.maximum(z0, 1.0)
+    ok = (z0 > 2.0) & (np.abs(base[:, 0] / SCALE - cam._cx) < cam._cx + 20 + f * 3.0 / zc) & (f * top_h / zc > 1.5)
+    if not ok.any():
+        return
+    order = np.flatnonzero(ok)[np.argsort(-z0[ok])]
+    crowns = np.clip(np.rint(_fogged(style, style.crown, z0[order])), 0, 255).astype(np.int32).tolist()
+    for b, t, d, is_tree, sz, crown in zip(base[order].tolist(), top[order].tolist(), z0[order].tolist(),
+                                           tree[order].tolist(), size[order].tolist(), crowns):
+        thick = max(1, min(6, int(f * (0.35 if is_tree else 0.2) / d + 0.5)))
+        if is_tree:
+            cv2.line(img, b, t, style.trunk, thick, cv2.LINE_8, SHIFT)
+            cv2.circle(img, t, max(int(f * sz / d * SCALE + 0.5), 8), crown, -1, cv2.LINE_8, SHIFT)
+        else:
+            cv2.line(img, b, t, style.pole, thick, cv2.LINE_8, SHIFT)
 
 
 def _vehicles(cam: Any, camp: tuple[float, ...], style: _LookStyle, scene: Scene, img: np.ndarray,
