@@ -12,6 +12,10 @@ continuous one in the marking colour. Vehicles and obstacles are solid boxes (a 
 for vehicles, a glass cabin) whose camera-facing faces are drawn far to near (painter's
 algorithm); faces under half a pixel are skipped. The bird's-eye view fills the same quads
 in the ego frame (ego fixed, heading up).
+
+With a scene (``render(..., scene=...)``, an episode's look: see looks.py) the frame is drawn by
+look_render.py instead (light, weather, vehicle types, road wear, roadside, lens effects);
+without one the flat-colour world above is drawn exactly as before looks existed.
 """
 
 from __future__ import annotations
