@@ -99,6 +99,8 @@ _NORMAL = np.where(_T["axis"] == 0, _T["sign"] + 0j, np.where(_T["axis"] == 1, -
 _PLANE_L = np.where(_T["axis"] == 0, _T["sign"] * _T["plane"], 0.0)
 _PLANE_W = np.where(_T["axis"] == 1, _T["sign"] * _T["plane"], 0.0)
 _IS_TOP = _T["axis"] == 2
+_UYJ = 1j * _T["uy"]
+_N_FACES = len(_T["faces"])
 _PLANE_TOP = np.where(_IS_TOP, _T["plane"], 0.0)
 #: bearing of each face's outward normal from the vehicle's heading (front, rear, left, right; tops unused)
 _FACE_ANGLE = np.tile(np.array([0.0, math.pi, -math.pi / 2, math.pi / 2, 0.0]), N_BOX)
@@ -471,49 +473,52 @@ def _objects(road: Any, ego: Any, scene: Scene, near: Any) -> tuple[np.ndarray, 
     return np.column_stack([a, 0.5 * np.hypot(a[:, 3], a[:, 4])]), looks
 
 
+_FOOT_L = np.array([-0.5, 0.5, 0.5, -0.5])
+_FOOT_W = 1j * np.array([-0.5, -0.5, 0.5, 0.5])
+
+
 def _ground_marks(cam: Any, camp: tuple[float, ...], style: _LookStyle, scene: Scene, img: np.ndarray,
                   objs: np.ndarray, looks: list) -> None:
-    """Shadows (sun), contact shadows (no sun) and wet reflections under the vehicles."""
+    """Shadows (sun), contact shadows (no sun) and wet reflections under the vehicles (one projection)."""
     L = scene.light
     near = cam.spec.near_m
-    ch, sh = np.cos(objs[:, 2])[:, None], np.sin(objs[:, 2])[:, None]
-    lx = np.array([-0.5, 0.5, 0.5, -0.5]) * objs[:, 3:4]
-    ly = np.array([-0.5, -0.5, 0.5, 0.5]) * objs[:, 4:5]
-    foot = objs[:, 0:1] + lx * ch - ly * sh + 1j * (objs[:, 1:2] + lx * sh + ly * ch)
+    n = len(objs)
+    spin = np.exp(1j * objs[:, 2:3])
+    centre = objs[:, 0:1] + 1j * objs[:, 1:2]
+    foot = centre + (_FOOT_L * objs[:, 3:4] + _FOOT_W * objs[:, 4:5]) * spin
     elev = scene.look.sun_elevation_deg
-    if L.direct > 0.2 and elev > 3.0:
+    sun = L.direct > 0.2 and elev > 3.0
+    if sun:
         # the shadow of a box on flat ground: its footprint swept along the sun's ground offset t
         # (the convex hull, built per corner: edges facing t move by t, the others stay)
         height = np.array([1.45, 2.1, 3.3, 2.9, 1.0])[objs[:, 5].astype(np.intp)]
         reach = np.minimum(height / math.tan(math.radians(elev)), 14.0)
         d = -complex(L.sun_dir[0], L.sun_dir[1]) / max(math.hypot(L.sun_dir[0], L.sun_dir[1]), 1e-6)
         t = (reach * d)[:, None]
-        edge = np.roll(foot, -1, axis=1) - foot
-        area = (np.conj(foot) * np.roll(foot, -1, axis=1)).imag.sum(axis=1, keepdims=True)
-        toward = (-(np.conj(edge) * t).imag * np.sign(area)) > 0      # edge i (corner i -> i + 1) faces t
-        before = np.roll(toward, 1, axis=1)                              # edge ending at corner i
-        first = foot + np.where(before, t, 0)
+        nxt = np.roll(foot, -1, axis=1)
+        area = (np.conj(foot) * nxt).imag.sum(axis=1, keepdims=True)
+        toward = (-(np.conj(nxt - foot) * t).imag * np.sign(area)) > 0    # edge i (corner i -> i + 1) faces t
+        first = foot + np.where(np.roll(toward, 1, axis=1), t, 0)         # edge ending at corner i
         second = foot + np.where(toward, t, 0)
-        pts = np.stack([first, second], axis=2).reshape(len(foot), 8)
-        colour = style.shadow
+        pts = np.stack([first, second], axis=2).reshape(n, 8)
     else:
-        centre = (objs[:, 0] + 1j * objs[:, 1])[:, None]
         pts = centre + 1.08 * (foot - centre)
-        colour = style.contact
-    pix, z, _ = _cam_points(cam, camp, pts, 0.0)
-    pix = pix[(z > near + 0.3).all(axis=1)]
-    if colour is style.contact:    # footprints never overlap: one call (fillPoly fills even-odd)
-        cv2.fillPoly(img, pix, colour, cv2.LINE_8, SHIFT)
-    else:                          # sun shadows may overlap
-        for poly in pix:
-            cv2.fillConvexPoly(img, poly, colour, cv2.LINE_8, SHIFT)
-    wet = scene.look.wetness
-    if wet > 0.3:
+    wet = scene.look.wetness > 0.3
+    if wet:
         # wet road: a sheen behind each vehicle (toward a following camera), red tail-light glow at night
-        back = 0.5 * objs[:, 3] * np.exp(1j * objs[:, 2])
-        behind = np.column_stack([foot[:, 0], foot[:, 0] - back, foot[:, 3] - back, foot[:, 3]])
-        pix, z, _ = _cam_points(cam, camp, behind, 0.0)
-        cv2.fillPoly(img, pix[(z > near + 0.3).all(axis=1)], style.sheen, cv2.LINE_8, SHIFT)
+        back = 0.5 * objs[:, 3:4] * spin
+        behind = np.concatenate([foot[:, :1], foot[:, :1] - back, foot[:, 3:] - back, foot[:, 3:]], axis=1)
+        pts = np.concatenate([pts, behind[:, np.arange(pts.shape[1]) * 4 // pts.shape[1]]])
+    pix, z, _ = _cam_points(cam, camp, pts, 0.0)
+    ok = (z > near + 0.3).all(axis=1)
+    marks, ok_m = pix[:n], ok[:n]
+    if sun:                        # sun shadows may overlap
+        for poly in marks[ok_m]:
+            cv2.fillConvexPoly(img, poly, style.shadow, cv2.LINE_8, SHIFT)
+    else:                          # footprints never overlap: one call (fillPoly fills even-odd)
+        cv2.fillPoly(img, marks[ok_m], style.contact, cv2.LINE_8, SHIFT)
+    if wet:
+        cv2.fillPoly(img, pix[n:][ok[n:]], style.sheen, cv2.LINE_8, SHIFT)
 
 
 def _view_box(cam: Any, camp: tuple[float, ...]) -> tuple[float, float, float, float]:
@@ -573,31 +578,31 @@ def _vehicles(cam: Any, camp: tuple[float, ...], style: _LookStyle, scene: Scene
               objs: np.ndarray, rel: np.ndarray, looks: list) -> None:
     L = scene.light
     near = cam.spec.near_m
-    cyaw, syaw, cp, sp = camp[2:]
-    turn = complex(cyaw, -syaw)
+    cp, sp = camp[4], camp[5]
     kind = objs[:, 5].astype(np.intp)
     length, width = objs[:, 3:4], objs[:, 4:5]
     centre = rel[:, None]
-    spin = np.exp(1j * objs[:, 2:3]) * turn
-    w = centre + (_T["ux"][kind] * length + 1j * _T["uy"][kind] * width) * spin
+    spin = np.exp(1j * objs[:, 2:3]) * complex(camp[2], -camp[3])
+    w = centre + (_T["ux"][kind] * length + _UYJ[kind] * width) * spin
     a = w.real
     hz = _T["uz"][kind] - cam.spec.height_m
     z_cam = cp * a - sp * hz
     xy = w.imag - 1j * (sp * a + cp * hz)
+    # back-face culling: a face shows if the camera is outside its plane
     cam_local = -centre / spin
-    facing = ((_NORMAL * cam_local).real > _PLANE_L[kind] * length + _PLANE_W[kind] * width
-              + _PLANE_TOP[kind] - cam.spec.height_m * _IS_TOP) & _T["exists"][kind]
-    sel = np.flatnonzero(facing)
+    facing = (_NORMAL * cam_local).real > (_PLANE_L[kind] * length + _PLANE_W[kind] * width
+                                           + _PLANE_TOP[kind] - cam.spec.height_m * _IS_TOP)
+    sel = np.flatnonzero(facing & _T["exists"][kind])
     if not len(sel):
         return
-    faces = _T["faces"]
-    fxy = xy[:, faces].reshape(-1, 4)[sel]
-    fz = z_cam[:, faces].reshape(-1, 4)[sel]
-    veh, face = np.divmod(sel, faces.shape[0])
+    fxy = xy[:, _T["faces"]].reshape(-1, 4)[sel]
+    fz = z_cam[:, _T["faces"]].reshape(-1, 4)[sel]
+    veh, face = np.divmod(sel, _N_FACES)
     ahead = (fz >= near).any(axis=1)
-    fxy, fz, veh, face = fxy[ahead], fz[ahead], veh[ahead], face[ahead]
-    if not len(veh):
-        return
+    if not ahead.all():
+        fxy, fz, veh, face = fxy[ahead], fz[ahead], veh[ahead], face[ahead]
+        if not len(veh):
+            return
     night = L.night
     role = _T["role"][kind[veh], face]
     lamp = (role == HEAD) | (role == TAIL)
