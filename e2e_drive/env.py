@@ -23,7 +23,7 @@ from e2e_drive.errors import ConfigError
 from e2e_drive.scenarios.base import get_scenario, make_scenario, validate_env_config
 from e2e_drive.scenarios.sensors import build_sensors, validate_sensors  # noqa: F401  (validate_sensors: API)
 from e2e_drive.sensors import Camera
-from e2e_drive.sensors.conditions import FrameDelay, miscalibrated
+from e2e_drive.sensors.conditions import FrameDelay, episode_scene, miscalibrated
 from e2e_drive.sensors.conditions import apply as apply_conditions
 from e2e_drive.sim.ground_truth import ground_truth
 from e2e_drive.sim.route import COMMANDS, MAX_COMMAND_DISTANCE_M
@@ -71,6 +71,8 @@ class DrivingEnv(gym.Env):
         self._stacks: dict[str, deque] = {}
         self._delays: dict[str, FrameDelay] = {}
         self._sensor_rng = np.random.default_rng(0)
+        #: The episode's look (e2e_drive.sensors.looks.Scene), None for the plain look.
+        self.scene: Any = None
         self._last_frames: dict[str, np.ndarray] = {}
 
     # ------------------------------------------------------------------ highway-env compatibility
@@ -100,6 +102,7 @@ class DrivingEnv(gym.Env):
 
             attach(self.sim.road)
         self._sensor_rng = np.random.default_rng([sim_seed, 0x5E25])
+        self.scene = episode_scene(self.conditions, sim_seed)
         self._stacks = {n: deque(maxlen=self.config["frame_stack"]) for n in self.cameras}
         self._delays = {n: FrameDelay(self.conditions.latency_steps) for n in self.cameras}
         obs = self._observe(first=True)
@@ -152,7 +155,7 @@ class DrivingEnv(gym.Env):
         if name not in self.cameras:
             raise ConfigError(f"unknown camera {name!r}; this env has {sorted(self.cameras)}")
         frame = self.cameras[name].render(self.sim.road, self.sim.vehicle, pose_offset=pose_offset,
-                                          palette=self.conditions.palette)
+                                          palette=self.conditions.palette, scene=self.scene)
         return apply_conditions(frame, self.conditions, self._sensor_rng) if conditions else frame
 
     def _observe(self, first: bool = False) -> dict[str, Any]:

@@ -36,6 +36,7 @@ AGENT_TYPES: dict[str, str] = {
     "expert": "e2e_drive.agents.expert:ExpertAgent",
     "safety_filter": "e2e_drive.agents.safety_filter:SafetyFilter",
     "e2e": "e2e_drive.agents.e2e_agent:E2EAgent",
+    "blind": "e2e_drive.agents.blind:BlindAgent",
 }
 
 _FILE_KEYS = ("type", "class", "params")

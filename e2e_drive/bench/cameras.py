@@ -1,5 +1,6 @@
 """Camera frames/s next to highway-env's own GrayscaleObservation renderer, in one run.
 
+The looks (train and held-out sets) are timed on the same 200x66 dashcam.
 Same road state for all (highway-v0 defaults: 4 lanes, 50 vehicles). Each round times the
 reference and every camera back to back; ratios are taken per round and the median is
 reported, so load from other processes shifts both sides of a ratio alike.
@@ -17,6 +18,12 @@ CAMERAS: dict[str, dict[str, Any]] = {
     "dashcam 128x64 gray": {"kind": "dashcam", "width_px": 128, "height_px": 64, "grayscale": True},
     "bev 200x66 RGB": {"kind": "bev", "width_px": 200, "height_px": 66, "grayscale": False},
     "bev 128x64 gray": {"kind": "bev", "width_px": 128, "height_px": 64, "grayscale": True},
+}
+#: Dashcams rendered with a look set (e2e_drive.sensors.looks): name -> (camera, look set, weather).
+LOOK_CAMERAS: dict[str, tuple[dict[str, Any], str, str | None]] = {
+    "dashcam 200x66 RGB, train look": (CAMERAS["dashcam 200x66 RGB"], "train", "clear"),
+    "dashcam 200x66 RGB, heldout look (rain)": (CAMERAS["dashcam 200x66 RGB"], "heldout", "rain"),
+    "dashcam 200x66 RGB, heldout look (fog)": (CAMERAS["dashcam 200x66 RGB"], "heldout", "fog"),
 }
 REFERENCE = "highway-env GrayscaleObservation 128x64"
 
@@ -37,8 +44,10 @@ def bench_cameras(quick: bool = False) -> dict[str, Any]:
     """
     import gymnasium as gym
     import highway_env  # noqa: F401  (registers highway-v0)
+    import numpy as np
 
     from e2e_drive.sensors import Camera, CameraSpec
+    from e2e_drive.sensors.looks import new_scene
 
     rounds, frames = (3, 60) if quick else (9, 200)
     with warnings.catch_warnings():
@@ -56,6 +65,10 @@ def bench_cameras(quick: bool = False) -> dict[str, Any]:
     for name, spec in CAMERAS.items():
         cam = Camera(CameraSpec(**spec))
         fns[name] = (lambda c=cam: c.render(road, ego))
+    for name, (spec, look_set, weather) in LOOK_CAMERAS.items():
+        cam = Camera(CameraSpec(**spec))
+        scene = new_scene(look_set, np.random.default_rng(0), weather=weather)
+        fns[name] = (lambda c=cam, s=scene: c.render(road, ego, scene=s))
     for fn in fns.values():          # warm caches (road geometry, backgrounds, pygame surfaces)
         _per_frame_s(fn, 10)
     times: dict[str, list[float]] = {name: [] for name in fns}
@@ -78,7 +91,8 @@ def bench_cameras(quick: bool = False) -> dict[str, Any]:
 def format_cameras(result: dict[str, Any]) -> str:
     """A small table: one line per renderer, with its ratio to the reference."""
     lines = [f"camera frames on highway-v0 (50 vehicles), median of {result['rounds']} rounds "
-             f"x {result['frames_per_round']} frames; ratio = time / reference time (target <= 0.5 for the dashcam):"]
+             f"x {result['frames_per_round']} frames; ratio = time / reference time (target <= 0.5 for the plain dashcam, "
+             f"<= 1.0 with a look):"]
     for name, r in result["results"].items():
         lines.append(f"  {name:<42s} {r['ms_per_frame']:7.3f} ms/frame  {r['frames_per_s']:8.0f} frames/s  "
                      f"ratio {r['ratio_to_reference']:.2f}")

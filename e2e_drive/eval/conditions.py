@@ -17,6 +17,8 @@ occlusion       visuals: two dark patches on the image
 latency         sensor: frames arrive one policy step late (200 ms at 5 Hz)
 camera_pitch    sensor: dashcams pitched 2 degrees further down than the agent is told (calibration error)
 camera_height   sensor: dashcams mounted 0.3 m higher than the agent is told (calibration error)
+train_looks     visuals: a look from the train set per episode (day light, clear or overcast; see sensors/looks.py)
+heldout_looks   visuals: a look from the held-out set per episode (low sun, dusk, night, fog or rain, other colours)
 dense_traffic   traffic: 1.5x as many vehicles, 1.5x denser; what else it means is declared by
                 each scenario (highway: aggressive drivers; racetrack: nothing more)
 ==============  ================================================================================
@@ -97,6 +99,10 @@ CONDITIONS: dict[str, Condition] = {c.name: c for c in (
               overrides={"conditions": {"calib_pitch_deg": 2.0}}),
     Condition("camera_height", "new sensor: dashcam 0.3 m higher (calibration error)",
               overrides={"conditions": {"calib_height_m": 0.3}}),
+    Condition("train_looks", "visuals: the train look set (drawn per episode seed)",
+              overrides={"conditions": {"look": "train"}}),
+    Condition("heldout_looks", "new visuals: the held-out look set (drawn per episode seed)",
+              overrides={"conditions": {"look": "heldout"}}),
     Condition("dense_traffic", "new traffic: 1.5x denser, aggressive drivers",
               per_scenario=True,
               scale={"vehicles_count": 1.5, "vehicles_density": 1.5}),

@@ -5,6 +5,7 @@ knows nothing of agents or learning.
 """
 
 from e2e_drive.sensors.camera import Camera
+from e2e_drive.sensors.looks import LOOK_SETS, WEATHERS, Look, Scene, draw_look, new_scene
 from e2e_drive.sensors.palettes import PALETTES, resolve_palette
 from e2e_drive.sensors.pinhole import (
     camera_pose,
@@ -22,6 +23,12 @@ __all__ = [
     "CAMERA_KINDS",
     "Camera",
     "CameraSpec",
+    "LOOK_SETS",
+    "Look",
+    "Scene",
+    "WEATHERS",
+    "draw_look",
+    "new_scene",
     "PALETTES",
     "camera_pose",
     "focal_px",

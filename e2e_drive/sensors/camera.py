@@ -12,6 +12,10 @@ continuous one in the marking colour. Vehicles and obstacles are solid boxes (a 
 for vehicles, a glass cabin) whose camera-facing faces are drawn far to near (painter's
 algorithm); faces under half a pixel are skipped. The bird's-eye view fills the same quads
 in the ego frame (ego fixed, heading up).
+
+With a scene (``render(..., scene=...)``, an episode's look: see looks.py) the frame is drawn by
+look_render.py instead (light, weather, vehicle types, road wear, roadside, lens effects);
+without one the flat-colour world above is drawn exactly as before looks existed.
 """
 
 from __future__ import annotations
@@ -193,6 +197,26 @@ def _chains(segments: np.ndarray, idx: np.ndarray, cont: np.ndarray, split: int)
     return first, second
 
 
+def draw_ground(img: np.ndarray, polys: Any, clipped: dict, gbatch: np.ndarray, n_ground: int, far_idx: np.ndarray,
+                cont: np.ndarray, n_far_dash: int, n_far_line: int, style: Any) -> None:
+    """Fill the projected road and marking quads (batched by colour, near-plane clipped ones too),
+    then the far markings as one-pixel lines (dashes blend into a dimmer line, as in a real image)."""
+    for a, b in _batches(gbatch):
+        colour = style.road if gbatch[a] < MARKING_BATCH0 else style.marking
+        cv2.fillPoly(img, polys[a:b], colour, cv2.LINE_8, SHIFT)
+        if clipped:
+            extra = [clipped[i] for i in clipped if a <= i < b]
+            if extra:
+                cv2.fillPoly(img, extra, colour, cv2.LINE_8, SHIFT)
+    n_quads = len(gbatch)
+    if n_far_dash or n_far_line:
+        dashed, solid = _chains(polys[n_quads:n_ground], far_idx, cont, n_far_dash)
+        if dashed:
+            cv2.polylines(img, dashed, False, style.marking_far, 1, cv2.LINE_8, SHIFT)
+        if solid:
+            cv2.polylines(img, solid, False, style.marking, 1, cv2.LINE_8, SHIFT)
+
+
 def _batches(batch_ids: np.ndarray) -> list[tuple[int, int]]:
     """(start, end) of runs of equal ids in a sorted id array."""
     if len(batch_ids) == 0:
@@ -239,6 +263,7 @@ class Camera:
         ego: Any,
         pose_offset: Sequence[float] | None = None,
         palette: str | Mapping[str, Any] | None = None,
+        scene: Any = None,
     ) -> np.ndarray:
         """Render one frame.
 
@@ -246,8 +271,15 @@ class Camera:
         ego: the ego vehicle (position, heading, LENGTH, WIDTH); not drawn by the dashcam.
         pose_offset: (dx_m, dy_m, dyaw_rad) in the ego frame: render from a shifted pose.
         palette: "day" (default), "dusk", "night" or a dict of colours (see palettes.py).
+        scene: an episode's e2e_drive.sensors.looks.Scene (a look: light, weather, vehicle
+            types, road wear, roadside, lens); None draws the plain flat-colour world (palette).
         Returns uint8 (H, W, 3) RGB or (H, W, 1) gray.
         """
+        if scene is not None:
+            from e2e_drive.sensors.look_render import render_scene
+
+            return render_scene(self, scene, road, ego, offset_pose(
+                (ego.position[0], ego.position[1], ego.heading), pose_offset))
         style = self._style(palette)
         img = style.background.copy()
         pose = offset_pose((ego.position[0], ego.position[1], ego.heading), pose_offset)
@@ -294,21 +326,7 @@ class Camera:
         else:
             return
         polys, clipped = self._project_polys(xy, z)
-        for a, b in _batches(gbatch):
-            colour = style.road if gbatch[a] < MARKING_BATCH0 else style.marking
-            cv2.fillPoly(img, polys[a:b], colour, cv2.LINE_8, SHIFT)
-            if clipped:
-                extra = [clipped[i] for i in clipped if a <= i < b]
-                if extra:
-                    cv2.fillPoly(img, extra, colour, cv2.LINE_8, SHIFT)
-        # far markings: one-pixel lines (dashes blend into a dimmer line, as in a real image)
-        n_quads = len(gbatch)
-        if n_far_dash or n_far_line:
-            dashed, solid = _chains(polys[n_quads:n_ground], far_idx, geo.ground.cont, n_far_dash)
-            if dashed:
-                cv2.polylines(img, dashed, False, style.marking_far, 1, cv2.LINE_8, SHIFT)
-            if solid:
-                cv2.polylines(img, solid, False, style.marking, 1, cv2.LINE_8, SHIFT)
+        draw_ground(img, polys, clipped, gbatch, n_ground, far_idx, geo.ground.cont, n_far_dash, n_far_line, style)
         if len(fcol):
             # faces far away or seen edge-on that would cover under a pixel are skipped
             fp = polys[n_ground:]
@@ -322,7 +340,8 @@ class Camera:
                 poly = clipped.get(i + n_ground, fp[i]) if clipped else fp[i]
                 cv2.fillConvexPoly(img, poly, fcol[i], cv2.LINE_8, SHIFT)
 
-    def _ground_cam(self, geo: RoadGeometry, cam: tuple[float, ...]) -> tuple[Any, ...]:
+    def _ground_cam(self, geo: RoadGeometry, cam: tuple[float, ...],
+                    drop: np.ndarray | None = None) -> tuple[Any, ...]:
         """What the ground shows, as camera-frame rows (M, 4): xy = x + iy (complex) and depth z.
 
         Rows: first the road and near marking quads that may be visible (their batch ids are
@@ -348,8 +367,12 @@ class Camera:
         vis = (fwd < reach + r) & (depth > self._ground_near - r) & (
             np.abs(lat) < self._tan_half * depth + r * (1.0 + self._tan_half) + 1.0)
         idx = cand[vis]
+        if drop is not None:   # a look's worn markings: dashes that are gone
+            keep_q = ~drop[idx]
+            idx, fwd, r = idx[keep_q], fwd[vis][keep_q], r[vis][keep_q]
+        else:
+            fwd, r = fwd[vis], r[vis]
         kind = qs.kind[idx]
-        fwd, r = fwd[vis], r[vis]
         # level of detail: marking quads near the camera, one-pixel lines beyond
         is_dash, is_line = kind == DASH, kind == LINE
         near_dash = is_dash & (fwd < self._lod_dash_m)

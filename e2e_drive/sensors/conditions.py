@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 
 from e2e_drive.errors import ConfigError
+from e2e_drive.sensors.looks import LOOK_SETS, WEATHERS, Scene, check_look_keys, new_scene
 from e2e_drive.sensors.palettes import PALETTES
 from e2e_drive.sensors.spec import CameraSpec
 from e2e_drive.strict import from_table, invalid
@@ -44,6 +45,11 @@ class SensorConditions:
     latency_steps: the agent sees the frame from this many steps ago (FrameDelay).
     calib_height_m, calib_pitch_deg, calib_yaw_deg: error added to the camera mount when
         rendering (the agent is told the nominal mount).
+    look: the look set ("plain", "train", "heldout"; see e2e_drive.sensors.looks): "plain" is
+        the flat-colour world (palette applies); a set draws each episode's light, weather,
+        colours, road wear, roadside and lens from the episode's seed (use with palette "day").
+    look_weather, look_hour: fix the look's weather or time of day (hours, 0-24) instead of
+        drawing it; must be one of the set's weathers / inside its hours.
     """
 
     noise_std: float = 0.0
@@ -59,6 +65,9 @@ class SensorConditions:
     calib_height_m: float = 0.0
     calib_pitch_deg: float = 0.0
     calib_yaw_deg: float = 0.0
+    look: str = "plain"
+    look_weather: str | None = None
+    look_hour: float | None = None
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -117,6 +126,20 @@ def _validate(c: SensorConditions) -> None:
         raise _bad("calib_pitch_deg", c.calib_pitch_deg, "calibration errors are small: |value| <= 10 deg")
     if abs(c.calib_yaw_deg) > 10.0:
         raise _bad("calib_yaw_deg", c.calib_yaw_deg, "calibration errors are small: |value| <= 10 deg")
+    if not isinstance(c.look, str) or c.look not in LOOK_SETS:
+        raise _bad("look", c.look, f"unknown look set; expected one of {', '.join(LOOK_SETS)}")
+    if c.look_weather is not None and (not isinstance(c.look_weather, str) or c.look_weather not in WEATHERS):
+        raise _bad("look_weather", c.look_weather, f"unknown weather; expected one of {', '.join(WEATHERS)}")
+    if c.look_hour is not None and (isinstance(c.look_hour, bool) or not isinstance(c.look_hour, (int, float))
+                                    or not math.isfinite(c.look_hour)):
+        raise _bad("look_hour", c.look_hour, "expected a finite number (hours, 0-24)")
+    if c.look != "plain" and c.palette != "day":
+        raise _bad("palette", c.palette, f"the look {c.look!r} sets the scene's colours; use palette 'day' with it")
+    try:
+        check_look_keys(c.look, c.look_weather, c.look_hour)
+    except ConfigError as err:
+        key = "look_weather" if "look_weather" in str(err) else "look_hour"
+        raise _bad(key, getattr(c, key), str(err).split(": ", 2)[-1]) from None
 
 
 def miscalibrated(spec: CameraSpec, conditions: SensorConditions) -> CameraSpec:
@@ -136,6 +159,15 @@ def miscalibrated(spec: CameraSpec, conditions: SensorConditions) -> CameraSpec:
         )
     except ConfigError as err:
         raise ConfigError(f"calibration error makes an invalid camera: {err}") from None
+
+
+def episode_scene(conditions: SensorConditions, seed: int) -> Scene | None:
+    """The episode's scene for the conditions' look (None for "plain"), drawn from a generator
+    seeded by the episode's seed (its own stream: the noise and occlusion draws stay as they were)."""
+    if conditions.look == "plain":
+        return None
+    rng = np.random.default_rng([int(seed), 0x100C])
+    return new_scene(conditions.look, rng, conditions.look_weather, conditions.look_hour)
 
 
 def apply(frame: np.ndarray, conditions: SensorConditions, rng: np.random.Generator) -> np.ndarray:

@@ -101,8 +101,7 @@ class ModularAgent:
 
     def act(self, observation: dict, info: dict | None = None) -> np.ndarray:
         t0 = time.perf_counter()
-        perceived = with_navigation(self.perception.perceive(observation, info_for(self.perception, info)),
-                                    observation)
+        perceived = self.perceive(observation, info)
         t1 = time.perf_counter()
         plan = self.planner.plan(perceived, self.dt_s)
         t2 = time.perf_counter()
@@ -114,6 +113,10 @@ class ModularAgent:
         self._timer.add("total", t3 - t0)
         self.last_perception, self.last_plan, self.last_control = perceived, plan, command
         return np.asarray(command.action, dtype=np.float32)
+
+    def perceive(self, observation: dict, info: dict | None = None) -> PerceptionOutput:
+        """The perception stage's output, with the observation's navigation command."""
+        return with_navigation(self.perception.perceive(observation, info_for(self.perception, info)), observation)
 
     def timings_ms(self) -> dict[str, float]:
         """Mean wall time per call [ms] of perception, planning, control and their total."""

@@ -1,0 +1,673 @@
+"""Rendering a scene with a look (see looks.py): what ``Camera.render(..., scene=...)`` draws.
+
+The dashcam reuses the plain renderer's ground pipeline (road quads and markings, with the
+look's missing dashes dropped) and adds, in order: road patches and tar lines, vehicle shadows
+(or contact shadows without sun) and wet-road reflections as ground polygons; fog by ground
+distance per row; guard rails, poles and trees; vehicles drawn by type (car, van, truck, bus:
+templates of up to four boxes on the simulated LENGTH x WIDTH footprint) with per-vehicle
+colours, sun shading per face, windows, lamps (lit at night) and fog per face; then the lens:
+exposure, vignetting, headlight pool at night, low-sun glare (one multiply-add with images
+prepared once per scene and camera), rain streaks and a vertical motion blur. Everything
+random comes from the scene (its look's seed), so the same seed gives the same frames.
+The bird's-eye view draws the look's colours (road, worn markings, patches, vehicle colours).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import cv2
+import numpy as np
+from highway_env.road.lane import LineType
+
+from e2e_drive.sensors.geometry import (
+    DASH,
+    MARKING_BATCH0,
+    STRIPE_LENGTH_M,
+    STRIPE_SPACING_M,
+    QuadGrid,
+    lane_positions,
+    road_geometry,
+)
+from e2e_drive.sensors.looks import Scene
+from e2e_drive.sensors.pinhole import horizon_row
+
+SHIFT = 4
+SCALE = float(1 << SHIFT)
+
+# --------------------------------------------------------------------------- vehicle templates
+
+# Face order per box: front (+x), rear (-x), left (-y), right (+y), top (+z).
+_FACES = np.array([[1, 3, 7, 5], [0, 4, 6, 2], [0, 1, 5, 4], [2, 6, 7, 3], [4, 5, 7, 6]])
+_AXIS = np.array([0, 0, 1, 1, 2])
+_SIGN = np.array([1.0, -1.0, -1.0, 1.0, 1.0])
+# colour roles
+BODY, GLASS, CARGO, HEAD, TAIL, OBST = range(6)
+N_BOX = 4
+# kind -> boxes: (x0, x1 [length units], y0, y1 [width units], z0, z1 [m], roles of the 5 faces or None)
+_LAMP_ROLES = (HEAD, TAIL, None, None, None)
+_KINDS: list[list[tuple[float, float, float, float, float, float, tuple[Any, ...]] | None]] = [
+    [(-0.5, 0.5, -0.5, 0.5, 0.0, 0.8, (BODY,) * 5),                                   # car
+     (-0.36, 0.16, -0.43, 0.43, 0.8, 1.45, (GLASS, GLASS, GLASS, GLASS, BODY)),
+     (-0.504, 0.504, -0.46, -0.3, 0.55, 0.72, _LAMP_ROLES), (-0.504, 0.504, 0.3, 0.46, 0.55, 0.72, _LAMP_ROLES)],
+    [(-0.5, 0.5, -0.5, 0.5, 0.0, 1.0, (BODY,) * 5),                                   # van
+     (-0.5, 0.22, -0.47, 0.47, 1.0, 2.1, (GLASS, GLASS, BODY, BODY, BODY)),
+     (-0.504, 0.504, -0.47, -0.32, 0.65, 0.85, _LAMP_ROLES), (-0.504, 0.504, 0.32, 0.47, 0.65, 0.85, _LAMP_ROLES)],
+    [(0.27, 0.5, -0.48, 0.48, 0.0, 2.6, (GLASS, BODY, BODY, BODY, BODY)),             # truck: cab, then cargo
+     (-0.5, 0.25, -0.5, 0.5, 0.0, 3.3, (CARGO,) * 5),
+     (-0.504, 0.504, -0.48, -0.34, 0.45, 0.65, _LAMP_ROLES), (-0.504, 0.504, 0.34, 0.48, 0.45, 0.65, _LAMP_ROLES)],
+    [(-0.5, 0.5, -0.5, 0.5, 0.0, 1.3, (BODY,) * 5),                                   # bus
+     (-0.5, 0.5, -0.49, 0.49, 1.3, 2.9, (GLASS, GLASS, GLASS, GLASS, BODY)),
+     (-0.504, 0.504, -0.49, -0.36, 0.5, 0.8, _LAMP_ROLES), (-0.504, 0.504, 0.36, 0.49, 0.5, 0.8, _LAMP_ROLES)],
+    [(-0.5, 0.5, -0.5, 0.5, 0.0, 1.0, (OBST,) * 5), None, None, None],               # obstacle
+]
+OBSTACLE_KIND = 4
+
+
+def _templates() -> dict[str, np.ndarray]:
+    n_kind, n_corner, n_face = len(_KINDS), 8 * N_BOX, 5 * N_BOX
+    ux, uy, uz = (np.zeros((n_kind, n_corner)) for _ in range(3))
+    plane = np.zeros((n_kind, n_face))
+    exists = np.zeros((n_kind, n_face), bool)
+    role = np.zeros((n_kind, n_face), np.intp)
+    for k, boxes in enumerate(_KINDS):
+        for b, box in enumerate(boxes):
+            if box is None:
+                continue
+            x0, x1, y0, y1, z0, z1, roles = box
+            for i in range(8):
+                j = 8 * b + i
+                ux[k, j] = x1 if i & 1 else x0
+                uy[k, j] = y1 if i & 2 else y0
+                uz[k, j] = z1 if i & 4 else z0
+            for f in range(5):
+                corner = 8 * b + _FACES[f, 0]
+                plane[k, 5 * b + f] = (ux, uy, uz)[_AXIS[f]][k, corner]
+                exists[k, 5 * b + f] = roles[f] is not None
+                role[k, 5 * b + f] = roles[f] if roles[f] is not None else BODY
+    faces = np.concatenate([_FACES + 8 * b for b in range(N_BOX)])
+    axis = np.tile(_AXIS, N_BOX)
+    sign = np.tile(_SIGN, N_BOX)
+    return {"ux": ux, "uy": uy, "uz": uz, "faces": faces, "axis": axis, "sign": sign, "plane": plane,
+            "exists": exists, "role": role}
+
+
+_T = _templates()
+_NORMAL = np.where(_T["axis"] == 0, _T["sign"] + 0j, np.where(_T["axis"] == 1, -1j * _T["sign"], 0j))
+_PLANE_L = np.where(_T["axis"] == 0, _T["sign"] * _T["plane"], 0.0)
+_PLANE_W = np.where(_T["axis"] == 1, _T["sign"] * _T["plane"], 0.0)
+_IS_TOP = _T["axis"] == 2
+_UYJ = 1j * _T["uy"]
+_N_FACES = len(_T["faces"])
+_PLANE_TOP = np.where(_IS_TOP, _T["plane"], 0.0)
+#: bearing of each face's outward normal from the vehicle's heading (front, rear, left, right; tops unused)
+_FACE_ANGLE = np.tile(np.array([0.0, math.pi, -math.pi / 2, math.pi / 2, 0.0]), N_BOX)
+_ROLE_COLOURS = np.zeros((6, 3))
+_ROLE_COLOURS[GLASS] = (40.0, 50.0, 62.0)
+_ROLE_COLOURS[OBST] = (235.0, 130.0, 20.0)
+_ROLE_COLOURS[HEAD] = (205.0, 205.0, 195.0)
+_ROLE_COLOURS[TAIL] = (150.0, 25.0, 25.0)
+
+
+# --------------------------------------------------------------------------- decorations
+
+
+@dataclass
+class Decorations:
+    """World-anchored extras of one road network under one look (drawn once)."""
+
+    drop: np.ndarray            # (N,) bool over the geometry's quads: dashes worn away
+    patches: np.ndarray         # (P, 4) complex ground quads
+    patch_light: np.ndarray     # (P,) bool: lighter (new asphalt) or darker (repair)
+    tar: np.ndarray             # (T, 4) complex polylines on the ground
+    rails: np.ndarray           # (R, 2) complex segments of guard rails
+    objects: np.ndarray         # (O,) complex positions of poles and trees
+    is_tree: np.ndarray         # (O,) bool
+    size: np.ndarray            # (O,) tree crown radius or pole height [m]
+    grids: dict[str, QuadGrid] = field(default_factory=dict)   # per item list, for culling
+
+    def __post_init__(self) -> None:
+        def grid(c: np.ndarray) -> QuadGrid:
+            if c.ndim == 1:
+                c = c[:, None]
+            q = c[:, np.arange(4) % c.shape[1]]
+            return QuadGrid(np.stack([q.real, q.imag], axis=-1))
+
+        self.grids = {"patches": grid(self.patches), "tar": grid(self.tar), "rails": grid(self.rails),
+                      "objects": grid(self.objects)}
+
+    def near(self, what: str, box: tuple[float, float, float, float]) -> np.ndarray:
+        """Indices of the items of list ``what`` in grid cells that overlap ``box`` (x0, y0, x1, y1)."""
+        return self.grids[what].query(*box)
+
+
+def _decorations(scene: Scene, network: Any) -> Decorations:
+    got = scene.decorations.get(network)
+    if got is not None:
+        return got
+    look = scene.look
+    rng = np.random.default_rng([look.seed, 2])
+    geo = road_geometry(network)
+    kind = geo.ground.kind
+    drop = (kind == DASH) & (rng.uniform(size=len(kind)) < 0.6 * look.marking_wear)
+    patches, light, tar, rails, objs, trees, sizes = [], [], [], [], [], [], []
+    lanes = [lane for tos in network.graph.values() for ls in tos.values() for lane in ls if float(lane.length) > 0]
+    for lane in lanes:
+        length = float(lane.length)
+        w = float(lane.width_at(0.0))
+        n = int(rng.poisson(look.patch_density * length / 100.0))
+        if n:
+            plen = rng.uniform(2.0, 8.0, n)
+            s0 = rng.uniform(0.0, max(length - 2.0, 0.1), n)
+            s1 = np.minimum(s0 + plen, length)
+            half = rng.uniform(0.4, 1.2, n)
+            lat = rng.uniform(-w / 2 + half, w / 2 - half)
+            c = [lane_positions(lane, s, lat + d) for s, d in ((s0, -half), (s1, -half), (s1, half), (s0, half))]
+            patches.append(np.stack([p[:, 0] + 1j * p[:, 1] for p in c], axis=1))
+            light.append(rng.uniform(size=n) < 0.4)
+        n = int(rng.poisson(1.2 * length / 100.0))
+        if n:
+            s0 = rng.uniform(0.0, max(length - 6.0, 0.1), n)
+            span = rng.uniform(6.0, 20.0, n)
+            s = s0[:, None] + span[:, None] * np.linspace(0.0, 1.0, 4)[None, :]
+            lat = rng.uniform(-w / 2 + 0.3, w / 2 - 0.3, n)[:, None] + rng.uniform(-0.4, 0.4, (n, 4))
+            p = lane_positions(lane, np.minimum(s, length).ravel(), lat.ravel())
+            tar.append((p[:, 0] + 1j * p[:, 1]).reshape(n, 4))
+        # roadside on a road edge (a continuous line): guard rail, poles and trees
+        line_types = lane.line_types or (LineType.NONE, LineType.NONE)
+        for side, sign in ((0, -1.0), (1, 1.0)):
+            if line_types[side] not in (LineType.CONTINUOUS, LineType.CONTINUOUS_LINE):
+                continue
+            if rng.uniform() < 0.7:
+                s = np.linspace(0.0, length, max(2, int(length / 4.0) + 1))
+                p = lane_positions(lane, s, sign * (w / 2 + 1.0))
+                pc = p[:, 0] + 1j * p[:, 1]
+                rails.append(np.stack([pc[:-1], pc[1:]], axis=1))
+            spacing = rng.uniform(30.0, 70.0)
+            s = np.arange(rng.uniform(0.0, spacing), length, spacing)
+            if len(s):
+                off = sign * (w / 2 + rng.uniform(3.0, 9.0, len(s)))
+                p = lane_positions(lane, s, off)
+                ok = np.array([not any(other.on_lane(pt, margin=1.5) for other in lanes) for pt in p])
+                objs.append((p[:, 0] + 1j * p[:, 1])[ok])
+                tree = rng.uniform(size=len(s)) < 0.55
+                trees.append(tree[ok])
+                sizes.append(np.where(tree, rng.uniform(1.3, 2.6, len(s)), rng.uniform(5.0, 8.0, len(s)))[ok])
+
+    def cat(parts: list, shape: tuple, dtype: Any) -> np.ndarray:
+        return np.concatenate(parts) if parts else np.zeros(shape, dtype)
+
+    got = Decorations(drop, cat(patches, (0, 4), complex), cat(light, (0,), bool), cat(tar, (0, 4), complex),
+                      cat(rails, (0, 2), complex), cat(objs, (0,), complex), cat(trees, (0,), bool),
+                      cat(sizes, (0,), float))
+    scene.decorations[network] = got
+    return got
+
+
+# --------------------------------------------------------------------------- per camera
+
+
+def _c(rgb: Any) -> tuple[int, int, int]:
+    return tuple(int(v) for v in np.clip(np.rint(rgb), 0, 255))  # type: ignore[return-value]
+
+
+class _LookStyle:
+    """What a camera prepares once per scene: colours, background, fog rows, lens images, rain."""
+
+    def __init__(self, cam: Any, scene: Scene) -> None:
+        spec = cam.spec
+        L = scene.light
+        look = scene.look
+        h, w = spec.height_px, spec.width_px
+        self.road, self.marking, self.tar = _c(L.road), _c(L.marking), _c(L.tar)
+        duty = STRIPE_LENGTH_M / STRIPE_SPACING_M
+        self.marking_far = _c(duty * L.marking + (1 - duty) * L.road)
+        self.patch = (_c(L.patch_dark), _c(L.patch_light))
+        self.shadow = _c(L.shadow)
+        self.contact = _c(L.road * 0.55)
+        glow = np.array([230.0, 40.0, 30.0]) if L.night > 0.5 else np.array([200.0, 205.0, 215.0]) * L.light
+        self.sheen = _c(L.road * (1 - 0.3 * look.wetness) + glow * 0.3 * look.wetness)
+        self.rail, self.pole, self.trunk = _c(L.rail), _c(L.pole), _c(L.trunk)
+        self.crown = L.crown
+        self.fog = L.fog
+        self.density = look.fog_density
+        img = np.empty((h, w, 3), np.float64)
+        rng = np.random.default_rng([look.seed, 3, h, w])
+        if spec.kind == "bev":
+            img[:] = L.grass
+            self.fog_a = None
+        else:
+            horizon = horizon_row(spec)
+            rows = np.arange(h, dtype=np.float64)
+            t_sky = np.clip(rows / max(horizon, 1.0), 0.0, 1.0)[:, None]
+            sky = (1 - t_sky) * L.sky_top + t_sky * L.sky_horizon
+            t_g = np.clip((rows - horizon) / max(h - 1 - horizon, 1.0), 0.0, 1.0)[:, None] ** 0.5
+            grass = (1 - t_g) * L.grass_far + t_g * L.grass
+            col = np.where((rows <= horizon)[:, None], sky, grass)
+            img[:] = col[:, None, :]
+            below = (rows > horizon)[:, None]
+            grain = rng.normal(0.0, 1.0, (h, w)) * (4.0 + 8.0 * look.grass_dryness) * np.clip(
+                np.asarray(L.light).mean(), 0.1, 1.0)
+            img += np.where(below, grain, 0.0)[:, :, None]
+            # ground distance per row (fog): depth of the ground seen by the row
+            f = cam._focal
+            pitch = math.radians(spec.pitch_deg)
+            angle = pitch + np.arctan((rows - cam._cy) / f)
+            dist = np.where(angle > 1e-3, spec.height_m / np.tan(np.maximum(angle, 1e-3)), 1e4)
+            dist = np.minimum(dist, spec.max_distance_m * 3.0)
+            fog_f = 1.0 - np.exp(-look.fog_density * dist)
+            self.fog_a = (1.0 - fog_f).astype(np.float32)[:, None, None]
+            self.fog_b = (fog_f[:, None] * L.fog[None, :]).astype(np.float32)[:, None, :]
+            img = img * self.fog_a + self.fog_b
+            # per frame: frame * (1 - f) + fog colour * f, as a uint8 multiply (1/255 steps) and add
+            keep = np.rint((1.0 - fog_f) * 255.0)
+            self.fog_keep = np.repeat(np.repeat(keep[:, None, None], w, axis=1), 3, axis=2).astype(np.uint8)
+            self.fog_add = np.clip(np.rint((1.0 - keep / 255.0)[:, None, None] * L.fog[None, None, :]
+                                           * np.ones((1, w, 1))), 0, 255).astype(np.uint8)
+            self.ground_dist = dist
+        self.background = np.clip(np.rint(img), 0, 255).astype(np.uint8)
+        # lens: gain (exposure, vignetting, headlights at night) and offset (glare)
+        yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+        r2 = ((xx - (w - 1) / 2) / (w / 2)) ** 2 + ((yy - (h - 1) / 2) / (w / 2)) ** 2
+        gain = look.exposure * (1.0 - look.vignette * np.clip(r2 / 1.3, 0.0, 1.0))
+        if spec.kind == "dashcam" and L.night > 0.05:
+            d = self.ground_dist[:, None]
+            pool = np.exp(-((xx - (w - 1) / 2) / (0.45 * w)) ** 2) * np.exp(-np.maximum(d - 8.0, 0.0) / 22.0)
+            gain = gain * (1.0 + 2.2 * L.night * np.where(d < 1e3, pool, 0.0))
+        # gain as uint8 in 1/64 steps (up to 3.98x): one saturating cv2.multiply per frame
+        self.gain = np.clip(np.rint(gain * 64.0), 0, 255).astype(np.uint8)[:, :, None].repeat(3, axis=2)
+        self.glare: dict[int, np.ndarray | None] = {}
+        self.glare_strength = L.direct * (1.0 - min(1.0, max(0.0, look.sun_elevation_deg / 15.0))) \
+            if look.sun_elevation_deg > -1.0 else 0.0
+        # rain streaks: a few layers, one per frame in turn
+        self.rain: list[np.ndarray] = []
+        if look.weather == "rain" and spec.kind == "dashcam":
+            n = int(20 + 60 * look.wetness)
+            for _ in range(4):
+                layer = np.zeros((h, w, 3), np.uint8)
+                x0 = rng.uniform(0, w, n)
+                y0 = rng.uniform(0, h, n)
+                ln = rng.uniform(3.0, 8.0, n)
+                pts = np.stack([np.stack([x0, y0], 1), np.stack([x0 + 0.25 * ln, y0 + ln], 1)], 1)
+                cv2.polylines(layer, np.rint(pts * SCALE).astype(np.int32), False, (60, 60, 64), 1, cv2.LINE_8, SHIFT)
+                self.rain.append(layer)
+        self.blur_px = look.motion_blur_px
+
+    def glare_image(self, cam: Any, yaw: float, scene: Scene) -> np.ndarray | None:
+        if self.glare_strength <= 0.02 or cam.spec.kind != "dashcam":
+            return None
+        look = scene.look
+        rel = (math.radians(look.sun_azimuth_deg) - yaw + math.pi) % (2 * math.pi) - math.pi
+        if abs(rel) > math.radians(cam.spec.fov_deg / 2 + 20.0):
+            return None
+        u = int(round(cam._cx + cam._focal * math.tan(rel)))
+        got = self.glare.get(u)
+        if got is None and u not in self.glare:
+            spec = cam.spec
+            v = horizon_row(spec) - cam._focal * math.tan(math.radians(max(look.sun_elevation_deg, 0.0)))
+            yy, xx = np.mgrid[0:spec.height_px, 0:spec.width_px].astype(np.float64)
+            d2 = ((xx - u) ** 2 + (yy - v) ** 2) / (0.22 * spec.width_px) ** 2
+            blob = np.exp(-d2) + 0.35 * np.exp(-((yy - v) / 1.5) ** 2) * np.exp(-np.abs(xx - u) / (0.5 * spec.width_px))
+            col = np.array([255.0, 230.0, 190.0]) * 0.9 * self.glare_strength
+            got = np.clip(np.rint(blob[:, :, None] * col), 0, 255).astype(np.uint8)
+            if len(self.glare) > 64:
+                self.glare.clear()
+            self.glare[u] = got
+        return got
+
+
+def _style(cam: Any, scene: Scene) -> _LookStyle:
+    per = scene.styles
+    got = per.get(id(cam))
+    if got is None or got.spec is not cam.spec:
+        got = _LookStyle(cam, scene)
+        got.spec = cam.spec  # type: ignore[attr-defined]
+        per[id(cam)] = got
+    return got
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+def render_scene(cam: Any, scene: Scene, road: Any, ego: Any, pose: tuple[float, float, float]) -> np.ndarray:
+    """One frame of ``scene`` from camera ``cam`` at ego pose ``pose``: uint8 (H, W, 3) or (H, W, 1)."""
+    style = _style(cam, scene)
+    deco = _decorations(scene, road.network)
+    img = style.background.copy()
+    if cam.spec.kind == "dashcam":
+        _dashcam(cam, style, scene, deco, img, road, ego, pose)
+    else:
+        _bev(cam, style, scene, deco, img, road, ego, pose)
+    if cam.spec.grayscale:
+        return cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)[:, :, None]
+    return img
+
+
+def _cam_points(cam: Any, camp: tuple[float, ...], pts: np.ndarray, z_m: Any) -> tuple[np.ndarray, np.ndarray,
+                                                                                          np.ndarray]:
+    """Fixed-point pixels (..., 2) int32, depth and forward distance of world points (complex) at height z_m."""
+    cam_x, cam_y, cyaw, syaw, cp, sp = camp
+    rel = (pts - complex(cam_x, cam_y)) * complex(cyaw, -syaw)
+    a = rel.real
+    hz = np.asarray(z_m) - cam.spec.height_m
+    z = cp * a - sp * hz
+    w = (rel.imag - 1j * (sp * a + cp * hz)) / np.maximum(z, cam.spec.near_m) * (cam._focal * SCALE) + cam._centre16
+    pix = np.ascontiguousarray(w).view(np.float64).reshape(w.shape + (2,))
+    np.clip(pix, -1e7, 1e7, out=pix)
+    return np.rint(pix).astype(np.int32), z, a
+
+
+def _fogged(style: _LookStyle, colour: np.ndarray, depth: np.ndarray) -> np.ndarray:
+    f = 1.0 - np.exp(-style.density * np.maximum(depth, 0.0))
+    return colour * (1.0 - f)[..., None] + style.fog * f[..., None]
+
+
+def _dashcam(cam: Any, style: _LookStyle, scene: Scene, deco: Decorations, img: np.ndarray, road: Any, ego: Any,
+             pose: tuple[float, float, float]) -> None:
+    spec = cam.spec
+    near, reach = spec.near_m, spec.max_distance_m
+    camp = cam._dash_pose(pose)
+    geo = road_geometry(road.network)
+    gxy, gz, gbatch, n_far_dash, n_far_line, far_idx = cam._ground_cam(geo, camp, deco.drop)
+    n_ground = len(gxy)
+    if n_ground:
+        polys, clipped = cam._project_polys(gxy, gz)
+        from e2e_drive.sensors.camera import draw_ground
+
+        draw_ground(img, polys, clipped, gbatch, n_ground, far_idx, geo.ground.cont, n_far_dash, n_far_line, style)
+    cam_c = complex(camp[0], camp[1])
+    box = _view_box(cam, camp)
+    # road patches and tar lines (world-anchored, wholly in front of the near plane): one projection
+    near_p, near_t = deco.near("patches", box), deco.near("tar", box)
+    n_p = len(near_p)
+    if n_p or len(near_t):
+        pix, z, a = _cam_points(cam, camp, np.concatenate([deco.patches[near_p], deco.tar[near_t]]), 0.0)
+        ok = (z > near + 0.5).all(axis=1)
+        light = deco.patch_light[near_p]
+        for flag in (False, True):
+            sel = ok[:n_p] & (light == flag)
+            if sel.any():
+                cv2.fillPoly(img, pix[:n_p][sel], style.patch[int(flag)], cv2.LINE_8, SHIFT)
+        sel = ok[n_p:] & (a[n_p:, 0] < 0.6 * reach)
+        if sel.any():
+            cv2.polylines(img, pix[n_p:][sel], False, style.tar, 1, cv2.LINE_8, SHIFT)
+    # vehicles near enough to draw
+    turn = complex(camp[2], -camp[3])
+
+    def in_view(pos: np.ndarray) -> np.ndarray:   # centres that may be seen (objects up to ~12 m long)
+        r = (pos - cam_c) * turn
+        depth = camp[4] * r.real + camp[5] * spec.height_m
+        return (r.real < reach + 8.0) & (depth > near - 10.0) & (
+            np.abs(r.imag) < cam._tan_half * np.maximum(depth, 0.0) + 8.0 * (1 + cam._tan_half) + 2.0)
+
+    objs, looks = _objects(road, ego, scene, in_view)
+    if len(objs):
+        rel = (objs[:, 0] + 1j * objs[:, 1] - cam_c) * turn
+        order = np.argsort(-np.abs(rel), kind="stable")   # far to near
+        objs, rel, looks = objs[order], rel[order], [looks[i] for i in order.tolist()]
+        close = np.flatnonzero(np.abs(rel) < 60.0)   # farther, a shadow is a pixel or two
+        if len(close):
+            _ground_marks(cam, camp, style, scene, img, objs[close], [looks[i] for i in close.tolist()])
+    # fog over the ground by distance
+    if style.density > 0:
+        cv2.multiply(img, style.fog_keep, dst=img, scale=1.0 / 255.0)
+        cv2.add(img, style.fog_add, dst=img)
+    _roadside(cam, camp, style, deco, img, box)
+    if len(objs):
+        _vehicles(cam, camp, style, scene, img, objs, rel, looks)
+    # lens
+    glare = style.glare_image(cam, camp_yaw(camp), scene)
+    cv2.multiply(img, style.gain, dst=img, scale=1.0 / 64.0)
+    if glare is not None:
+        cv2.add(img, glare, dst=img)
+    if style.rain:
+        cv2.add(img, style.rain[scene.frame % len(style.rain)], dst=img)
+        scene.frame += 1
+    k = int(round(style.blur_px * min(abs(float(ego.speed)), 40.0) / 30.0))
+    if k >= 2:   # vertical smear: the frame averaged with itself k - 1 rows lower
+        img[k - 1:] = cv2.addWeighted(img[k - 1:], 0.5, img[:1 - k], 0.5, 0.0)
+
+
+def camp_yaw(camp: tuple[float, ...]) -> float:
+    return math.atan2(camp[3], camp[2])
+
+
+def _objects(road: Any, ego: Any, scene: Scene, near: Any) -> tuple[np.ndarray, list]:
+    """Rows (x, y, heading, length, width, kind, radius) and per-row looks (VehicleLook, None for an
+    obstacle) of the vehicles and solid objects whose centres pass ``near`` (positions (N,) complex -> bool
+    mask); no ego."""
+    rows, looks = [], []
+    for is_vehicle, items in ((True, road.vehicles), (False, road.objects)):
+        if not items:
+            continue
+        pos = np.concatenate([v.position for v in items]).astype(np.float64).view(complex)
+        for i in np.flatnonzero(near(pos)).tolist():
+            v = items[i]
+            if is_vehicle:
+                if v is ego:
+                    continue
+                vl = scene.vehicle(v, road)
+                rows.append((v.position[0], v.position[1], v.heading, v.LENGTH, v.WIDTH, vl.kind))
+                looks.append(vl)
+            elif type(v).__name__ != "Landmark":
+                rows.append((v.position[0], v.position[1], v.heading, v.LENGTH, v.WIDTH, OBSTACLE_KIND))
+                looks.append(None)
+    if not rows:
+        return np.zeros((0, 7)), []
+    a = np.array(rows, np.float64)
+    return np.column_stack([a, 0.5 * np.hypot(a[:, 3], a[:, 4])]), looks
+
+
+_FOOT_L = np.array([-0.5, 0.5, 0.5, -0.5])
+_FOOT_W = 1j * np.array([-0.5, -0.5, 0.5, 0.5])
+
+
+def _ground_marks(cam: Any, camp: tuple[float, ...], style: _LookStyle, scene: Scene, img: np.ndarray,
+                  objs: np.ndarray, looks: list) -> None:
+    """Shadows (sun), contact shadows (no sun) and wet reflections under the vehicles (one projection)."""
+    L = scene.light
+    near = cam.spec.near_m
+    n = len(objs)
+    spin = np.exp(1j * objs[:, 2:3])
+    centre = objs[:, 0:1] + 1j * objs[:, 1:2]
+    foot = centre + (_FOOT_L * objs[:, 3:4] + _FOOT_W * objs[:, 4:5]) * spin
+    elev = scene.look.sun_elevation_deg
+    sun = L.direct > 0.2 and elev > 3.0
+    if sun:
+        # the shadow of a box on flat ground: its footprint swept along the sun's ground offset t
+        # (the convex hull, built per corner: edges facing t move by t, the others stay)
+        height = np.array([1.45, 2.1, 3.3, 2.9, 1.0])[objs[:, 5].astype(np.intp)]
+        reach = np.minimum(height / math.tan(math.radians(elev)), 14.0)
+        d = -complex(L.sun_dir[0], L.sun_dir[1]) / max(math.hypot(L.sun_dir[0], L.sun_dir[1]), 1e-6)
+        t = (reach * d)[:, None]
+        nxt = np.roll(foot, -1, axis=1)
+        area = (np.conj(foot) * nxt).imag.sum(axis=1, keepdims=True)
+        toward = (-(np.conj(nxt - foot) * t).imag * np.sign(area)) > 0    # edge i (corner i -> i + 1) faces t
+        first = foot + np.where(np.roll(toward, 1, axis=1), t, 0)         # edge ending at corner i
+        second = foot + np.where(toward, t, 0)
+        pts = np.stack([first, second], axis=2).reshape(n, 8)
+    else:
+        pts = centre + 1.08 * (foot - centre)
+    wet = scene.look.wetness > 0.3
+    if wet:
+        # wet road: a sheen behind each vehicle (toward a following camera), red tail-light glow at night
+        back = 0.5 * objs[:, 3:4] * spin
+        behind = np.concatenate([foot[:, :1], foot[:, :1] - back, foot[:, 3:] - back, foot[:, 3:]], axis=1)
+        pts = np.concatenate([pts, behind[:, np.arange(pts.shape[1]) * 4 // pts.shape[1]]])
+    pix, z, _ = _cam_points(cam, camp, pts, 0.0)
+    ok = (z > near + 0.3).all(axis=1)
+    marks, ok_m = pix[:n], ok[:n]
+    if sun:                        # sun shadows may overlap
+        for poly in marks[ok_m]:
+            cv2.fillConvexPoly(img, poly, style.shadow, cv2.LINE_8, SHIFT)
+    else:                          # footprints never overlap: one call (fillPoly fills even-odd)
+        cv2.fillPoly(img, marks[ok_m], style.contact, cv2.LINE_8, SHIFT)
+    if wet:
+        cv2.fillPoly(img, pix[n:][ok[n:]], style.sheen, cv2.LINE_8, SHIFT)
+
+
+def _view_box(cam: Any, camp: tuple[float, ...]) -> tuple[float, float, float, float]:
+    """World bounding box (x0, y0, x1, y1) of what the dashcam can see (as in Camera._ground_cam)."""
+    cam_x, cam_y, cyaw, syaw = camp[:4]
+    reach = cam.spec.max_distance_m
+    side = cam._tan_half * (reach + cam.spec.height_m) + 5.0
+    xs = (cam_x - 5.0 * cyaw, cam_x + reach * cyaw - side * syaw, cam_x + reach * cyaw + side * syaw)
+    ys = (cam_y - 5.0 * syaw, cam_y + reach * syaw + side * cyaw, cam_y + reach * syaw - side * cyaw)
+    return min(xs) - 10.0, min(ys) - 10.0, max(xs) + 10.0, max(ys) + 10.0
+
+
+def _roadside(cam: Any, camp: tuple[float, ...], style: _LookStyle, deco: Decorations, img: np.ndarray,
+              box: tuple[float, float, float, float]) -> None:
+    """Guard rails (one rail 0.7 m up), then poles and trees far to near; one projection for all."""
+    near = cam.spec.near_m
+    idx, close = deco.near("rails", box), deco.near("objects", box)
+    n_r, n_o = len(idx), len(close)
+    if not n_r and not n_o:
+        return
+    pos, tree, size = deco.objects[close], deco.is_tree[close], deco.size[close]
+    top_h = np.where(tree, 2.6 + size, size)
+    pts = np.concatenate([deco.rails[idx].ravel(), pos, pos])
+    heights = np.concatenate([np.full(2 * n_r, 0.7), np.zeros(n_o), top_h])
+    pix, z, _ = _cam_points(cam, camp, pts, heights)
+    if n_r:
+        seg, zs = pix[:2 * n_r].reshape(n_r, 2, 2), z[:2 * n_r].reshape(n_r, 2)
+        sel = np.flatnonzero((zs > near + 0.5).all(axis=1))
+        if len(sel):
+            # join consecutive segments into chains: a few long polylines draw faster than many short ones
+            seg = seg[sel]
+            joined = (np.diff(sel) == 1) & (seg[1:, 0] == seg[:-1, 1]).all(axis=1)
+            cuts = (np.flatnonzero(~joined) + 1).tolist()
+            chains = [np.concatenate([seg[a:b, 0], seg[b - 1:b, 1]]) for a, b in zip([0, *cuts], [*cuts, len(seg)])]
+            cv2.polylines(img, chains, False, style.rail, 1, cv2.LINE_8, SHIFT)
+    if not n_o:
+        return
+    base, top, z0 = pix[2 * n_r:2 * n_r + n_o], pix[2 * n_r + n_o:], z[2 * n_r:2 * n_r + n_o]
+    f = cam._focal
+    zc = np.maximum(z0, 1.0)
+    ok = (z0 > 2.0) & (np.abs(base[:, 0] / SCALE - cam._cx) < cam._cx + 20 + f * 3.0 / zc) & (f * top_h / zc > 1.5)
+    if not ok.any():
+        return
+    order = np.flatnonzero(ok)[np.argsort(-z0[ok])]
+    crowns = np.clip(np.rint(_fogged(style, style.crown, z0[order])), 0, 255).astype(np.int32).tolist()
+    for b, t, d, is_tree, sz, crown in zip(base[order].tolist(), top[order].tolist(), z0[order].tolist(),
+                                           tree[order].tolist(), size[order].tolist(), crowns):
+        thick = max(1, min(6, int(f * (0.35 if is_tree else 0.2) / d + 0.5)))
+        if is_tree:
+            cv2.line(img, b, t, style.trunk, thick, cv2.LINE_8, SHIFT)
+            cv2.circle(img, t, max(int(f * sz / d * SCALE + 0.5), 8), crown, -1, cv2.LINE_8, SHIFT)
+        else:
+            cv2.line(img, b, t, style.pole, thick, cv2.LINE_8, SHIFT)
+
+
+def _vehicles(cam: Any, camp: tuple[float, ...], style: _LookStyle, scene: Scene, img: np.ndarray,
+              objs: np.ndarray, rel: np.ndarray, looks: list) -> None:
+    L = scene.light
+    near = cam.spec.near_m
+    cp, sp = camp[4], camp[5]
+    kind = objs[:, 5].astype(np.intp)
+    length, width = objs[:, 3:4], objs[:, 4:5]
+    centre = rel[:, None]
+    spin = np.exp(1j * objs[:, 2:3]) * complex(camp[2], -camp[3])
+    w = centre + (_T["ux"][kind] * length + _UYJ[kind] * width) * spin
+    a = w.real
+    hz = _T["uz"][kind] - cam.spec.height_m
+    z_cam = cp * a - sp * hz
+    xy = w.imag - 1j * (sp * a + cp * hz)
+    # back-face culling: a face shows if the camera is outside its plane
+    cam_local = -centre / spin
+    facing = (_NORMAL * cam_local).real > (_PLANE_L[kind] * length + _PLANE_W[kind] * width
+                                           + _PLANE_TOP[kind] - cam.spec.height_m * _IS_TOP)
+    sel = np.flatnonzero(facing & _T["exists"][kind])
+    if not len(sel):
+        return
+    fxy = xy[:, _T["faces"]].reshape(-1, 4)[sel]
+    fz = z_cam[:, _T["faces"]].reshape(-1, 4)[sel]
+    veh, face = np.divmod(sel, _N_FACES)
+    ahead = (fz >= near).any(axis=1)
+    if not ahead.all():
+        fxy, fz, veh, face = fxy[ahead], fz[ahead], veh[ahead], face[ahead]
+        if not len(veh):
+            return
+    night = L.night
+    role = _T["role"][kind[veh], face]
+    lamp = (role == HEAD) | (role == TAIL)
+    polys, clipped = cam._project_polys(fxy, fz)
+    d02, d13 = polys[:, 2] - polys[:, 0], polys[:, 3] - polys[:, 1]
+    area2 = np.abs(d02[:, 0] * d13[:, 1] - d02[:, 1] * d13[:, 0])
+    draw = (area2 >= SCALE * SCALE) | (lamp if night > 0.3 else False)
+    for i in clipped:
+        draw[i] = True
+    rows = np.flatnonzero(draw)
+    if not len(rows):
+        return
+    veh, face, role, lamp, fz = veh[rows], face[rows], role[rows], lamp[rows], fz[rows]
+    # colours: role colour x sun shading (sides by the sun's bearing, tops by its height), lamps lit
+    # at night, fog by depth
+    role_cols = _ROLE_COLOURS[None].repeat(len(objs), axis=0)
+    role_cols[:, BODY] = [vl.body if vl is not None else (235.0, 130.0, 20.0) for vl in looks]
+    role_cols[:, CARGO] = [vl.cargo if vl is not None else (235.0, 130.0, 20.0) for vl in looks]
+    base = role_cols[veh, role]
+    el = math.radians(max(scene.look.sun_elevation_deg, 0.0))
+    top = _IS_TOP[face]
+    side_lit = math.cos(el) * np.cos(objs[veh, 2] + _FACE_ANGLE[face] - math.radians(scene.look.sun_azimuth_deg))
+    lit = np.maximum(0.0, np.where(top, math.sin(el), side_lit))
+    shade = 0.58 + 0.22 * top + 0.55 * L.direct * lit
+    col = base * shade[:, None] * L.light[None, :]
+    if night > 0.3 and lamp.any():
+        col[lamp] = np.where((role[lamp] == TAIL)[:, None], [[255.0, 45.0, 35.0]], [[255.0, 250.0, 225.0]])
+    col = _fogged(style, col, fz.mean(axis=1))
+    colours = np.clip(np.rint(col), 0, 255).astype(np.int32).tolist()
+    for i, colour in zip(rows.tolist(), colours):
+        cv2.fillConvexPoly(img, clipped.get(i, polys[i]) if clipped else polys[i], colour, cv2.LINE_8, SHIFT)
+
+
+def _bev(cam: Any, style: _LookStyle, scene: Scene, deco: Decorations, img: np.ndarray, road: Any, ego: Any,
+         pose: tuple[float, float, float]) -> None:
+    su, sv, u0, v0 = cam._bev_scale()
+    x, y, h = pose
+    c, s = math.cos(h), math.sin(h)
+    spec = cam.spec
+    reach = math.hypot(max(spec.bev_ahead_m, spec.bev_behind_m), spec.width_px / (2.0 * su))
+
+    def to_px(p: np.ndarray) -> np.ndarray:
+        dx, dy = p.real - x, p.imag - y
+        out = np.empty(p.shape + (2,), np.int32)
+        out[..., 0] = np.rint((u0 + (dy * c - dx * s) * su) * SCALE)
+        out[..., 1] = np.rint((v0 - (dx * c + dy * s) * sv) * SCALE)
+        return out
+
+    qs = road_geometry(road.network).ground
+    if len(qs.batch):
+        keep = (np.abs(qs.centres_c - complex(x, y)) < reach + qs.radii) & ~deco.drop
+        idx = np.flatnonzero(keep)
+        polys = to_px(qs.quads_c[idx])
+        from e2e_drive.sensors.camera import _batches
+
+        batch = qs.batch[idx]
+        for a, b in _batches(batch):
+            colour = style.road if batch[a] < MARKING_BATCH0 else style.marking
+            cv2.fillPoly(img, polys[a:b], colour, cv2.LINE_8, SHIFT)
+            if batch[a] >= MARKING_BATCH0:
+                cv2.polylines(img, polys[a:b], True, colour, 1, cv2.LINE_8, SHIFT)
+    if len(deco.patches):
+        near = np.abs(deco.patches[:, 0] - complex(x, y)) < reach
+        for poly, light in zip(to_px(deco.patches[near]), deco.patch_light[near].tolist()):
+            cv2.fillConvexPoly(img, poly, style.patch[int(light)], cv2.LINE_8, SHIFT)
+    objs, looks = _objects(road, ego, scene, lambda pos: np.abs(pos - complex(x, y)) < reach + 5.0)
+    rows = [(o, vl) for o, vl in zip(objs, looks)]
+    rows.append((np.array([x, y, h, float(ego.LENGTH), float(ego.WIDTH), 0.0, 0.0]), "ego"))
+    for o, vl in rows:
+        ch, sh = math.cos(o[2]), math.sin(o[2])
+        lx = np.array([-0.5, 0.5, 0.5, -0.5]) * o[3]
+        ly = np.array([-0.5, -0.5, 0.5, 0.5]) * o[4]
+        p = o[0] + lx * ch - ly * sh + 1j * (o[1] + lx * sh + ly * ch)
+        if vl == "ego":
+            base = np.array([50.0, 200.0, 0.0])
+        elif vl is None:
+            base = np.array([235.0, 130.0, 20.0])
+        else:
+            base = np.array(vl.body)
+        cv2.fillConvexPoly(img, to_px(p), _c(base * scene.light.light), cv2.LINE_8, SHIFT)
+    cv2.multiply(img, style.gain, dst=img, scale=1.0 / 64.0)
