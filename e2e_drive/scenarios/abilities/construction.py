@@ -94,7 +94,7 @@ CONSTRUCTION = register_scenario(Scenario(
     ability="merging",
     difficulties={
         "easy": {"taper_m": 250.0, "traffic_gap_m": 70.0},
-        "medium": {"taper_m": 200.0, "traffic_gap_m": 55.0},
-        "hard": {"taper_m": 170.0, "traffic_gap_m": 45.0},
+        "medium": {"taper_m": 210.0, "traffic_gap_m": 60.0},
+        "hard": {"taper_m": 190.0, "traffic_gap_m": 55.0},
     },
 ))
