@@ -156,7 +156,7 @@ class PlannerConfig:
         0.2, "a lane change the route requires may point this far off the lane (quicker at low speed)",
         unit="rad", range=(0.0, None))
     route_lane_change_curvature_1pm: float = setting(
-        0.05, "a lane change the route requires may start on a curve up to this (a roundabout's ring)",
+        0.06, "a lane change the route requires may start on a curve up to this (a roundabout's ring: 1/20 m)",
         unit="1/m", range=(0.0, None))
     route_branch_lookahead_m: float = setting(
         6.0, "on a ring, steer into the exit this far before it", unit="m", range=(0.0, None))
@@ -434,7 +434,8 @@ class RulePlanner:
         """The lane change the route asks for now (a delta of -1 / +1, or 0): only when it is safe."""
         side = self.route_side(p)
         if (side == 0 or self.route_lanes_to_cross(p) <= 0 or not (p.lane_valid and p.vehicles_valid)
-                or p.lane_id is None or p.lanes_count is None or abs(p.lateral_offset_m) >= 0.5
+                or p.lane_id is None or p.lanes_count is None
+                or (abs(p.lateral_offset_m) >= 0.5 and p.lateral_offset_m * side < 0.0)  # (already drifting its way: go)
                 or self._since_lane_change_s < self.config.route_lane_change_rest_s
                 or not self._route_lane_change_curvature_ok(p)):
             return 0
