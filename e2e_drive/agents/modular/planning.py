@@ -214,6 +214,7 @@ class RulePlanner:
         self._lc_start_lane_centre_m = 0.0
         self._since_lane_change_s = 1.0e9
         self._speed_mps = 0.0
+        self._route_kept_left = False  # keep_left satisfied (a lane with a lane right of it was reached)
         self.lane_changes = 0
         self.aborted_lane_changes = 0
 
@@ -400,6 +401,8 @@ class RulePlanner:
         if side > 0:
             return p.lanes_right
         if side < 0:
+            if self._route_kept_left:
+                return 0  # already out of the ramp's lane once: the road past its end is fine
             return 1 if (p.lanes_right == 0 and p.lanes_left >= 1) else 0
         return 0
 
@@ -440,6 +443,20 @@ class RulePlanner:
                 or not self._route_lane_change_curvature_ok(p)):
             return 0
         return side if self.lane_change_safe(p, side, self.config.route_max_imposed_braking_mps2) else 0
+
+    def _route_lane_change_duration_s(self, p: PerceptionOutput, lateral_m: float, speed_mps: float) -> float:
+        """A route lane change's duration: heading-limited (``route_lane_change_heading_rad``), but where
+        the lane being left ends (keep_left / take_exit) done before its end, turning up to twice as
+        sharply if it must (slow at an on-ramp's end, a 0.2 rad change would run past it)."""
+        cfg = self.config
+        duration = self._lane_change_duration_s(lateral_m, speed_mps, cfg.route_lane_change_duration_s,
+                                                cfg.route_lane_change_heading_rad)
+        if p.command not in ("keep_left", "take_exit") or not math.isfinite(p.command_distance_m) \
+                or not self._route_straight_enough(p):
+            return duration
+        fits = (p.command_distance_m - 2.0) / max(speed_mps, 1.0)
+        sharpest = self._lane_change_duration_s(lateral_m, speed_mps, 1.0, 2.0 * cfg.route_lane_change_heading_rad)
+        return max(min(duration, fits), sharpest)
 
     def _route_gap_speed(self, p: PerceptionOutput, lanes: int) -> float | None:
         """While the route's lane change waits (or, on an on-ramp, before the lanes join): the speed
@@ -508,6 +525,10 @@ class RulePlanner:
         v0 = self.target_speed(p)
         y, lane_centre = self._continuous_y(p)
         self._since_lane_change_s += dt_s
+        if p.command != "keep_left":
+            self._route_kept_left = False
+        elif p.lane_valid and p.lanes_right >= 1 and abs(p.lateral_offset_m) < 0.3 * w:
+            self._route_kept_left = True
 
         # ---- behaviour: lateral decision
         if self._lc_active:
@@ -527,9 +548,7 @@ class RulePlanner:
             self.lane_changes += 1
             self._start_lane_change(y, lane_centre, route_delta, w, self.config.route_lane_change_duration_s)
             self._lc_for_route = True
-            self._lc_duration_s = self._lane_change_duration_s(self._lc_target_y_m - y, v_ego,
-                                                               self.config.route_lane_change_duration_s,
-                                                               self.config.route_lane_change_heading_rad)
+            self._lc_duration_s = self._route_lane_change_duration_s(p, self._lc_target_y_m - y, v_ego)
         elif (p.lane_valid and p.vehicles_valid and p.lane_id is not None and p.lanes_count is not None
               and self._since_lane_change_s >= self.config.min_time_between_lane_changes_s and v_ego > 5.0
               and abs(p.lateral_offset_m) < 0.5
