@@ -165,6 +165,15 @@ class PlannerConfig:
     route_stop_margin_m: float = setting(
         8.0, "stop this far before the end of a lane the route leaves (an on-ramp's end, the exit's split) "
              "while no gap lets the ego out", unit="m", range=(0.0, None))
+    route_junction_stop_margin_m: float = setting(
+        4.0, "at a junction (turn_left / turn_right / go_straight) wait this far before the command's point "
+             "while crossing or oncoming traffic is about to reach the ego's path", unit="m", range=(0.0, None))
+    route_junction_accept_s: float = setting(
+        0.5, "crossing / oncoming traffic that reaches the ego's path this long or more after the ego would "
+             "have cleared the junction (accelerating at IDM a from its speed) leaves a gap to go",
+        unit="s", range=(0.0, None))
+    route_junction_range_m: float = setting(
+        40.0, "junction traffic is watched from this far before the command's point", unit="m", range=(0.0, None))
     idm_acceleration_max_mps2: float = setting(
         2.0, "IDM a: comfortable maximum acceleration", unit="m/s^2", range=(0.0, None))
     idm_deceleration_comfort_mps2: float = setting(
@@ -433,6 +442,57 @@ class RulePlanner:
         return PerceivedVehicle(lane_delta=0, gap_m=max(gap, 0.0), relative_speed_mps=-p.ego_speed_mps,
                                 lateral_m=0.0, is_static=True)
 
+    def _route_junction_stop_line(self, p: PerceptionOutput) -> PerceivedVehicle | None:
+        """Giving way at a junction: a virtual standing obstacle ``route_junction_stop_margin_m`` before the
+        command's point while a vehicle on another road is about to cross the ego's path (its tracked
+        lateral motion reaches the ego's lane within ``route_junction_accept_s``) or, turning left, an
+        oncoming vehicle reaches the junction within that time. None once the ego is past the line or
+        could not stop before it comfortably (it then clears the junction)."""
+        cfg = self.config
+        if p.command not in ("turn_left", "turn_right", "go_straight") or not math.isfinite(p.command_distance_m):
+            return None
+        gap = p.command_distance_m - cfg.route_junction_stop_margin_m
+        v_ego = max(p.ego_speed_mps, 0.0)
+        if gap < 0.0 or gap > cfg.route_junction_range_m or v_ego * v_ego > 2.0 * cfg.comfort_braking_mps2 * max(gap, 0.1):
+            return None
+        w = p.lane_width_m
+        a = max(self.idm.acceleration_max_mps2, 0.1)
+
+        def accept(across_lanes: float) -> float:
+            # time to clear the conflict (to the command's point and ``across_lanes`` lane widths on,
+            # accelerating from the ego's speed) plus the margin
+            distance = p.command_distance_m + across_lanes * w
+            return (-v_ego + math.sqrt(v_ego * v_ego + 2.0 * a * distance)) / a + cfg.route_junction_accept_s
+
+        # lane widths into the junction where the ego's path leaves the lane of traffic from the left /
+        # from the right (right-hand traffic: the near lane carries traffic from the left); None: no conflict
+        from_left = 3.0
+        from_right = {"turn_left": 5.0, "go_straight": 4.0, "turn_right": None}[p.command]
+        for v in p.vehicles:
+            if v.lane_delta is not None or v.is_static:
+                continue
+            along = p.ego_speed_mps + v.relative_speed_mps
+            if p.command == "turn_left" and -1.6 * w < v.lateral_m < -0.4 * w and along < -1.0:
+                # oncoming, towards the junction the ego turns across
+                to_conflict = v.gap_m - (p.command_distance_m + 2.0 * w)
+                if to_conflict > -1.0 * w and to_conflict / -along < accept(3.5):
+                    break
+                continue
+            if not (p.command_distance_m - 2.0 * w < v.gap_m < p.command_distance_m + 6.0 * w):
+                continue  # not at the junction
+            lat = abs(v.lateral_m)
+            if lat < 0.5 * w + cfg.crossing_margin_m:
+                break  # in the ego's path right now
+            speed = v.lateral_speed_mps
+            lanes = from_left if v.lateral_m < 0.0 else from_right
+            if (lanes is not None and v.lateral_m * speed < 0.0 and abs(speed) > 1.0
+                    and (lat - w) / abs(speed) < accept(lanes)):
+                break  # about to cross
+        else:
+            return None
+        return PerceivedVehicle(lane_delta=0, gap_m=gap, relative_speed_mps=-p.ego_speed_mps, lateral_m=0.0,
+                                is_static=True)
+
     def _route_lane_change(self, p: PerceptionOutput) -> int:
         """The lane change the route asks for now (a delta of -1 / +1, or 0): only when it is safe."""
         side = self.route_side(p)
@@ -587,6 +647,9 @@ class RulePlanner:
         stop_line = self._route_stop_line(p, lanes_to_cross)
         if stop_line is not None:
             acceleration = min(acceleration, self._idm(p, v0, stop_line))
+        junction_line = self._route_junction_stop_line(p)
+        if junction_line is not None:
+            acceleration = min(acceleration, self._idm(p, v0, junction_line))
         for delta in sorted(deltas):
             lead, _ = self._lead_and_follower(p, delta)
             if lead is None or self._route_leaving_lane_ignores(p, delta, target_delta, lead):
