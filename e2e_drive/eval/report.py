@@ -28,7 +28,7 @@ import re
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -240,19 +240,14 @@ def _plot_rates(summary: Mapping[str, Any], order: Sequence[str] | None = None) 
     for row, scenario in enumerate(scenarios):
         for col, rate in enumerate(("success", "collision")):
             ax = axes[row][col]
-            for i, agent in enumerate(agents):
-                xs, ys, lo, hi = [], [], [], []
-                for j, c in enumerate(conditions):
-                    g = by.get((agent, scenario, c))
-                    if g is None or g["rates"][rate]["rate"] is None:  # none driven: no collision rate
-                        continue
-                    r = g["rates"][rate]
-                    xs.append(j + (i - (len(agents) - 1) / 2) * width)
-                    ys.append(r["rate"])
-                    lo.append(r["rate"] - r["low"])
-                    hi.append(r["high"] - r["rate"])
-                ax.bar(xs, ys, width * 0.9, yerr=[lo, hi], capsize=3, label=agent, color=colours[i % len(colours)],
-                       alpha=0.85, error_kw={"elinewidth": 1})
+
+            def rate_of(agent: str, c: str, rate: str = rate, scenario: str = scenario) -> Mapping[str, Any] | None:
+                g = by.get((agent, scenario, c))
+                if g is None or g["rates"][rate]["rate"] is None:  # none driven: no collision rate
+                    return None
+                return g["rates"][rate]
+
+            _grouped_bars(ax, agents, conditions, rate_of, width, colours)
             ax.set_xticks(range(len(conditions)))
             ax.set_xticklabels(conditions)
             ax.set_ylim(0, 1.05)
@@ -262,6 +257,24 @@ def _plot_rates(summary: Mapping[str, Any], order: Sequence[str] | None = None) 
                 ax.legend(fontsize=8, frameon=False)
     fig.tight_layout()
     return _svg(fig)
+
+
+def _grouped_bars(ax: Any, agents: Sequence[str], groups: Sequence[str],
+                  entry: Callable[[str, str], Mapping[str, Any] | None], width: float, colours: Sequence[str]) -> None:
+    """One bar per agent in each group (x = the group's index), with its interval as error bars;
+    ``entry(agent, group)`` gives ``rate``, ``low`` and ``high``, or None for no bar."""
+    for i, agent in enumerate(agents):
+        xs, ys, lo, hi = [], [], [], []
+        for j, group in enumerate(groups):
+            r = entry(agent, group)
+            if r is None:
+                continue
+            xs.append(j + (i - (len(agents) - 1) / 2) * width)
+            ys.append(r["rate"])
+            lo.append(r["rate"] - r["low"])
+            hi.append(r["high"] - r["rate"])
+        ax.bar(xs, ys, width * 0.9, yerr=[lo, hi], capsize=3, label=agent, color=colours[i % len(colours)],
+               alpha=0.85, error_kw={"elinewidth": 1})
 
 
 def _plot_abilities(summary: Mapping[str, Any], order: Sequence[str] | None = None) -> str:
@@ -283,18 +296,8 @@ def _plot_abilities(summary: Mapping[str, Any], order: Sequence[str] | None = No
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for row, condition in enumerate(conditions):
         ax = axes[row][0]
-        for i, agent in enumerate(agents):
-            xs, ys, lo, hi = [], [], [], []
-            for j, ability in enumerate(abilities):
-                a = by.get((agent, condition, ability))
-                if a is None:
-                    continue
-                xs.append(j + (i - (len(agents) - 1) / 2) * width)
-                ys.append(a["rate"])
-                lo.append(a["rate"] - a["low"])
-                hi.append(a["high"] - a["rate"])
-            ax.bar(xs, ys, width * 0.9, yerr=[lo, hi], capsize=3, label=agent, color=colours[i % len(colours)],
-                   alpha=0.85, error_kw={"elinewidth": 1})
+        _grouped_bars(ax, agents, abilities, lambda agent, ability, condition=condition:
+                      by.get((agent, condition, ability)), width, colours)
         ax.set_xticks(range(len(abilities)))
         ax.set_xticklabels([a.replace("_", " ") for a in abilities])
         ax.set_ylim(0, 1.05)

@@ -37,6 +37,12 @@ BUILTINS: tuple[tuple[str, str, str], ...] = (
     ("highway_exit", "e2e_drive/HighwayExit-v0", "e2e_drive.scenarios.abilities.highway_exit"),
     ("roundabout_exit", "e2e_drive/RoundaboutExit-v0", "e2e_drive.scenarios.abilities.roundabout_exit"),
     ("intersection", "e2e_drive/Intersection-v0", "e2e_drive.scenarios.abilities.intersection"),
+    ("cut_in", "e2e_drive/CutIn-v0", "e2e_drive.scenarios.abilities.cut_in"),
+    ("lead_brake", "e2e_drive/LeadBrake-v0", "e2e_drive.scenarios.abilities.lead_brake"),
+    ("stopped_vehicle", "e2e_drive/StoppedVehicle-v0", "e2e_drive.scenarios.abilities.stopped_vehicle"),
+    ("slow_lead", "e2e_drive/SlowLead-v0", "e2e_drive.scenarios.abilities.slow_lead"),
+    ("construction", "e2e_drive/Construction-v0", "e2e_drive.scenarios.abilities.construction"),
+    ("curves", "e2e_drive/Curves-v0", "e2e_drive.scenarios.abilities.curves"),
 )
 BUILTIN_MODULES: tuple[str, ...] = tuple(module for _, _, module in BUILTINS)
 

@@ -68,9 +68,17 @@ def key_table(scenarios: Sequence[Scenario] | None = None) -> str:
         if differ:
             default += f" ({', '.join(differ)})"
         lines.append(f"| `{key}` | all | {_cell(default)} | {_cell(_allowed(spec))} | {_cell(spec.help)} |")
+    with_levels = [s.name for s in scenarios if s.difficulties]
+    if with_levels:
+        spec = next(s for s in scenarios if s.difficulties).schema()["difficulty"]
+        lines.append(f"| `difficulty` | {', '.join(with_levels)} | `{value_text(spec.default)}` | "
+                     f"{_cell(_allowed(spec))} | {_cell(spec.help)} |")
     for s in scenarios:
         for key, spec in s.keys.items():
             default = "absent" if spec.default is None else f"`{_cell(value_text(spec.default))}`"
+            levels = [(level, values[key]) for level, values in s.difficulties.items() if key in values]
+            if levels:  # the level's value is the default at that level
+                default = ", ".join(f"{level} `{_cell(value_text(v))}`" for level, v in levels)
             lines.append(f"| `{key}` | {s.name} | {default} | {_cell(_allowed(spec))} | "
                          f"{_cell(spec.help)} |")
     return "\n".join(lines)

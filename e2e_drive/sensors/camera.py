@@ -197,6 +197,26 @@ def _chains(segments: np.ndarray, idx: np.ndarray, cont: np.ndarray, split: int)
     return first, second
 
 
+def draw_ground(img: np.ndarray, polys: Any, clipped: dict, gbatch: np.ndarray, n_ground: int, far_idx: np.ndarray,
+                cont: np.ndarray, n_far_dash: int, n_far_line: int, style: Any) -> None:
+    """Fill the projected road and marking quads (batched by colour, near-plane clipped ones too),
+    then the far markings as one-pixel lines (dashes blend into a dimmer line, as in a real image)."""
+    for a, b in _batches(gbatch):
+        colour = style.road if gbatch[a] < MARKING_BATCH0 else style.marking
+        cv2.fillPoly(img, polys[a:b], colour, cv2.LINE_8, SHIFT)
+        if clipped:
+            extra = [clipped[i] for i in clipped if a <= i < b]
+            if extra:
+                cv2.fillPoly(img, extra, colour, cv2.LINE_8, SHIFT)
+    n_quads = len(gbatch)
+    if n_far_dash or n_far_line:
+        dashed, solid = _chains(polys[n_quads:n_ground], far_idx, cont, n_far_dash)
+        if dashed:
+            cv2.polylines(img, dashed, False, style.marking_far, 1, cv2.LINE_8, SHIFT)
+        if solid:
+            cv2.polylines(img, solid, False, style.marking, 1, cv2.LINE_8, SHIFT)
+
+
 def _batches(batch_ids: np.ndarray) -> list[tuple[int, int]]:
     """(start, end) of runs of equal ids in a sorted id array."""
     if len(batch_ids) == 0:
@@ -306,21 +326,7 @@ class Camera:
         else:
             return
         polys, clipped = self._project_polys(xy, z)
-        for a, b in _batches(gbatch):
-            colour = style.road if gbatch[a] < MARKING_BATCH0 else style.marking
-            cv2.fillPoly(img, polys[a:b], colour, cv2.LINE_8, SHIFT)
-            if clipped:
-                extra = [clipped[i] for i in clipped if a <= i < b]
-                if extra:
-                    cv2.fillPoly(img, extra, colour, cv2.LINE_8, SHIFT)
-        # far markings: one-pixel lines (dashes blend into a dimmer line, as in a real image)
-        n_quads = len(gbatch)
-        if n_far_dash or n_far_line:
-            dashed, solid = _chains(polys[n_quads:n_ground], far_idx, geo.ground.cont, n_far_dash)
-            if dashed:
-                cv2.polylines(img, dashed, False, style.marking_far, 1, cv2.LINE_8, SHIFT)
-            if solid:
-                cv2.polylines(img, solid, False, style.marking, 1, cv2.LINE_8, SHIFT)
+        draw_ground(img, polys, clipped, gbatch, n_ground, far_idx, geo.ground.cont, n_far_dash, n_far_line, style)
         if len(fcol):
             # faces far away or seen edge-on that would cover under a pixel are skipped
             fp = polys[n_ground:]

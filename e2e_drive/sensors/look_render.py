@@ -374,22 +374,9 @@ def _dashcam(cam: Any, style: _LookStyle, scene: Scene, deco: Decorations, img: 
     n_ground = len(gxy)
     if n_ground:
         polys, clipped = cam._project_polys(gxy, gz)
-        from e2e_drive.sensors.camera import _batches, _chains
+        from e2e_drive.sensors.camera import draw_ground
 
-        for a, b in _batches(gbatch):
-            colour = style.road if gbatch[a] < MARKING_BATCH0 else style.marking
-            cv2.fillPoly(img, polys[a:b], colour, cv2.LINE_8, SHIFT)
-            if clipped:
-                extra = [clipped[i] for i in clipped if a <= i < b]
-                if extra:
-                    cv2.fillPoly(img, extra, colour, cv2.LINE_8, SHIFT)
-        n_quads = len(gbatch)
-        if n_far_dash or n_far_line:
-            dashed, solid = _chains(polys[n_quads:n_ground], far_idx, geo.ground.cont, n_far_dash)
-            if dashed:
-                cv2.polylines(img, dashed, False, style.marking_far, 1, cv2.LINE_8, SHIFT)
-            if solid:
-                cv2.polylines(img, solid, False, style.marking, 1, cv2.LINE_8, SHIFT)
+        draw_ground(img, polys, clipped, gbatch, n_ground, far_idx, geo.ground.cont, n_far_dash, n_far_line, style)
     cam_c = complex(camp[0], camp[1])
     box = _view_box(cam, camp)
     # road patches and tar lines (world-anchored, wholly in front of the near plane): one projection
