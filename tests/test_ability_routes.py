@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from e2e_drive.agents.modular.interfaces import PerceivedVehicle, PerceptionOutput
-from e2e_drive.agents.modular.planning import RulePlanner
+from e2e_drive.agents.modular.planning import PlannerConfig, RulePlanner
+from e2e_drive.agents.modular.planning import RulePlanner as _RulePlanner
 from e2e_drive.agents.modular.stack import with_navigation
 from e2e_drive.env import make_env
 from e2e_drive.errors import ConfigError
@@ -185,6 +186,9 @@ def _junction(distance_m: float, speed_mps: float, vehicles=()) -> PerceptionOut
 
 
 def test_planner_gives_way_at_a_junction_to_crossing_and_oncoming_traffic():
+    def RulePlanner():  # noqa: N802  (the junction check is opt-in: route_junction_range_m > 0)
+        return _RulePlanner(PlannerConfig(route_junction_range_m=40.0))
+
     free = RulePlanner().plan(_junction(15.0, 5.0), 0.2)
     assert free.target_acceleration_mps2 > 0.0
     # from the left on the priority road, 30 m from the ego's path at 8 m/s, at the junction
@@ -204,6 +208,7 @@ def test_planner_gives_way_at_a_junction_to_crossing_and_oncoming_traffic():
     # too fast to stop before the line: commit (no stop line), and past the line: clear the junction
     assert RulePlanner()._route_junction_stop_line(_junction(8.0, 12.0, [crossing])) is None
     assert RulePlanner()._route_junction_stop_line(_junction(2.0, 1.0, [crossing])) is None
+    assert _RulePlanner()._route_junction_stop_line(_junction(15.0, 5.0, [crossing])) is None  # off by default
 
 
 def test_the_modular_agent_reads_the_command_from_the_observation():
