@@ -513,3 +513,17 @@ def test_a_benchmark_run_prints_and_writes_its_suite_version_ability_table_and_w
     assert saved["suite_version"] == "suite v2" and saved["wall_s"] == pytest.approx(result["wall_s"])
     assert saved["tables"]["table3"]["rows"][0][0] == "emergency_braking"
     assert "**suite v2** (a tiny ability suite)" in readme.read_text()
+
+
+def test_leaving_a_roundabout_into_its_exit_is_not_offroad(tmp_path):
+    """The expert cuts from the ring's outer lane into the exit, between the two lanes (highway-env's
+    lane there is still the ring's, the ego centre beyond its edge); the route-following ego's own
+    on_road says road, so the record does too (seed 100 medium: |offset| > 2 m from the ring lane)."""
+    env = tmp_path / "rb.toml"
+    env.write_text('id = "e2e_drive/RoundaboutExit-v0"\n[config]\ndifficulty = "medium"\n'
+                   '[config.cameras.dashcam]\nkind = "dashcam"\nwidth_px = 32\nheight_px = 16\n')
+    out = tmp_path / "run"
+    evaluate([str(env)], [str(Path(__file__).resolve().parents[1] / "agents" / "expert.toml")], episodes=1,
+             seed=100, out_dir=out, workers=0, progress=False)
+    (line,) = load_episodes(out)
+    assert line["status"] == "success" and line["offroad"] is False and line["reached_end"] is True

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from e2e_drive.agents.modular.interfaces import PerceivedVehicle, PerceptionOutput
-from e2e_drive.agents.modular.planning import RulePlanner
+from e2e_drive.agents.modular.planning import PlannerConfig, RulePlanner
+from e2e_drive.agents.modular.planning import RulePlanner as _RulePlanner
 from e2e_drive.agents.modular.stack import with_navigation
 from e2e_drive.env import make_env
 from e2e_drive.errors import ConfigError
@@ -165,6 +166,49 @@ def test_planner_waits_for_a_gap_and_slows_towards_the_end_of_a_ramp():
     assert plan.target_acceleration_mps2 < -1.0  # the lane ends 30 m ahead and no gap lets it out
     far = RulePlanner().plan(_p("keep_left", 500.0, 2, 3, [alongside]), 0.2)
     assert far.target_acceleration_mps2 > plan.target_acceleration_mps2
+
+
+def test_keep_left_is_satisfied_once_out_of_the_ramps_lane():
+    planner = RulePlanner()
+    # still on the ramp's lane (the rightmost of three): one lane to cross
+    assert planner.route_lanes_to_cross(_p("keep_left", 40.0, 2, 3)) == 1
+    planner.plan(_p("keep_left", 20.0, 1, 3), 0.2)  # merged: a lane right of the ego (the ramp's)
+    # past the ramp's end the highway's right lane has none to its right: no further change asked
+    after = _p("keep_left", 2.0, 1, 2)
+    assert planner.route_lanes_to_cross(after) == 0
+    assert planner.plan(after, 0.2).target_lane_delta == 0
+    assert RulePlanner().route_lanes_to_cross(after) == 1  # (a planner that never left the ramp would)
+
+
+def _junction(distance_m: float, speed_mps: float, vehicles=()) -> PerceptionOutput:
+    return PerceptionOutput(ego_speed_mps=speed_mps, lane_id=0, lanes_count=1, speed_limit_mps=10.0,
+                            vehicles=tuple(vehicles), command="turn_left", command_distance_m=distance_m)
+
+
+def test_planner_gives_way_at_a_junction_to_crossing_and_oncoming_traffic():
+    def RulePlanner():  # noqa: N802  (the junction check is opt-in: route_junction_range_m > 0)
+        return _RulePlanner(PlannerConfig(route_junction_range_m=40.0))
+
+    free = RulePlanner().plan(_junction(15.0, 5.0), 0.2)
+    assert free.target_acceleration_mps2 > 0.0
+    # from the left on the priority road, 30 m from the ego's path at 8 m/s, at the junction
+    crossing = PerceivedVehicle(lane_delta=None, gap_m=18.0, relative_speed_mps=-5.0, lateral_m=-30.0,
+                                lateral_speed_mps=8.0)
+    assert RulePlanner().plan(_junction(15.0, 5.0, [crossing]), 0.2).target_acceleration_mps2 < -1.0
+    # the same vehicle driving away, or far enough to go first: no waiting
+    away = PerceivedVehicle(lane_delta=None, gap_m=18.0, relative_speed_mps=-5.0, lateral_m=-30.0,
+                            lateral_speed_mps=-8.0)
+    assert RulePlanner().plan(_junction(15.0, 5.0, [away]), 0.2).target_acceleration_mps2 > 0.0
+    far = PerceivedVehicle(lane_delta=None, gap_m=18.0, relative_speed_mps=-5.0, lateral_m=-150.0,
+                           lateral_speed_mps=8.0)
+    assert RulePlanner().plan(_junction(15.0, 5.0, [far]), 0.2).target_acceleration_mps2 > 0.0
+    # oncoming in the lane left of the ego, 40 m away at 8 m/s: a left turn waits for it
+    oncoming = PerceivedVehicle(lane_delta=None, gap_m=40.0, relative_speed_mps=-13.0, lateral_m=-4.0)
+    assert RulePlanner().plan(_junction(15.0, 5.0, [oncoming]), 0.2).target_acceleration_mps2 < -1.0
+    # too fast to stop before the line: commit (no stop line), and past the line: clear the junction
+    assert RulePlanner()._route_junction_stop_line(_junction(8.0, 12.0, [crossing])) is None
+    assert RulePlanner()._route_junction_stop_line(_junction(2.0, 1.0, [crossing])) is None
+    assert _RulePlanner()._route_junction_stop_line(_junction(15.0, 5.0, [crossing])) is None  # off by default
 
 
 def test_the_modular_agent_reads_the_command_from_the_observation():

@@ -57,6 +57,18 @@ _RADIUS2 = NEIGHBOUR_RADIUS_M ** 2
 _TWO_PI = 2.0 * math.pi
 
 
+def _containing_lane(network: Any, pos: Any, heading: float) -> tuple[float, float] | None:
+    """(lateral offset, width) on a lane of ``network`` that contains ``pos`` and runs the ego's way
+    (within 90 degrees of ``heading``), or None when no lane does."""
+    for _from, tos in network.graph.items():
+        for _to, lanes in tos.items():
+            for lane in lanes:
+                s, d = (float(x) for x in lane.local_coordinates(pos))
+                if lane.on_lane(pos, s, d) and abs(_wrap(heading - float(lane.heading_at(s)))) < math.pi / 2:
+                    return d, float(lane.width_at(s))
+    return None
+
+
 def _wrap(angle: float) -> float:
     return (angle + math.pi) % _TWO_PI - math.pi
 
@@ -154,11 +166,23 @@ class GroundTruthRecorder:
         cols["acceleration_mps2"].append(float(action.get("acceleration", 0.0)))
         cols["lane_id"].append(int(lane_index[2]))
         width = float(lane.width_at(s))
+        on_road = bool(lane.on_lane(pos, s, d))  # = ego.on_road, without recomputing s, d
+        d_rec = d
+        if not on_road:
+            # at a junction (a roundabout's exit leaving the ring) highway-env's lane index can lag
+            # behind the lane the ego's centre is already on: on another lane of the road is on the road
+            other = _containing_lane(network, pos, heading)
+            if other is not None:
+                on_road, d_rec, width = True, other[0], other[1]
+            elif bool(ego.on_road):
+                # between a lane and the branch leaving beside it (the ego's own on_road check, e.g.
+                # a route-following ego's: the road between them is road): at its lane's edge
+                on_road, d_rec = True, min(max(d, -0.5 * width), 0.5 * width)
         cols["lane_width_m"].append(width)
         cols["longitudinal_m"].append(progress)
-        cols["lateral_offset_m"].append(d)
+        cols["lateral_offset_m"].append(d_rec)
         cols["heading_error_rad"].append(err)
-        cols["on_road"].append(bool(lane.on_lane(pos, s, d)))  # = ego.on_road, without recomputing s, d
+        cols["on_road"].append(on_road)
         cols["wrong_way"].append(abs(err) > math.pi / 2)
         limit = getattr(lane, "speed_limit", None)
         cols["speed_limit_mps"].append(float(limit) if limit is not None else math.nan)

@@ -156,7 +156,7 @@ class PlannerConfig:
         0.2, "a lane change the route requires may point this far off the lane (quicker at low speed)",
         unit="rad", range=(0.0, None))
     route_lane_change_curvature_1pm: float = setting(
-        0.05, "a lane change the route requires may start on a curve up to this (a roundabout's ring)",
+        0.06, "a lane change the route requires may start on a curve up to this (a roundabout's ring: 1/20 m)",
         unit="1/m", range=(0.0, None))
     route_branch_lookahead_m: float = setting(
         6.0, "on a ring, steer into the exit this far before it", unit="m", range=(0.0, None))
@@ -165,6 +165,17 @@ class PlannerConfig:
     route_stop_margin_m: float = setting(
         8.0, "stop this far before the end of a lane the route leaves (an on-ramp's end, the exit's split) "
              "while no gap lets the ego out", unit="m", range=(0.0, None))
+    route_junction_stop_margin_m: float = setting(
+        4.0, "at a junction (turn_left / turn_right / go_straight) wait this far before the command's point "
+             "while crossing or oncoming traffic is about to reach the ego's path", unit="m", range=(0.0, None))
+    route_junction_accept_s: float = setting(
+        0.5, "crossing / oncoming traffic that reaches the ego's path this long or more after the ego would "
+             "have cleared the junction (accelerating at IDM a from its speed) leaves a gap to go",
+        unit="s", range=(0.0, None))
+    route_junction_range_m: float = setting(
+        0.0, "junction traffic is watched from this far before the command's point (0: off, giving way only "
+             "by IDM on crossing traffic; 40 trades intersection collisions for waiting: fewer collisions, "
+             "more time-ups on held-out seeds)", unit="m", range=(0.0, None))
     idm_acceleration_max_mps2: float = setting(
         2.0, "IDM a: comfortable maximum acceleration", unit="m/s^2", range=(0.0, None))
     idm_deceleration_comfort_mps2: float = setting(
@@ -214,6 +225,7 @@ class RulePlanner:
         self._lc_start_lane_centre_m = 0.0
         self._since_lane_change_s = 1.0e9
         self._speed_mps = 0.0
+        self._route_kept_left = False  # keep_left satisfied (a lane with a lane right of it was reached)
         self.lane_changes = 0
         self.aborted_lane_changes = 0
 
@@ -400,6 +412,8 @@ class RulePlanner:
         if side > 0:
             return p.lanes_right
         if side < 0:
+            if self._route_kept_left:
+                return 0  # already out of the ramp's lane once: the road past its end is fine
             return 1 if (p.lanes_right == 0 and p.lanes_left >= 1) else 0
         return 0
 
@@ -430,15 +444,81 @@ class RulePlanner:
         return PerceivedVehicle(lane_delta=0, gap_m=max(gap, 0.0), relative_speed_mps=-p.ego_speed_mps,
                                 lateral_m=0.0, is_static=True)
 
+    def _route_junction_stop_line(self, p: PerceptionOutput) -> PerceivedVehicle | None:
+        """Giving way at a junction: a virtual standing obstacle ``route_junction_stop_margin_m`` before the
+        command's point while a vehicle on another road is about to cross the ego's path (its tracked
+        lateral motion reaches the ego's lane within ``route_junction_accept_s``) or, turning left, an
+        oncoming vehicle reaches the junction within that time. None once the ego is past the line or
+        could not stop before it comfortably (it then clears the junction)."""
+        cfg = self.config
+        if p.command not in ("turn_left", "turn_right", "go_straight") or not math.isfinite(p.command_distance_m):
+            return None
+        gap = p.command_distance_m - cfg.route_junction_stop_margin_m
+        v_ego = max(p.ego_speed_mps, 0.0)
+        if gap < 0.0 or gap > cfg.route_junction_range_m or v_ego * v_ego > 2.0 * cfg.comfort_braking_mps2 * max(gap, 0.1):
+            return None
+        w = p.lane_width_m
+        a = max(self.idm.acceleration_max_mps2, 0.1)
+
+        def accept(across_lanes: float) -> float:
+            # time to clear the conflict (to the command's point and ``across_lanes`` lane widths on,
+            # accelerating from the ego's speed) plus the margin
+            distance = p.command_distance_m + across_lanes * w
+            return (-v_ego + math.sqrt(v_ego * v_ego + 2.0 * a * distance)) / a + cfg.route_junction_accept_s
+
+        # lane widths into the junction where the ego's path leaves the lane of traffic from the left /
+        # from the right (right-hand traffic: the near lane carries traffic from the left); None: no conflict
+        from_left = 3.0
+        from_right = {"turn_left": 5.0, "go_straight": 4.0, "turn_right": None}[p.command]
+        for v in p.vehicles:
+            if v.lane_delta is not None or v.is_static:
+                continue
+            along = p.ego_speed_mps + v.relative_speed_mps
+            if p.command == "turn_left" and -1.6 * w < v.lateral_m < -0.4 * w and along < -1.0:
+                # oncoming, towards the junction the ego turns across
+                to_conflict = v.gap_m - (p.command_distance_m + 2.0 * w)
+                if to_conflict > -1.0 * w and to_conflict / -along < accept(3.5):
+                    break
+                continue
+            if not (p.command_distance_m - 2.0 * w < v.gap_m < p.command_distance_m + 6.0 * w):
+                continue  # not at the junction
+            lat = abs(v.lateral_m)
+            if lat < 0.5 * w + cfg.crossing_margin_m:
+                break  # in the ego's path right now
+            speed = v.lateral_speed_mps
+            lanes = from_left if v.lateral_m < 0.0 else from_right
+            if (lanes is not None and v.lateral_m * speed < 0.0 and abs(speed) > 1.0
+                    and (lat - w) / abs(speed) < accept(lanes)):
+                break  # about to cross
+        else:
+            return None
+        return PerceivedVehicle(lane_delta=0, gap_m=gap, relative_speed_mps=-p.ego_speed_mps, lateral_m=0.0,
+                                is_static=True)
+
     def _route_lane_change(self, p: PerceptionOutput) -> int:
         """The lane change the route asks for now (a delta of -1 / +1, or 0): only when it is safe."""
         side = self.route_side(p)
         if (side == 0 or self.route_lanes_to_cross(p) <= 0 or not (p.lane_valid and p.vehicles_valid)
-                or p.lane_id is None or p.lanes_count is None or abs(p.lateral_offset_m) >= 0.5
+                or p.lane_id is None or p.lanes_count is None
+                or (abs(p.lateral_offset_m) >= 0.5 and p.lateral_offset_m * side < 0.0)  # (already drifting its way: go)
                 or self._since_lane_change_s < self.config.route_lane_change_rest_s
                 or not self._route_lane_change_curvature_ok(p)):
             return 0
         return side if self.lane_change_safe(p, side, self.config.route_max_imposed_braking_mps2) else 0
+
+    def _route_lane_change_duration_s(self, p: PerceptionOutput, lateral_m: float, speed_mps: float) -> float:
+        """A route lane change's duration: heading-limited (``route_lane_change_heading_rad``), but where
+        the lane being left ends (keep_left / take_exit) done before its end, turning up to twice as
+        sharply if it must (slow at an on-ramp's end, a 0.2 rad change would run past it)."""
+        cfg = self.config
+        duration = self._lane_change_duration_s(lateral_m, speed_mps, cfg.route_lane_change_duration_s,
+                                                cfg.route_lane_change_heading_rad)
+        if p.command not in ("keep_left", "take_exit") or not math.isfinite(p.command_distance_m) \
+                or not self._route_straight_enough(p):
+            return duration
+        fits = (p.command_distance_m - 2.0) / max(speed_mps, 1.0)
+        sharpest = self._lane_change_duration_s(lateral_m, speed_mps, 1.0, 2.0 * cfg.route_lane_change_heading_rad)
+        return max(min(duration, fits), sharpest)
 
     def _route_gap_speed(self, p: PerceptionOutput, lanes: int) -> float | None:
         """While the route's lane change waits (or, on an on-ramp, before the lanes join): the speed
@@ -507,6 +587,10 @@ class RulePlanner:
         v0 = self.target_speed(p)
         y, lane_centre = self._continuous_y(p)
         self._since_lane_change_s += dt_s
+        if p.command != "keep_left":
+            self._route_kept_left = False
+        elif p.lane_valid and p.lanes_right >= 1 and abs(p.lateral_offset_m) < 0.3 * w:
+            self._route_kept_left = True
 
         # ---- behaviour: lateral decision
         if self._lc_active:
@@ -526,9 +610,7 @@ class RulePlanner:
             self.lane_changes += 1
             self._start_lane_change(y, lane_centre, route_delta, w, self.config.route_lane_change_duration_s)
             self._lc_for_route = True
-            self._lc_duration_s = self._lane_change_duration_s(self._lc_target_y_m - y, v_ego,
-                                                               self.config.route_lane_change_duration_s,
-                                                               self.config.route_lane_change_heading_rad)
+            self._lc_duration_s = self._route_lane_change_duration_s(p, self._lc_target_y_m - y, v_ego)
         elif (p.lane_valid and p.vehicles_valid and p.lane_id is not None and p.lanes_count is not None
               and self._since_lane_change_s >= self.config.min_time_between_lane_changes_s and v_ego > 5.0
               and abs(p.lateral_offset_m) < 0.5
@@ -567,6 +649,9 @@ class RulePlanner:
         stop_line = self._route_stop_line(p, lanes_to_cross)
         if stop_line is not None:
             acceleration = min(acceleration, self._idm(p, v0, stop_line))
+        junction_line = self._route_junction_stop_line(p)
+        if junction_line is not None:
+            acceleration = min(acceleration, self._idm(p, v0, junction_line))
         for delta in sorted(deltas):
             lead, _ = self._lead_and_follower(p, delta)
             if lead is None or self._route_leaving_lane_ignores(p, delta, target_delta, lead):
