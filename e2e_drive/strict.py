@@ -57,6 +57,11 @@ class Key:
     range: tuple[float | None, float | None] | None = field(default=None, kw_only=True)
     choices: tuple[Any, ...] | None = field(default=None, kw_only=True)
 
+    @classmethod
+    def choice(cls, default: Any, help: str, choices: tuple[Any, ...]) -> "Key":
+        """A key whose value is one of ``choices`` (its type is the default's), said as "'a' or 'b'"."""
+        return cls(type(default), default, help, None, " or ".join(repr(c) for c in choices), choices=choices)
+
     def valid(self, value: Any) -> bool:
         """True when ``value`` (already of the right type) passes check, range and choices."""
         if self.check is not None and not self.check(value):

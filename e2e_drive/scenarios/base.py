@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from e2e_drive.config import COMMON_KEYS, Key, check_keys, check_value, one_of
+from e2e_drive.config import COMMON_KEYS, Key, check_keys, check_value
 from e2e_drive.errors import ConfigError
 
 #: The built-in scenarios: (name, Gymnasium id, declaring module), in registration order. Importing
@@ -112,10 +112,8 @@ class Scenario:
         for key, default in self.defaults.items():
             schema[key] = dataclasses.replace(schema[key], default=default)
         if self.difficulties:
-            schema["difficulty"] = Key(str, DEFAULT_DIFFICULTY,
-                                       "difficulty level; sets the keys of the scenario's difficulty table "
-                                       "that the file does not set", one_of(*DIFFICULTIES),
-                                       " or ".join(repr(d) for d in DIFFICULTIES), choices=DIFFICULTIES)
+            schema["difficulty"] = Key.choice(DEFAULT_DIFFICULTY, "difficulty level; sets the keys of the "
+                                              "scenario's difficulty table that the file does not set", DIFFICULTIES)
         return schema
 
 

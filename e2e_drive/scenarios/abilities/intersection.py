@@ -18,7 +18,7 @@ from typing import Any
 
 from highway_env.envs.intersection_env import IntersectionEnv
 
-from e2e_drive.config import Key, one_of
+from e2e_drive.config import Key
 from e2e_drive.scenarios.base import Scenario, register_scenario
 from e2e_drive.scenarios.routed import RoutedScenario
 from e2e_drive.sim.route import Route, junction_maneuvers
@@ -66,9 +66,8 @@ INTERSECTION = register_scenario(Scenario(
     description="unprotected turn across traffic at a four-way junction, giving way (intersection-v0's road)",
     sim_class=IntersectionScenario,
     keys={
-        "turn": Key(str, "left", "the ego's turn at the junction: 'left' (across oncoming and priority traffic), "
-                    "'straight', 'right' or 'random' (drawn per seed)", one_of(*TURN_CHOICES),
-                    " or ".join(repr(c) for c in TURN_CHOICES), choices=TURN_CHOICES),
+        "turn": Key.choice("left", "the ego's turn at the junction: 'left' (across oncoming and priority "
+                           "traffic), 'straight', 'right' or 'random' (drawn per seed)", TURN_CHOICES),
         "vehicles_count": Key(int, 5, "vehicles spawned on the approaches before the start (stock "
                               "initial_vehicle_count; each appears with probability 0.6)",
                               lambda x: 1 <= x <= 30, "an integer in [1, 30]"),

@@ -12,7 +12,7 @@ from typing import Any
 
 from highway_env.envs.roundabout_env import RoundaboutEnv
 
-from e2e_drive.config import Key, one_of
+from e2e_drive.config import Key
 from e2e_drive.scenarios.base import Scenario, register_scenario
 from e2e_drive.scenarios.routed import RoutedScenario, edges_of_path, other_vehicles_class, route_offset_m
 from e2e_drive.sim.route import Maneuver, Route
@@ -81,9 +81,8 @@ ROUNDABOUT_EXIT = register_scenario(Scenario(
     description="enter roundabout-v0's roundabout from the south and take a given exit",
     sim_class=RoundaboutExitScenario,
     keys={
-        "exit": Key(str, "north", "the exit to take: 'east' (first), 'north' (second), 'west' (third), or "
-                    "'random' (drawn per seed)", one_of(*EXIT_CHOICES),
-                    " or ".join(repr(c) for c in EXIT_CHOICES), choices=EXIT_CHOICES),
+        "exit": Key.choice("north", "the exit to take: 'east' (first), 'north' (second), 'west' (third), or "
+                           "'random' (drawn per seed)", EXIT_CHOICES),
         "vehicles_count": Key(int, 2, "vehicles circulating on the ring at the start besides the stock ones",
                               lambda x: 0 <= x <= 12, "an integer in [0, 12]"),
         "aggressive_traffic": Key(bool, False, "the extra vehicles use highway-env's AggressiveVehicle model"),
