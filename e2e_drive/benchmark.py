@@ -239,8 +239,9 @@ def findings(rows: Sequence[Mapping[str, Any]], agent: str = "e2e", baseline: st
     sub = [r for r in rows if r["agent"] in (agent, baseline)]
     comp = compare(sub, baseline=baseline, metrics=("success", "driving_score"))
     out = []
+    pooled = any(c["scenario"] == "*" for c in comp["comparisons"])  # absent when the run has only one cell
     for c in comp["comparisons"]:
-        if pooled_only and c["scenario"] != "*":
+        if pooled_only and pooled and c["scenario"] != "*":
             continue
         where = "pooled over all scenarios and conditions" if c["scenario"] == "*" else \
             f"{c['scenario']}, {labels.get(c['condition'], c['condition'])}"
@@ -443,8 +444,8 @@ def run_benchmark(suite: str = "default", episodes: int | None = None, seed: int
     n = episodes or spec.episodes
     if n < 1:
         raise ConfigError(f"--episodes {n}: expected a positive integer")
-    envs, shipped = select(suite_envs(spec), scenarios, "--scenario"), _resolve(spec.agents, "agent file")
-    shipped = select(shipped, baselines, "--baseline")
+    envs, shipped = select(suite_envs(spec), scenarios, "--scenarios"), _resolve(spec.agents, "agent file")
+    shipped = select(shipped, baselines, "--baselines")
     conds = _select_conditions(spec, conditions)
     all_agents, submitted = with_user_agents(shipped, agents)
     t0 = time.perf_counter()

@@ -42,8 +42,10 @@ def _canonical(data: Any) -> bytes:
 
 
 def content_digest(bundle: Mapping[str, Any]) -> str:
-    """sha256 over the bundle's contents (every key but ``digest``), as canonical JSON."""
-    return hashlib.sha256(_canonical({k: v for k, v in bundle.items() if k != "digest"})).hexdigest()
+    """sha256 over the bundle's contents (every key but ``digest`` and the ``_path`` a loaded bundle carries),
+    as canonical JSON."""
+    return hashlib.sha256(_canonical({k: v for k, v in bundle.items()
+                                      if k != "digest" and not k.startswith("_")})).hexdigest()
 
 
 def write_bundle(run_dir: str | Path, *, suite: str, suite_version: str, command: str,
