@@ -534,6 +534,11 @@ def results_markdown(rows: Sequence[Mapping[str, Any]], spec: Suite, meta: Mappi
     if abilities["rows"]:
         parts += ["**Table 3**: ability scores, success % over every episode of each ability's scenarios "
                   "[95 % Wilson interval].", "", _markdown(abilities["head"], abilities["rows"]), ""]
+    ranking = ranking_tables_of(rows, meta.get("submitted") or ())
+    parts += ["**Table 4**: ranking by the driving score, mean [95 % bootstrap interval], with rank ranges: an "
+              "agent ranks above another only when their paired difference is clear (interval excluding zero, "
+              "Holm-corrected p < 0.05); agents it cannot separate share ranks (`2-4`), listed by name.", "",
+              _markdown(ranking["ranking"]["head"], ranking["ranking"]["rows"]), ""]
     parts += [
         "**Figure**: success rate per agent and condition.",
         "",

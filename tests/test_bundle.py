@@ -273,3 +273,27 @@ def test_every_command_help_ends_with_an_example_that_parses():
         for line in (ln for ln in lines if ln.startswith("example: ")):
             argv = shlex.split(line.removeprefix("example: "))[1:]
             parser.parse_args(argv)  # argparse exits on an example that does not parse
+
+
+def test_fewer_seeds_or_a_changed_toolkit_set_episodes_aside(runs, tmp_path, capsys):
+    import shutil
+
+    from e2e_drive.benchmark import REPO_ROOT, reuse_earlier
+
+    out = tmp_path / "run"
+    shutil.copytree(runs["out"], out)
+    envs = [str(REPO_ROOT / "envs/abilities/cut_in.toml")]
+    agents = [str(REPO_ROOT / "agents/expert.toml"), str(REPO_ROOT / "agents/blind.toml")]
+    result = reuse_earlier(str(out), envs, agents, 1, 20000, ["train"], None)  # one seed, without Steady
+    assert result["kept"] == 2
+    assert result["superseded"] == {"Steady": (2, "no longer in the run"),
+                                    "expert": (1, "its seed is no longer planned"),
+                                    "blind": (1, "its seed is no longer planned")}
+    assert sorted((x["agent"], x["seed"]) for x in _lines(out)) == [("blind", 20000), ("expert", 20000)]
+    assert "reusing 2 episodes of an earlier run" in capsys.readouterr().out
+    fingerprints = json.loads((out / "fingerprints.json").read_text())
+    fingerprints["toolkit"]["source_sha256"] = "0" * 64  # as if the toolkit's code had changed since
+    (out / "fingerprints.json").write_text(json.dumps(fingerprints))
+    result = reuse_earlier(str(out), envs, agents, 1, 20000, ["train"], None)
+    assert result["kept"] == 0 and set(result["superseded"]) == {"expert", "blind"}
+    assert "the toolkit's code or libraries changed" in result["superseded"]["expert"][1]
