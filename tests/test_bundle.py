@@ -297,3 +297,20 @@ def test_fewer_seeds_or_a_changed_toolkit_set_episodes_aside(runs, tmp_path, cap
     result = reuse_earlier(str(out), envs, agents, 1, 20000, ["train"], None)
     assert result["kept"] == 0 and set(result["superseded"]) == {"expert", "blind"}
     assert "the toolkit's code or libraries changed" in result["superseded"]["expert"][1]
+
+
+def test_a_changed_checkpoint_or_agent_file_is_named(tmp_path):
+    from e2e_drive.eval.fingerprint import agent_fingerprint, describe_change
+
+    (tmp_path / "w.pt").write_bytes(b"weights 1")
+    (tmp_path / "inner.toml").write_text('type = "blind"\n[params]\nspeed_mps = 20.0\n')
+    outer = tmp_path / "outer.toml"
+    outer.write_text('type = "safety_filter"\n[params]\nagent_file = "inner.toml"\nnote = "w.pt"\n')
+    before = agent_fingerprint(str(outer))
+    assert describe_change("a", before, agent_fingerprint(str(outer))) is None
+    (tmp_path / "w.pt").write_bytes(b"weights 2")
+    assert describe_change("a", before, agent_fingerprint(str(outer))) == "agent 'a': its checkpoint w.pt changed"
+    middle = agent_fingerprint(str(outer))
+    (tmp_path / "inner.toml").write_text('type = "blind"\n[params]\nspeed_mps = 25.0\n')  # followed into inner
+    assert describe_change("a", middle, agent_fingerprint(str(outer))) == \
+        "agent 'a': the agent file inner.toml that outer.toml names changed (at 'params.speed_mps')"

@@ -65,3 +65,9 @@ def test_the_tutorial_runs(tmp_path):
     board = (work / "runs" / "leaderboard" / "leaderboard.md").read_text()
     assert "LaneKeeper *" in board and "my_e2e *" in board and "modular" in board
     assert "2/2 re-run episodes match" in board
+    import gzip
+    import json
+
+    bundle = json.loads(gzip.decompress((work / "runs" / "bench" / "bundle.json.gz").read_bytes()))
+    assert bundle["agents"]["my_e2e"]["spec"] == "my_e2e.toml"  # relative: it verifies from another folder too
+    assert list(bundle["agents"]["my_e2e"]["fingerprint"]["referenced_files_sha256"]) == ["runs/bc/model.pt"]

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import re
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -140,13 +141,15 @@ def scenario_code_digest(scenario: str) -> str | None:
 
 def portable_spec(spec: str) -> str:
     """An agent spec as another clone can use it: a file inside the repository relative to its root
-    (``agents/e2e.toml``), any other file as given, a ``module:Class`` unchanged."""
+    (``agents/e2e.toml``), else relative to the working folder (``my_e2e.toml``), else as given; a
+    ``module:Class`` unchanged."""
     p = Path(spec)
     if p.suffix.lower() in _AGENT_SUFFIXES or p.is_file():
-        try:
-            return p.resolve().relative_to(REPO_ROOT).as_posix()
-        except ValueError:
-            return spec
+        for root in (REPO_ROOT, Path.cwd().resolve()):
+            try:
+                return p.resolve().relative_to(root).as_posix()
+            except ValueError:
+                continue
     return spec
 
 
@@ -186,4 +189,8 @@ def describe_change(label: str, old: Mapping[str, Any] | None, new: Mapping[str,
         return f"agent '{label}': the source of its class {new.get('class') or old.get('class')} changed"
     if where.startswith("content"):
         return f"agent '{label}': its agent file {new.get('file') or old.get('file')} changed (at '{where}')"
+    nested = re.match(r"referenced_agents\.(.+?)\.content\.?(.*)$", where)
+    if nested:
+        return (f"agent '{label}': the agent file {nested[1]} that {new.get('file') or old.get('file')} names "
+                f"changed (at '{nested[2] or 'content'}')")
     return f"agent '{label}' changed (at '{where}')"
