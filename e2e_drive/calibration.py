@@ -8,7 +8,8 @@ three rules:
 - the expert succeeds in at least :data:`EXPERT_FLOOR` of the episodes of every scenario and level;
 - the blind baseline succeeds in at most :data:`BLIND_CEILING` of every scenario that tests
   interaction (:data:`INTERACTION_ABILITIES`: a scenario it passes tests nothing);
-- difficulty is monotone: the expert's and the modular stack's success do not rise from easy to hard.
+- difficulty is monotone: the expert's and the modular stack's success do not rise from easy to hard
+  (beyond sampling noise: a rise fails when the 95 % interval of the difference lies above zero).
 
 It prints the scenario x difficulty table (success and 95 % Wilson interval per agent) and each
 rule's verdict, and with ``--readme`` writes the table between the README's calibration markers.
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from e2e_drive.errors import ConfigError
+from e2e_drive.eval.stats import newcombe_interval
 from e2e_drive.provenance import REPO_ROOT
 
 #: Where the suite's scenario files live (relative to the repository).
@@ -102,12 +104,31 @@ def verdicts(table: Mapping[str, Any]) -> list[tuple[bool, str]]:
                 out.append((b["rate"] <= BLIND_CEILING,
                             f"{s} {lv}: blind {b['k']}/{b['n']} (ceiling {BLIND_CEILING:.0%}, tests {ability})"))
         for agent in MONOTONE_AGENTS:
-            rates = [cells[(s, lv, agent)]["rate"] for lv in levels if (s, lv, agent) in cells]
-            if len(rates) >= 2:
-                rises = any(b > a + 1e-12 for a, b in zip(rates, rates[1:]))
-                out.append((not rises, f"{s}: {agent} success by level {' -> '.join(f'{r:.0%}' for r in rates)} "
-                                       f"({'rises' if rises else 'does not rise'} from easy to hard)"))
+            got = [(lv, cells[(s, lv, agent)]) for lv in levels if (s, lv, agent) in cells]
+            if len(got) >= 2:
+                out.append(_monotone_verdict(s, agent, got))
     return out
+
+
+def _monotone_verdict(scenario: str, agent: str, got: list[tuple[str, Mapping[str, Any]]]) -> tuple[bool, str]:
+    """Success must not rise from an easier level to a harder one. A rise counts when it is larger
+    than the sampling noise: the 95 % interval of the difference (harder - easier, Newcombe) lies
+    above zero. A smaller rise is named, with its interval, and does not fail the rule."""
+    by_level = " -> ".join(f"{c['rate']:.0%}" for _, c in got)
+    rises = []
+    for i, (easier, a) in enumerate(got):
+        for harder, b in got[i + 1:]:
+            if b["rate"] > a["rate"] + 1e-12:
+                low, high = newcombe_interval(a["k"], a["n"], b["k"], b["n"])
+                rises.append((low, b["rate"] - a["rate"], high, easier, harder))
+    head = f"{scenario}: {agent} success by level {by_level}"
+    if not rises:
+        return True, f"{head} (does not rise from easy to hard)"
+    low, diff, high, easier, harder = max(rises)
+    span = f"{harder} {diff * 100:+.0f} points over {easier}, 95% interval [{low * 100:+.0f}, {high * 100:+.0f}]"
+    if low > 0.0:
+        return False, f"{head} (rises: {span})"
+    return True, f"{head} (no rise beyond sampling noise: {span})"
 
 
 def _cell_text(cell: Mapping[str, Any] | None) -> str:
@@ -144,7 +165,7 @@ def markdown(table: Mapping[str, Any], meta: Mapping[str, Any]) -> str:
         f"Rules: the expert succeeds in at least {EXPERT_FLOOR:.0%} of every scenario and level; the blind "
         f"baseline in at most {BLIND_CEILING:.0%} of every scenario that tests interaction "
         f"({', '.join(INTERACTION_ABILITIES)}); the expert's and the modular stack's success do not rise from "
-        f"easy to hard. {len(checks) - len(failed)} of {len(checks)} checks hold"
+        f"easy to hard beyond sampling noise (the 95 % interval of the difference lies above zero). {len(checks) - len(failed)} of {len(checks)} checks hold"
         + ("." if not failed else "; these do not:"),
         *(f"- {text}" for text in failed),
     ]

@@ -112,10 +112,12 @@ class DrivingEnv(gym.Env):
         a = check_action(action, who="env.step got", flatten=True, dtype=np.float64).action
         sim = self.sim
         dt = 1.0 / self.config["simulation_frequency_hz"]
+        t0 = float(sim.time)
         sim.time += 1.0 / self.config["policy_frequency_hz"]
         for k in range(self.substeps_per_action):
             if k == 0:
                 sim.action_type.act(a)
+            sim.e2e_substep_time_s = t0 + k * dt  # events scripted now are stamped with this sub-step's time
             sim.scenario_step()
             sim.road.act()
             sim.road.step(dt)

@@ -70,7 +70,7 @@ class Key:
 
     def expectation(self) -> str:
         """What a valid value is, in words."""
-        return self.expect or _range_words(self.range, self.choices) or self.help
+        return self.expect or _range_words(self.range, self.choices, _noun(self.type)) or self.help
 
 
 def setting(default: Any, meaning: str, *, unit: str = "", range: tuple[float | None, float | None] | None = None,
@@ -103,15 +103,24 @@ def _in_range(value: Any, bounds: tuple[float | None, float | None] | None) -> b
     return (low is None or value >= low) and (high is None or value <= high)
 
 
-def _range_words(bounds: tuple[float | None, float | None] | None, choices: tuple[Any, ...] | None) -> str:
+def _noun(kind: type | tuple[type, ...]) -> str:
+    """What a key's values are called in its range's words: an integer, a number or a value."""
+    kinds = set(kind) if isinstance(kind, tuple) else {kind}
+    if kinds == {int}:
+        return "an integer"
+    return "a number" if kinds and kinds <= {int, float} else "a value"
+
+
+def _range_words(bounds: tuple[float | None, float | None] | None, choices: tuple[Any, ...] | None,
+                 noun: str = "a value") -> str:
     if choices is not None:
         return "one of " + ", ".join(repr(c) for c in choices)
     if bounds is None:
         return ""
     low, high = bounds
     if low is not None and high is not None:
-        return f"a value in [{low:g}, {high:g}]"
-    return f"a value >= {low:g}" if low is not None else f"a value <= {high:g}"
+        return f"{noun} in [{low:g}, {high:g}]"
+    return f"{noun} >= {low:g}" if low is not None else f"{noun} <= {high:g}"
 
 
 # --------------------------------------------------------------------------- messages

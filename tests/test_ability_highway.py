@@ -60,11 +60,15 @@ def test_cut_in_crosses_the_line_at_the_difficultys_gap():
     env = _env("cut_in", difficulty="hard")
     env.reset(seed=1)
     events: list = []
+    before = env.unwrapped.time_s
     while not events:
+        before = env.unwrapped.time_s
         _, _, terminated, truncated, info = env.step(np.zeros(2, np.float32))
         events = info["scenario_events"]
         assert not (terminated or truncated)
     assert 5.0 <= events[0]["gap_m"] <= 11.0 and events[0]["ttc_s"] <= 3.0
+    # stamped with the sub-step that scripted it: within the policy step that reported it, not at its end
+    assert before - 1e-9 <= events[0]["time_s"] < env.unwrapped.time_s
     env.close()
 
 

@@ -13,6 +13,7 @@ from e2e_drive.eval.stats import (
     episodes_needed,
     iqm,
     mcnemar_exact,
+    newcombe_interval,
     paired_bootstrap_interval,
     poisson_interval,
     probability_of_improvement,
@@ -33,6 +34,14 @@ def test_wilson_known_values(k, n, low, high):
     lo, hi = wilson_interval(k, n)
     assert lo == pytest.approx(low, abs=1e-6)
     assert hi == pytest.approx(high, abs=1e-6)
+
+
+def test_newcombe_difference_interval_matches_the_published_example():
+    # Newcombe (1998), Statistics in Medicine 17:873, method 10: 56/70 - 48/80 -> (0.0524, 0.3339)
+    low, high = newcombe_interval(48, 80, 56, 70)
+    assert (low, high) == (pytest.approx(0.0524, abs=1e-4), pytest.approx(0.3339, abs=1e-4))
+    low, high = newcombe_interval(20, 20, 20, 20)
+    assert low < 0.0 < high  # no difference at 100 %: the interval still has width
 
 
 def test_wilson_edge_cases():

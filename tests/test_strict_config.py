@@ -90,7 +90,7 @@ def test_range_and_choice_errors(table, message):
     with pytest.raises(ConfigError) as err:
         from_table(Demo, table, "w")
     assert str(err.value) == message
-    with pytest.raises(ConfigError, match=r"^src: key 'n' = 9 is invalid: expected a value in \[0, 5\]$"):
+    with pytest.raises(ConfigError, match=r"^src: key 'n' = 9 is invalid: expected an integer in \[0, 5\]$"):
         check_keys("src", {"n": 9}, {"n": Key(int, 1, "a count", range=(0, 5))})
 
 

@@ -67,6 +67,17 @@ def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[f
     return (low, high)
 
 
+def newcombe_interval(successes_a: int, n_a: int, successes_b: int, n_b: int,
+                      confidence: float = 0.95) -> tuple[float, float]:
+    """Interval for the difference of two independent proportions, p_b - p_a (Newcombe's hybrid
+    score method, from the two Wilson intervals; sound at 0 % and 100 %, unlike the Wald one)."""
+    pa, pb = successes_a / max(n_a, 1), successes_b / max(n_b, 1)
+    la, ua = wilson_interval(successes_a, n_a, confidence)
+    lb, ub = wilson_interval(successes_b, n_b, confidence)
+    d = pb - pa
+    return (d - math.sqrt((pb - lb) ** 2 + (ua - pa) ** 2), d + math.sqrt((ub - pb) ** 2 + (pa - la) ** 2))
+
+
 def poisson_interval(count: int, exposure: float = 1.0, confidence: float = 0.95) -> tuple[float, float]:
     """Exact (Garwood) interval for a Poisson rate ``count / exposure``.
 

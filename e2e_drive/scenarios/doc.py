@@ -44,8 +44,8 @@ def value_text(value: Any) -> str:
 
 def _allowed(spec: Key) -> str:
     types = spec.type if isinstance(spec.type, tuple) else (spec.type,)
-    if spec.expect:
-        text = spec.expect
+    if spec.expect or spec.range is not None or spec.choices is not None:
+        text = spec.expectation()
     elif set(types) >= {int, float}:
         text = "a number"
     else:

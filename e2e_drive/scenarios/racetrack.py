@@ -26,7 +26,7 @@ RACETRACK = register_scenario(Scenario(
     sim_class=RacetrackScenario,
     keys={
         "vehicles_count": Key(int, 1, "other vehicles (upper bound; the track keeps them 20 m apart)",
-                              lambda x: x >= 0, "an integer >= 0"),
+                              range=(0, None)),
     },
     defaults={"duration_s": 40.0, "route_length_m": 300.0},
     stock_config=_stock_config,

@@ -118,6 +118,8 @@ class ScenarioMixin:
     e2e_config: dict[str, Any]
     e2e_route: Route
     e2e_events: list[dict[str, Any]]
+    #: The sub-step being simulated (set by the env before :meth:`scenario_step`); None before the first.
+    e2e_substep_time_s: float | None
 
     def build_route(self) -> Route:
         """The ego's route for this episode (called after the road and the traffic exist)."""
@@ -131,7 +133,10 @@ class ScenarioMixin:
         """Record a scripted event now (the evaluator measures the ego's reaction to it)."""
         from e2e_drive.sim.ground_truth import stable_id
 
-        event: dict[str, Any] = {"kind": kind, "time_s": float(self.time)}  # type: ignore[attr-defined]
+        # the time of the simulator sub-step that scripts it (``time`` is already the policy step's end)
+        now = getattr(self, "e2e_substep_time_s", None)  # (None outside E2EDrivingEnv.step)
+        event: dict[str, Any] = {"kind": kind,
+                                 "time_s": float(self.time if now is None else now)}  # type: ignore[attr-defined]
         if vehicle is not None:
             event["vehicle"] = stable_id(self.road, vehicle)  # type: ignore[attr-defined]
         event.update(extra)
@@ -147,6 +152,7 @@ class ScenarioMixin:
     def _reset(self) -> None:
         restore_stock_idm_constants()
         self.e2e_events = []
+        self.e2e_substep_time_s = None
         super()._reset()  # type: ignore[misc]
         ego = self.vehicle  # type: ignore[attr-defined]
         if isinstance(ego, RoutedVehicle):

@@ -69,12 +69,11 @@ CURVES = register_scenario(Scenario(
     sim_class=CurvesScenario,
     keys={
         "ego_speed_mps": Key((int, float), 16.0, "the ego's speed at the start [m/s] (the curves allow about 8)",
-                             lambda x: 0.0 <= x <= 30.0, "a number in [0, 30]"),
+                             range=(0.0, 30.0)),
         "route_edges_count": Key(int, 5, "the route runs over the circuit's first this many edges "
                                  "(a-b straight, b-c curve, c-d, d-e curve, e-f curve, f-g, g-h curve, ...)",
-                                 lambda x: 2 <= x <= 9, "an integer in [2, 9]"),
-        "vehicles_count": Key(int, 0, "other (slow) vehicles on the circuit", lambda x: 0 <= x <= 5,
-                              "an integer in [0, 5]"),
+                                 range=(2, 9)),
+        "vehicles_count": Key(int, 0, "other (slow) vehicles on the circuit", range=(0, 5)),
     },
     defaults={"duration_s": 25.0, "route_length_m": 200.0},
     stock_config=_stock_config,

@@ -69,13 +69,13 @@ CUT_IN = register_scenario(Scenario(
     sim_class=CutInScenario,
     keys={
         "lanes_count": Key(int, 2, "lanes side by side; the ego drives in the rightmost, the cutter comes "
-                           "from the one to its left", lambda x: 1 <= x <= 5, "an integer in [1, 5]"),
+                           "from the one to its left", range=(1, 5)),
         "cut_in_gap_m": Key((int, float), 15.0, "bumper gap from the ego to the cutter as it crosses the lane "
-                            "line [m]", lambda x: 3.0 <= x <= 60.0, "a number in [3, 60]"),
+                            "line [m]", range=(3.0, 60.0)),
         "cut_in_ttc_s": Key((int, float), 3.5, "time to collision at that moment, gap / closing speed, "
-                            "if the ego keeps its speed [s]", lambda x: 1.0 <= x <= 15.0, "a number in [1, 15]"),
+                            "if the ego keeps its speed [s]", range=(1.0, 15.0)),
         "traffic_gap_m": Key((int, float), 60.0, "mean bumper gap of the traffic in the other lanes [m]",
-                             lambda x: 10.0 <= x <= 500.0, "a number in [10, 500]"),
+                             range=(10.0, 500.0)),
         "aggressive_traffic": Key(bool, False, "other drivers use highway-env's AggressiveVehicle model"),
     },
     defaults={"duration_s": 20.0, "route_length_m": 380.0},

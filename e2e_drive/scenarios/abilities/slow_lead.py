@@ -58,11 +58,11 @@ SLOW_LEAD = register_scenario(Scenario(
     description="a slow 12 m truck ahead in the ego's lane, traffic in the overtaking lane (2-lane highway)",
     sim_class=SlowLeadScenario,
     keys={
-        "lanes_count": Key(int, 2, "lanes side by side (the ego in the right one)", lambda x: x == 2, "2"),
+        "lanes_count": Key.choice(2, "lanes side by side (the ego in the right one)", (2,)),
         "truck_gap_m": Key((int, float), 80.0, "the truck's bumper gap ahead of the ego at the start [m]",
-                           lambda x: 20.0 <= x <= 300.0, "a number in [20, 300]"),
+                           range=(20.0, 300.0)),
         "traffic_gap_m": Key((int, float), 80.0, "mean bumper gap of the traffic in the overtaking lane [m] "
-                             "(each drawn in 0.7-1.3 x)", lambda x: 10.0 <= x <= 500.0, "a number in [10, 500]"),
+                             "(each drawn in 0.7-1.3 x)", range=(10.0, 500.0)),
     },
     defaults={"duration_s": 25.0, "route_length_m": 450.0},
     route="450 m along the straight highway (more than 25 s behind the truck); ends there",

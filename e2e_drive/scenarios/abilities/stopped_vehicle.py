@@ -69,11 +69,11 @@ STOPPED_VEHICLE = register_scenario(Scenario(
     description="a stalled car in the ego's lane, revealed late when the lead changes lane (2-lane highway)",
     sim_class=StoppedVehicleScenario,
     keys={
-        "lanes_count": Key(int, 2, "lanes side by side (the ego in the right one)", lambda x: x == 2, "2"),
+        "lanes_count": Key.choice(2, "lanes side by side (the ego in the right one)", (2,)),
         "reveal_m": Key((int, float), 45.0, "the lead changes lane when the stalled car is this far ahead of it "
-                        "(bumper gap) [m]", lambda x: 10.0 <= x <= 150.0, "a number in [10, 150]"),
+                        "(bumper gap) [m]", range=(10.0, 150.0)),
         "traffic_gap_m": Key((int, float), 80.0, "mean bumper gap of the traffic in the left lane [m]",
-                             lambda x: 10.0 <= x <= 500.0, "a number in [10, 500]"),
+                             range=(10.0, 500.0)),
         "aggressive_traffic": Key(bool, False, "other drivers use highway-env's AggressiveVehicle model"),
     },
     defaults={"duration_s": 25.0, "route_length_m": 320.0},
