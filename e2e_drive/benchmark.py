@@ -239,8 +239,9 @@ def findings(rows: Sequence[Mapping[str, Any]], agent: str = "e2e", baseline: st
     sub = [r for r in rows if r["agent"] in (agent, baseline)]
     comp = compare(sub, baseline=baseline, metrics=("success", "driving_score"))
     out = []
+    pooled = any(c["scenario"] == "*" for c in comp["comparisons"])  # absent when the run has only one cell
     for c in comp["comparisons"]:
-        if pooled_only and c["scenario"] != "*":
+        if pooled_only and pooled and c["scenario"] != "*":
             continue
         where = "pooled over all scenarios and conditions" if c["scenario"] == "*" else \
             f"{c['scenario']}, {labels.get(c['condition'], c['condition'])}"
@@ -289,12 +290,23 @@ def ability_findings(rows: Sequence[Mapping[str, Any]], agent: str = "e2e", base
     return out
 
 
-def all_findings(rows: Sequence[Mapping[str, Any]], labels: Mapping[str, str]) -> list[str]:
-    """The benchmark's findings: e2e against the modular stack (per cell, or per ability and pooled when the
-    run has abilities), each stack behind its safety filter against itself, and, with the blind baseline,
-    every agent against it per ability (an ability the blind baseline passes as well tests nothing)."""
+def all_findings(rows: Sequence[Mapping[str, Any]], labels: Mapping[str, str],
+                 submitted: Sequence[str] = ()) -> list[str]:
+    """The benchmark's findings: the ranking, each of the user's agents (``submitted``) against every
+    baseline (pooled and per ability), e2e against the modular stack (per cell, or per ability and pooled
+    when the run has abilities), each stack behind its safety filter against itself, and, with the blind
+    baseline, every agent against it per ability (an ability the blind baseline passes as well tests nothing)."""
+    from e2e_drive.eval.ranking import ranking_sentences
+
     has_abilities = any(r.get("ability") for r in rows)
-    out = findings(rows, labels=labels, pooled_only=has_abilities)
+    out = ranking_sentences(rows)
+    present = {r["agent"] for r in rows}
+    for mine in submitted:
+        for base in sorted(present - set(submitted), key=lambda a: (a == "expert", a)):
+            out += findings(rows, mine, base, labels=labels, pooled_only=True)
+            if has_abilities:
+                out += ability_findings(rows, mine, base)
+    out += findings(rows, labels=labels, pooled_only=has_abilities)
     if has_abilities:
         out += ability_findings(rows)
     out += findings(rows, "e2e_safety", "e2e", labels=labels, pooled_only=True)
@@ -302,7 +314,7 @@ def all_findings(rows: Sequence[Mapping[str, Any]], labels: Mapping[str, str]) -
     if has_abilities and any(r["agent"] == "blind" for r in rows):
         for agent in sorted({r["agent"] for r in rows} - {"blind"}, key=lambda a: (a == "expert", a)):
             out += ability_findings(rows, agent, "blind")
-    return out
+    return list(dict.fromkeys(out))  # a user's agent against the blind baseline comes once
 
 
 # ---------------------------------------------------------------------------------------- figure
@@ -333,15 +345,89 @@ def text_figure(rows: Sequence[Mapping[str, Any]], labels: Mapping[str, str], wi
     return "\n".join(lines)
 
 
+# ---------------------------------------------------------------------------------------- your agents
+def select(paths: Sequence[str], names: Sequence[str] | None, flag: str) -> list[str]:
+    """The files among ``paths`` whose stem is in ``names`` (all of them for None); an unknown name is an error."""
+    if not names:
+        return list(paths)
+    stems = {Path(p).stem: p for p in paths}
+    unknown = [n for n in names if n not in stems]
+    if unknown:
+        raise ConfigError(f"{flag} {unknown[0]!r}: not in this suite; choose from {', '.join(stems)}")
+    return [stems[n] for n in dict.fromkeys(names)]
+
+
+def _select_conditions(spec: Suite, names: Sequence[str] | None) -> list[str]:
+    if not names:
+        return list(spec.conditions)
+    unknown = [n for n in names if n not in spec.conditions]
+    if unknown:
+        raise ConfigError(f"--conditions {unknown[0]!r}: not a condition of this suite; choose from "
+                          f"{', '.join(spec.conditions)}")
+    return [c for c in spec.conditions if c in names]
+
+
+def with_user_agents(shipped: Sequence[str], agents: Sequence[str]) -> tuple[list[str], list[str]]:
+    """(every agent spec to run, the labels of the user's): the shipped agents first, then the user's, whose
+    labels (file stem or class name) must differ from the shipped ones' and from each other."""
+    from e2e_drive.eval.plan import _agent_label
+
+    taken = {_agent_label(a): a for a in shipped}
+    out, submitted = list(shipped), []
+    for spec in agents:
+        spec = str(spec)
+        label = _agent_label(spec)
+        if label in taken:
+            raise ConfigError(f"--agent {spec}: its name '{label}' is taken by {Path(taken[label]).name if ':' not in taken[label] else taken[label]}; "
+                              f"rename the file or the class")
+        taken[label] = spec
+        out.append(spec)
+        submitted.append(label)
+    return out, submitted
+
+
+def reuse_earlier(out: str, envs: Sequence[str], agents: Sequence[str], episodes: int, seed: int,
+                  conditions: Sequence[str], difficulties: str | Sequence[str] | None) -> dict[str, Any]:
+    """Bring an earlier run in ``out`` to this run's configuration, keeping the episodes of unchanged agents
+    (:func:`e2e_drive.eval.reuse.prepare_reuse`); say what was kept and what will be re-run."""
+    from e2e_drive.eval.plan import plan_run
+    from e2e_drive.eval.reuse import prepare_reuse, run_fingerprints
+
+    plan = plan_run(envs, agents, episodes, seed, list(conditions), difficulties=difficulties)
+    result = prepare_reuse(out, plan.config, plan.agent_specs, run_fingerprints(plan.agent_specs))
+    if result["kept"] or result["superseded"]:
+        print(f"{out}: reusing {result['kept']} episodes of an earlier run (unchanged agents, same seeds)")
+    for label, (count, why) in result["superseded"].items():
+        print(f"{out}: {count} episodes of '{label}' set aside in superseded.jsonl ({why})")
+    return result
+
+
+def ranking_tables_of(rows: Sequence[Mapping[str, Any]], submitted: Sequence[str]) -> dict[str, Any]:
+    """Tables 4 and 5: the ranking by the driving score and the ability scores with rank ranges."""
+    from e2e_drive.eval.ranking import ranking_tables
+
+    t = ranking_tables(rows, marked=submitted)
+    return {"ranking": t["overall"], "ranking_abilities": t["abilities"]}
+
+
 # ---------------------------------------------------------------------------------------- run
 def run_benchmark(suite: str = "default", episodes: int | None = None, seed: int = DEFAULT_SEED, out: str | None = None,
                   workers: int | None = None, backend: str = "process", address: str | None = None,
                   report: bool = True, readme: str | None = None, command: str = "e2e-drive benchmark",
-                  memory_limit_gb: float | None = None, difficulties: str | Sequence[str] | None = None) -> dict:
+                  memory_limit_gb: float | None = None, difficulties: str | Sequence[str] | None = None,
+                  agents: Sequence[str] = (), scenarios: Sequence[str] | None = None,
+                  conditions: Sequence[str] | None = None, baselines: Sequence[str] | None = None,
+                  bundle: bool = True) -> dict:
     """Run (or resume) the benchmark suite, print its tables, write the report; return paths and tables.
 
     difficulties: levels (``"easy,medium,hard"``) to run every scenario of the suite at (see
     ``e2e-drive evaluate --difficulty``); default: each file's own level.
+    agents: the user's agents (agent files or ``package.module:Class``), run beside the shipped ones on the
+    same seeds; the episodes of agents that did not change are reused from an earlier run in ``out``
+    (:func:`e2e_drive.eval.reuse.prepare_reuse`), so an added agent costs only its own episodes.
+    scenarios, conditions, baselines: subsets of the suite's scenarios (names), conditions and shipped agents
+    (labels), for small budgets (a tutorial, a test); the results say which. bundle: write the result bundle
+    ``out/bundle.json.gz`` (:mod:`e2e_drive.eval.bundle`).
     """
     from e2e_drive.eval.runner import evaluate, load_run
     from e2e_drive.eval.summary import format_table
@@ -358,16 +444,24 @@ def run_benchmark(suite: str = "default", episodes: int | None = None, seed: int
     n = episodes or spec.episodes
     if n < 1:
         raise ConfigError(f"--episodes {n}: expected a positive integer")
-    envs, agents = suite_envs(spec), _resolve(spec.agents, "agent file")
+    envs, shipped = select(suite_envs(spec), scenarios, "--scenarios"), _resolve(spec.agents, "agent file")
+    shipped = select(shipped, baselines, "--baselines")
+    conds = _select_conditions(spec, conditions)
+    all_agents, submitted = with_user_agents(shipped, agents)
     t0 = time.perf_counter()
-    summary = evaluate(envs, agents, episodes=n, seed=seed, out_dir=out, conditions=list(spec.conditions),
+    reuse_earlier(out, envs, all_agents, n, seed, conds, difficulties)
+    summary = evaluate(envs, all_agents, episodes=n, seed=seed, out_dir=out, conditions=conds,
                        workers=workers, backend=backend, address=address, memory_limit_gb=memory_limit_gb,
                        difficulties=difficulties)
     wall_s = time.perf_counter() - t0
     _, rows = load_run(out)
     tables = carla_tables(rows, spec.labels)
     tables["table3"] = ability_table(rows, spec.labels)
-    lines = [f"{spec.version}: {spec.description}", "", format_table(summary), "",
+    tables.update(ranking_tables_of(rows, submitted))
+    subset = ", ".join(f"{k} {', '.join(v)}" for k, v in (("scenarios", scenarios), ("conditions", conditions),
+                                                           ("baselines", baselines)) if v)
+    lines = [f"{spec.version}: {spec.description}" + (f" (a subset: {subset})" if subset else ""), "",
+             format_table(summary), "",
              "Table 1 (CARLA paper, Table 1): success rate % [95% Wilson interval] (episodes with an error status)",
              _fixed(tables["table1"]["head"], tables["table1"]["rows"]), "",
              "Table 2 (CARLA paper, Table 2): km driven between infractions [95% exact Poisson interval] (count)",
@@ -375,23 +469,34 @@ def run_benchmark(suite: str = "default", episodes: int | None = None, seed: int
     if tables["table3"]["rows"]:
         lines += ["Table 3: ability scores, success % over each ability's scenarios [95% Wilson interval]",
                   _fixed(tables["table3"]["head"], tables["table3"]["rows"]), ""]
-    lines += [text_figure(rows, spec.labels), "", *all_findings(rows, spec.labels)]
+    lines += ["Table 4: ranking by the driving score (rank ranges: shared where the intervals cannot separate "
+              "agents; * = your agent)", _fixed(tables["ranking"]["head"], tables["ranking"]["rows"]), ""]
+    if tables["ranking_abilities"]["rows"]:
+        lines += ["Table 5: ability scores with rank ranges, success % [95% Wilson interval] #rank",
+                  _fixed(tables["ranking_abilities"]["head"], tables["ranking_abilities"]["rows"]), ""]
+    lines += [text_figure(rows, spec.labels), "", *all_findings(rows, spec.labels, submitted)]
     print("\n".join(lines))
     result: dict[str, Any] = {"dir": str(Path(out).resolve()), "episodes": len(rows), "wall_s": wall_s,
-                              "suite_version": spec.version, "tables": tables}
+                              "suite_version": spec.version, "tables": tables, "submitted": submitted}
     if report:
         from e2e_drive.eval.report import write_report
 
-        paths = write_report(out)
+        paths = write_report(out, focus=submitted)
         result["report"] = paths
         print(f"\nreport: {Path(paths.get('html', Path(out) / 'report.html')).resolve()}")
     print(f"run directory: {result['dir']}  ({spec.version}, {len(rows)} episodes, wall time {wall_s / 60:.1f} min "
           f"this run)")
     meta = {"command": command, "date": time.strftime("%Y-%m-%d"), "commit": commit_label(),
             "machine": machine_line(), "episodes": n, "seed": seed, "suite": suite, "suite_version": spec.version,
-            "difficulties": list(levels),
+            "difficulties": list(levels), "submitted": submitted,
             "wall_s": wall_s}
     (Path(out) / "benchmark.json").write_text(json.dumps({**meta, "tables": tables}, indent=1))
+    if bundle:
+        from e2e_drive.eval.bundle import write_bundle
+
+        result["bundle"] = str(write_bundle(out, suite=suite, suite_version=spec.version, command=command,
+                                            submitted=submitted, tables=tables).resolve())
+        print(f"result bundle: {result['bundle']}  (e2e-drive verify {result['bundle']})")
     if readme:
         update_readme(readme, rows, spec, meta)
         print(f"README results updated: {Path(readme).resolve()}")
@@ -429,6 +534,11 @@ def results_markdown(rows: Sequence[Mapping[str, Any]], spec: Suite, meta: Mappi
     if abilities["rows"]:
         parts += ["**Table 3**: ability scores, success % over every episode of each ability's scenarios "
                   "[95 % Wilson interval].", "", _markdown(abilities["head"], abilities["rows"]), ""]
+    ranking = ranking_tables_of(rows, meta.get("submitted") or ())
+    parts += ["**Table 4**: ranking by the driving score, mean [95 % bootstrap interval], with rank ranges: an "
+              "agent ranks above another only when their paired difference is clear (interval excluding zero, "
+              "Holm-corrected p < 0.05); agents it cannot separate share ranks (`2-4`), listed by name.", "",
+              _markdown(ranking["ranking"]["head"], ranking["ranking"]["rows"]), ""]
     parts += [
         "**Figure**: success rate per agent and condition.",
         "",

@@ -40,12 +40,51 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
     suite = "full" if args.full else (args.suite or "default")
     command = "e2e-drive benchmark" + (f" --suite {suite}" if suite != "default" else "") + (
         f" --episodes {args.episodes}" if args.episodes else "") + (
-        f" --difficulty {args.difficulty}" if args.difficulty else "")
+        f" --difficulty {args.difficulty}" if args.difficulty else "") + (
+        f" --seed {args.seed}" if args.seed is not None else "") + "".join(
+        f" --{flag} {value}" for flag, value in (("scenarios", args.scenarios), ("conditions", args.conditions),
+                                                  ("baselines", args.baselines)) if value) + "".join(
+        f" --agent {a}" for a in args.agent or ())
     run_benchmark(suite=suite, episodes=args.episodes,
                   seed=DEFAULT_SEED if args.seed is None else args.seed, out=args.out,
                   workers=args.workers, backend=args.backend, address=args.address, report=not args.no_report,
                   readme=args.readme, command=command, memory_limit_gb=args.memory_limit_gb,
-                  difficulties=args.difficulty)
+                  difficulties=args.difficulty, agents=args.agent or (), scenarios=_names(args.scenarios),
+                  conditions=_names(args.conditions), baselines=_names(args.baselines), bundle=not args.no_bundle)
+    return 0
+
+
+def _names(value: str | None) -> list[str] | None:
+    """A comma-separated list of names (None when not given)."""
+    return None if value is None else [v.strip() for v in value.split(",") if v.strip()]
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from e2e_drive.eval.bundle import verify_bundle
+
+    overrides = {}
+    for item in args.agent or ():
+        label, sep, spec = item.partition("=")
+        if not sep or not label or not spec:
+            raise ConfigError(f"--agent {item!r}: expected LABEL=SPEC (an agent file or package.module:Class)")
+        overrides[label] = spec
+    if args.sample is not None and args.sample < 1:
+        raise ConfigError(f"--sample {args.sample}: expected a positive integer")
+    result = verify_bundle(args.bundle, None if args.all else args.sample, agents=overrides, workers=args.workers,
+                           sample_seed=args.sample_seed)
+    return 0 if result["matched"] == result["checked"] else 1
+
+
+def _cmd_leaderboard(args: argparse.Namespace) -> int:
+    from e2e_drive.eval.leaderboard import write_leaderboard
+
+    board = write_leaderboard(args.bundles, args.out, require_verified=args.require_verified)
+    t = board["tables"]["overall"]
+    width = [max(len(str(x)) for x in col) for col in zip(t["head"], *t["rows"])]
+    for row in [t["head"], *t["rows"]]:
+        print("  ".join(str(x).ljust(w) for x, w in zip(row, width)))
+    print(f"markdown: {Path(board['markdown']).resolve()}")
+    print(f"html:     {Path(board['html']).resolve()}")
     return 0
 
 
@@ -138,9 +177,13 @@ def _add_benchmark(sub: argparse._SubParsersAction) -> None:
                                    "(success, km between infractions, ability scores) with intervals, the findings "
                                    "and the wall time, and write the HTML report. Results name their suite "
                                    "version; numbers from different versions are never compared. --suite classic "
-                                   "runs suite v1 (highway and racetrack, 20 seeds). Re-running the same command "
-                                   "resumes an interrupted run.",
-                       epilog="example: e2e-drive benchmark --difficulty easy,medium,hard --readme README.md",
+                                   "runs suite v1 (highway and racetrack, 20 seeds). --agent adds your agents and "
+                                   "ranks every agent (rank ranges, shared where the intervals cannot separate "
+                                   "them); OUT/bundle.json.gz is the result for others to check (e2e-drive verify). "
+                                   "Re-running resumes an interrupted run, and reuses the episodes of unchanged "
+                                   "agents.",
+                       epilog="example: e2e-drive benchmark --agent my_agent:MyDriver --episodes 5\n"
+                              "example: e2e-drive benchmark --difficulty easy,medium,hard --readme README.md",
                        formatter_class=HelpWithExamples)
     p.add_argument("--suite", default=None, choices=_suite_names(),
                    help="default: the ability suite (suite v2); full: it under every condition with 100 seeds; "
@@ -164,6 +207,20 @@ def _add_benchmark(sub: argparse._SubParsersAction) -> None:
                         "(default: 75%% of this machine's memory; 0 = no limit)")
     p.add_argument("--full", action="store_true", help="--suite full: the ability suite under every condition with "
                                                        "100 seeds, for a cluster")
+    p.add_argument("--agent", action="append", default=None, metavar="SPEC",
+                   help="your agent (an agent file or package.module:Class), run beside the shipped agents on the "
+                        "same seeds and ranked with them; repeat for several. Episodes of unchanged agents are "
+                        "reused from an earlier run in --out, so adding an agent costs only its own episodes")
+    p.add_argument("--scenarios", default=None, metavar="NAMES",
+                   help="comma-separated subset of the suite's scenarios (file names without .toml), for a quick "
+                        "look; default: all")
+    p.add_argument("--conditions", default=None, metavar="NAMES",
+                   help="comma-separated subset of the suite's conditions (train, dense_traffic, night_noise); "
+                        "default: all")
+    p.add_argument("--baselines", default=None, metavar="LABELS",
+                   help="comma-separated subset of the shipped agents (e2e, e2e_safety, modular, modular_safety, "
+                        "expert, blind); default: all")
+    p.add_argument("--no-bundle", action="store_true", help="do not write the result bundle OUT/bundle.json.gz")
     p.add_argument("--no-report", action="store_true", help="skip the HTML report")
     p.add_argument("--readme", default=None, metavar="README.md",
                    help="also regenerate the README's Results section from this run")
@@ -196,6 +253,50 @@ def _add_calibrate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--readme", default=None, metavar="README.md",
                    help="also write the table between the README's calibration markers")
     p.set_defaults(func=_cmd_calibrate)
+
+
+def _add_verify(sub: argparse._SubParsersAction) -> None:
+    from e2e_drive.eval.cli_commands import HelpWithExamples
+
+    p = sub.add_parser("verify", help="re-run a sample of a result bundle's episodes and check they match",
+                       description="Re-run a sample (or, with --all, every one) of a result bundle's episodes with "
+                                   "the agents at hand, and say whether each new episode line matches the bundle's, "
+                                   "timings aside; a mismatch names what changed (the agent's file, checkpoint or "
+                                   "code, the scenario's code, the toolkit's version, code or libraries). Writes "
+                                   "NAME.verified.json beside the bundle (e2e-drive leaderboard shows it). Exit "
+                                   "status 1 when an episode does not match; 2 for a tampered bundle or an agent "
+                                   "that cannot be loaded.",
+                       epilog="example: e2e-drive verify runs/benchmark_v2/bundle.json.gz --sample 20",
+                       formatter_class=HelpWithExamples)
+    p.add_argument("bundle", help="result bundle (OUT/bundle.json.gz of e2e-drive benchmark, or its directory)")
+    p.add_argument("--sample", type=int, default=12, help="episodes to re-run, spread over the agents (default 12)")
+    p.add_argument("--all", action="store_true", help="re-run every episode of the bundle")
+    p.add_argument("--sample-seed", type=int, default=None,
+                   help="seed of the sample (default: a fresh one, printed, so a submitter cannot foresee it)")
+    p.add_argument("--agent", action="append", default=None, metavar="LABEL=SPEC",
+                   help="load agent LABEL from SPEC instead of the path the bundle names (repeatable)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="worker processes (default 1; 0 = in this process)")
+    p.set_defaults(func=_cmd_verify)
+
+
+def _add_leaderboard(sub: argparse._SubParsersAction) -> None:
+    from e2e_drive.eval.cli_commands import HelpWithExamples
+
+    p = sub.add_parser("leaderboard", help="merge result bundles of one suite version into one ranked table",
+                       description="Merge result bundles (digests checked) of the same suite version and the same "
+                                   "episodes into one ranking: rank ranges by the driving score and per ability, "
+                                   "shared where the intervals cannot separate agents; writes OUT/leaderboard.md "
+                                   "and OUT/leaderboard.html. Shows each bundle's verification (e2e-drive verify). "
+                                   "A bundle of another suite version or a tampered one is refused.",
+                       epilog="example: e2e-drive leaderboard alice/bundle.json.gz bob/bundle.json.gz --out "
+                              "leaderboard",
+                       formatter_class=HelpWithExamples)
+    p.add_argument("bundles", nargs="+", metavar="BUNDLE", help="result bundles (or run directories holding one)")
+    p.add_argument("--out", default="leaderboard", help="output folder (default leaderboard)")
+    p.add_argument("--require-verified", action="store_true",
+                   help="refuse a bundle without a passing e2e-drive verify beside it")
+    p.set_defaults(func=_cmd_leaderboard)
 
 
 def _suite_names() -> list[str]:
@@ -245,6 +346,8 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
 #: Subcommand name -> function adding its parser (a registry, not an if/elif chain).
 COMMANDS: dict[str, Callable[[argparse._SubParsersAction], None]] = {
     "benchmark": _add_benchmark,
+    "verify": _add_verify,
+    "leaderboard": _add_leaderboard,
     "calibrate": _add_calibrate,
     "render": _add_render,
     "gallery": _add_gallery,
@@ -263,6 +366,31 @@ COMMANDS: dict[str, Callable[[argparse._SubParsersAction], None]] = {
 }
 
 
+#: The example line of each command's --help that does not set its own (every command's help ends with one).
+EXAMPLES: dict[str, str] = {
+    "render": "e2e-drive render --env envs/abilities/cut_in.toml --agent agents/expert.toml --seconds 6 --out runs/render",
+    "validate": "e2e-drive validate envs/abilities/cut_in.toml agents/expert.toml",
+    "bench": "e2e-drive bench --quick",
+    "perception-eval": "e2e-drive perception-eval --env envs/highway.toml --episodes 2 --agent agents/modular.toml",
+    "collect": "e2e-drive collect --env envs/highway.toml --expert agents/expert.toml --episodes 4 --out runs/demos",
+    "train": "e2e-drive train --agent agents/e2e.toml --data runs/demos --out runs/bc --epochs 2",
+    "dagger": "e2e-drive dagger --agent agents/e2e.toml --env envs/highway.toml --rounds 2 --episodes-per-round 4 "
+              "--data runs/demos --out runs/dagger",
+    "rl-finetune": "e2e-drive rl-finetune --agent agents/e2e.toml --env envs/highway.toml --steps 2048 --out runs/ppo",
+    "export-minari": "e2e-drive export-minari --data runs/demos --dataset-id e2e_drive/highway-expert-v0",
+}
+
+
+def _add_examples(sub: argparse._SubParsersAction) -> None:
+    """Give every command without an epilog its example line from :data:`EXAMPLES`."""
+    from e2e_drive.eval.cli_commands import HelpWithExamples
+
+    for name, parser in sub.choices.items():
+        if parser.epilog is None and name in EXAMPLES:
+            parser.epilog = f"example: {EXAMPLES[name]}"
+            parser.formatter_class = HelpWithExamples
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="e2e-drive", description=__doc__.splitlines()[0])
     parser.add_argument("--debug", action="store_true",
@@ -275,6 +403,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     for add in COMMANDS.values():
         add(sub)
+    _add_examples(sub)
     return parser
 
 

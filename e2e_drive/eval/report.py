@@ -190,6 +190,73 @@ def _default_baseline(meta: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]
     return None
 
 
+# ============================================================================ ranking
+def _focus_agents(run_dir: Path, rows: Sequence[Mapping[str, Any]], focus: Sequence[str] | None) -> list[str]:
+    """The user's agents to compare with every baseline: ``focus``, else those a benchmark run names
+    (DIR/benchmark.json, "submitted"); only agents of the run."""
+    if focus is None:
+        try:
+            focus = json.loads((run_dir / "benchmark.json").read_text()).get("submitted") or []
+        except (OSError, ValueError, AttributeError):
+            focus = []
+    present = {r["agent"] for r in rows}
+    return [a for a in focus or () if a in present]
+
+
+def _pooled_comparisons(rows: Sequence[Mapping[str, Any]], agent: str) -> list[dict[str, Any]]:
+    """``agent`` against every other agent, paired, pooled over scenarios and conditions (and per ability)."""
+    from e2e_drive.eval.summary import compare
+
+    out = []
+    for base in sorted({r["agent"] for r in rows} - {agent}):
+        comp = compare([r for r in rows if r["agent"] in (agent, base)], base, metrics=("success", "driving_score"))
+        cells = comp["comparisons"]
+        pooled = [c for c in cells if c["scenario"] == "*"] or cells
+        out.append({**comp, "comparisons": pooled})
+    return out
+
+
+def _ranking_parts(rows: Sequence[Mapping[str, Any]], focus: Sequence[str]) -> dict[str, Any]:
+    """(title, head, rows) of the ranking tables, and the paired comparisons of the focus agents."""
+    from e2e_drive.eval.ranking import ranking_tables
+
+    t = ranking_tables(rows, marked=focus)
+    tables = [("Ranking by the driving score: rank ranges, shared where the paired intervals cannot separate the "
+               "agents (Holm-corrected); within a range, by name" + ("; * = your agent" if focus else ""),
+               t["overall"]["head"], t["overall"]["rows"])]
+    if t["abilities"]["rows"]:
+        tables.append(("Ability scores with rank ranges: success % [Wilson 95%] #rank", t["abilities"]["head"],
+                       t["abilities"]["rows"]))
+    return {"tables": tables, "comparisons": {a: _pooled_comparisons(rows, a) for a in focus}}
+
+
+def _ranking_html(parts: Mapping[str, Any]) -> list[str]:
+    from e2e_drive.eval import summary as summary_mod
+
+    body = ['<h2 id="ranking">Ranking</h2>'] + [_table(h, r, title) for title, h, r in parts["tables"]]
+    for agent, comps in parts["comparisons"].items():
+        body.append(f"<h3>{_esc(agent)} against each baseline (paired, pooled)</h3>")
+        for comp in comps:
+            h, r = summary_mod._comparison_rows(comp)
+            body.append(_table(h, r, f"{agent} minus {comp['baseline']}"))
+            if comp.get("abilities"):
+                h, r = summary_mod._ability_comparison_rows(comp)
+                body.append(_table(h, r, f"{agent} minus {comp['baseline']}, per ability"))
+    return body
+
+
+def _ranking_markdown(parts: Mapping[str, Any]) -> list[str]:
+    from e2e_drive.eval.summary import comparison_to_markdown
+
+    out = ["## Ranking", ""]
+    for title, h, r in parts["tables"]:
+        out += [f"**{title}**", "", _md_table(h, r), ""]
+    for agent, comps in parts["comparisons"].items():
+        out += [f"### {agent} against each baseline (paired, pooled)", ""]
+        out += [comparison_to_markdown(c) for c in comps]
+    return out
+
+
 # ============================================================================ plots
 def _plot_distributions(rows: Sequence[Mapping[str, Any]], order: Sequence[str] | None = None) -> str:
     plt = _pyplot()
@@ -549,7 +616,8 @@ def _header(meta: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], run_dir:
 
 
 def build_markdown(meta: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], summary: Mapping[str, Any],
-                   comparison: Mapping[str, Any] | None, run_dir: Path) -> str:
+                   comparison: Mapping[str, Any] | None, run_dir: Path,
+                   ranking: Mapping[str, Any] | None = None) -> str:
     """The Markdown summary (tables only, no images): for pasting into a paper or a README."""
     from e2e_drive.eval.summary import comparison_to_markdown, to_markdown
 
@@ -557,7 +625,8 @@ def build_markdown(meta: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], s
     head, table = _main_table(summary, [c["name"] for c in meta["config"]["conditions"]])
     parts = ["# e2e-drive evaluation", "", *facts, "",
              "## Agents x conditions: success rate [Wilson 95%] and km between collisions [exact Poisson 95%]", "",
-             _md_table(head, table), "", "## Summary tables", "", to_markdown(summary)]
+             _md_table(head, table), "", *(_ranking_markdown(ranking) if ranking else []),
+             "## Summary tables", "", to_markdown(summary)]
     if comparison is not None:
         parts += ["## Paired comparison", "", comparison_to_markdown(comparison),
                   "An interval containing zero reads \"no detectable difference\", never a win.", ""]
@@ -707,12 +776,15 @@ def _check_report_args(run_dir: Path, rows: Sequence[Mapping[str, Any]], videos:
 
 
 def write_report(run_dir: str | Path, out: str | Path | None = None, videos: int = 2,
-                 baseline: str | None = None, trajectories: bool = True) -> dict[str, Any]:
+                 baseline: str | None = None, trajectories: bool = True,
+                 focus: Sequence[str] | None = None) -> dict[str, Any]:
     """Write the HTML report (default DIR/report.html) and DIR/summary.md; return their paths and sizes.
 
     videos: worst episodes per agent re-simulated as clips (0 = none). baseline: agent for
     the paired comparison (default: the reference agent, else the first agent).
     trajectories: plot ego paths (from saved trajectories, else re-simulating a few episodes).
+    focus: the user's agents, compared with every other agent (paired, pooled) in the ranking section
+    (default: those DIR/benchmark.json names). With two agents or more, the ranking section ranks them all.
     """
     from e2e_drive.eval.runner import load_run
     from e2e_drive.eval.summary import summarize
@@ -727,6 +799,10 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, videos: int
     order = [c["name"] for c in meta["config"]["conditions"]]
 
     body = [f"<h1>e2e-drive evaluation report</h1><p class=\"meta\">{header_html}</p>"]
+    ranking = _ranking_parts(rows, _focus_agents(run_dir, rows, focus)) if len({r["agent"] for r in rows}) > 1 \
+        else None
+    if ranking:
+        body += _ranking_html(ranking)
     body += _tables_html(summary, comparison, order)
     body += _plots_html(rows, summary, order)
     replays = _Replays(meta)
@@ -748,6 +824,6 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, videos: int
     html_path.parent.mkdir(parents=True, exist_ok=True)
     html_path.write_text(page, encoding="utf-8")
     md_path = run_dir / "summary.md"
-    md_path.write_text(build_markdown(meta, rows, summary, comparison, run_dir), encoding="utf-8")
+    md_path.write_text(build_markdown(meta, rows, summary, comparison, run_dir, ranking), encoding="utf-8")
     return {"html": str(html_path), "markdown": str(md_path), "html_bytes": len(page.encode()),
             "replays": len(replays.done), "mismatches": replays.mismatches}
