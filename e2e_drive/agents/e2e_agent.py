@@ -44,13 +44,11 @@ class E2EAgent:
         ``s * previous output + (1 - s) * network output`` (an exponential low-pass, reset per
         episode), except that a harder brake than the smoothed one is taken at once (emergency
         braking keeps its reaction time). 0 (the default) = the network's action unchanged.
-    suite: the recipe's table (read by the suite recipe), ignored here.
     """
 
     def __init__(self, checkpoint: Path, model: dict | None = None, train: dict | None = None,
                  dagger: dict | None = None, num_threads: int = 1, camera: dict | None = None,
-                 rl: dict | None = None, action_smoothing: float | list | None = None,
-                 suite: dict | None = None) -> None:
+                 rl: dict | None = None, action_smoothing: float | list | None = None) -> None:
         import torch
 
         from e2e_drive.errors import ConfigError

@@ -16,6 +16,11 @@ at a share of steps the camera is also rendered from the ego pose shifted sidewa
 controller's action for that pose: the same plan, the perceived lateral offset and heading
 error moved by the shift, no steering-rate limit (the label must not depend on history).
 
+Several scenario files and difficulty levels (the ability suite, ``--env envs/abilities/*.toml
+--difficulty easy,medium,hard``): :func:`collect_suite` collects each scenario-level
+(:func:`suite_tasks`, named ``<file stem>@<level>``) into its own subfolder ``<out>/<name>/``,
+seeds ``seed ..`` in each (training seeds: the evaluation's held-out seeds start at 30000).
+
 Besides the arrays training reads, each shard stores the trajectory as the env gave it, for
 offline-RL formats (``e2e-drive export-minari``): ``reward`` float32 (T,), ``terminated`` and
 ``truncated`` bool (T,) from each step, and the observation after the last step, which no
@@ -390,3 +395,55 @@ def collect(env_file: str | None, expert_file: str | Path, episodes: int, out: s
     bar.close()
     written.sort(key=lambda w: w["seed"])
     return CollectReport(written=written, skipped=skipped, corrupt=corrupt)
+
+
+# ---------------------------------------------------------------------------------------- the suite
+@dataclass(frozen=True)
+class SuiteTask:
+    """One scenario-level of a multi-scenario collection: its name (``cut_in@hard``), file and config overrides."""
+
+    name: str
+    env_file: str | None
+    overrides: dict[str, Any]
+
+
+def suite_tasks(env_files: list[str | None], difficulties: list[str] | None = None,
+                overrides: dict[str, Any] | None = None) -> list[SuiteTask]:
+    """The scenario-levels of ``env_files`` x ``difficulties`` (None: each file at its own level), named
+    ``<stem>@<level>`` (``<stem>`` without levels); ConfigError for an unknown level, a file whose scenario
+    declares no levels when levels are asked for, or two files with the same stem."""
+    from e2e_drive.registration import scenario_of
+    from e2e_drive.scenarios import load_scenario
+    from e2e_drive.scenarios.base import DIFFICULTIES, get_scenario
+
+    for level in difficulties or ():
+        if level not in DIFFICULTIES:
+            raise ConfigError(f"--difficulty {level!r}: unknown level; levels: {', '.join(DIFFICULTIES)}")
+    tasks: list[SuiteTask] = []
+    for env_file in env_files:
+        stem = "highway" if env_file is None else Path(env_file).stem
+        if not difficulties:
+            tasks.append(SuiteTask(stem, env_file, dict(overrides or {})))
+            continue
+        if env_file is None:
+            raise ConfigError("--difficulty needs scenario files of the ability suite (--env envs/abilities/X.toml)")
+        sf = load_scenario(env_file)
+        if not get_scenario(scenario_of(sf.env_id, source=str(env_file)), source=str(env_file)).difficulties:
+            raise ConfigError(f"--difficulty: scenario file {env_file} declares no difficulty levels")
+        for level in difficulties:
+            tasks.append(SuiteTask(f"{stem}@{level}", env_file, {**(overrides or {}), "difficulty": level}))
+    names = [t.name for t in tasks]
+    dup = next((n for n in names if names.count(n) > 1), None)
+    if dup is not None:
+        raise ConfigError(f"--env: two scenario files give the scenario-level '{dup}'; file stems must differ")
+    return tasks
+
+
+def collect_suite(tasks: list[SuiteTask], expert_file: str | Path, episodes: int, out: str | Path, *,
+                  workers: int = 1, seed: int = 0, recovery_share: float = 0.0, preset: int = 6,
+                  progress: bool = True) -> dict[str, CollectReport]:
+    """``episodes`` expert episodes (seeds ``seed ..``) of every task into ``<out>/<task name>/``; resumable."""
+    return {t.name: collect(t.env_file, expert_file, episodes, Path(out) / t.name, workers=workers, seed=seed,
+                            recovery_share=recovery_share, overrides=t.overrides, preset=preset, progress=progress,
+                            extra_meta={"suite_task": t.name})
+            for t in tasks}

@@ -16,6 +16,7 @@ one asked for, and that every tensor name and shape matches; every failure raise
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import os
@@ -107,7 +108,7 @@ def load_checkpoint(path: str | Path, expected: ModelConfig | None = None) -> Dr
         raise CheckpointError(f"{path}: the checkpoint declares inputs {list(declared)} but its model config "
                               f"takes {list(config.inputs)}")
     if expected is not None and expected != config:
-        a, b = expected.to_dict(), config.to_dict()
+        a, b = dataclasses.asdict(expected), dataclasses.asdict(config)  # every key, the new ones too
         diff = ", ".join(f"{k}: checkpoint {b[k]!r} vs expected {a[k]!r}" for k in a if a[k] != b.get(k))
         raise CheckpointError(f"{path}: checkpoint made for another architecture ({diff})")
     try:
