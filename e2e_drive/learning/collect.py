@@ -338,11 +338,12 @@ class CollectReport:
         return sum(w["frame_bytes"] for w in self.written) / payload if payload else None
 
 
-def collect(env_file: str | None, expert_file: str | Path, episodes: int, out: str | Path, *, workers: int = 1,
-            seed: int = 0, recovery_share: float = 0.0, overrides: dict[str, Any] | None = None,
-            prefix: str = "ep_", learner_checkpoint: str | Path | None = None, beta: float = 1.0,
-            preset: int = 6, progress: bool = True, extra_meta: dict[str, Any] | None = None) -> CollectReport:
-    """Collect ``episodes`` episodes (seeds ``seed .. seed+episodes-1``) into ``out``; resumable."""
+def plan_collect(env_file: str | None, expert_file: str | Path, episodes: int, out: str | Path, *, workers: int = 1,
+                 seed: int = 0, recovery_share: float = 0.0, overrides: dict[str, Any] | None = None,
+                 prefix: str = "ep_", learner_checkpoint: str | Path | None = None, beta: float = 1.0,
+                 preset: int = 6, extra_meta: dict[str, Any] | None = None
+                 ) -> tuple[list[CollectJob], list[str], list[str]]:
+    """(jobs still to run, shards already there, corrupt shards to redo) of :func:`collect`'s arguments."""
     if episodes < 1:
         raise ConfigError(f"--episodes = {episodes!r}: expected a positive integer")
     if workers < 1:
@@ -367,10 +368,15 @@ def collect(env_file: str | None, expert_file: str | Path, episodes: int, out: s
                                seed=s, out_path=str(path), recovery=recovery, overrides=dict(overrides or {}),
                                learner_checkpoint=None if learner_checkpoint is None else str(learner_checkpoint),
                                beta=float(beta), preset=int(preset), extra_meta=dict(extra_meta or {})))
+    return jobs, skipped, corrupt
+
+
+def run_jobs(jobs: list[CollectJob], workers: int = 1, progress: bool = True, desc: str = "collect") -> list[dict]:
+    """Collect the jobs' episodes (in ``workers`` processes when > 1); their results sorted by output path."""
     written: list[dict[str, Any]] = []
     from tqdm import tqdm
 
-    bar = tqdm(total=len(jobs), desc=f"collect {out.name}", unit="ep", disable=not progress or not jobs,
+    bar = tqdm(total=len(jobs), desc=desc, unit="ep", disable=not progress or not jobs,
                file=sys.stderr)
     t0 = time.perf_counter()
     steps = 0
@@ -393,8 +399,35 @@ def collect(env_file: str | None, expert_file: str | Path, episodes: int, out: s
             for fut in as_completed(futures):
                 done(fut.result())
     bar.close()
+    written.sort(key=lambda w: w["path"])
+    return written
+
+
+def collect(env_file: str | None, expert_file: str | Path, episodes: int, out: str | Path, *, workers: int = 1,
+            seed: int = 0, recovery_share: float = 0.0, overrides: dict[str, Any] | None = None,
+            prefix: str = "ep_", learner_checkpoint: str | Path | None = None, beta: float = 1.0,
+            preset: int = 6, progress: bool = True, extra_meta: dict[str, Any] | None = None) -> CollectReport:
+    """Collect ``episodes`` episodes (seeds ``seed .. seed+episodes-1``) into ``out``; resumable."""
+    jobs, skipped, corrupt = plan_collect(env_file, expert_file, episodes, out, workers=workers, seed=seed,
+                                          recovery_share=recovery_share, overrides=overrides, prefix=prefix,
+                                          learner_checkpoint=learner_checkpoint, beta=beta, preset=preset,
+                                          extra_meta=extra_meta)
+    written = run_jobs(jobs, workers, progress, f"collect {Path(out).name}")
     written.sort(key=lambda w: w["seed"])
     return CollectReport(written=written, skipped=skipped, corrupt=corrupt)
+
+
+def collect_many(runs: dict[str, dict[str, Any]], workers: int = 1, progress: bool = True) -> dict[str, CollectReport]:
+    """Several :func:`collect` runs (name -> its keyword arguments, ``out`` distinct) in one pool of workers,
+    so that many small scenario-levels do not each start their own processes."""
+    plans = {name: plan_collect(**kw, workers=workers) for name, kw in runs.items()}
+    jobs = [job for p in plans.values() for job in p[0]]
+    results = {w["path"]: w for w in run_jobs(jobs, workers, progress, f"collect {len(runs)} scenario-levels")}
+    return {name: CollectReport(written=sorted((results[j.out_path] for j in p[0]), key=lambda w: w["seed"]),
+                                skipped=p[1], corrupt=p[2]) for name, p in plans.items()}
+
+
+
 
 
 # ---------------------------------------------------------------------------------------- the suite
@@ -443,7 +476,7 @@ def collect_suite(tasks: list[SuiteTask], expert_file: str | Path, episodes: int
                   workers: int = 1, seed: int = 0, recovery_share: float = 0.0, preset: int = 6,
                   progress: bool = True) -> dict[str, CollectReport]:
     """``episodes`` expert episodes (seeds ``seed ..``) of every task into ``<out>/<task name>/``; resumable."""
-    return {t.name: collect(t.env_file, expert_file, episodes, Path(out) / t.name, workers=workers, seed=seed,
-                            recovery_share=recovery_share, overrides=t.overrides, preset=preset, progress=progress,
-                            extra_meta={"suite_task": t.name})
-            for t in tasks}
+    return collect_many({t.name: dict(env_file=t.env_file, expert_file=expert_file, episodes=episodes,
+                                      out=Path(out) / t.name, seed=seed, recovery_share=recovery_share,
+                                      overrides=t.overrides, preset=preset, extra_meta={"suite_task": t.name})
+                         for t in tasks}, workers=workers, progress=progress)

@@ -31,7 +31,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from e2e_drive.learning.collect import SuiteTask, collect
+from e2e_drive.learning.collect import SuiteTask, collect, collect_many
 from e2e_drive.learning.dataset import ShardError, list_shards, read_header
 from e2e_drive.learning.config import AgentTables, TrainConfig
 from e2e_drive.learning.run_folder import RunFolder
@@ -105,22 +105,20 @@ def collect_round(tasks: list[SuiteTask], tables: AgentTables, expert_file: str,
     failures = ({t.name: failure_counts(prev / t.name) for t in tasks} if round_index > 1 else None)
     shares = allocate_episodes([t.name for t in tasks], episodes_per_round, cfg.weighting, cfg.weighting_floor,
                                failures)
-    rows, first_seed = [], DAGGER_SEED_BASE + (round_index - 1) * episodes_per_round
-    for task in tasks:
-        n = shares[task.name]
-        if n:
-            report = collect(task.env_file, expert_file, n, data / "dagger" / f"round_{round_index}" / task.name,
-                             workers=workers, seed=first_seed, recovery_share=cfg.recovery_share,
-                             overrides=task.overrides, prefix=f"dagger_r{round_index}_", learner_checkpoint=current,
-                             beta=cfg.beta(round_index), progress=progress,
-                             extra_meta={"dagger_round": round_index, "suite_task": task.name})
-            steps = sum(w.get("steps", 0) for w in report.written)
-        else:
-            steps = 0
-        rows.append({"task": task.name, "episodes": n, "steps_collected": steps,
-                     "previous_failures": None if failures is None else list(failures[task.name])})
-        first_seed += n
-    return rows
+    runs, first_seed = {}, DAGGER_SEED_BASE + (round_index - 1) * episodes_per_round
+    for task in tasks:  # consecutive seed ranges: no two episodes of a round share a seed
+        if shares[task.name]:
+            runs[task.name] = dict(env_file=task.env_file, expert_file=expert_file, episodes=shares[task.name],
+                                   out=data / "dagger" / f"round_{round_index}" / task.name, seed=first_seed,
+                                   recovery_share=cfg.recovery_share, overrides=task.overrides,
+                                   prefix=f"dagger_r{round_index}_", learner_checkpoint=current,
+                                   beta=cfg.beta(round_index),
+                                   extra_meta={"dagger_round": round_index, "suite_task": task.name})
+        first_seed += shares[task.name]
+    reports = collect_many(runs, workers=workers, progress=progress)
+    return [{"task": t.name, "episodes": shares[t.name],
+             "steps_collected": sum(w.get("steps", 0) for w in reports[t.name].written) if t.name in reports else 0,
+             "previous_failures": None if failures is None else list(failures[t.name])} for t in tasks]
 
 
 def dagger(tables: AgentTables, env_file: str | None, expert_file: str, rounds: int, episodes_per_round: int,
