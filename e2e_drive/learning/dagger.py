@@ -32,8 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from e2e_drive.learning.collect import SuiteTask, collect, collect_many
-from e2e_drive.learning.dataset import ShardError, list_shards, read_header
 from e2e_drive.learning.config import AgentTables, TrainConfig
+from e2e_drive.learning.dataset import ShardError, list_shards, read_header
 from e2e_drive.learning.run_folder import RunFolder
 from e2e_drive.learning.train import train, train_settings
 from e2e_drive.log import get_logger
