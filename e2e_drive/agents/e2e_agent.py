@@ -1,5 +1,12 @@
 """The end-to-end agent: one CNN from the camera frame (and speed) to [acceleration, steering].
 
+A conditional model (``command_embedding_dim > 0``) also gets the navigation command
+(``obs["command"]``) and, when it takes it, ``obs["command_distance_m"]``: one checkpoint drives
+every scenario. A temporal model (``pilotnet_gru``) gets the last ``sequence_length`` frames: the
+agent keeps the newest frames' CNN features (cleared by ``reset``; at the start of an episode the
+first frame stands in for the frames before it, as in training) and runs the GRU over them.
+``action_smoothing`` (off by default) low-pass filters the output for comfort.
+
 Camera only: it declares the camera it was trained on and ``reads_ground_truth=False``, so a
 camera-only comparison accepts it. Configured by an agent file (``agents/e2e.toml``)::
 
@@ -9,11 +16,13 @@ camera-only comparison accepts it. Configured by an agent file (``agents/e2e.tom
     [params.model] ...   # optional: must match the checkpoint (else CheckpointError)
     [params.train] ...   # read by `e2e-drive train`, ignored here
     [params.dagger] ...  # read by `e2e-drive dagger`, ignored here
+    action_smoothing = [0.5, 0.0]   # optional: [acceleration, steering] weight of the previous output
 """
 
 from __future__ import annotations
 
 import time
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -31,11 +40,15 @@ class E2EAgent:
     num_threads: torch CPU threads for inference (1 = the figure the bench reports; 0 = leave as is).
     camera_kind / camera_width_px / camera_height_px: the camera the agent asks the runner for;
         by default taken from the model card (the camera the data was collected with).
+    action_smoothing: a number or [acceleration, steering], each in [0, 1): the output is
+        ``s * previous output + (1 - s) * network output`` (an exponential low-pass, reset per
+        episode), except that a harder brake than the smoothed one is taken at once (emergency
+        braking keeps its reaction time). 0 (the default) = the network's action unchanged.
     """
 
     def __init__(self, checkpoint: Path, model: dict | None = None, train: dict | None = None,
                  dagger: dict | None = None, num_threads: int = 1, camera: dict | None = None,
-                 rl: dict | None = None) -> None:
+                 rl: dict | None = None, action_smoothing: float | list | None = None) -> None:
         import torch
 
         from e2e_drive.errors import ConfigError
@@ -51,6 +64,7 @@ class E2EAgent:
         for key in ("width_px", "height_px"):
             if key in cam and (isinstance(cam[key], bool) or not isinstance(cam[key], int) or cam[key] < 1):
                 raise ConfigError(f"params.camera.{key} = {cam[key]!r}: expected a positive integer")
+        self.smoothing = parse_smoothing(action_smoothing)
         if num_threads:
             torch.set_num_threads(int(num_threads))
         self.model = load_checkpoint(self.checkpoint, expected=expected)
@@ -66,29 +80,48 @@ class E2EAgent:
         )
         self._torch = torch
         self._timer = StageTimer()
+        self._history: deque = deque(maxlen=self.config.sequence_length)
+        self._previous: np.ndarray | None = None
 
     def reset(self, seed: int | None = None) -> None:
         self._timer.clear()
+        self._history.clear()
+        self._previous = None
 
-    def act(self, observation: dict, info: dict | None = None) -> np.ndarray:
-        from e2e_drive.nets.preprocessing import model_input
+    def _forward(self, observation: dict) -> tuple[Any, Any]:
+        """(action, labels) of the network for this observation; a temporal model's history advances."""
+        from e2e_drive.nets.preprocessing import observation_inputs
 
         torch = self._torch
-        t0 = time.perf_counter()
-        frame, speed = model_input(observation, self.config)
+        x = observation_inputs(observation, self.config)
+        extra = (torch.tensor([x["speed"]]), torch.tensor([x["command"]]), torch.tensor([x["command_distance"]]))
         with torch.inference_mode():
-            action, _ = self.model(torch.from_numpy(frame)[None], torch.tensor([speed]))
+            feats = self.model.features(torch.from_numpy(x["frame"])[None])
+            if self.config.temporal:
+                if not self._history:  # the episode's first frame stands in for the frames before it
+                    self._history.extend([feats] * (self.config.sequence_length - 1))
+                self._history.append(feats)
+                feats = torch.stack(list(self._history), dim=1)
+            return self.model.heads(feats, *extra)
+
+    def act(self, observation: dict, info: dict | None = None) -> np.ndarray:
+        t0 = time.perf_counter()
+        action, _ = self._forward(observation)
+        out = action[0].numpy().astype(np.float32)
+        if self.smoothing is not None:
+            out = smooth(out, self._previous, self.smoothing)
+            self._previous = out
         self._timer.add("inference", time.perf_counter() - t0)
-        return action[0].numpy().astype(np.float32)
+        return out
 
     def perceive(self, observation: dict) -> dict[str, float]:
-        """The perception head's reading of a frame (label name -> value in its units)."""
+        """The perception head's reading of a frame (label name -> value in its units); a temporal model's
+        frame history is left as it was."""
         from e2e_drive.nets.labels import LABEL_NAMES, LABEL_SCALES
-        from e2e_drive.nets.preprocessing import model_input
 
-        frame, speed = model_input(observation, self.config)
-        with self._torch.inference_mode():
-            _, labels = self.model(self._torch.from_numpy(frame)[None], self._torch.tensor([speed]))
+        saved = deque(self._history, maxlen=self._history.maxlen)
+        _, labels = self._forward(observation)
+        self._history = saved
         return {n: float(v) * s for n, v, s in zip(LABEL_NAMES, labels[0].tolist(), LABEL_SCALES)}
 
     def timings_ms(self) -> dict[str, float]:
@@ -96,3 +129,28 @@ class E2EAgent:
 
     def debug_state(self) -> dict[str, Any]:
         return {"checkpoint": str(self.checkpoint), "arch": self.config.arch}
+
+
+def parse_smoothing(value: float | list | None) -> np.ndarray | None:
+    """``action_smoothing`` -> [acceleration, steering] weights, or None when off; ConfigError naming the key."""
+    from e2e_drive.errors import ConfigError
+
+    if value is None:
+        return None
+    items = list(value) if isinstance(value, (list, tuple)) else [value, value]
+    if len(items) != 2 or any(isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < 1
+                              for v in items):
+        raise ConfigError(f"params.action_smoothing = {value!r}: expected a number in [0, 1) or "
+                          f"[acceleration, steering], each in [0, 1)")
+    weights = np.asarray(items, np.float32)
+    return None if not weights.any() else weights
+
+
+def smooth(action: np.ndarray, previous: np.ndarray | None, weights: np.ndarray) -> np.ndarray:
+    """Exponential low-pass of the action; a harder brake than the smoothed one passes at once."""
+    if previous is None:
+        return action
+    out = (weights * previous + (1.0 - weights) * action).astype(np.float32)
+    if action[0] < 0 and action[0] < out[0]:
+        out[0] = action[0]
+    return out

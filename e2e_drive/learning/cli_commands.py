@@ -31,10 +31,32 @@ def _command() -> str:
     return "e2e-drive " + " ".join(shlex.quote(a) for a in sys.argv[1:])
 
 
-def _cmd_collect(args: argparse.Namespace) -> int:
-    from e2e_drive.learning.collect import collect
+def _levels(text: str | None) -> list[str] | None:
+    return [x.strip() for x in text.split(",") if x.strip()] if text else None
 
-    report = collect(args.env, args.expert, args.episodes, args.out, workers=args.workers, seed=args.seed,
+
+def _suite(args: argparse.Namespace) -> list | None:
+    """The scenario-levels of several --env files or of --difficulty (None: one scenario, the old layout)."""
+    from e2e_drive.learning.collect import suite_tasks
+
+    envs = args.env or [None]
+    if len(envs) == 1 and not args.difficulty:
+        return None
+    return suite_tasks(envs, _levels(args.difficulty), parse_overrides(args.set))
+
+
+def _cmd_collect(args: argparse.Namespace) -> int:
+    from e2e_drive.learning.collect import collect, collect_suite
+
+    tasks = _suite(args)
+    if tasks is not None:
+        reports = collect_suite(tasks, args.expert, args.episodes, args.out, workers=args.workers, seed=args.seed,
+                                recovery_share=args.recovery_share, preset=args.preset, progress=not args.no_progress)
+        for name, rep in reports.items():
+            print(f"{name}: collected {len(rep.written)} episodes ({sum(w['steps'] for w in rep.written)} steps); "
+                  f"skipped {len(rep.skipped)} already there; redid {len(rep.corrupt)} corrupt")
+        return 0
+    report = collect(args.env[0] if args.env else None, args.expert, args.episodes, args.out, workers=args.workers, seed=args.seed,
                      recovery_share=args.recovery_share, overrides=parse_overrides(args.set), preset=args.preset,
                      progress=not args.no_progress)
     ratio = report.compression_ratio
@@ -69,10 +91,10 @@ def _cmd_dagger(args: argparse.Namespace) -> int:
     from e2e_drive.learning.dagger import dagger
 
     tables = read_agent_tables(args.agent)
-    card = dagger(tables, args.env, args.expert, args.rounds, args.episodes_per_round, args.data, args.out,
-                  mode=args.mode, seed=args.seed, workers=args.workers, init_checkpoint=args.init,
+    card = dagger(tables, args.env[0] if args.env else None, args.expert, args.rounds, args.episodes_per_round,
+                  args.data, args.out, mode=args.mode, seed=args.seed, workers=args.workers, init_checkpoint=args.init,
                   overrides=parse_overrides(args.set), command=_command(), progress=not args.no_progress,
-                  tensorboard=args.tensorboard)
+                  tensorboard=args.tensorboard, tasks=_suite(args))
     print(json.dumps({"out": args.out, "rounds": args.rounds, "history": card["dagger"]["history"]}))
     return 0
 
@@ -82,9 +104,14 @@ def add_collect(sub: argparse._SubParsersAction) -> None:
                        description="Drive the privileged expert and store per step the camera frames, speed, "
                                    "the expert's action and perception labels. Resumable: finished episodes "
                                    "are skipped, corrupt shards reported and redone.")
-    p.add_argument("--env", default=None, help="scenario file (envs/*.toml); default: the built-in highway")
+    p.add_argument("--env", action="append", default=None,
+                   help="scenario file (envs/*.toml); default: the built-in highway. Several (or --difficulty): "
+                        "each scenario-level into OUT/<stem>@<level>/")
+    p.add_argument("--difficulty", default=None,
+                   help="levels to collect every (ability-suite) scenario at, e.g. easy,medium,hard")
     p.add_argument("--expert", default="agents/expert.toml", help="expert agent file (default agents/expert.toml)")
-    p.add_argument("--episodes", type=int, required=True, help="number of episodes (seeds SEED .. SEED+N-1)")
+    p.add_argument("--episodes", type=int, required=True,
+                   help="number of episodes (seeds SEED .. SEED+N-1; per scenario-level with several)")
     p.add_argument("--out", required=True, help="output folder for the shards")
     p.add_argument("--workers", type=int, default=1, help="parallel worker processes (default 1)")
     p.add_argument("--seed", type=int, default=0, help="first episode seed (default 0)")
@@ -117,7 +144,10 @@ def add_dagger(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("dagger", help="DAgger: the learner drives, the expert labels, aggregate, retrain",
                        description="K rounds of DAgger with the beta schedule of the agent file's [params.dagger].")
     p.add_argument("--agent", required=True, help="e2e agent file (agents/e2e.toml)")
-    p.add_argument("--env", default=None, help="scenario file (envs/*.toml)")
+    p.add_argument("--env", action="append", default=None,
+                   help="scenario file (envs/*.toml); several (or --difficulty): rounds shared between the "
+                        "scenario-levels by [params.dagger] weighting")
+    p.add_argument("--difficulty", default=None, help="levels of every (ability-suite) scenario, e.g. easy,medium,hard")
     p.add_argument("--expert", default="agents/expert.toml", help="expert agent file")
     p.add_argument("--rounds", type=int, required=True, help="DAgger rounds K")
     p.add_argument("--episodes-per-round", type=int, required=True, help="episodes collected per round M")

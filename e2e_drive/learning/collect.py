@@ -16,6 +16,11 @@ at a share of steps the camera is also rendered from the ego pose shifted sidewa
 controller's action for that pose: the same plan, the perceived lateral offset and heading
 error moved by the shift, no steering-rate limit (the label must not depend on history).
 
+Several scenario files and difficulty levels (the ability suite, ``--env envs/abilities/*.toml
+--difficulty easy,medium,hard``): :func:`collect_suite` collects each scenario-level
+(:func:`suite_tasks`, named ``<file stem>@<level>``) into its own subfolder ``<out>/<name>/``,
+seeds ``seed ..`` in each (training seeds: the evaluation's held-out seeds start at 30000).
+
 Besides the arrays training reads, each shard stores the trajectory as the env gave it, for
 offline-RL formats (``e2e-drive export-minari``): ``reward`` float32 (T,), ``terminated`` and
 ``truncated`` bool (T,) from each step, and the observation after the last step, which no
@@ -333,11 +338,12 @@ class CollectReport:
         return sum(w["frame_bytes"] for w in self.written) / payload if payload else None
 
 
-def collect(env_file: str | None, expert_file: str | Path, episodes: int, out: str | Path, *, workers: int = 1,
-            seed: int = 0, recovery_share: float = 0.0, overrides: dict[str, Any] | None = None,
-            prefix: str = "ep_", learner_checkpoint: str | Path | None = None, beta: float = 1.0,
-            preset: int = 6, progress: bool = True, extra_meta: dict[str, Any] | None = None) -> CollectReport:
-    """Collect ``episodes`` episodes (seeds ``seed .. seed+episodes-1``) into ``out``; resumable."""
+def plan_collect(env_file: str | None, expert_file: str | Path, episodes: int, out: str | Path, *, workers: int = 1,
+                 seed: int = 0, recovery_share: float = 0.0, overrides: dict[str, Any] | None = None,
+                 prefix: str = "ep_", learner_checkpoint: str | Path | None = None, beta: float = 1.0,
+                 preset: int = 6, extra_meta: dict[str, Any] | None = None
+                 ) -> tuple[list[CollectJob], list[str], list[str]]:
+    """(jobs still to run, shards already there, corrupt shards to redo) of :func:`collect`'s arguments."""
     if episodes < 1:
         raise ConfigError(f"--episodes = {episodes!r}: expected a positive integer")
     if workers < 1:
@@ -362,10 +368,15 @@ def collect(env_file: str | None, expert_file: str | Path, episodes: int, out: s
                                seed=s, out_path=str(path), recovery=recovery, overrides=dict(overrides or {}),
                                learner_checkpoint=None if learner_checkpoint is None else str(learner_checkpoint),
                                beta=float(beta), preset=int(preset), extra_meta=dict(extra_meta or {})))
+    return jobs, skipped, corrupt
+
+
+def run_jobs(jobs: list[CollectJob], workers: int = 1, progress: bool = True, desc: str = "collect") -> list[dict]:
+    """Collect the jobs' episodes (in ``workers`` processes when > 1); their results sorted by output path."""
     written: list[dict[str, Any]] = []
     from tqdm import tqdm
 
-    bar = tqdm(total=len(jobs), desc=f"collect {out.name}", unit="ep", disable=not progress or not jobs,
+    bar = tqdm(total=len(jobs), desc=desc, unit="ep", disable=not progress or not jobs,
                file=sys.stderr)
     t0 = time.perf_counter()
     steps = 0
@@ -388,5 +399,84 @@ def collect(env_file: str | None, expert_file: str | Path, episodes: int, out: s
             for fut in as_completed(futures):
                 done(fut.result())
     bar.close()
+    written.sort(key=lambda w: w["path"])
+    return written
+
+
+def collect(env_file: str | None, expert_file: str | Path, episodes: int, out: str | Path, *, workers: int = 1,
+            seed: int = 0, recovery_share: float = 0.0, overrides: dict[str, Any] | None = None,
+            prefix: str = "ep_", learner_checkpoint: str | Path | None = None, beta: float = 1.0,
+            preset: int = 6, progress: bool = True, extra_meta: dict[str, Any] | None = None) -> CollectReport:
+    """Collect ``episodes`` episodes (seeds ``seed .. seed+episodes-1``) into ``out``; resumable."""
+    jobs, skipped, corrupt = plan_collect(env_file, expert_file, episodes, out, workers=workers, seed=seed,
+                                          recovery_share=recovery_share, overrides=overrides, prefix=prefix,
+                                          learner_checkpoint=learner_checkpoint, beta=beta, preset=preset,
+                                          extra_meta=extra_meta)
+    written = run_jobs(jobs, workers, progress, f"collect {Path(out).name}")
     written.sort(key=lambda w: w["seed"])
     return CollectReport(written=written, skipped=skipped, corrupt=corrupt)
+
+
+def collect_many(runs: dict[str, dict[str, Any]], workers: int = 1, progress: bool = True) -> dict[str, CollectReport]:
+    """Several :func:`collect` runs (name -> its keyword arguments, ``out`` distinct) in one pool of workers,
+    so that many small scenario-levels do not each start their own processes."""
+    plans = {name: plan_collect(**kw, workers=workers) for name, kw in runs.items()}
+    jobs = [job for p in plans.values() for job in p[0]]
+    results = {w["path"]: w for w in run_jobs(jobs, workers, progress, f"collect {len(runs)} scenario-levels")}
+    return {name: CollectReport(written=sorted((results[j.out_path] for j in p[0]), key=lambda w: w["seed"]),
+                                skipped=p[1], corrupt=p[2]) for name, p in plans.items()}
+
+
+
+
+
+# ---------------------------------------------------------------------------------------- the suite
+@dataclass(frozen=True)
+class SuiteTask:
+    """One scenario-level of a multi-scenario collection: its name (``cut_in@hard``), file and config overrides."""
+
+    name: str
+    env_file: str | None
+    overrides: dict[str, Any]
+
+
+def suite_tasks(env_files: list[str | None], difficulties: list[str] | None = None,
+                overrides: dict[str, Any] | None = None) -> list[SuiteTask]:
+    """The scenario-levels of ``env_files`` x ``difficulties`` (None: each file at its own level), named
+    ``<stem>@<level>`` (``<stem>`` without levels); ConfigError for an unknown level, a file whose scenario
+    declares no levels when levels are asked for, or two files with the same stem."""
+    from e2e_drive.registration import scenario_of
+    from e2e_drive.scenarios import load_scenario
+    from e2e_drive.scenarios.base import DIFFICULTIES, get_scenario
+
+    for level in difficulties or ():
+        if level not in DIFFICULTIES:
+            raise ConfigError(f"--difficulty {level!r}: unknown level; levels: {', '.join(DIFFICULTIES)}")
+    tasks: list[SuiteTask] = []
+    for env_file in env_files:
+        stem = "highway" if env_file is None else Path(env_file).stem
+        if not difficulties:
+            tasks.append(SuiteTask(stem, env_file, dict(overrides or {})))
+            continue
+        if env_file is None:
+            raise ConfigError("--difficulty needs scenario files of the ability suite (--env envs/abilities/X.toml)")
+        sf = load_scenario(env_file)
+        if not get_scenario(scenario_of(sf.env_id, source=str(env_file)), source=str(env_file)).difficulties:
+            raise ConfigError(f"--difficulty: scenario file {env_file} declares no difficulty levels")
+        for level in difficulties:
+            tasks.append(SuiteTask(f"{stem}@{level}", env_file, {**(overrides or {}), "difficulty": level}))
+    names = [t.name for t in tasks]
+    dup = next((n for n in names if names.count(n) > 1), None)
+    if dup is not None:
+        raise ConfigError(f"--env: two scenario files give the scenario-level '{dup}'; file stems must differ")
+    return tasks
+
+
+def collect_suite(tasks: list[SuiteTask], expert_file: str | Path, episodes: int, out: str | Path, *,
+                  workers: int = 1, seed: int = 0, recovery_share: float = 0.0, preset: int = 6,
+                  progress: bool = True) -> dict[str, CollectReport]:
+    """``episodes`` expert episodes (seeds ``seed ..``) of every task into ``<out>/<task name>/``; resumable."""
+    return collect_many({t.name: dict(env_file=t.env_file, expert_file=expert_file, episodes=episodes,
+                                      out=Path(out) / t.name, seed=seed, recovery_share=recovery_share,
+                                      overrides=t.overrides, preset=preset, extra_meta={"suite_task": t.name})
+                         for t in tasks}, workers=workers, progress=progress)

@@ -5,7 +5,7 @@
     checkpoint = "checkpoints/e2e_default.pt"   # relative to the agent file
     [params.model]  ... ModelConfig fields
     [params.train]  ... TrainConfig fields
-    [params.dagger] ... DaggerConfig fields
+    [params.dagger] ... DaggerConfig fields (``weighting``: where the suite's DAgger rounds go)
     [params.rl]     ... RLConfig fields (optional; e2e_drive.learning.rl)
 
 The agent itself ignores ``train``, ``dagger`` and ``rl``; ``e2e-drive train``, ``dagger`` and
@@ -20,7 +20,7 @@ from typing import Any
 
 from e2e_drive.errors import ConfigError
 from e2e_drive.nets.models import ModelConfig
-from e2e_drive.strict import check_unknown, from_table
+from e2e_drive.strict import check_unknown, from_table, setting
 
 MODES = ("end2end", "two_stage", "aux")
 
@@ -92,12 +92,22 @@ class DaggerConfig:
     beta_decay: factor per round.
     epochs_per_round: training epochs after each round (fine-tuning the previous weights).
     recovery_share: recovery views in DAgger episodes too (0 = none).
+    weighting: with several scenarios (``dagger --env A --env B ...``, ``--difficulty``), how a round's
+        episodes are shared between scenario-levels: "uniform" (equal shares) or "failure" (round 1
+        uniform, then in proportion to ``weighting_floor`` + the failure rate of each scenario-level's
+        episodes in the previous round, so the rounds go where the learner is weakest).
+    weighting_floor: "failure" weighting: the weight every scenario-level keeps besides its failure rate
+        (so one it has mastered is still revisited now and then).
     """
 
     beta_start: float = 0.5
     beta_decay: float = 0.5
     epochs_per_round: int = 3
     recovery_share: float = 0.0
+    weighting: str = setting("failure", "how DAgger rounds share episodes between scenario-levels",
+                             choices=("uniform", "failure"))
+    weighting_floor: float = setting(0.1, "failure weighting: weight kept by every scenario-level",
+                                     range=(0.0, None))
 
     def beta(self, round_index: int) -> float:
         return float(self.beta_start * self.beta_decay ** (round_index - 1))
@@ -115,7 +125,7 @@ class AgentTables:
     params: dict[str, Any] = field(default_factory=dict)
 
 
-_PARAM_KEYS = ("checkpoint", "model", "train", "dagger", "rl", "num_threads", "camera")
+_PARAM_KEYS = ("checkpoint", "model", "train", "dagger", "rl", "num_threads", "camera", "action_smoothing")
 
 
 def read_agent_tables(path: str | Path) -> AgentTables:

@@ -8,6 +8,8 @@ payload = LZMA-compressed ``.npz`` bytes with, for T policy steps and R recovery
 
     frames/<camera>            uint8 (T, H, W, C)  newest frame of each step (C = 3 RGB or 1 gray)
     speed_mps                  float32 (T,)
+    command                    int64 (T,)      the navigation command (obs["command"]); shards written
+    command_distance_m         float32 (T,)    its distance (obs["command_distance_m"]) } before lack them
     action                     float32 (T, 2)  the expert's action = the label [acceleration, steering]
     executed_action            float32 (T, 2)  what was sent to the env (differs under DAgger)
     learner_drove              bool (T,)       the learner's action was the one sent (DAgger)
@@ -320,25 +322,72 @@ def check_arrays(arrays: Mapping[str, np.ndarray], camera: str, include_recovery
                              f"{channels or '1 or 3'})")
 
 
-def shard_samples(arrays: Mapping[str, np.ndarray], camera: str, frame_stack: int = 1,
-                  include_recovery: bool = True,
-                  channels: int | None = None) -> Iterator[tuple[np.ndarray, float, np.ndarray, np.ndarray, bool]]:
-    """(frame HWC, speed, action, labels, is_recovery) for every step and recovery view of a shard.
+#: The command distance of steps in shards written before commands were recorded (the env's cap).
+NO_COMMAND_DISTANCE_M = 1000.0
 
-    ShardError (see :func:`check_arrays`) before the first sample when the arrays are inconsistent;
-    ``channels``: the channels a frame must have (1 gray, 3 RGB; None: either).
+
+def command_arrays(arrays: Mapping[str, np.ndarray], steps: int) -> tuple[np.ndarray, np.ndarray]:
+    """(command int64 (T,), command distance float32 (T,)) of a shard; shards written before commands were
+    recorded read as ``follow_lane`` (0) at the capped distance. ShardError naming a malformed array."""
+    if "command" not in arrays:
+        return np.zeros(steps, np.int64), np.full(steps, NO_COMMAND_DISTANCE_M, np.float32)
+    command = _check_array(arrays, "command", (steps,), "iu")
+    if steps and (command.min() < 0 or command.max() > 6):
+        raise ShardError(f"array 'command' holds values outside 0..6 (min {command.min()}, max {command.max()})")
+    distance = (_check_array(arrays, "command_distance_m", (steps,), "fiu") if "command_distance_m" in arrays
+                else np.full(steps, NO_COMMAND_DISTANCE_M, np.float32))
+    return command.astype(np.int64), distance.astype(np.float32)
+
+
+def window_indices(t: int, length: int) -> list[int]:
+    """Steps t-length+1 .. t of one episode, oldest first; before the episode's start its first step repeats
+    (a window never reaches into another episode: each shard is one episode)."""
+    return [max(t - k, 0) for k in range(length - 1, -1, -1)]
+
+
+def shard_samples(arrays: Mapping[str, np.ndarray], camera: str, frame_stack: int = 1,
+                  include_recovery: bool = True, channels: int | None = None, sequence_length: int = 1,
+                  frame_map: Callable[[np.ndarray], np.ndarray] | None = None) -> Iterator[tuple]:
+    """(frame, speed, action, labels, is_recovery, command, command_distance) for every step and recovery
+    view of a shard.
+
+    ``frame`` is the HWC frame (frames stacked along channels with ``frame_stack``), or with
+    ``sequence_length`` k > 1 a tuple of the k frames of steps t-k+1..t of this episode (oldest first,
+    the first frame repeated before the start; :func:`window_indices`), each passed once through
+    ``frame_map`` when given. A recovery view's window is the k-1 real frames before its step and the
+    shifted view as the newest (the camera jumps sideways at the last frame, the label is the expert's
+    correction there). ShardError (see :func:`check_arrays`) before the first sample when the arrays are
+    inconsistent; ``channels``: the channels a frame must have (1 gray, 3 RGB; None: either).
     """
     include_recovery = include_recovery and frame_stack == 1
     check_arrays(arrays, camera, include_recovery, channels)
     key = f"frames/{camera}"
     frames, speed = arrays[key], arrays["speed_mps"]
-    for t in range(len(speed)):
-        yield stacked_frames(frames, t, frame_stack), float(speed[t]), arrays["action"][t], arrays["labels"][t], False
+    command, distance = command_arrays(arrays, len(speed))
     rkey = f"recovery_frames/{camera}"
-    if include_recovery and rkey in arrays:
+    recovery = include_recovery and rkey in arrays
+    if sequence_length > 1:
+        mapped = [frame_map(f) if frame_map else f for f in frames]
+        for t in range(len(speed)):
+            window = tuple(mapped[i] for i in window_indices(t, sequence_length))
+            yield (window, float(speed[t]), arrays["action"][t], arrays["labels"][t], False, int(command[t]),
+                   float(distance[t]))
+        if recovery:
+            for r in range(len(arrays["recovery_step"])):
+                t = int(arrays["recovery_step"][r])
+                view = frame_map(arrays[rkey][r]) if frame_map else arrays[rkey][r]
+                window = tuple(mapped[i] for i in window_indices(t, sequence_length)[:-1]) + (view,)
+                yield (window, float(speed[t]), arrays["recovery_action"][r], arrays["recovery_labels"][r], True,
+                       int(command[t]), float(distance[t]))
+        return
+    for t in range(len(speed)):
+        yield (stacked_frames(frames, t, frame_stack), float(speed[t]), arrays["action"][t], arrays["labels"][t],
+               False, int(command[t]), float(distance[t]))
+    if recovery:
         for r in range(len(arrays["recovery_step"])):
             t = int(arrays["recovery_step"][r])
-            yield (arrays[rkey][r], float(speed[t]), arrays["recovery_action"][r], arrays["recovery_labels"][r], True)
+            yield (arrays[rkey][r], float(speed[t]), arrays["recovery_action"][r], arrays["recovery_labels"][r], True,
+                   int(command[t]), float(distance[t]))
 
 
 def _torch_iterable_base() -> type:
@@ -354,6 +403,8 @@ class ShardDataset(_torch_iterable_base()):  # type: ignore[misc]
 
     shards: shard paths (see :func:`list_shards`).
     camera / frame_stack: which camera's frames, stacked how (recovery views need stack 1).
+    sequence_length: k > 1 yields windows of the k frames of one episode (temporal models), as
+        ``frame`` of shape (k, ...) after the transform; see :func:`shard_samples`.
     transform: frame (H, W, C uint8) -> array (e.g. the model's resize to C, h, w).
     channels: the channels of one frame the model takes (1 gray, 3 RGB); None: either.
     shuffle: shuffle the shard order each epoch and the samples within a window of
@@ -366,8 +417,10 @@ class ShardDataset(_torch_iterable_base()):  # type: ignore[misc]
 
     def __init__(self, shards: Sequence[str | Path], camera: str = "dashcam", frame_stack: int = 1,
                  transform: Callable[[np.ndarray], np.ndarray] | None = None, include_recovery: bool = True,
-                 shuffle: bool = True, shards_in_memory: int = 4, seed: int = 0, channels: int | None = None) -> None:
+                 shuffle: bool = True, shards_in_memory: int = 4, seed: int = 0, channels: int | None = None,
+                 sequence_length: int = 1) -> None:
         self.shards = [Path(p) for p in shards]
+        self.sequence_length = int(sequence_length)
         self.camera = camera
         self.frame_stack = int(frame_stack)
         self.transform = transform
@@ -399,7 +452,8 @@ class ShardDataset(_torch_iterable_base()):  # type: ignore[misc]
     def _load(self, path: Path) -> list[tuple] | None:
         try:
             _, arrays = read_shard(path)
-            items = list(shard_samples(arrays, self.camera, self.frame_stack, self.include_recovery, self.channels))
+            items = list(shard_samples(arrays, self.camera, self.frame_stack, self.include_recovery, self.channels,
+                                       self.sequence_length, frame_map=self.transform))
         except ShardError as exc:
             reason = str(exc) if str(path) in str(exc) else f"{path}: {exc}"
             if path.name not in self.skipped:
@@ -420,10 +474,16 @@ class ShardDataset(_torch_iterable_base()):  # type: ignore[misc]
                     window.extend(items)
             idx = rng.permutation(len(window)) if self.shuffle else range(len(window))
             for i in idx:
-                frame, speed, action, labels, is_rec = window[i]
+                frame, speed, action, labels, is_rec, command, distance = window[i]
+                if isinstance(frame, tuple):  # a temporal window, already through the transform
+                    frame = np.stack(frame)
+                elif self.transform is not None:
+                    frame = self.transform(frame)
                 yield {
-                    "frame": self.transform(frame) if self.transform is not None else frame,
+                    "frame": frame,
                     "speed": np.float32(speed),
+                    "command": np.int64(command),
+                    "command_distance": np.float32(distance),
                     "action": np.asarray(action, np.float32),
                     "labels": np.asarray(labels, np.float32),
                     "is_recovery": bool(is_rec),

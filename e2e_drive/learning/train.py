@@ -105,10 +105,22 @@ def first_camera_spec(data: Sequence[str | Path], shards: Sequence[Path], camera
     raise no_samples_error(data, shards, unreadable)
 
 
+def predict(model: DrivingNet, batch: dict[str, torch.Tensor], device: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(action, labels) of the model on a batch, given the inputs it takes (the command only to a conditional model;
+    batches without command keys, from older callers, read as follow_lane at the capped distance)."""
+    speed = batch["speed"].to(device)
+    command = batch.get("command")
+    distance = batch.get("command_distance")
+    if command is None:
+        command = torch.zeros(len(speed), dtype=torch.long)
+    if distance is None:
+        distance = torch.full((len(speed),), 1000.0)
+    return model(batch["frame"].to(device), speed, command.to(device), distance.to(device))
+
+
 def losses(model: DrivingNet, batch: dict[str, torch.Tensor], cfg: TrainConfig, device: str) -> dict[str, torch.Tensor]:
     """Action loss (weighted MSE) and perception loss (MSE on labels / LABEL_SCALES) for one batch."""
-    frames, speed = batch["frame"].to(device), batch["speed"].to(device)
-    action_pred, labels_pred = model(frames, speed)
+    action_pred, labels_pred = predict(model, batch, device)
     err = (action_pred - batch["action"].to(device)).square().mean(0)
     action_loss = cfg.acceleration_weight * err[0] + cfg.steering_weight * err[1]
     scales = torch.tensor(LABEL_SCALES, device=device)
@@ -128,13 +140,15 @@ def mode_loss(parts: dict[str, torch.Tensor], mode: str, stage: int, aux_weight:
 
 def trainable_parameters(model: DrivingNet, stage: int) -> list[torch.nn.Parameter]:
     """Stage 0 (end2end/aux): everything. Stage 1: encoder + perception head. Stage 2: the encoder
-    is frozen (requires_grad off) and only the control head trains."""
+    is frozen (requires_grad off) and the rest of the policy trains: the control head (and the command
+    embedding and the GRU when the model has them), not the perception head."""
     if stage == 1:
         return list(model.encoder.parameters()) + list(model.perception_head.parameters())
     if stage == 2:
         for p in model.encoder.parameters():
             p.requires_grad_(False)
-        return list(model.control_head.parameters())
+        cnn = {id(p) for p in model.encoder.parameters()} | {id(p) for p in model.perception_head.parameters()}
+        return [p for p in model.parameters() if id(p) not in cnn]
     return list(model.parameters())
 
 
@@ -150,7 +164,7 @@ def validate(model: DrivingNet, loader: DataLoader | None, cfg: TrainConfig, dev
     for batch in loader:
         b = len(batch["speed"])
         out = losses(model, batch, cfg, device)
-        action_pred, labels_pred = model(batch["frame"].to(device), batch["speed"].to(device))
+        action_pred, labels_pred = predict(model, batch, device)
         label_mae = (labels_pred.cpu() * scales - batch["labels"]).abs().sum(0)
         action_mae = (action_pred.cpu() - batch["action"]).abs().sum(0)
         for k, v in out.items():
@@ -191,9 +205,11 @@ def load_data(model_cfg: ModelConfig, cfg: TrainConfig, data: Sequence[str | Pat
     channels = 1 if model_cfg.grayscale else 3
     train_set = ShardDataset(train_shards, camera=model_cfg.camera, frame_stack=model_cfg.frame_stack,
                              transform=transform, include_recovery=cfg.recovery_views, shuffle=True,
-                             shards_in_memory=cfg.shards_in_memory, seed=seed, channels=channels)
+                             shards_in_memory=cfg.shards_in_memory, seed=seed, channels=channels,
+                             sequence_length=model_cfg.sequence_length)
     val_set = ShardDataset(val_shards, camera=model_cfg.camera, frame_stack=model_cfg.frame_stack,
-                           transform=transform, include_recovery=False, shuffle=False, seed=seed, channels=channels)
+                           transform=transform, include_recovery=False, shuffle=False, seed=seed, channels=channels,
+                           sequence_length=model_cfg.sequence_length)
     return TrainData(shards=shards, train_shards=train_shards, val_shards=val_shards, train_set=train_set,
                      val_set=val_set, train_loader=DataLoader(train_set, batch_size=cfg.batch_size, num_workers=0),
                      val_loader=DataLoader(val_set, batch_size=256, num_workers=0) if val_shards else None,

@@ -1,6 +1,11 @@
 """Checkpoints: a torch state dict (loaded with ``weights_only=True``, no code unpickled) + a JSON model card.
 
 ``<name>.pt``   {"format": 1, "model_config": {...} (JSON text), "state_dict": {...}}
+                a model that takes more than frames and speed (the navigation command, a temporal
+                window: conditional imitation) is format 2, which also declares its inputs:
+                {"format": 2, "model_config": ..., "inputs": ["frames", "speed", "command", ...],
+                 "sequence_length": k, "state_dict": ...}. Old-kind models are still written as
+                format 1, byte for byte as before; format 1 means inputs ["frames", "speed"].
 ``<name>.json`` the model card: model config, training config, data summary, seed, code
                 version, the command that made it, validation figures.
 
@@ -11,6 +16,7 @@ one asked for, and that every tensor name and shape matches; every failure raise
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import os
@@ -23,6 +29,10 @@ from e2e_drive.errors import CheckpointError
 from e2e_drive.nets.models import DrivingNet, ModelConfig, build_model
 
 CHECKPOINT_FORMAT = 1
+#: Format of checkpoints whose model takes more inputs than frames and speed (declared in the file).
+CHECKPOINT_FORMAT_INPUTS = 2
+#: What a format-1 checkpoint's model takes.
+LEGACY_INPUTS: tuple[str, ...] = ("frames", "speed")
 
 
 def card_path(checkpoint: str | Path) -> Path:
@@ -53,8 +63,13 @@ def atomic_write_text(text: str, path: Path) -> None:
 def save_checkpoint(path: str | Path, model: DrivingNet, card: dict[str, Any] | None = None) -> Path:
     """Write the weights (and, when ``card`` is given, the model card next to them); atomic."""
     path = Path(path)
-    atomic_torch_save({"format": CHECKPOINT_FORMAT, "model_config": json.dumps(model.config.to_dict()),
-                       "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}, path)
+    config = model.config
+    blob: dict[str, Any] = {"format": CHECKPOINT_FORMAT, "model_config": json.dumps(config.to_dict())}
+    if not config.legacy:
+        blob = {"format": CHECKPOINT_FORMAT_INPUTS, "model_config": blob["model_config"],
+                "inputs": list(config.inputs), "sequence_length": config.sequence_length}
+    blob["state_dict"] = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    atomic_torch_save(blob, path)
     if card is not None:
         card = {"checkpoint": path.name, "model_config": model.config.to_dict(), **card}
         atomic_write_text(json.dumps(card, indent=2, default=str) + "\n", card_path(path))
@@ -81,14 +96,19 @@ def load_checkpoint(path: str | Path, expected: ModelConfig | None = None) -> Dr
     """
     path = Path(path)
     blob = load_weights_only(path)
-    if not isinstance(blob, dict) or blob.get("format") != CHECKPOINT_FORMAT or "state_dict" not in blob:
-        raise CheckpointError(f"{path}: not an e2e_drive model checkpoint (no format/state_dict)")
+    if not isinstance(blob, dict) or "state_dict" not in blob or blob.get("format") not in (
+            CHECKPOINT_FORMAT, CHECKPOINT_FORMAT_INPUTS):
+        raise CheckpointError(f"{path}: not an e2e_drive model checkpoint (no known format/state_dict)")
     try:
         config = ModelConfig.from_dict(json.loads(blob["model_config"]), source=f"{path} model_config")
     except Exception as exc:
         raise CheckpointError(f"{path}: unreadable model config: {exc}") from None
+    declared = checkpoint_inputs(blob)
+    if declared != config.inputs:
+        raise CheckpointError(f"{path}: the checkpoint declares inputs {list(declared)} but its model config "
+                              f"takes {list(config.inputs)}")
     if expected is not None and expected != config:
-        a, b = expected.to_dict(), config.to_dict()
+        a, b = dataclasses.asdict(expected), dataclasses.asdict(config)  # every key, the new ones too
         diff = ", ".join(f"{k}: checkpoint {b[k]!r} vs expected {a[k]!r}" for k in a if a[k] != b.get(k))
         raise CheckpointError(f"{path}: checkpoint made for another architecture ({diff})")
     try:
@@ -99,6 +119,16 @@ def load_checkpoint(path: str | Path, expected: ModelConfig | None = None) -> Dr
     model.load_state_dict(blob["state_dict"])
     model.eval()
     return model
+
+
+def checkpoint_inputs(blob: dict[str, Any]) -> tuple[str, ...]:
+    """The inputs a loaded checkpoint blob declares (format 1: frames and speed)."""
+    if blob.get("format") == CHECKPOINT_FORMAT:
+        return LEGACY_INPUTS
+    inputs = blob.get("inputs")
+    if not isinstance(inputs, list) or not all(isinstance(x, str) for x in inputs):
+        return ()
+    return tuple(inputs)
 
 
 def check_state_dict(model: torch.nn.Module, state: Any, path: Path) -> None:

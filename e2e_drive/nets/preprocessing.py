@@ -30,3 +30,22 @@ def model_input(observation: Mapping[str, Any], config: ModelConfig) -> tuple[np
     """(preprocessed frame of the model's camera, speed in m/s) from an env observation (speed 0 when absent)."""
     frame = preprocess(np.asarray(observation[config.camera]), config)
     return frame, float(np.asarray(observation.get("speed", [0.0])).reshape(-1)[0])
+
+
+def observation_inputs(observation: Mapping[str, Any], config: ModelConfig) -> dict[str, Any]:
+    """Everything a model takes from one env observation: ``frame`` (C, h, w) uint8, ``speed`` [m/s],
+    ``command`` (index into the 7 navigation commands) and ``command_distance`` [m].
+
+    The command is read only when the model takes it (``config.inputs``); a model that takes it and
+    an observation without it is a ValueError naming the key (the env always gives both).
+    """
+    frame, speed = model_input(observation, config)
+    out: dict[str, Any] = {"frame": frame, "speed": speed, "command": 0, "command_distance": 0.0}
+    for name, key in (("command", "command"), ("command_distance", "command_distance_m")):
+        if name in config.inputs:
+            if key not in observation:
+                raise ValueError(f"observation has no {key!r}, which the model takes (model inputs: "
+                                 f"{', '.join(config.inputs)})")
+            value = np.asarray(observation[key]).reshape(-1)[0]
+            out[name] = int(value) if name == "command" else float(value)
+    return out
