@@ -78,10 +78,15 @@ def _scenario(tmp_path: Path, extra: str = "") -> str:
 @pytest.fixture(scope="module")
 def probe_run(tmp_path_factory) -> tuple[Path, list[dict]]:
     tmp = tmp_path_factory.mktemp("probes")
-    out = tmp / "run"
-    evaluate([_scenario(tmp)], [spec("Driver")] + [spec(p) for p in PROBES], episodes=3, seed=0, out_dir=out,
-             workers=1, progress=False, episode_budget_s=1.0)
-    return out, load_episodes(out)
+    out, hangs = tmp / "run", tmp / "hangs"
+    scenario = _scenario(tmp)
+    evaluate([scenario], [spec("Driver")] + [spec(p) for p in PROBES if p != "Hangs"], episodes=3, seed=0,
+             out_dir=out, workers=1, progress=False)
+    # the hanging agent on its own, with a short budget (a tight budget on the driver would make its
+    # success depend on how loaded the machine is)
+    evaluate([scenario], [spec("Hangs")], episodes=3, seed=0, out_dir=hangs, workers=1, progress=False,
+             episode_budget_s=1.0)
+    return out, load_episodes(out) + load_episodes(hangs)
 
 
 # ---------------------------------------------------------------------------- episode lines
