@@ -97,6 +97,7 @@ class CameraPerception:
         self.dt_s = 1.0 / float(policy_frequency_hz)
         self.vehicle_width_m = float(vehicle_width_m)
         self.vehicle_length_m = float(vehicle_length_m)
+        self.obstacle_length_m = 0.5
         self.ego_half_m = 0.5 * float(ego_length_m)
         self.max_range_m = float(max_range_m)
         self.lane_width_prior = float(lane_width_m)
@@ -262,13 +263,16 @@ class CameraPerception:
 
         # ---- vehicles
         if self.spec.kind == "dashcam":
-            raws = detect_dashcam(vehicle, self.v_start, self.to_ground, self.vehicle_width_m)
+            # an obstacle's orange has far more green than a car body's red
+            orange = vehicle & (g > 0.4 * r)
+            raws = detect_dashcam(vehicle, self.v_start, self.to_ground, self.vehicle_width_m, obstacle_mask=orange)
         else:
             raws = detect_bev(vehicle, self.to_ground, self.ego_box)
         lane_model = fitter.model
         dets = [self._to_lane_frame(rd, lane_model, width) for rd in raws]
         dets = [d for d in dets if d is not None]
-        tracks = self.tracker.step(dets, self.dt_s, lambda gap, lat: self._in_view(gap, lat, width))
+        tracks = self.tracker.step(dets, self.dt_s, lambda gap, lat: self._in_view(gap, lat, width),
+                                   ego_speed_mps=ego_speed)
         centre = self._lane_counter * width
         vehicles = []
         for tr in tracks:
@@ -283,7 +287,8 @@ class CameraPerception:
                 lateral_m=lateral,
                 lateral_speed_mps=float(tr.y[1]),
                 track_id=tr.track_id,
-                length_m=self.vehicle_length_m,
+                length_m=self.obstacle_length_m if tr.is_small else self.vehicle_length_m,
+                is_static=tr.is_small,
             ))
         vehicles.sort(key=lambda v: abs(v.gap_m))
         self.debug = {"model": lane_model, "raw": raws, "detections": dets, "tracks": tracks,
@@ -429,7 +434,7 @@ class CameraPerception:
             # cut by the frame (bottom or side): the distance is only a bound, trust the track's motion
             sigma, lat_sigma = max(sigma, 4.0), max(lat_sigma, 0.8)
         return Detection(gap_m=gap, lateral_road_m=d0 + self._lane_counter * width, gap_sigma_m=sigma,
-                         lateral_sigma_m=lat_sigma, box=rd.box, near_edge=rd.near_edge)
+                         lateral_sigma_m=lat_sigma, box=rd.box, near_edge=rd.near_edge, small=rd.small)
 
     def _in_view(self, gap: float, lateral_road: float, width: float) -> bool:
         """Whether a vehicle at this gap / road-fixed lateral would be visible to the camera."""
