@@ -123,7 +123,7 @@ class SideView:
         vehicle[: self.v_start - 1] = False
         orange = vehicle & (fg > 0.4 * fr)
         raws = detect_dashcam(vehicle, self.v_start, self._turned_ground, self.extent_m, obstacle_mask=orange,
-                              max_x_m=60.0)
+                              max_x_m=60.0, side_faces=not self.across)
         out = []
         for rd in raws:
             depth = small_length_m if rd.small else self.depth_m
@@ -132,7 +132,11 @@ class SideView:
             s_depth = max(0.2, 0.35 * dist * dist / (self.focal * self.spec.height_m))
             s_across = 0.15 + 0.7 * dist / self.focal
             if rd.near_edge:
-                s_depth, s_across = max(s_depth, 1.0), max(s_across, 2.5)
+                # cut by the frame: the end that shows fixes the position along the view's width only
+                if self.across:
+                    s_across = max(s_across, 2.5)
+                else:
+                    s_depth, s_across = max(s_depth, 4.0), max(s_across, 0.8)
             x, y = self.to_ego(xt, yt)
             # sigmas along the ego's x and y: the view's depth and across directions swap when it looks sideways
             sx, sy = (s_across, s_depth) if self.across else (s_depth, s_across)
@@ -407,7 +411,7 @@ class CameraPerception:
                 gap_m=gap,
                 relative_speed_mps=float(tr.x[1]),
                 lateral_m=lateral,
-                lateral_speed_mps=float(tr.y[1]),
+                lateral_speed_mps=0.0 if tr.is_small else float(tr.y[1]),   # cones do not move
                 track_id=tr.track_id,
                 length_m=length,
                 is_static=tr.is_small,

@@ -52,7 +52,7 @@ def bottom_contour(mask: np.ndarray, v_start: int) -> np.ndarray:
 
 def detect_dashcam(mask: np.ndarray, v_start: int, to_ground, vehicle_width_m: float = 2.0,
                    min_columns: int = 2, max_x_m: float = 110.0, small_width_m: float = 1.0,
-                   obstacle_mask: np.ndarray | None = None) -> list[RawDetection]:
+                   obstacle_mask: np.ndarray | None = None, side_faces: bool = True) -> list[RawDetection]:
     """Vehicles from the mask of vehicle pixels of a dashcam frame.
 
     to_ground(u, v) -> (x, y) arrays: the nominal camera's inverse perspective mapping.
@@ -60,6 +60,9 @@ def detect_dashcam(mask: np.ndarray, v_start: int, to_ground, vehicle_width_m: f
         centred on what shows, not a car's width in from its outer corner.
     obstacle_mask: pixels of an obstacle's colour (orange); a detection whose bottom edge is
         mostly such pixels is a small obstacle too, also when a nearer one cuts it.
+    side_faces: a segment cut by the frame's side whose bottom rises away from the cut is the side
+        face of a car beside the camera's axis (true of a camera looking along the road; false for
+        one looking across it, which sees cars' sides face on).
     """
     height, width = mask.shape
     bottom = bottom_contour(mask, v_start)
@@ -105,7 +108,7 @@ def detect_dashcam(mask: np.ndarray, v_start: int, to_ground, vehicle_width_m: f
             small = n_vehicle > 0 and 2 * int((obstacle_mask[max(rmax - 2, 0):rmax + 1, s0:s1 + 1] & patch).sum()) \
                 > n_vehicle
         obstacle_half = 0.5 * OBSTACLE_WIDTH_M
-        side_only = (s0 == 0 or s1 == width - 1) and int(rows.max() - rows.min()) > 2 and rows[
+        side_only = side_faces and (s0 == 0 or s1 == width - 1) and int(rows.max() - rows.min()) > 2 and rows[
             0 if s1 == width - 1 else -1] < rmax - 2
         if side_only:
             # the rear corner is out of the frame: only the side face shows, along y = centre -+ half
