@@ -22,7 +22,6 @@ import numpy as np
 
 from e2e_drive.agents.base import AgentNeeds
 
-
 #: A lane change needs its target lane seen clear at most this long ago [s] (side cameras).
 SEEN_CLEAR_MAX_AGE_S = 0.8
 

@@ -21,7 +21,6 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-
 #: Width of a small obstacle (a cone) [m]: e2e_drive's cones are 0.5 m boxes.
 OBSTACLE_WIDTH_M = 0.5
 
