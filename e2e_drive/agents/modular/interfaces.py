@@ -22,6 +22,9 @@ import numpy as np
 
 from e2e_drive.agents.base import AgentNeeds
 
+#: A lane change needs its target lane seen clear at most this long ago [s] (side cameras).
+SEEN_CLEAR_MAX_AGE_S = 0.8
+
 
 @dataclass(frozen=True)
 class PerceivedVehicle:
@@ -62,6 +65,10 @@ class PerceptionOutput:
     ``command`` / ``command_distance_m``: the satnav's navigation command from the observation
     (one of :data:`e2e_drive.sim.route.COMMANDS`) and the distance to where it applies [m]; not
     privileged (the modular agent copies them from the observation, whatever the perception).
+
+    ``clear_age_s``: (left, right) seconds since the next lane's lane-change conflict zone was
+    last seen clear by the cameras (inf: never yet); None for a side the perception cannot see
+    beside the ego (see :meth:`lane_seen_clear`).
     """
 
     ego_speed_mps: float
@@ -78,6 +85,15 @@ class PerceptionOutput:
     vehicles_valid: bool = True
     command: str = "follow_lane"
     command_distance_m: float = float("inf")
+    clear_age_s: tuple[float | None, float | None] = (None, None)
+
+    def lane_seen_clear(self, delta: int, max_age_s: float = SEEN_CLEAR_MAX_AGE_S) -> bool | None:
+        """Whether the next lane on side ``delta`` (-1 left, +1 right) was seen clear (its lane-change
+        conflict zone, beside and behind the ego, in view of a camera with nobody in it) within the
+        last ``max_age_s``; None when the perception cannot see that zone (a forward camera alone,
+        ground truth), so the planner's own gap checks decide."""
+        age = self.clear_age_s[0 if delta < 0 else 1] if delta else None
+        return None if age is None else age <= max_age_s
 
     @property
     def lanes_left(self) -> int:

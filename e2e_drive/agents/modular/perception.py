@@ -34,7 +34,7 @@ from e2e_drive.agents.base import AgentNeeds, CameraNeed
 from e2e_drive.agents.modular.interfaces import PerceivedVehicle, PerceptionOutput, Plan
 from e2e_drive.agents.modular.lanes import LaneFitter, LaneModel
 from e2e_drive.agents.modular.tracking import Detection, Tracker
-from e2e_drive.agents.modular.vehicles import RawDetection, detect_bev, detect_dashcam
+from e2e_drive.agents.modular.vehicles import OBSTACLE_WIDTH_M, RawDetection, detect_bev, detect_dashcam
 from e2e_drive.errors import ConfigError
 from e2e_drive.sensors.pinhole import focal_px, ground_homography, horizon_row
 from e2e_drive.sensors.spec import CameraSpec
@@ -46,6 +46,102 @@ def _ego_arc(model: LaneModel) -> float:
 
     t0, s0 = arc_frame(np.zeros(1), np.zeros(1), model.a, model.theta, model.kappa)
     return float(_arc_length_var(t0, s0, np.full(1, model.kappa))[0])
+
+
+class SideView:
+    """One more dashcam of the rig (beside or behind the ego): vehicle detection only.
+
+    name: its observation key; table: its camera table (``CameraSpec`` keys: size, mount, yaw,
+    optics), the pose the perception assumes. Detection is the forward dashcam's
+    (:func:`detect_dashcam`) in a frame turned by the camera's yaw rounded to a quarter turn,
+    so the face of a vehicle nearest to the camera plays the rear face: a side camera sees the
+    side of a car beside the ego (its length across the image), the rear camera the front of a
+    follower. Vehicles come out as centres in the ego frame.
+    """
+
+    def __init__(self, name: str, table: dict, vehicle_width_m: float, vehicle_length_m: float) -> None:
+        if not isinstance(table, dict):
+            raise ConfigError(f"params.perception_params.side_cameras.{name}: expected a camera table, got {table!r}")
+        self.name = name
+        self.spec = CameraSpec.from_dict(table, source=f"params.perception_params.side_cameras.{name}")
+        if self.spec.kind != "dashcam" or self.spec.grayscale:
+            raise ConfigError(f"params.perception_params.side_cameras.{name}: kind = {self.spec.kind!r}, "
+                              f"grayscale = {self.spec.grayscale}: side cameras are RGB dashcams")
+        self.h = ground_homography(self.spec)
+        self.hinv = np.linalg.inv(self.h)
+        self.horizon = horizon_row(self.spec)
+        self.focal = focal_px(self.spec)
+        self.v_start = int(math.floor(self.horizon)) + 2
+        quarter = int(round(self.spec.yaw_deg / 90.0)) % 4
+        yaw = math.radians(90.0 * quarter)
+        self.fwd = (round(math.cos(yaw)), round(math.sin(yaw)))     # the turned frame's x axis in the ego frame
+        self.across = quarter % 2 == 1                               # looks sideways: sees cars' sides
+        self.depth_m = vehicle_width_m if self.across else vehicle_length_m   # a car's extent along the view
+        self.extent_m = vehicle_length_m if self.across else vehicle_width_m  # and across it
+        cx, cy = self.spec.longitudinal_offset_m, self.spec.lateral_offset_m
+        self.mount_depth_m = cx * self.fwd[0] + cy * self.fwd[1]
+
+    def need(self) -> CameraNeed:
+        return CameraNeed(self.spec.kind, self.spec.width_px, self.spec.height_px)
+
+    def _turned_ground(self, u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Ground point of pixel (u, v) in the turned frame (x' along the view, y' to its right)."""
+        hi = self.hinv
+        u = np.asarray(u, np.float64)
+        v = np.asarray(v, np.float64)
+        den = hi[2, 0] * u + hi[2, 1] * v + hi[2, 2]
+        ok = (v > self.horizon + 0.2) & (np.abs(den) > 1e-12)
+        den = np.where(ok, den, np.nan)
+        x = (hi[0, 0] * u + hi[0, 1] * v + hi[0, 2]) / den
+        y = (hi[1, 0] * u + hi[1, 1] * v + hi[1, 2]) / den
+        fx, fy = self.fwd
+        return x * fx + y * fy, -x * fy + y * fx
+
+    def to_ego(self, xt: float, yt: float) -> tuple[float, float]:
+        """Turned-frame point -> ego frame."""
+        fx, fy = self.fwd
+        return xt * fx - yt * fy, xt * fy + yt * fx
+
+    def visible(self, x: np.ndarray, y: np.ndarray, margin_px: float = 2.0, max_m: float = 60.0) -> np.ndarray:
+        """Whether ego-frame ground points show in this camera (inside the frame, below the horizon)."""
+        h = self.h
+        den = h[2, 0] * x + h[2, 1] * y + h[2, 2]
+        ok = den > 1e-9
+        den = np.where(ok, den, 1.0)
+        u = (h[0, 0] * x + h[0, 1] * y + h[0, 2]) / den
+        v = (h[1, 0] * x + h[1, 1] * y + h[1, 2]) / den
+        w, hh = self.spec.width_px, self.spec.height_px
+        near = np.hypot(x - self.spec.longitudinal_offset_m, y - self.spec.lateral_offset_m) < max_m
+        return ok & near & (u >= margin_px) & (u <= w - 1 - margin_px) & (v > self.horizon + 3.0) & (v <= hh - 1)
+
+    def detect(self, frame: np.ndarray, noise: float, small_length_m: float) -> list[tuple]:
+        """Vehicles in ``frame``: (x_centre, y_centre, sigma along x, sigma along y, small, box, cut) in the ego frame."""
+        fr = frame[:, :, 0].astype(np.int16)
+        fg = frame[:, :, 1].astype(np.int16)
+        redness = fr - np.maximum(fg, frame[:, :, 2].astype(np.int16))
+        vehicle = redness > max(24.0, 5.0 * noise)
+        vehicle[: self.v_start - 1] = False
+        orange = vehicle & (fg > 0.4 * fr)
+        raws = detect_dashcam(vehicle, self.v_start, self._turned_ground, self.extent_m, obstacle_mask=orange,
+                              max_x_m=60.0, side_faces=not self.across)
+        out = []
+        for rd in raws:
+            depth = small_length_m if rd.small else self.depth_m
+            xt, yt = rd.x_rear_m + 0.5 * depth, rd.y_centre_m
+            dist = max(rd.x_rear_m - self.mount_depth_m, 0.5)
+            s_depth = max(0.2, 0.35 * dist * dist / (self.focal * self.spec.height_m))
+            s_across = 0.15 + 0.7 * dist / self.focal
+            if rd.near_edge:
+                # cut by the frame: the end that shows fixes the position along the view's width only
+                if self.across:
+                    s_across = max(s_across, 2.5)
+                else:
+                    s_depth, s_across = max(s_depth, 4.0), max(s_across, 0.8)
+            x, y = self.to_ego(xt, yt)
+            # sigmas along the ego's x and y: the view's depth and across directions swap when it looks sideways
+            sx, sy = (s_across, s_depth) if self.across else (s_depth, s_across)
+            out.append((x, y, sx, sy, rd.small, rd.box, rd.near_edge))
+        return out
 
 
 class CameraPerception:
@@ -61,6 +157,12 @@ class CameraPerception:
     policy_frequency_hz: frames per second (the tracker's time step).
     max_range_m: vehicles farther than this along the road are not reported.
     lane_range_m: marking points farther than this are not used for the lane fit.
+    side_cameras: more dashcams of the rig that look beside and behind the ego, name -> camera
+        table (CameraSpec keys: size, yaw_deg, fov_deg, mount); the agent declares them too. Their
+        vehicles join the same tracks (one tracker over all cameras, in the lane frame), and
+        each side's lane-change zone is watched: ``PerceptionOutput.clear_age_s``.
+    clear_behind_m / clear_ahead_m: the lane-change conflict zone in the next lane, from this
+        far behind the ego's centre to this far ahead of it [m].
     """
 
     def __init__(
@@ -85,6 +187,9 @@ class CameraPerception:
         policy_frequency_hz: float = 5.0,
         max_range_m: float = 90.0,
         lane_range_m: float = 45.0,
+        side_cameras: dict | None = None,
+        clear_behind_m: float = 10.0,
+        clear_ahead_m: float = 7.0,
     ) -> None:
         self.camera = camera
         self.spec = CameraSpec(kind=kind, width_px=width_px, height_px=height_px, height_m=height_m,
@@ -93,10 +198,23 @@ class CameraPerception:
                                bev_ahead_m=bev_ahead_m, bev_behind_m=bev_behind_m, bev_side_m=bev_side_m)
         if policy_frequency_hz <= 0 or lane_width_m <= 0 or vehicle_width_m <= 0:
             raise ConfigError("params: policy_frequency_hz, lane_width_m and vehicle_width_m must be positive")
-        self.needs = AgentNeeds(cameras={camera: CameraNeed(kind, width_px, height_px)}, reads_ground_truth=False)
+        if side_cameras is not None and not isinstance(side_cameras, dict):
+            raise ConfigError(f"params.perception_params.side_cameras = {side_cameras!r}: expected a table of "
+                              f"camera name -> camera table")
+        self.side_views = [SideView(name, table, float(vehicle_width_m), float(vehicle_length_m))
+                           for name, table in (side_cameras or {}).items()]
+        if any(v.name == camera for v in self.side_views):
+            raise ConfigError(f"params.perception_params.side_cameras.{camera}: the main camera's name")
+        if clear_behind_m < 0 or clear_ahead_m < 0:
+            raise ConfigError("params.perception_params: clear_behind_m and clear_ahead_m must not be negative")
+        self.clear_behind_m, self.clear_ahead_m = float(clear_behind_m), float(clear_ahead_m)
+        cameras = {camera: CameraNeed(kind, width_px, height_px)}
+        cameras.update({v.name: v.need() for v in self.side_views})
+        self.needs = AgentNeeds(cameras=cameras, reads_ground_truth=False)
         self.dt_s = 1.0 / float(policy_frequency_hz)
         self.vehicle_width_m = float(vehicle_width_m)
         self.vehicle_length_m = float(vehicle_length_m)
+        self.obstacle_length_m = OBSTACLE_WIDTH_M
         self.ego_half_m = 0.5 * float(ego_length_m)
         self.max_range_m = float(max_range_m)
         self.lane_width_prior = float(lane_width_m)
@@ -185,6 +303,9 @@ class CameraPerception:
         self._kappa_ahead = 0.0
         self._kappa = 0.0
         self.debug: dict[str, Any] = {}
+        self._time_s = 0.0
+        self._clear_at: list[float | None] = [None, None]   # when the left / right zone was last seen clear
+        self._side_frames: dict[str, np.ndarray] = {}
 
     # ------------------------------------------------------------------ input
     def frame_of(self, observation: Any) -> np.ndarray:
@@ -228,6 +349,7 @@ class CameraPerception:
         marking = (luma > road_l + delta) & (chroma < 45 + 3 * noise)
         marking[: self.lane_v0] = False
         raw_noise = noise * 3.0 if img is not frame else noise
+        self._noise_now = raw_noise
         vehicle = raw_redness > max(24.0, 5.0 * raw_noise)
         if self.spec.kind == "dashcam":
             vehicle[: self.v_start - 1] = False
@@ -262,17 +384,25 @@ class CameraPerception:
 
         # ---- vehicles
         if self.spec.kind == "dashcam":
-            raws = detect_dashcam(vehicle, self.v_start, self.to_ground, self.vehicle_width_m)
+            # an obstacle's orange has far more green than a car body's red
+            orange = vehicle & (g > 0.4 * r)
+            raws = detect_dashcam(vehicle, self.v_start, self.to_ground, self.vehicle_width_m, obstacle_mask=orange)
         else:
             raws = detect_bev(vehicle, self.to_ground, self.ego_box)
         lane_model = fitter.model
         dets = [self._to_lane_frame(rd, lane_model, width) for rd in raws]
         dets = [d for d in dets if d is not None]
-        tracks = self.tracker.step(dets, self.dt_s, lambda gap, lat: self._in_view(gap, lat, width))
+        for view in self.side_views:
+            dets.extend(self._side_detections(view, observation, lane_model, width))
+        tracks = self.tracker.step(dets, self.dt_s, lambda along, lat: self._in_view(along, lat, width),
+                                   ego_speed_mps=ego_speed)
         centre = self._lane_counter * width
         vehicles = []
         for tr in tracks:
-            gap = float(tr.x[0])
+            along = float(tr.x[0])             # the tracks hold centre-to-centre distances along the road
+            length = self.obstacle_length_m if tr.is_small else self.vehicle_length_m
+            half = self.ego_half_m + 0.5 * length
+            gap = along - half if along >= 0.0 else along + half   # bumper to bumper (info's convention)
             if abs(gap) > self.max_range_m:
                 continue
             lateral = float(tr.y[0] - centre)
@@ -281,10 +411,12 @@ class CameraPerception:
                 gap_m=gap,
                 relative_speed_mps=float(tr.x[1]),
                 lateral_m=lateral,
-                lateral_speed_mps=float(tr.y[1]),
+                lateral_speed_mps=0.0 if tr.is_small else float(tr.y[1]),   # cones do not move
                 track_id=tr.track_id,
-                length_m=self.vehicle_length_m,
+                length_m=length,
+                is_static=tr.is_small,
             ))
+        clear_age = self._clear_ages(width, model.ego_offset_m if model is not None else 0.0)
         vehicles.sort(key=lambda v: abs(v.gap_m))
         self.debug = {"model": lane_model, "raw": raws, "detections": dets, "tracks": tracks,
                       "road_luma": road_l, "noise": noise, "marking_points": len(mx), "ego_speed": ego_speed}
@@ -301,6 +433,7 @@ class CameraPerception:
             vehicles=tuple(vehicles),
             lane_valid=model is not None,
             vehicles_valid=True,
+            clear_age_s=clear_age,
         )
 
     # ------------------------------------------------------------------ steps
@@ -415,8 +548,9 @@ class CameraPerception:
             s0, d0 = float(s[0]), float(d[0])
         else:
             s0, d0 = rd.x_rear_m, rd.y_centre_m
-        gap = s0 + self.ego_half_m if rd.behind else s0 - self.ego_half_m
-        if gap > self.max_range_m + 20.0:
+        length = self.obstacle_length_m if rd.small else self.vehicle_length_m
+        along = s0 - 0.5 * length if rd.behind else s0 + 0.5 * length   # its centre, along the road
+        if along - 0.5 * length - self.ego_half_m > self.max_range_m + 20.0:
             return None
         if self.spec.kind == "dashcam":
             x_cam = max(rd.x_rear_m - self.spec.longitudinal_offset_m, 1.0)
@@ -428,14 +562,87 @@ class CameraPerception:
         if rd.near_edge:
             # cut by the frame (bottom or side): the distance is only a bound, trust the track's motion
             sigma, lat_sigma = max(sigma, 4.0), max(lat_sigma, 0.8)
-        return Detection(gap_m=gap, lateral_road_m=d0 + self._lane_counter * width, gap_sigma_m=sigma,
-                         lateral_sigma_m=lat_sigma, box=rd.box, near_edge=rd.near_edge)
+        return Detection(gap_m=along, lateral_road_m=d0 + self._lane_counter * width, gap_sigma_m=sigma,
+                         lateral_sigma_m=lat_sigma, box=rd.box, near_edge=rd.near_edge, camera=self.camera,
+                         small=rd.small)
 
-    def _in_view(self, gap: float, lateral_road: float, width: float) -> bool:
-        """Whether a vehicle at this gap / road-fixed lateral would be visible to the camera."""
-        lat = lateral_road - self._lane_counter * width
+    def _side_detections(self, view: SideView, observation: dict, model: LaneModel | None,
+                         width: float) -> list[Detection]:
+        """The vehicles of one side camera, as detections in the lane frame (centre distances)."""
+        frame = self._side_frame(view, observation)
+        self._side_frames[view.name] = frame
+        out = []
+        for x, y, sx, sy, small, box, cut in view.detect(frame, self._noise_now, self.obstacle_length_m):
+            if model is not None:
+                s_, d_ = model.frenet(np.array([x]), np.array([y]))
+                s0, d0 = float(s_[0]), float(d_[0])
+            else:
+                s0, d0 = x, y
+            if abs(s0) > self.max_range_m:
+                continue
+            out.append(Detection(gap_m=s0, lateral_road_m=d0 + self._lane_counter * width, gap_sigma_m=sx,
+                                 lateral_sigma_m=sy, box=box, near_edge=cut, camera=view.name, small=small))
+        return out
+
+    def _side_frame(self, view: SideView, observation: dict) -> np.ndarray:
+        spec = view.spec
+        frame = observation.get(view.name) if isinstance(observation, dict) else None
+        if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.ndim != 3 \
+                or frame.shape[:2] != (spec.height_px, spec.width_px) or frame.shape[2] % 3 or frame.shape[2] == 0:
+            got = "nothing" if frame is None else f"{getattr(frame, 'dtype', type(frame).__name__)} " \
+                                                  f"{getattr(frame, 'shape', '')}"
+            raise ConfigError(f"camera perception: side camera {view.name!r} expects a uint8 array of shape "
+                              f"({spec.height_px}, {spec.width_px}, 3*k), got {got}")
+        return np.ascontiguousarray(frame[:, :, -3:])
+
+    def _clear_ages(self, width: float, ego_offset_m: float) -> tuple[float | None, float | None]:
+        """Per side (left, right): seconds since the next lane's conflict zone was last seen clear:
+        every point of it in some camera's view and no track in it. None where the cameras do not
+        cover the zone at all (a forward dashcam alone): the lane-change check is then the planner's
+        own (gaps of the tracks)."""
+        self._time_s += self.dt_s
+        if not self.side_views:
+            return (None, None)
+        ages: list[float | None] = []
+        along = np.arange(-self.clear_behind_m, self.clear_ahead_m + 1e-6, 2.0)
+        for i, delta in enumerate((-1, 1)):
+            lat = delta * width
+            xs, ys = along, np.full(along.shape, lat - ego_offset_m)
+            seen = np.zeros(along.shape, bool)
+            for view in self.side_views:
+                seen |= view.visible(xs, ys)
+            seen |= self._main_visible(xs, ys)
+            centre = self._lane_counter * width
+            occupied = any(
+                abs(tr.y[0] - centre - lat) < 0.5 * width + 0.5
+                and -self.clear_behind_m - self.vehicle_length_m <= tr.x[0] <= self.clear_ahead_m + self.vehicle_length_m
+                for tr in self.tracker.tracks)
+            if seen.all() and not occupied:
+                self._clear_at[i] = self._time_s
+            at = self._clear_at[i]
+            ages.append(float("inf") if at is None else self._time_s - at)
+        return (ages[0], ages[1])
+
+    def _main_visible(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Whether ego-frame ground points show in the main camera (a dashcam; bev: inside its extent)."""
         if self.spec.kind == "bev":
-            return -self.spec.bev_behind_m + 3.0 < gap < self.spec.bev_ahead_m - 3.0
+            half = self.spec.width_px / (2.0 * self._bev[0])
+            return (x > -self.spec.bev_behind_m + 1.0) & (x < self.spec.bev_ahead_m - 1.0) & (np.abs(y) < half - 0.5)
+        u, v = self.to_pixel(x, y)
+        ok = np.isfinite(u) & np.isfinite(v)
+        u, v = np.nan_to_num(u), np.nan_to_num(v)
+        return ok & (u >= 2) & (u <= self.spec.width_px - 3) & (v > self.horizon + 3.0) & (v <= self.spec.height_px - 1)
+
+    def _in_view(self, along: float, lateral_road: float, width: float) -> bool:
+        """Whether a vehicle whose centre is ``along`` the road from the ego's, at this road-fixed
+        lateral, would be visible to some camera."""
+        lat = lateral_road - self._lane_counter * width
+        for view in self.side_views:
+            if view.visible(np.array([along]), np.array([lat]))[0]:
+                return True
+        gap = along - 0.5 * self.vehicle_length_m - self.ego_half_m
+        if self.spec.kind == "bev":
+            return -self.spec.bev_behind_m + 3.0 < along < self.spec.bev_ahead_m - 3.0
         x = gap + self.ego_half_m - self.spec.longitudinal_offset_m
         if x < 4.0 or gap > 80.0:
             return False
@@ -450,7 +657,7 @@ class CameraPerception:
         preview = copy.deepcopy(self)
         frame = np.ascontiguousarray(frame_rgb[:, :, -3:])
         speed = np.array([self.debug.get("ego_speed", 0.0)], np.float32)
-        out_p = preview.perceive({self.camera: frame, "speed": speed})
+        out_p = preview.perceive({self.camera: frame, "speed": speed, **self._side_frames})
         img = cv2.resize(frame, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
         model: LaneModel | None = preview.lanes.model
 

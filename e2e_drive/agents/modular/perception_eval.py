@@ -16,7 +16,12 @@ with ``info``:
   perceived vehicle matches a true one when its gap is within max(3 m, 15 %) and its lateral
   position within 1.5 m (greedy); recall counts every true vehicle ahead within 50 m inside
   the field of view, so vehicles hidden behind others count as misses; precision ignores
-  tracks the perception keeps (predicts) beside the car, outside the field of view.
+  tracks the perception keeps (predicts) beside the car, outside the field of view;
+- beside and behind: how often a true vehicle in a next lane within the lane-change zone
+  (gap -15..+8 m) is perceived there (its lane, gap within 2.5 m), and, for a perception that
+  reports ``clear_age_s`` (side cameras), how often a next lane it calls seen clear (within
+  ``SEEN_CLEAR_MAX_AGE_S``) has a true vehicle in the zone beside the ego (gap -5..+5 m): the
+  lane-change gate's false "clear" rate.
 """
 
 from __future__ import annotations
@@ -76,6 +81,8 @@ class PerceptionScore:
         self.lead_true = self.lead_seen = 0
         self.tp = self.n_pred = self.n_true = self.tp_rec = 0
         self.steps = 0
+        self.side_true = self.side_seen = 0
+        self.clear_calls = self.clear_wrong = 0
 
     def on_observation(self, env: Any, obs: dict, info: dict) -> None:
         fov_deg = self.fov_deg
@@ -113,6 +120,15 @@ class PerceptionScore:
         p_det = [(v[0], v[1]) for v in p_vs
                  if 0.0 <= v[0] <= RANGE_M and _in_fov(v[0], v[1] - p.lateral_offset_m, fov_deg + 4.0)]
         t_all = [(t[0], t[1]) for t in truth if -5.0 <= t[0] <= RANGE_M + 8.0]
+        for t in truth:
+            if t[2] in (-1, 1) and -15.0 <= t[0] <= 8.0:
+                self.side_true += 1
+                self.side_seen += int(any(v[2] == t[2] and abs(v[0] - t[0]) <= 2.5 for v in p_vs))
+        seen_clear = getattr(p, "lane_seen_clear", None)
+        for delta in (-1, 1) if seen_clear is not None else ():
+            if seen_clear(delta):
+                self.clear_calls += 1
+                self.clear_wrong += int(any(t[2] == delta and -5.0 <= t[0] <= 5.0 for t in truth))
         self.tp_rec += _match(p_det, t_det)
         self.n_true += len(t_det)
         self.tp += _match(p_det, t_all)
@@ -143,6 +159,9 @@ class PerceptionScore:
             "lanes_count_accuracy": self.count_ok / max(self.lane_n, 1),
             "detection_precision_50m": self.tp / self.n_pred if self.n_pred else None,
             "detection_recall_50m": self.tp_rec / self.n_true if self.n_true else None,
+            "beside_behind_recall": self.side_seen / self.side_true if self.side_true else None,
+            "seen_clear_calls": self.clear_calls,
+            "seen_clear_false_rate": self.clear_wrong / self.clear_calls if self.clear_calls else None,
         }
 
 

@@ -309,12 +309,19 @@ class RulePlanner:
             v = min(v, math.sqrt(self.config.max_lateral_acceleration_mps2 / kappa))
         return v
 
+    @staticmethod
+    def _target_lane_seen_clear(p: PerceptionOutput, delta: int) -> bool:
+        """Side cameras: the target lane's conflict zone was seen clear lately (no gate without them)."""
+        return p.lane_seen_clear(delta) is not False
+
     def lane_change_safe(self, p: PerceptionOutput, delta: int, max_imposed_braking_mps2: float | None = None) -> bool:
         """Gaps in lane ``delta`` (and no one about to move into it) allow the ego in.
 
         max_imposed_braking_mps2: the new follower's braking limit (default: the setting's; a lane
         change the route requires accepts a harder one, ``route_max_imposed_braking_mps2``).
         """
+        if not self._target_lane_seen_clear(p, delta):
+            return False
         imposed = self.config.max_imposed_braking_mps2 if max_imposed_braking_mps2 is None else max_imposed_braking_mps2
         v_ego = p.ego_speed_mps
         w = p.lane_width_m

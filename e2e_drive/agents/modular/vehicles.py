@@ -21,6 +21,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+#: Width of a small obstacle (a cone) [m]: e2e_drive's cones are 0.5 m boxes.
+OBSTACLE_WIDTH_M = 0.5
+
 
 @dataclass
 class RawDetection:
@@ -32,6 +35,7 @@ class RawDetection:
     box: tuple[int, int, int, int]
     near_edge: bool        # its bottom is cut by the frame bottom: at most this far
     row_px: float          # bottom edge row (dashcam) for the noise model; -1 for bev
+    small: bool = False    # far narrower than a car, whole in view: an obstacle (a cone), centred on its middle
 
 
 def bottom_contour(mask: np.ndarray, v_start: int) -> np.ndarray:
@@ -46,10 +50,18 @@ def bottom_contour(mask: np.ndarray, v_start: int) -> np.ndarray:
 
 
 def detect_dashcam(mask: np.ndarray, v_start: int, to_ground, vehicle_width_m: float = 2.0,
-                   min_columns: int = 2, max_x_m: float = 110.0) -> list[RawDetection]:
+                   min_columns: int = 2, max_x_m: float = 110.0, small_width_m: float = 1.0,
+                   obstacle_mask: np.ndarray | None = None, side_faces: bool = True) -> list[RawDetection]:
     """Vehicles from the mask of vehicle pixels of a dashcam frame.
 
     to_ground(u, v) -> (x, y) arrays: the nominal camera's inverse perspective mapping.
+    small_width_m: a whole (uncut) detection narrower than this is a small obstacle (a cone):
+        centred on what shows, not a car's width in from its outer corner.
+    obstacle_mask: pixels of an obstacle's colour (orange); a detection whose bottom edge is
+        mostly such pixels is a small obstacle too, also when a nearer one cuts it.
+    side_faces: a segment cut by the frame's side whose bottom rises away from the cut is the side
+        face of a car beside the camera's axis (true of a camera looking along the road; false for
+        one looking across it, which sees cars' sides face on).
     """
     height, width = mask.shape
     bottom = bottom_contour(mask, v_start)
@@ -87,7 +99,15 @@ def detect_dashcam(mask: np.ndarray, v_start: int, to_ground, vehicle_width_m: f
                 out.append(RawDetection(x_rear, 0.5 * (yl + yr), False, (s0, 0, s1, rmax), False, v_edge))
             continue
         centre_right = 0.5 * (y_left + y_right) > 0.0
-        side_only = (s0 == 0 or s1 == width - 1) and int(rows.max() - rows.min()) > 2 and rows[
+        small = False
+        if obstacle_mask is not None:
+            # obstacle-coloured (orange, not a car's red) along its bottom edge: a cone
+            patch = mask[max(rmax - 2, 0):rmax + 1, s0:s1 + 1]
+            n_vehicle = int(patch.sum())
+            small = n_vehicle > 0 and 2 * int((obstacle_mask[max(rmax - 2, 0):rmax + 1, s0:s1 + 1] & patch).sum()) \
+                > n_vehicle
+        obstacle_half = 0.5 * OBSTACLE_WIDTH_M
+        side_only = side_faces and (s0 == 0 or s1 == width - 1) and int(rows.max() - rows.min()) > 2 and rows[
             0 if s1 == width - 1 else -1] < rmax - 2
         if side_only:
             # the rear corner is out of the frame: only the side face shows, along y = centre -+ half
@@ -97,15 +117,19 @@ def detect_dashcam(mask: np.ndarray, v_start: int, to_ground, vehicle_width_m: f
             y_c = y_side + half if y_side > 0 else y_side - half
         elif cut_left and cut_right:
             y_c = 0.5 * (y_left + y_right)
+        elif not (cut_left or cut_right) and (small or seen < small_width_m):
+            # far narrower than a car and whole: a small obstacle (a cone) stands where it shows
+            y_c = 0.5 * (y_left + y_right)
+            small = True
         elif cut_left:
-            y_c = y_right - half
+            y_c = y_right - (obstacle_half if small else half)
         elif cut_right:
-            y_c = y_left + half
+            y_c = y_left + (obstacle_half if small else half)
         else:
             y_c = y_right - half if centre_right else y_left + half
         near_edge = rmax >= height - 2 or side_only
         top = int(np.argmax(mask[:, u0:u1 + 1].any(axis=1))) if u1 >= u0 else 0
-        out.append(RawDetection(x_rear, y_c, False, (s0, top, s1, rmax), near_edge, v_edge))
+        out.append(RawDetection(x_rear, y_c, False, (s0, top, s1, rmax), near_edge, v_edge, small))
     return out
 
 
