@@ -119,6 +119,57 @@ def test_mixed_vehicle_classes_keep_list_order():
     _assert_equal(r)
 
 
+class _CappedIDM(IDMVehicle):
+    """A vehicle class of its own (like the ability suite's scripted vehicles): its act reads its
+    neighbours through IDMVehicle.act, then edits its action."""
+
+    def act(self, action=None):
+        super().act(action)
+        self.action["acceleration"] = min(self.action["acceleration"], 0.5)
+
+
+class _Nudger(IDMVehicle):
+    """An act that moves the next vehicle in the list: the fast core must see it and re-project."""
+
+    def act(self, action=None):
+        super().act(action)
+        vehicles = self.road.vehicles
+        k = vehicles.index(self)
+        if k + 1 < len(vehicles):
+            vehicles[k + 1].position = vehicles[k + 1].position + np.array([0.7, 0.3])
+
+
+class _Spawner(IDMVehicle):
+    """An act that adds a vehicle to the list once: the rest of the loop must follow the live list."""
+
+    spawned = False
+
+    def act(self, action=None):
+        super().act(action)
+        if not self.spawned:
+            self.spawned = True
+            other = IDMVehicle.create_from(self)
+            other.position = self.position + np.array([25.0, 0.0])
+            self.road.vehicles.append(other)
+
+
+def _own_act_classes(env, t):
+    if t == 0:
+        road = env.road
+        for k in range(1, len(road.vehicles)):
+            cls = {1: _CappedIDM, 2: _CappedIDM, 3: _Nudger, 6: _Spawner}.get(k % 7)
+            if cls is not None:
+                road.vehicles[k] = cls.create_from(road.vehicles[k])
+
+
+@pytest.mark.parametrize("core", ["attach", "accelerate"])
+def test_vehicle_classes_with_an_act_of_their_own_keep_the_fast_path_and_stock_results(core):
+    r = compare_episode("highway-v0", 4, 8, config={"vehicles_count": 25}, mode="idle", hook=_own_act_classes,
+                        core=core)
+    _assert_equal(r)
+    assert r.vehicle_count_range[1] > r.vehicle_count_range[0]  # the spawners added vehicles
+
+
 # ----------------------------------------------------------------------------------------
 # The cached queries, checked directly against highway-env's own methods
 # ----------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ PARTS: dict[str, str] = {
     "traffic": "e2e_drive.bench.traffic:bench_and_format",
     "learning": "e2e_drive.bench.learning:bench_and_format",
     "eval": "e2e_drive.bench.eval_speed:bench_and_format",
+    "versus": "e2e_drive.bench.versus:bench_and_format",
 }
 
 

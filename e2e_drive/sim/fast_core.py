@@ -329,13 +329,8 @@ def _fast_act(self: Road) -> None:
     """Road.act: same decisions as highway-env, computed with the act-phase cache."""
     vehicles = self.vehicles
     infos = [_info(type(v)) for v in vehicles]
-    if (
-        not all(i[0] for i in infos)
-        or id(self) in _FRAMES
-        or type(self).neighbour_vehicles not in _NEIGHBOUR_FUNCS
-    ):
-        # A vehicle class we do not know may move vehicles while acting, or the road
-        # class answers neighbour queries its own way: stock path.
+    if id(self) in _FRAMES or type(self).neighbour_vehicles not in _NEIGHBOUR_FUNCS:
+        # The road class answers neighbour queries its own way: stock path.
         return _STOCK_ACT(self)
     frame = _Frame(self)
     _FRAMES[id(self)] = frame
@@ -343,7 +338,8 @@ def _fast_act(self: Road) -> None:
         fast: list = []
         net = self.network
         index = frame.index
-        for v, info in zip(list(vehicles), infos, strict=True):
+        listed = list(vehicles)
+        for i, (v, info) in enumerate(zip(listed, infos, strict=True)):
             if info[1] and v.road is self and id(v) in index:
                 if v.crashed:
                     continue
@@ -379,12 +375,37 @@ def _fast_act(self: Road) -> None:
                 if fast:
                     _idm_actions(frame, fast)
                     fast = []
+                if info[0]:
+                    v.act()
+                    continue
+                # A vehicle class of its own (a scripted vehicle): its act answers its neighbour
+                # queries from the frame too, but might move vehicles or change the list, so the
+                # frame is checked after it and rebuilt when anything it caches changed.
+                before = _state_of(listed)
                 v.act()
+                if len(vehicles) != len(listed) or any(a is not b for a, b in zip(vehicles, listed, strict=True)):
+                    # The list itself changed: the rest acts as highway-env's loop would, by index.
+                    del _FRAMES[id(self)]
+                    k = i + 1
+                    while k < len(self.vehicles):
+                        self.vehicles[k].act()
+                        k += 1
+                    return
+                if before != _state_of(listed):
+                    frame = _Frame(self)
+                    _FRAMES[id(self)] = frame
+                    index = frame.index
         if fast:
             _idm_actions(frame, fast)
     finally:
         if _FRAMES.get(id(self)) is frame:
             del _FRAMES[id(self)]
+
+
+def _state_of(vehicles: list) -> list:
+    """Positions, speeds and headings of ``vehicles``: what a frame caches of them (a NaN fails the
+    comparison and rebuilds the frame, which is safe)."""
+    return [(v.position.tobytes(), v.speed, v.heading) for v in vehicles]
 
 
 def _acceleration(frame: _Frame, me, ego, front):
