@@ -709,7 +709,7 @@ def _draw_vehicles(cam: Any, style: _LookStyle, scene: Scene, img: np.ndarray, o
     col = base * shade[:, None] * L.light[None, :]
     if night > 0.3 and lamp.any():
         col[lamp] = np.where((role[lamp] == TAIL)[:, None], [[255.0, 45.0, 35.0]], [[255.0, 250.0, 225.0]])
-    col = _fogged(style, col, fz.mean(axis=1))
+    col = _fogged(style, col, np.add.reduce(fz, axis=1) * 0.25)   # mean depth of the face
     colours = np.clip(np.rint(col), 0, 255).astype(np.int32).tolist()
     for i, colour in zip(rows.tolist(), colours):
         cv2.fillConvexPoly(img, clipped.get(i, polys[i]) if clipped else polys[i], colour, cv2.LINE_8, SHIFT)
