@@ -138,6 +138,16 @@ def read_perception_tables(path: str | Path) -> tuple[PerceptionNetConfig, Perce
 
 
 # ----------------------------------------------------------------------------------- augmentation
+_NOISE: dict[tuple[int, ...], torch.Tensor] = {}
+
+
+def _noise_bank(shape: tuple[int, ...]) -> torch.Tensor:
+    """Eight unit-variance noise images of ``shape`` (C, H, W), the same in every process."""
+    if shape not in _NOISE:
+        _NOISE[shape] = torch.randn((8, *shape), generator=torch.Generator().manual_seed(12345))
+    return _NOISE[shape]
+
+
 def augment(frames: torch.Tensor, labels: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """Per sample: half mirrored (labels mirrored: offsets, heading and curvatures change sign, left and right
     swap), then brightness, contrast, colour balance and sensor noise. Returns float frames 0-255, labels."""
@@ -155,10 +165,14 @@ def augment(frames: torch.Tensor, labels: torch.Tensor, gen: torch.Generator) ->
     def u(lo: float, hi: float, *shape: int) -> torch.Tensor:
         return lo + (hi - lo) * torch.rand(shape, generator=gen)
 
+    # contrast c about the frame's mean m, brightness g, colour balance k, offset o, in one multiply-add:
+    # ((x - m) c + m) g k + o = x (c g k) + (m (1 - c) g k + o)
     mean = x.mean(dim=(1, 2, 3), keepdim=True)
-    x = (x - mean) * u(0.5, 1.5, b, 1, 1, 1) + mean
-    x = x * u(0.45, 1.5, b, 1, 1, 1) * u(0.75, 1.25, b, 3, 1, 1) + u(-25.0, 25.0, b, 1, 1, 1)
-    x = x + torch.randn(x.shape, generator=gen) * u(0.0, 8.0, b, 1, 1, 1)
+    c, gk = u(0.5, 1.5, b, 1, 1, 1), u(0.45, 1.5, b, 1, 1, 1) * u(0.75, 1.25, b, 3, 1, 1)
+    x = x * (c * gk) + (mean * (1.0 - c) * gk + u(-25.0, 25.0, b, 1, 1, 1))
+    # sensor noise: one of a few fixed noise images per sample (drawing fresh noise costs more than a step)
+    bank = _noise_bank(tuple(x.shape[1:]))
+    x = x + bank[torch.randint(len(bank), (b,), generator=gen)] * u(0.0, 8.0, b, 1, 1, 1)
     return x.clamp(0.0, 255.0), labels
 
 

@@ -687,19 +687,19 @@ def _draw_vehicles(cam: Any, style: _LookStyle, scene: Scene, img: np.ndarray, o
     glass, cargo, lamps) x sun shading (sides by the sun's bearing, tops by its height), lamps lit at
     night, fog by depth. Faces under a pixel are skipped (not a lamp at night)."""
     L = scene.light
-    night = L.night
-    kind = objs[veh, 3].astype(np.intp)
-    role = _T["role"][kind, face]
-    lamp = (role == HEAD) | (role == TAIL)
+    lit_lamps = L.night > 0.3
     d02, d13 = polys[:, 2] - polys[:, 0], polys[:, 3] - polys[:, 1]
-    area2 = np.abs(d02[:, 0] * d13[:, 1] - d02[:, 1] * d13[:, 0])
-    draw = (area2 >= SCALE * SCALE) | (lamp if night > 0.3 else False)
+    draw = np.abs(d02[:, 0] * d13[:, 1] - d02[:, 1] * d13[:, 0]) >= SCALE * SCALE
+    if lit_lamps:
+        role = _T["role"][objs[veh, 3].astype(np.intp), face]
+        lamp = (role == HEAD) | (role == TAIL)
+        draw |= lamp
     for i in clipped:
         draw[i] = True
-    rows = np.flatnonzero(draw)
+    rows = np.nonzero(draw)[0]
     if not len(rows):
         return
-    veh, face, role, lamp, fz = veh[rows], face[rows], role[rows], lamp[rows], fz[rows]
+    veh, face, fz = veh[rows], face[rows], fz[rows]
     base = _face_colours(scene)[objs[veh, 4].astype(np.intp), face]
     el = math.radians(max(scene.look.sun_elevation_deg, 0.0))
     top = _IS_TOP[face]
@@ -707,12 +707,18 @@ def _draw_vehicles(cam: Any, style: _LookStyle, scene: Scene, img: np.ndarray, o
     lit = np.maximum(0.0, np.where(top, math.sin(el), side_lit))
     shade = 0.58 + 0.22 * top + 0.55 * L.direct * lit
     col = base * shade[:, None] * L.light[None, :]
-    if night > 0.3 and lamp.any():
-        col[lamp] = np.where((role[lamp] == TAIL)[:, None], [[255.0, 45.0, 35.0]], [[255.0, 250.0, 225.0]])
+    if lit_lamps:
+        role, lamp = role[rows], lamp[rows]
+        if lamp.any():
+            col[lamp] = np.where((role[lamp] == TAIL)[:, None], [[255.0, 45.0, 35.0]], [[255.0, 250.0, 225.0]])
     col = _fogged(style, col, np.add.reduce(fz, axis=1) * 0.25)   # mean depth of the face
-    colours = np.clip(np.rint(col), 0, 255).astype(np.int32).tolist()
-    for i, colour in zip(rows.tolist(), colours):
-        cv2.fillConvexPoly(img, clipped.get(i, polys[i]) if clipped else polys[i], colour, cv2.LINE_8, SHIFT)
+    colours = np.rint(col).clip(0, 255).astype(np.int32).tolist()
+    if clipped:
+        for i, colour in zip(rows.tolist(), colours):
+            cv2.fillConvexPoly(img, clipped.get(i, polys[i]), colour, cv2.LINE_8, SHIFT)
+    else:
+        for poly, colour in zip(polys[rows], colours):
+            cv2.fillConvexPoly(img, poly, colour, cv2.LINE_8, SHIFT)
 
 
 def _bev(cam: Any, style: _LookStyle, scene: Scene, deco: Decorations, img: np.ndarray, road: Any, ego: Any,
