@@ -26,12 +26,14 @@ from e2e_drive.learning.perception_train import (
 )
 from e2e_drive.nets.labels import LABEL_NAMES
 from e2e_drive.nets.perception_net import (
+    OUTPUT_NAMES,
     PerceptionNet,
     PerceptionNetConfig,
     decode,
     load_perception_net,
     loss_terms,
     save_perception_net,
+    targets,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -182,11 +184,17 @@ def test_lead_relative_speed_comes_from_the_gap_over_frames(trained: Path) -> No
     assert new.track_id != lead.track_id and new.gap_m == 80.0
 
 
-def test_decode_gives_label_units_and_probabilities() -> None:
-    out = np.zeros(len(LABEL_NAMES))
-    out[5] = 0.5
-    lab = decode(out)
-    assert lab[5] == pytest.approx(25.0) and lab[4] == pytest.approx(0.5) and lab[7] == pytest.approx(0.5)
+def test_decode_gives_label_units_probabilities_and_a_lateral_offset_without_a_jump_at_the_line() -> None:
+    labels = torch.zeros(5, len(LABEL_NAMES))
+    labels[:, 0] = torch.tensor([-1.99, -1.0, 0.0, 0.7, 1.99])
+    labels[:, 5] = 25.0
+    labels[:, 4] = 1.0
+    t = targets(labels)
+    assert t.shape == (5, len(OUTPUT_NAMES))
+    lab = decode(t.numpy())
+    assert np.allclose(lab[:, 0], labels[:, 0].numpy(), atol=1e-5) and np.allclose(lab[:, 5], 25.0)
+    assert torch.allclose(t[0, :2], t[4, :2], atol=0.05)   # either side of a line: nearly the same target
+    assert lab[0, 4] > 0.7 and decode(np.zeros(len(OUTPUT_NAMES)))[7] == pytest.approx(0.5)
 
 
 def test_bad_input_is_one_line_naming_the_key_or_file(trained: Path, tmp_path: Path) -> None:

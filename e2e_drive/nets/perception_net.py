@@ -7,9 +7,10 @@ ground truth), and replaces the OpenCV stage of the modular stack
 unchanged. It sits between pure end-to-end (pixels to action) and hand-made features (colour
 thresholds, edges, a lane fit).
 
-Outputs: ``label / LABEL_SCALES`` for the continuous labels and a logit for the three 0/1 labels
-(:data:`BINARY`); :func:`decode` turns an output row back into label units (probabilities for the
-binary ones). Frames are uint8 (B, C, H, W) at the net's input size
+Outputs (:data:`OUTPUT_NAMES`): the lateral offset as a phase between the lane lines (cos, sin; see
+:data:`NOMINAL_LANE_WIDTH_M`), ``label / LABEL_SCALES`` for the other continuous labels and a logit for
+the three 0/1 labels (:data:`BINARY`); :func:`decode` turns an output row back into label units
+(probabilities for the binary ones). Frames are uint8 (B, C, H, W) at the net's input size
 (:func:`e2e_drive.nets.preprocessing.preprocess`); normalisation happens inside the net.
 
 Checkpoint: the format of :mod:`e2e_drive.nets.checkpoints` (weights only, config as JSON text)
@@ -20,6 +21,7 @@ e2e policy, each with one line naming the file.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -33,11 +35,21 @@ from e2e_drive.nets.checkpoints import CHECKPOINT_FORMAT, atomic_torch_save, che
 from e2e_drive.nets.labels import LABEL_NAMES, LABEL_SCALES
 from e2e_drive.strict import from_table
 
-#: Indices of the 0/1 labels (predicted as logits, trained with a binary cross-entropy).
+#: Indices (into LABEL_NAMES) of the 0/1 labels (predicted as logits, trained with a binary cross-entropy).
 BINARY: tuple[int, ...] = tuple(i for i, n in enumerate(LABEL_NAMES)
                                 if n in ("lead_present", "left_lane_free", "right_lane_free"))
-#: Indices of the continuous labels (predicted as label / scale, trained with a squared error).
+#: Indices of the continuous labels (trained with a squared error).
 CONTINUOUS: tuple[int, ...] = tuple(i for i in range(len(LABEL_NAMES)) if i not in BINARY)
+LATERAL = LABEL_NAMES.index("lateral_offset_m")
+#: The lateral offset is predicted as the phase of the ego between two lane lines, cos and sin of
+#: 2 pi offset / NOMINAL_LANE_WIDTH_M: the offset jumps from +w/2 to -w/2 as the ego crosses a line,
+#: its phase does not, so the net never learns to answer the mean of the two (the lane centre) there.
+NOMINAL_LANE_WIDTH_M = 4.0
+#: What the net outputs, in order: the lateral phase (cos, sin), then the other labels as in LABEL_NAMES.
+OUTPUT_NAMES: tuple[str, ...] = ("lateral_phase_cos", "lateral_phase_sin",
+                                 *(n for i, n in enumerate(LABEL_NAMES) if i != LATERAL))
+#: Output index of each label but the lateral offset.
+_OUT = {i: OUTPUT_NAMES.index(n) for i, n in enumerate(LABEL_NAMES) if i != LATERAL}
 NET_KIND = "perception"
 
 
@@ -79,7 +91,8 @@ class PerceptionNetConfig:
 
 
 class PerceptionNet(nn.Module):
-    """Frame (uint8 B, 3, H, W) -> (B, len(LABEL_NAMES)): scaled continuous labels and 0/1 logits."""
+    """Frame (uint8 B, 3, H, W) -> (B, len(OUTPUT_NAMES)): the lateral phase, scaled continuous labels and 0/1
+    logits."""
 
     def __init__(self, config: PerceptionNetConfig) -> None:
         super().__init__()
@@ -94,34 +107,42 @@ class PerceptionNet(nn.Module):
         )
         with torch.no_grad():
             n = int(self.encoder(torch.zeros(1, 3, config.input_height_px, config.input_width_px)).shape[1])
-        self.head = nn.Sequential(nn.Linear(n, config.fc_size), nn.ELU(), nn.Linear(config.fc_size, len(LABEL_NAMES)))
+        self.head = nn.Sequential(nn.Linear(n, config.fc_size), nn.ELU(), nn.Linear(config.fc_size, len(OUTPUT_NAMES)))
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         return self.head(self.encoder(frames.float() * (2.0 / 255.0) - 1.0))
 
 
 def targets(labels: torch.Tensor) -> torch.Tensor:
-    """Label rows (B, L) in label units -> what the net's outputs are trained towards (scaled; 0/1 kept)."""
-    scales = torch.tensor(LABEL_SCALES, dtype=labels.dtype, device=labels.device)
-    out = labels / scales
-    out[:, list(BINARY)] = labels[:, list(BINARY)].clamp(0.0, 1.0)
+    """Label rows (B, L) in label units -> what the net's outputs are trained towards (B, len(OUTPUT_NAMES)):
+    the lateral phase, the continuous labels / LABEL_SCALES, the 0/1 labels as they are."""
+    phase = labels[:, LATERAL] * (2.0 * math.pi / NOMINAL_LANE_WIDTH_M)
+    out = torch.empty(len(labels), len(OUTPUT_NAMES), dtype=labels.dtype, device=labels.device)
+    out[:, 0], out[:, 1] = torch.cos(phase), torch.sin(phase)
+    for i, j in _OUT.items():
+        out[:, j] = labels[:, i].clamp(0.0, 1.0) if i in BINARY else labels[:, i] / LABEL_SCALES[i]
     return out
 
 
 def loss_terms(outputs: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(squared error of the continuous labels, binary cross-entropy of the 0/1 labels), batch means."""
+    """(squared error of the lateral phase and the continuous labels, binary cross-entropy of the 0/1 labels),
+    batch means."""
     t = targets(labels)
-    cont, binary = list(CONTINUOUS), list(BINARY)
+    binary = [_OUT[i] for i in BINARY]
+    cont = [j for j in range(len(OUTPUT_NAMES)) if j not in binary]
     mse = (outputs[:, cont] - t[:, cont]).square().mean()
     bce = nn.functional.binary_cross_entropy_with_logits(outputs[:, binary], t[:, binary])
     return mse, bce
 
 
 def decode(outputs: np.ndarray) -> np.ndarray:
-    """Net outputs (..., L) -> labels in their units; probabilities for the 0/1 labels."""
-    out = np.asarray(outputs, np.float64) * np.asarray(LABEL_SCALES)
-    b = list(BINARY)
-    out[..., b] = 1.0 / (1.0 + np.exp(-np.asarray(outputs, np.float64)[..., b]))
+    """Net outputs (..., len(OUTPUT_NAMES)) -> labels (..., len(LABEL_NAMES)) in their units; the lateral
+    offset from the phase, in [-w/2, w/2) of the nominal lane width; probabilities for the 0/1 labels."""
+    o = np.asarray(outputs, np.float64)
+    out = np.empty(o.shape[:-1] + (len(LABEL_NAMES),))
+    out[..., LATERAL] = np.arctan2(o[..., 1], o[..., 0]) * (NOMINAL_LANE_WIDTH_M / (2.0 * math.pi))
+    for i, j in _OUT.items():
+        out[..., i] = 1.0 / (1.0 + np.exp(-o[..., j])) if i in BINARY else o[..., j] * LABEL_SCALES[i]
     return out
 
 
