@@ -8,7 +8,8 @@ unchanged. It sits between pure end-to-end (pixels to action) and hand-made feat
 thresholds, edges, a lane fit).
 
 Outputs (:data:`OUTPUT_NAMES`): the lateral offset as a phase between the lane lines (cos, sin; see
-:data:`NOMINAL_LANE_WIDTH_M`), ``label / LABEL_SCALES`` for the other continuous labels and a logit for
+:data:`NOMINAL_LANE_WIDTH_M`), the lead gap as a closeness (:data:`GAP_NEAR_M`), ``label /
+LABEL_SCALES`` for the other continuous labels and a logit for
 the three 0/1 labels (:data:`BINARY`); :func:`decode` turns an output row back into label units
 (probabilities for the binary ones). Frames are uint8 (B, C, H, W) at the net's input size
 (:func:`e2e_drive.nets.preprocessing.preprocess`); normalisation happens inside the net.
@@ -48,6 +49,10 @@ NOMINAL_LANE_WIDTH_M = 4.0
 #: What the net outputs, in order: the lateral phase (cos, sin), then the other labels as in LABEL_NAMES.
 OUTPUT_NAMES: tuple[str, ...] = ("lateral_phase_cos", "lateral_phase_sin",
                                  *(n for i, n in enumerate(LABEL_NAMES) if i != LATERAL))
+GAP = LABEL_NAMES.index("lead_gap_m")
+#: The lead gap is predicted as its closeness GAP_NEAR_M / (GAP_NEAR_M + gap) (1 touching, 0.09 at the
+#: 100 m cap): a squared error on it weighs a metre near the ego more than a metre far away.
+GAP_NEAR_M = 10.0
 #: Output index of each label but the lateral offset.
 _OUT = {i: OUTPUT_NAMES.index(n) for i, n in enumerate(LABEL_NAMES) if i != LATERAL}
 NET_KIND = "perception"
@@ -121,6 +126,7 @@ def targets(labels: torch.Tensor) -> torch.Tensor:
     out[:, 0], out[:, 1] = torch.cos(phase), torch.sin(phase)
     for i, j in _OUT.items():
         out[:, j] = labels[:, i].clamp(0.0, 1.0) if i in BINARY else labels[:, i] / LABEL_SCALES[i]
+    out[:, _OUT[GAP]] = GAP_NEAR_M / (GAP_NEAR_M + labels[:, GAP].clamp(min=0.0))
     return out
 
 
@@ -143,6 +149,7 @@ def decode(outputs: np.ndarray) -> np.ndarray:
     out[..., LATERAL] = np.arctan2(o[..., 1], o[..., 0]) * (NOMINAL_LANE_WIDTH_M / (2.0 * math.pi))
     for i, j in _OUT.items():
         out[..., i] = 1.0 / (1.0 + np.exp(-o[..., j])) if i in BINARY else o[..., j] * LABEL_SCALES[i]
+    out[..., GAP] = GAP_NEAR_M / np.clip(o[..., _OUT[GAP]], GAP_NEAR_M / (GAP_NEAR_M + 100.0), 1.0) - GAP_NEAR_M
     return out
 
 

@@ -37,7 +37,7 @@ from e2e_drive.errors import ConfigError
 from e2e_drive.nets.labels import LABEL_NAMES
 
 _IDX = {name: i for i, name in enumerate(LABEL_NAMES)}
-#: A jump of the lead gap larger than this between frames is another lead [m].
+#: A jump of the lead gap larger than this (or 30% of the gap) between frames is another lead [m].
 NEW_LEAD_JUMP_M = 8.0
 
 
@@ -142,7 +142,7 @@ class LearnedPerception:
         vehicles: tuple[PerceivedVehicle, ...] = ()
         if lab["lead_present"] > self.lead_threshold:
             gap = max(float(lab["lead_gap_m"]), 0.0)
-            if self._gap is None or abs(gap - self._gap) > NEW_LEAD_JUMP_M:
+            if self._gap is None or abs(gap - self._gap) > max(NEW_LEAD_JUMP_M, 0.3 * self._gap):
                 self._lead_id += 1
                 self._gap, self._rel = gap, float(lab["lead_relative_speed_mps"])
             else:   # alpha-beta filter: predict, then correct by the residual
