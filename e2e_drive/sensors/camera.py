@@ -188,13 +188,16 @@ def _chains(segments: np.ndarray, idx: np.ndarray, cont: np.ndarray, split: int)
     quad idx[k]'s centre line (cont: per-quad flag of the road geometry). Returns the
     polylines of segments before ``split`` and those from ``split`` on (a lane side is
     either all dashes or all line, so no polyline straddles the split)."""
-    cuts = np.flatnonzero((np.diff(idx) != 1) | ~cont[idx[:-1]]) + 1
-    edges = [0, *cuts.tolist(), len(idx)]
-    first: list[np.ndarray] = []
-    second: list[np.ndarray] = []
-    for a, b in zip(edges[:-1], edges[1:]):
-        (first if a < split else second).append(np.concatenate([segments[a:b, 0], segments[b - 1:b, 1]]))
-    return first, second
+    n = len(idx)
+    ends = np.append(np.nonzero((idx[1:] - idx[:-1] != 1) | ~cont[idx[:-1]])[0] + 1, n)
+    # every segment's start point, and after each chain's last segment its end point: one array,
+    # then one slice per chain
+    points = np.insert(segments[:, 0], ends, segments[ends - 1, 1], axis=0)
+    stops = (ends + np.arange(1, len(ends) + 1)).tolist()
+    starts = [0, *stops[:-1]]
+    k = (split > 0) + int(np.count_nonzero(ends[:-1] < split))   # chains starting before split
+    chains = [points[a:b] for a, b in zip(starts, stops)]
+    return chains[:k], chains[k:]
 
 
 def draw_ground(img: np.ndarray, polys: Any, clipped: dict, gbatch: np.ndarray, n_ground: int, far_idx: np.ndarray,
@@ -416,9 +419,8 @@ class Camera:
             sub_xy, sub_z = xy[rows], z[rows]
             n_in = ins.sum(axis=1)
             ins_next, ins_prev = ins[:, _NEXT[4]], ins[:, _PREV[4]]
-            target = np.where(ins_next, _NEXT[4], _PREV[4])
-            z_t = np.take_along_axis(sub_z, target, axis=1)
-            xy_t = np.take_along_axis(sub_xy, target, axis=1)
+            target = (np.arange(len(rows))[:, None], np.where(ins_next, _NEXT[4], _PREV[4]))
+            z_t, xy_t = sub_z[target], sub_xy[target]
             dz = z_t - sub_z
             t = (near - sub_z) / np.where(dz == 0, 1.0, dz)
             slide = ~ins & (ins_next | ins_prev)

@@ -366,57 +366,82 @@ def _fogged(style: _LookStyle, colour: np.ndarray, depth: np.ndarray) -> np.ndar
 
 def _dashcam(cam: Any, style: _LookStyle, scene: Scene, deco: Decorations, img: np.ndarray, road: Any, ego: Any,
              pose: tuple[float, float, float]) -> None:
+    """Geometry first, then drawing back to front. All the quads (road, markings, vehicle faces) go
+    through one near-plane projection, all the world points (patches, tar, shadows, rails, poles,
+    trees) through one point projection: per frame the cost is mostly numpy calls, not pixels."""
     spec = cam.spec
     near, reach = spec.near_m, spec.max_distance_m
     camp = cam._dash_pose(pose)
     geo = road_geometry(road.network)
     gxy, gz, gbatch, n_far_dash, n_far_line, far_idx = cam._ground_cam(geo, camp, deco.drop)
     n_ground = len(gxy)
-    if n_ground:
+    box = _view_box(cam, camp)
+    objs, wpos, rel = _scene_objects(cam, camp, scene, road, ego)
+    faces = _vehicle_faces(cam, camp, objs, rel)
+    # one projection of the quads: the ground's, then the vehicles' faces
+    polys: Any = None
+    clipped: dict[int, np.ndarray] = {}
+    if faces is not None:
+        xy, z = (np.concatenate([gxy, faces[0]]), np.concatenate([gz, faces[1]])) if n_ground else faces[:2]
+        polys, clipped = cam._project_polys(xy, z)
+    elif n_ground:
         polys, clipped = cam._project_polys(gxy, gz)
+    # one projection of the world points: patches and tar lines, marks under the vehicles (shadows or
+    # contact shadows, wet sheen), guard rails 0.7 m up, bases and tops of poles and trees
+    near_p, near_t = deco.near("patches", box), deco.near("tar", box)
+    close = np.flatnonzero(np.abs(rel) < 60.0)   # farther, a shadow is a pixel or two
+    marks = _mark_points(scene, objs[close], wpos[close]) if len(close) else None
+    idx_r, idx_o = deco.near("rails", box), deco.near("objects", box)
+    n_p, n_t, n_r, n_o = len(near_p), len(near_t), len(idx_r), len(idx_o)
+    top_h = None
+    parts = [deco.patches[near_p].ravel(), deco.tar[near_t].ravel()]
+    if marks is not None:
+        parts.append(marks[0].ravel())
+    if n_r:
+        parts.append(deco.rails[idx_r].ravel())
+    if n_o:
+        pos, tree, size = deco.objects[idx_o], deco.is_tree[idx_o], deco.size[idx_o]
+        top_h = np.where(tree, 2.6 + size, size)
+        parts += [pos, pos]
+    o2 = 4 * (n_p + n_t)
+    o3 = o2 + (marks[0].size if marks is not None else 0)
+    o4 = o3 + 2 * n_r
+    pts = np.concatenate(parts)
+    if len(pts):
+        heights = np.zeros(len(pts))
+        heights[o3:o4] = 0.7
+        if top_h is not None:
+            heights[o4 + n_o:] = top_h
+        pix, pz, pa = _cam_points(cam, camp, pts, heights)
+    # draw: ground, road wear, marks, fog, roadside, vehicles, lens
+    if n_ground:
         from e2e_drive.sensors.camera import draw_ground
 
         draw_ground(img, polys, clipped, gbatch, n_ground, far_idx, geo.ground.cont, n_far_dash, n_far_line, style)
-    cam_c = complex(camp[0], camp[1])
-    box = _view_box(cam, camp)
-    # road patches and tar lines (world-anchored, wholly in front of the near plane): one projection
-    near_p, near_t = deco.near("patches", box), deco.near("tar", box)
-    n_p = len(near_p)
-    if n_p or len(near_t):
-        pix, z, a = _cam_points(cam, camp, np.concatenate([deco.patches[near_p], deco.tar[near_t]]), 0.0)
-        ok = (z > near + 0.5).all(axis=1)
+    if o2:
+        ok = (pz[:o2].reshape(-1, 4) > near + 0.5).all(axis=1)
+        quads = pix[:o2].reshape(-1, 4, 2)
         light = deco.patch_light[near_p]
         for flag in (False, True):
             sel = ok[:n_p] & (light == flag)
             if sel.any():
-                cv2.fillPoly(img, pix[:n_p][sel], style.patch[int(flag)], cv2.LINE_8, SHIFT)
-        sel = ok[n_p:] & (a[n_p:, 0] < 0.6 * reach)
+                cv2.fillPoly(img, quads[:n_p][sel], style.patch[int(flag)], cv2.LINE_8, SHIFT)
+        sel = ok[n_p:] & (pa[4 * n_p:o2:4] < 0.6 * reach)
         if sel.any():
-            cv2.polylines(img, pix[n_p:][sel], False, style.tar, 1, cv2.LINE_8, SHIFT)
-    # vehicles near enough to draw
-    turn = complex(camp[2], -camp[3])
-
-    def in_view(pos: np.ndarray) -> np.ndarray:   # centres that may be seen (objects up to ~12 m long)
-        r = (pos - cam_c) * turn
-        depth = camp[4] * r.real + camp[5] * spec.height_m
-        return (r.real < reach + 8.0) & (depth > near - 10.0) & (
-            np.abs(r.imag) < cam._tan_half * np.maximum(depth, 0.0) + 8.0 * (1 + cam._tan_half) + 2.0)
-
-    objs, looks = _objects(road, ego, scene, in_view)
-    if len(objs):
-        rel = (objs[:, 0] + 1j * objs[:, 1] - cam_c) * turn
-        order = np.argsort(-np.abs(rel), kind="stable")   # far to near
-        objs, rel, looks = objs[order], rel[order], [looks[i] for i in order.tolist()]
-        close = np.flatnonzero(np.abs(rel) < 60.0)   # farther, a shadow is a pixel or two
-        if len(close):
-            _ground_marks(cam, camp, style, scene, img, objs[close], [looks[i] for i in close.tolist()])
-    # fog over the ground by distance
-    if style.density > 0:
+            cv2.polylines(img, quads[n_p:][sel], False, style.tar, 1, cv2.LINE_8, SHIFT)
+    if marks is not None:
+        shape = marks[0].shape
+        _draw_marks(cam, style, img, pix[o2:o3].reshape(shape + (2,)), pz[o2:o3].reshape(shape), *marks[1:])
+    if style.density > 0:   # fog over the ground by distance
         cv2.multiply(img, style.fog_keep, dst=img, scale=1.0 / 255.0)
         cv2.add(img, style.fog_add, dst=img)
-    _roadside(cam, camp, style, deco, img, box)
-    if len(objs):
-        _vehicles(cam, camp, style, scene, img, objs, rel, looks)
+    if n_r:
+        _rails(cam, style, img, pix[o3:o4].reshape(n_r, 2, 2), pz[o3:o4].reshape(n_r, 2))
+    if n_o:
+        _poles_and_trees(cam, style, img, pix[o4:o4 + n_o], pix[o4 + n_o:], pz[o4:o4 + n_o], tree, size, top_h)
+    if faces is not None:
+        off = {i - n_ground: p for i, p in clipped.items() if i >= n_ground} if clipped else clipped
+        _draw_vehicles(cam, style, scene, img, objs, polys[n_ground:], off, *faces[1:])
     # lens
     glare = style.glare_image(cam, camp_yaw(camp), scene)
     cv2.multiply(img, style.gain, dst=img, scale=1.0 / 64.0)
@@ -462,42 +487,112 @@ def _objects(road: Any, ego: Any, scene: Scene, near: Any) -> tuple[np.ndarray, 
 
 _FOOT_L = np.array([-0.5, 0.5, 0.5, -0.5])
 _FOOT_W = 1j * np.array([-0.5, -0.5, 0.5, 0.5])
+_NEXT4 = np.array([1, 2, 3, 0])
+_PREV4 = np.array([3, 0, 1, 2])
+_SHADOW_HEIGHT_M = np.array([1.45, 2.1, 3.3, 2.9, 1.0])   # per kind: car, van, truck, bus, obstacle
+_OBSTACLE_COLOUR = (235.0, 130.0, 20.0)
 
 
-def _ground_marks(cam: Any, camp: tuple[float, ...], style: _LookStyle, scene: Scene, img: np.ndarray,
-                  objs: np.ndarray, looks: list) -> None:
-    """Shadows (sun), contact shadows (no sun) and wet reflections under the vehicles (one projection)."""
+def _scene_objects(cam: Any, camp: tuple[float, ...], scene: Scene, road: Any,
+                   ego: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The vehicles and solid objects the dashcam may see (centres within reach and the field of view,
+    with margins for objects up to ~12 m long; no ego), far to near: rows (heading, length, width,
+    kind, colour row: 0 an obstacle, 1 + VehicleLook.index a vehicle), world positions and
+    camera-frame positions (forward + i right), both complex."""
+    spec = cam.spec
+    reach, near, tan_half = spec.max_distance_m, spec.near_m, cam._tan_half
+    cam_c, turn = complex(camp[0], camp[1]), complex(camp[2], -camp[3])
+    rows: list[tuple[float, float, float, int, int]] = []
+    wpos, rel = [], []
+    for is_vehicle, items in ((True, road.vehicles), (False, road.objects)):
+        if not items:
+            continue
+        pos = np.concatenate([v.position for v in items]).astype(np.float64, copy=False).view(complex)
+        r = (pos - cam_c) * turn
+        depth = camp[4] * r.real + camp[5] * spec.height_m
+        seen = np.flatnonzero((r.real < reach + 8.0) & (depth > near - 10.0) & (
+            np.abs(r.imag) < tan_half * np.maximum(depth, 0.0) + 8.0 * (1 + tan_half) + 2.0))
+        if not len(seen):
+            continue
+        kept = []
+        for i in seen.tolist():
+            v = items[i]
+            if is_vehicle:
+                if v is ego:
+                    continue
+                vl = scene.vehicle(v, road)
+                rows.append((v.heading, v.LENGTH, v.WIDTH, vl.kind, vl.index + 1))
+            elif type(v).__name__ != "Landmark":
+                rows.append((v.heading, v.LENGTH, v.WIDTH, OBSTACLE_KIND, 0))
+            else:
+                continue
+            kept.append(i)
+        wpos.append(pos[kept])
+        rel.append(r[kept])
+    if not rows:
+        return np.zeros((0, 5)), np.zeros(0, complex), np.zeros(0, complex)
+    objs = np.array(rows, np.float64)
+    w, c = (wpos[0], rel[0]) if len(wpos) == 1 else (np.concatenate(wpos), np.concatenate(rel))
+    order = np.argsort(-np.abs(c), kind="stable")
+    return objs[order], w[order], c[order]
+
+
+def _face_colours(scene: Scene) -> np.ndarray:
+    """(1 + vehicles, faces, 3) daylight albedo of every face template, per colour row (see
+    _scene_objects); grown as the scene meets new vehicles."""
+    table = scene.cache.get("face_colours")
+    n = len(scene.vehicle_looks)
+    if table is None or len(table) < n + 1:
+        roles = np.zeros((n + 1, 6, 3))
+        roles[:] = _ROLE_COLOURS
+        roles[0, BODY] = roles[0, CARGO] = _OBSTACLE_COLOUR
+        kinds = np.full(n + 1, OBSTACLE_KIND)
+        for vl in scene.vehicle_looks:
+            roles[vl.index + 1, BODY], roles[vl.index + 1, CARGO] = vl.body, vl.cargo
+            kinds[vl.index + 1] = vl.kind
+        table = roles[np.arange(n + 1)[:, None], _T["role"][kinds]]
+        scene.cache["face_colours"] = table
+    return table
+
+
+def _mark_points(scene: Scene, objs: np.ndarray, wpos: np.ndarray) -> tuple[np.ndarray, int, bool, bool]:
+    """Ground polygons under the vehicles: sun shadows (or contact shadows without sun) and, on a wet
+    road, a sheen behind each; returns (polygons (M, K) complex, vehicles, sun, wet)."""
     L = scene.light
-    near = cam.spec.near_m
     n = len(objs)
-    spin = np.exp(1j * objs[:, 2:3])
-    centre = objs[:, 0:1] + 1j * objs[:, 1:2]
-    foot = centre + (_FOOT_L * objs[:, 3:4] + _FOOT_W * objs[:, 4:5]) * spin
+    spin = np.exp(1j * objs[:, 0:1])
+    centre = wpos[:, None]
+    foot = centre + (_FOOT_L * objs[:, 1:2] + _FOOT_W * objs[:, 2:3]) * spin
     elev = scene.look.sun_elevation_deg
     sun = L.direct > 0.2 and elev > 3.0
     if sun:
         # the shadow of a box on flat ground: its footprint swept along the sun's ground offset t
         # (the convex hull, built per corner: edges facing t move by t, the others stay)
-        height = np.array([1.45, 2.1, 3.3, 2.9, 1.0])[objs[:, 5].astype(np.intp)]
+        height = _SHADOW_HEIGHT_M[objs[:, 3].astype(np.intp)]
         reach = np.minimum(height / math.tan(math.radians(elev)), 14.0)
         d = -complex(L.sun_dir[0], L.sun_dir[1]) / max(math.hypot(L.sun_dir[0], L.sun_dir[1]), 1e-6)
         t = (reach * d)[:, None]
-        nxt = np.roll(foot, -1, axis=1)
+        nxt = foot[:, _NEXT4]
         area = (np.conj(foot) * nxt).imag.sum(axis=1, keepdims=True)
         toward = (-(np.conj(nxt - foot) * t).imag * np.sign(area)) > 0    # edge i (corner i -> i + 1) faces t
-        first = foot + np.where(np.roll(toward, 1, axis=1), t, 0)         # edge ending at corner i
-        second = foot + np.where(toward, t, 0)
-        pts = np.stack([first, second], axis=2).reshape(n, 8)
+        pts = np.empty((n, 4, 2), complex)
+        pts[:, :, 0] = foot + np.where(toward[:, _PREV4], t, 0)          # edge ending at corner i
+        pts[:, :, 1] = foot + np.where(toward, t, 0)
+        pts = pts.reshape(n, 8)
     else:
         pts = centre + 1.08 * (foot - centre)
     wet = scene.look.wetness > 0.3
     if wet:
         # wet road: a sheen behind each vehicle (toward a following camera), red tail-light glow at night
-        back = 0.5 * objs[:, 3:4] * spin
+        back = 0.5 * objs[:, 1:2] * spin
         behind = np.concatenate([foot[:, :1], foot[:, :1] - back, foot[:, 3:] - back, foot[:, 3:]], axis=1)
         pts = np.concatenate([pts, behind[:, np.arange(pts.shape[1]) * 4 // pts.shape[1]]])
-    pix, z, _ = _cam_points(cam, camp, pts, 0.0)
-    ok = (z > near + 0.3).all(axis=1)
+    return pts, n, sun, wet
+
+
+def _draw_marks(cam: Any, style: _LookStyle, img: np.ndarray, pix: np.ndarray, z: np.ndarray, n: int,
+                sun: bool, wet: bool) -> None:
+    ok = (z > cam.spec.near_m + 0.3).all(axis=1)
     marks, ok_m = pix[:n], ok[:n]
     if sun:                        # sun shadows may overlap
         for poly in marks[ok_m]:
@@ -518,32 +613,22 @@ def _view_box(cam: Any, camp: tuple[float, ...]) -> tuple[float, float, float, f
     return min(xs) - 10.0, min(ys) - 10.0, max(xs) + 10.0, max(ys) + 10.0
 
 
-def _roadside(cam: Any, camp: tuple[float, ...], style: _LookStyle, deco: Decorations, img: np.ndarray,
-              box: tuple[float, float, float, float]) -> None:
-    """Guard rails (one rail 0.7 m up), then poles and trees far to near; one projection for all."""
-    near = cam.spec.near_m
-    idx, close = deco.near("rails", box), deco.near("objects", box)
-    n_r, n_o = len(idx), len(close)
-    if not n_r and not n_o:
+def _rails(cam: Any, style: _LookStyle, img: np.ndarray, seg: np.ndarray, zs: np.ndarray) -> None:
+    """Guard rail segments (R, 2, 2) fixed-point, depths (R, 2): joined into chains, one call."""
+    sel = np.flatnonzero((zs > cam.spec.near_m + 0.5).all(axis=1))
+    if not len(sel):
         return
-    pos, tree, size = deco.objects[close], deco.is_tree[close], deco.size[close]
-    top_h = np.where(tree, 2.6 + size, size)
-    pts = np.concatenate([deco.rails[idx].ravel(), pos, pos])
-    heights = np.concatenate([np.full(2 * n_r, 0.7), np.zeros(n_o), top_h])
-    pix, z, _ = _cam_points(cam, camp, pts, heights)
-    if n_r:
-        seg, zs = pix[:2 * n_r].reshape(n_r, 2, 2), z[:2 * n_r].reshape(n_r, 2)
-        sel = np.flatnonzero((zs > near + 0.5).all(axis=1))
-        if len(sel):
-            # join consecutive segments into chains: a few long polylines draw faster than many short ones
-            seg = seg[sel]
-            joined = (np.diff(sel) == 1) & (seg[1:, 0] == seg[:-1, 1]).all(axis=1)
-            cuts = (np.flatnonzero(~joined) + 1).tolist()
-            chains = [np.concatenate([seg[a:b, 0], seg[b - 1:b, 1]]) for a, b in zip([0, *cuts], [*cuts, len(seg)])]
-            cv2.polylines(img, chains, False, style.rail, 1, cv2.LINE_8, SHIFT)
-    if not n_o:
-        return
-    base, top, z0 = pix[2 * n_r:2 * n_r + n_o], pix[2 * n_r + n_o:], z[2 * n_r:2 * n_r + n_o]
+    # join consecutive segments into chains: a few long polylines draw faster than many short ones
+    seg = seg[sel]
+    joined = (sel[1:] - sel[:-1] == 1) & (seg[1:, 0] == seg[:-1, 1]).all(axis=1)
+    cuts = (np.flatnonzero(~joined) + 1).tolist()
+    chains = [np.concatenate([seg[a:b, 0], seg[b - 1:b, 1]]) for a, b in zip([0, *cuts], [*cuts, len(seg)])]
+    cv2.polylines(img, chains, False, style.rail, 1, cv2.LINE_8, SHIFT)
+
+
+def _poles_and_trees(cam: Any, style: _LookStyle, img: np.ndarray, base: np.ndarray, top: np.ndarray,
+                     z0: np.ndarray, tree: np.ndarray, size: np.ndarray, top_h: np.ndarray) -> None:
+    """Poles and trees (bases, tops fixed-point, base depths), far to near."""
     f = cam._focal
     zc = np.maximum(z0, 1.0)
     ok = (z0 > 2.0) & (np.abs(base[:, 0] / SCALE - cam._cx) < cam._cx + 20 + f * 3.0 / zc) & (f * top_h / zc > 1.5)
@@ -561,66 +646,79 @@ def _roadside(cam: Any, camp: tuple[float, ...], style: _LookStyle, deco: Decora
             cv2.line(img, b, t, style.pole, thick, cv2.LINE_8, SHIFT)
 
 
-def _vehicles(cam: Any, camp: tuple[float, ...], style: _LookStyle, scene: Scene, img: np.ndarray,
-              objs: np.ndarray, rel: np.ndarray, looks: list) -> None:
-    L = scene.light
+def _vehicle_faces(cam: Any, camp: tuple[float, ...], objs: np.ndarray,
+                   rel: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+    """The faces of the vehicles' box templates that face the camera and reach in front of its near
+    plane, far to near: camera-frame xy = x + iy (F, 4) complex, depth (F, 4), vehicle row, face."""
+    if not len(objs):
+        return None
     near = cam.spec.near_m
     cp, sp = camp[4], camp[5]
-    kind = objs[:, 5].astype(np.intp)
-    length, width = objs[:, 3:4], objs[:, 4:5]
+    kind = objs[:, 3].astype(np.intp)
+    length, width = objs[:, 1:2], objs[:, 2:3]
     centre = rel[:, None]
-    spin = np.exp(1j * objs[:, 2:3]) * complex(camp[2], -camp[3])
-    w = centre + (_T["ux"][kind] * length + _UYJ[kind] * width) * spin
-    a = w.real
-    hz = _T["uz"][kind] - cam.spec.height_m
-    z_cam = cp * a - sp * hz
-    xy = w.imag - 1j * (sp * a + cp * hz)
+    spin = np.exp(1j * objs[:, 0:1]) * complex(camp[2], -camp[3])
     # back-face culling: a face shows if the camera is outside its plane
     cam_local = -centre / spin
     facing = (_NORMAL * cam_local).real > (_PLANE_L[kind] * length + _PLANE_W[kind] * width
                                            + _PLANE_TOP[kind] - cam.spec.height_m * _IS_TOP)
-    sel = np.flatnonzero(facing & _T["exists"][kind])
-    if not len(sel):
-        return
-    fxy = xy[:, _T["faces"]].reshape(-1, 4)[sel]
-    fz = z_cam[:, _T["faces"]].reshape(-1, 4)[sel]
-    veh, face = np.divmod(sel, _N_FACES)
+    veh, face = np.nonzero(facing & _T["exists"][kind])
+    if not len(veh):
+        return None
+    corner = _T["faces"][face]                                # (F, 4) corner indices
+    k = kind[veh, None]
+    w = centre[veh] + (_T["ux"][k, corner] * length[veh] + _UYJ[k, corner] * width[veh]) * spin[veh]
+    a = w.real
+    hz = _T["uz"][k, corner] - cam.spec.height_m
+    fz = cp * a - sp * hz
+    fxy = w.imag - 1j * (sp * a + cp * hz)
     ahead = (fz >= near).any(axis=1)
     if not ahead.all():
         fxy, fz, veh, face = fxy[ahead], fz[ahead], veh[ahead], face[ahead]
         if not len(veh):
-            return
-    night = L.night
-    role = _T["role"][kind[veh], face]
-    lamp = (role == HEAD) | (role == TAIL)
-    polys, clipped = cam._project_polys(fxy, fz)
+            return None
+    return fxy, fz, veh, face
+
+
+def _draw_vehicles(cam: Any, style: _LookStyle, scene: Scene, img: np.ndarray, objs: np.ndarray,
+                   polys: np.ndarray, clipped: dict[int, np.ndarray], fz: np.ndarray, veh: np.ndarray,
+                   face: np.ndarray) -> None:
+    """Fill the projected faces (far to near) in their colours: the template's colour role (body,
+    glass, cargo, lamps) x sun shading (sides by the sun's bearing, tops by its height), lamps lit at
+    night, fog by depth. Faces under a pixel are skipped (not a lamp at night)."""
+    L = scene.light
+    lit_lamps = L.night > 0.3
     d02, d13 = polys[:, 2] - polys[:, 0], polys[:, 3] - polys[:, 1]
-    area2 = np.abs(d02[:, 0] * d13[:, 1] - d02[:, 1] * d13[:, 0])
-    draw = (area2 >= SCALE * SCALE) | (lamp if night > 0.3 else False)
+    draw = np.abs(d02[:, 0] * d13[:, 1] - d02[:, 1] * d13[:, 0]) >= SCALE * SCALE
+    if lit_lamps:
+        role = _T["role"][objs[veh, 3].astype(np.intp), face]
+        lamp = (role == HEAD) | (role == TAIL)
+        draw |= lamp
     for i in clipped:
         draw[i] = True
-    rows = np.flatnonzero(draw)
+    rows = np.nonzero(draw)[0]
     if not len(rows):
         return
-    veh, face, role, lamp, fz = veh[rows], face[rows], role[rows], lamp[rows], fz[rows]
-    # colours: role colour x sun shading (sides by the sun's bearing, tops by its height), lamps lit
-    # at night, fog by depth
-    role_cols = _ROLE_COLOURS[None].repeat(len(objs), axis=0)
-    role_cols[:, BODY] = [vl.body if vl is not None else (235.0, 130.0, 20.0) for vl in looks]
-    role_cols[:, CARGO] = [vl.cargo if vl is not None else (235.0, 130.0, 20.0) for vl in looks]
-    base = role_cols[veh, role]
+    veh, face, fz = veh[rows], face[rows], fz[rows]
+    base = _face_colours(scene)[objs[veh, 4].astype(np.intp), face]
     el = math.radians(max(scene.look.sun_elevation_deg, 0.0))
     top = _IS_TOP[face]
-    side_lit = math.cos(el) * np.cos(objs[veh, 2] + _FACE_ANGLE[face] - math.radians(scene.look.sun_azimuth_deg))
+    side_lit = math.cos(el) * np.cos(objs[veh, 0] + _FACE_ANGLE[face] - math.radians(scene.look.sun_azimuth_deg))
     lit = np.maximum(0.0, np.where(top, math.sin(el), side_lit))
     shade = 0.58 + 0.22 * top + 0.55 * L.direct * lit
     col = base * shade[:, None] * L.light[None, :]
-    if night > 0.3 and lamp.any():
-        col[lamp] = np.where((role[lamp] == TAIL)[:, None], [[255.0, 45.0, 35.0]], [[255.0, 250.0, 225.0]])
-    col = _fogged(style, col, fz.mean(axis=1))
-    colours = np.clip(np.rint(col), 0, 255).astype(np.int32).tolist()
-    for i, colour in zip(rows.tolist(), colours):
-        cv2.fillConvexPoly(img, clipped.get(i, polys[i]) if clipped else polys[i], colour, cv2.LINE_8, SHIFT)
+    if lit_lamps:
+        role, lamp = role[rows], lamp[rows]
+        if lamp.any():
+            col[lamp] = np.where((role[lamp] == TAIL)[:, None], [[255.0, 45.0, 35.0]], [[255.0, 250.0, 225.0]])
+    col = _fogged(style, col, np.add.reduce(fz, axis=1) * 0.25)   # mean depth of the face
+    colours = np.rint(col).clip(0, 255).astype(np.int32).tolist()
+    if clipped:
+        for i, colour in zip(rows.tolist(), colours):
+            cv2.fillConvexPoly(img, clipped.get(i, polys[i]), colour, cv2.LINE_8, SHIFT)
+    else:
+        for poly, colour in zip(polys[rows], colours):
+            cv2.fillConvexPoly(img, poly, colour, cv2.LINE_8, SHIFT)
 
 
 def _bev(cam: Any, style: _LookStyle, scene: Scene, deco: Decorations, img: np.ndarray, road: Any, ego: Any,

@@ -243,11 +243,13 @@ def lighting(look: Look) -> Lighting:
 
 @dataclass
 class VehicleLook:
-    """How one vehicle is drawn: its type (index into VEHICLE_TYPES), body and cargo colours."""
+    """How one vehicle is drawn: its type (index into VEHICLE_TYPES), body and cargo colours, and
+    its place in the scene's ``vehicle_looks`` (the order in which the scene met the vehicles)."""
 
     kind: int
     body: tuple[float, float, float]
     cargo: tuple[float, float, float]
+    index: int = -1
 
 
 @dataclass(eq=False)
@@ -266,6 +268,8 @@ class Scene:
     _vehicles: Any = field(init=False, repr=False)
     decorations: Any = field(init=False, repr=False)
     styles: dict[int, Any] = field(init=False, repr=False)   # per camera, prepared by look_render
+    vehicle_looks: list[VehicleLook] = field(init=False, repr=False)   # every vehicle look drawn, in order
+    cache: dict[str, Any] = field(init=False, repr=False)   # renderer tables derived from the above
     frame: int = 0
 
     def __post_init__(self) -> None:
@@ -274,6 +278,8 @@ class Scene:
         self._vehicles = weakref.WeakKeyDictionary()
         self.decorations = weakref.WeakKeyDictionary()
         self.styles = {}
+        self.vehicle_looks = []
+        self.cache = {}
 
     def vehicle(self, vehicle: Any, road: Any) -> VehicleLook:
         got = self._vehicles.get(vehicle)
@@ -298,7 +304,10 @@ class Scene:
         body = np.clip(base + rng.uniform(-8.0, 8.0, 3), 0, 255)
         cargo = np.clip(np.array([225.0, 225.0, 220.0]) * rng.uniform(0.7, 1.0) if rng.uniform() < 0.6 else body,
                         0, 255)
-        return VehicleLook(kind, tuple(body.tolist()), tuple(cargo.tolist()))  # type: ignore[arg-type]
+        got = VehicleLook(kind, tuple(body.tolist()), tuple(cargo.tolist()),  # type: ignore[arg-type]
+                          len(self.vehicle_looks))
+        self.vehicle_looks.append(got)
+        return got
 
 
 def new_scene(look_set: str, rng: np.random.Generator, weather: str | None = None,

@@ -31,6 +31,7 @@ from e2e_drive.sim.route import COMMANDS
 PERCEPTIONS: dict[str, str] = {
     "oracle": "e2e_drive.agents.modular.oracle:OraclePerception",
     "camera": "e2e_drive.agents.modular.perception:CameraPerception",
+    "learned": "e2e_drive.agents.modular.learned_perception:LearnedPerception",
 }
 PLANNERS: dict[str, str] = {
     "rule": "e2e_drive.agents.modular.planning:RulePlanner",
