@@ -362,6 +362,8 @@ COMMANDS: dict[str, Callable[[argparse._SubParsersAction], None]] = {
     "train": lambda sub: importlib.import_module("e2e_drive.learning.cli_commands").add_train(sub),
     "dagger": lambda sub: importlib.import_module("e2e_drive.learning.cli_commands").add_dagger(sub),
     "rl-finetune": lambda sub: importlib.import_module("e2e_drive.learning.cli_commands").add_rl_finetune(sub),
+    "train-perception": lambda sub: importlib.import_module("e2e_drive.learning.cli_commands").add_train_perception(
+        sub),
     "export-minari": lambda sub: importlib.import_module("e2e_drive.learning.minari_export").add_export_minari(sub),
 }
 
@@ -376,6 +378,8 @@ EXAMPLES: dict[str, str] = {
     "train": "e2e-drive train --agent agents/e2e.toml --data runs/demos --out runs/bc --epochs 2",
     "dagger": "e2e-drive dagger --agent agents/e2e.toml --env envs/highway.toml --rounds 2 --episodes-per-round 4 "
               "--data runs/demos --out runs/dagger",
+    "train-perception": "e2e-drive train-perception --agent agents/modular_learned.toml --data runs/demos "
+                        "--out runs/perception --epochs 2",
     "rl-finetune": "e2e-drive rl-finetune --agent agents/e2e.toml --env envs/highway.toml --steps 2048 --out runs/ppo",
     "export-minari": "e2e-drive export-minari --data runs/demos --dataset-id e2e_drive/highway-expert-v0",
 }

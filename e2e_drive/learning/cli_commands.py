@@ -198,3 +198,13 @@ def add_rl_finetune(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a scenario config key")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_rl_finetune)
+
+
+def add_train_perception(sub: argparse._SubParsersAction) -> None:
+    from e2e_drive.learning import perception_train
+
+    p = sub.add_parser("train-perception", help="train the modular stack's learned perception (a small CNN on the "
+                                                "perception labels) from demonstration shards",
+                       description=perception_train.DESCRIPTION)
+    perception_train.add_arguments(p)
+    p.set_defaults(func=lambda args: perception_train.run(args, _command()))

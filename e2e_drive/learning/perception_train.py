@@ -340,39 +340,49 @@ def train_perception(net_cfg: PerceptionNetConfig, cfg: PerceptionTrainConfig, d
     return card
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python3 -m e2e_drive.learning.perception_train``: see the module docstring."""
-    p = argparse.ArgumentParser(prog="python3 -m e2e_drive.learning.perception_train",
-                                description="Train the learned perception of a modular agent file "
-                                            "(params.perception_params.net / .train) on demonstration shards. "
-                                            "Ctrl-C, then the same command, resumes.")
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The arguments of ``train-perception`` (the CLI command and this module's ``main``)."""
     p.add_argument("--agent", required=True, help="modular agent file with perception = \"learned\"")
     p.add_argument("--data", nargs="+", required=True, help="folders (or files) of *.shard")
     p.add_argument("--out", required=True, help="run folder (logs, last.pt, model.pt + model.json)")
     p.add_argument("--seed", type=int, default=0, help="seed for init, shuffling and augmentation (default 0)")
     p.add_argument("--epochs", type=int, default=None, help="override train.epochs")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+DESCRIPTION = ("Train the learned perception of a modular agent file (params.perception_params.net / .train) "
+               "on demonstration shards. Ctrl-C, then the same command, resumes.")
+
+
+def run(args: argparse.Namespace, command: str) -> int:
+    """Train as ``args`` say; print the run's validation figures as one JSON line. Bad input: ConfigError."""
+    net_cfg, cfg = read_perception_tables(args.agent)
+    if args.epochs is not None:
+        if args.epochs < 1:
+            raise ConfigError(f"--epochs {args.epochs}: expected an integer >= 1")
+        cfg = dataclasses.replace(cfg, epochs=args.epochs)
+    card = train_perception(net_cfg, cfg, args.data, args.out, seed=args.seed, command=command,
+                            progress=not args.no_progress)
+    val = card.get("validation", {})
+    print(json.dumps({"out": args.out, "seed": args.seed, "size_bytes": card["size_bytes"],
+                      **{k: round(v, 4) for k, v in val.items() if k.startswith(("val_mae", "val_acc"))}}))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python3 -m e2e_drive.learning.perception_train`` (the same as ``e2e-drive train-perception``)."""
+    p = argparse.ArgumentParser(prog="python3 -m e2e_drive.learning.perception_train", description=DESCRIPTION)
+    add_arguments(p)
     args = p.parse_args(argv)
     from e2e_drive.log import configure
 
     configure()
     try:
-        net_cfg, cfg = read_perception_tables(args.agent)
-        if args.epochs is not None:
-            if args.epochs < 1:
-                raise ConfigError(f"--epochs {args.epochs}: expected an integer >= 1")
-            cfg = dataclasses.replace(cfg, epochs=args.epochs)
-        card = train_perception(net_cfg, cfg, args.data, args.out, seed=args.seed,
-                                command="python3 -m e2e_drive.learning.perception_train "
-                                        + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:])),
-                                progress=not args.no_progress)
+        return run(args, "python3 -m e2e_drive.learning.perception_train "
+                   + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:])))
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    val = card.get("validation", {})
-    print(json.dumps({"out": args.out, "seed": args.seed, "size_bytes": card["size_bytes"],
-                      **{k: round(v, 4) for k, v in val.items() if k.startswith(("val_mae", "val_acc"))}}))
-    return 0
 
 
 if __name__ == "__main__":  # pragma: no cover
