@@ -39,6 +39,9 @@ class PerceivedVehicle:
         tracking across frames; 0 when unknown. Used to predict cut-ins and crossings.
     track_id: a stable id across frames when the perception tracks, else None.
     is_static: a parked object / obstacle (speed 0 along the road).
+    speed_mps / width_m / path_m: privileged (oracle perception in junction scenarios; None / ()
+        from a camera): its own speed, its width, and its intended path ahead along its route as
+        world points from its centre (see :mod:`e2e_drive.agents.modular.junction`).
     """
 
     lane_delta: int | None
@@ -49,6 +52,9 @@ class PerceivedVehicle:
     track_id: int | None = None
     length_m: float = 5.0
     is_static: bool = False
+    speed_mps: float | None = None
+    width_m: float = 2.0
+    path_m: tuple[tuple[float, float], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -62,6 +68,10 @@ class PerceptionOutput:
     ``command`` / ``command_distance_m``: the satnav's navigation command from the observation
     (one of :data:`e2e_drive.sim.route.COMMANDS`) and the distance to where it applies [m]; not
     privileged (the modular agent copies them from the observation, whatever the perception).
+
+    ``ego_path_m``: privileged, the ego's route ahead as world points from its centre (oracle
+    perception in junction scenarios, else empty); with the vehicles' ``path_m`` it lets the
+    planner time conflicts at junctions (:mod:`e2e_drive.agents.modular.junction`).
     """
 
     ego_speed_mps: float
@@ -78,6 +88,9 @@ class PerceptionOutput:
     vehicles_valid: bool = True
     command: str = "follow_lane"
     command_distance_m: float = float("inf")
+    ego_path_m: tuple[tuple[float, float], ...] = ()
+    ego_length_m: float = 5.0
+    ego_width_m: float = 2.0
 
     @property
     def lanes_left(self) -> int:

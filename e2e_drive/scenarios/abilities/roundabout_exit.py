@@ -14,7 +14,7 @@ from highway_env.envs.roundabout_env import RoundaboutEnv
 
 from e2e_drive.config import Key
 from e2e_drive.scenarios.base import Scenario, register_scenario
-from e2e_drive.scenarios.routed import RoutedScenario, edges_of_path, other_vehicles_class, route_offset_m
+from e2e_drive.scenarios.routed import RoutedScenario, clear_wrecks, edges_of_path, other_vehicles_class, route_offset_m
 from e2e_drive.sim.route import Maneuver, Route
 
 #: Exit name -> (the ring node it leaves from, the exit's first node, its far end).
@@ -43,6 +43,8 @@ def route_to_exit(network: Any, exit_name: str, into_exit_m: float = INTO_EXIT_M
 class RoundaboutExitScenario(RoutedScenario, RoundaboutEnv):
     """roundabout-v0's road and traffic, plus ``vehicles_count`` vehicles circulating on the ring."""
 
+    paths_in_info = True  # the expert times its conflicts with the traffic's intended paths
+
     def _make_vehicles(self) -> None:
         super()._make_vehicles()
         cfg = self.e2e_config
@@ -64,6 +66,9 @@ class RoundaboutExitScenario(RoutedScenario, RoundaboutEnv):
             v.plan_route_to(EXITS[list(EXITS)[int(rng.integers(len(EXITS)))]][2])
             v.randomize_behavior()
             self.road.vehicles.append(v)
+
+    def scenario_step(self) -> None:
+        clear_wrecks(self.road, self.vehicle)
 
     def build_route(self) -> Route:
         exit_name = self.e2e_config["exit"]
