@@ -48,7 +48,7 @@ class JunctionSettings:
 
     clearance_m: float = 0.8
     time_margin_s: float = 1.0
-    merge_gap_s: float = 1.5
+    merge_gap_s: float = 1.0
     ego_acceleration_mps2: float = 2.0
     ego_speed_mps: float = 10.0
     max_lateral_acceleration_mps2: float = 3.5
@@ -201,9 +201,13 @@ def unsafe(c: Conflict, p: PerceptionOutput, times: np.ndarray, dist: np.ndarray
     return not (ego_first or other_first)
 
 
-def junction_obstacles(p: PerceptionOutput, settings: JunctionSettings) -> list[PerceivedVehicle]:
+def junction_obstacles(p: PerceptionOutput, settings: JunctionSettings, inside: bool = False
+                       ) -> list[PerceivedVehicle]:
     """Virtual obstacles for the planner's IDM (ego-lane frame, lane_delta 0): the yield line while a
-    conflict is unsafe (a standing obstacle), and the leads on the ego's path. Empty without paths."""
+    conflict is unsafe (a standing obstacle), and the leads on the ego's path. Empty without paths.
+
+    inside: the ego is past a junction's entry: it clears the junction; traffic joining its path
+    behind it follows it (merges no longer stop it), only a crossing it cannot clear in time does."""
     conflicts = find_conflicts(p, settings.clearance_m)
     if not conflicts:
         return []
@@ -217,13 +221,15 @@ def junction_obstacles(p: PerceptionOutput, settings: JunctionSettings) -> list[
     times, dist = ego_profile(p, settings)
     stop_m = v_ego * v_ego / (2.0 * max(settings.commit_braking_mps2, 1e-6))
     areas = sorted((c.ego_in_m, c.ego_out_m) for c in conflicts if c.kind != "lead")
-    line: float | None = None
+    unsafe_at: float | None = None
     for c in conflicts:
-        if c.kind == "lead" or c.ego_in_m < stop_m or not unsafe(c, p, times, dist, settings):
+        if c.kind == "lead" or (inside and c.kind == "merge") or c.ego_in_m < stop_m \
+                or not unsafe(c, p, times, dist, settings):
             continue  # (committed: it could not stop before the area)
-        line = c.ego_in_m if line is None else min(line, c.ego_in_m)
-    if line is None:
+        unsafe_at = c.ego_in_m if unsafe_at is None else min(unsafe_at, c.ego_in_m)
+    if unsafe_at is None:
         return out
+    line = unsafe_at
     for a_in, a_out in reversed(areas):  # never wait inside another conflict area
         if a_in < line < a_out:
             line = a_in
@@ -231,8 +237,7 @@ def junction_obstacles(p: PerceptionOutput, settings: JunctionSettings) -> list[
         # nor inside the junction: wait before its entry (the turn's point), where crossing paths
         # that no vehicle uses yet are not
         line = min(line, p.command_distance_m - 0.5 * p.ego_length_m)
-    if line < stop_m:
-        return out  # the area it would have to wait before is already too close: clear the junction
+    line = min(unsafe_at, max(line, stop_m))  # (as early as it still can, but before the unsafe area)
     out.append(PerceivedVehicle(lane_delta=0, gap_m=max(line, 0.0), relative_speed_mps=-v_ego, lateral_m=0.0,
                                 is_static=True))
     return out

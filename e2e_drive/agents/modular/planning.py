@@ -18,10 +18,12 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from e2e_drive.agents.modular.interfaces import PerceivedVehicle, PerceptionOutput, Plan
-from e2e_drive.agents.modular.junction import JunctionSettings, junction_obstacles
+from e2e_drive.agents.modular.junction import JUNCTION_COMMANDS, JunctionSettings, junction_obstacles
 from e2e_drive.strict import check_fields, setting
 
 _FREE_ROAD_GAP_M = 1.0e3
+#: Past a junction's entry the ego clears it (no waiting for traffic joining its path) for this long [m].
+JUNCTION_PAST_M = 30.0
 
 
 def quintic_blend(tau: float) -> float:
@@ -184,7 +186,7 @@ class PlannerConfig:
         1.0, "with intended paths: cross a conflict area only this long before another vehicle can reach "
              "it, or this long after it has left", unit="s", range=(0.0, None))
     junction_merge_gap_s: float = setting(
-        1.5, "with intended paths: join another vehicle's path (entering a roundabout) only this long "
+        1.0, "with intended paths: join another vehicle's path (entering a roundabout) only this long "
              "before it can reach the joining point, or this long after it has passed it", unit="s",
         range=(0.0, None))
     idm_acceleration_max_mps2: float = setting(
@@ -237,6 +239,7 @@ class RulePlanner:
         self._since_lane_change_s = 1.0e9
         self._speed_mps = 0.0
         self._route_kept_left = False  # keep_left satisfied (a lane with a lane right of it was reached)
+        self._junction_past_m: float | None = None  # distance driven past a junction's entry (None: not near one)
         self.lane_changes = 0
         self.aborted_lane_changes = 0
 
@@ -509,9 +512,16 @@ class RulePlanner:
         return PerceivedVehicle(lane_delta=0, gap_m=gap, relative_speed_mps=-p.ego_speed_mps, lateral_m=0.0,
                                 is_static=True)
 
-    def _route_junction_obstacles(self, p: PerceptionOutput, v0: float) -> list[PerceivedVehicle]:
+    def _route_junction_obstacles(self, p: PerceptionOutput, v0: float, dt_s: float) -> list[PerceivedVehicle]:
         """With intended paths (privileged): the yield line and path leads of conflict-zone timing
-        (:func:`e2e_drive.agents.modular.junction.junction_obstacles`); empty without them."""
+        (:func:`e2e_drive.agents.modular.junction.junction_obstacles`); empty without them. Past a
+        junction's entry (the turn's point, for JUNCTION_PAST_M) the ego clears the junction."""
+        if p.command in JUNCTION_COMMANDS and math.isfinite(p.command_distance_m):
+            self._junction_past_m = 0.5 * p.ego_length_m - p.command_distance_m
+        elif self._junction_past_m is not None:
+            self._junction_past_m += max(p.ego_speed_mps, 0.0) * dt_s
+            if self._junction_past_m > JUNCTION_PAST_M:
+                self._junction_past_m = None
         if not p.ego_path_m:
             return []
         cfg = self.config
@@ -519,7 +529,8 @@ class RulePlanner:
             clearance_m=cfg.junction_clearance_m, time_margin_s=cfg.junction_time_margin_s,
             merge_gap_s=cfg.junction_merge_gap_s, ego_acceleration_mps2=self.idm.acceleration_max_mps2,
             ego_speed_mps=max(v0, 1.0), max_lateral_acceleration_mps2=cfg.max_lateral_acceleration_mps2,
-            commit_braking_mps2=cfg.max_braking_mps2))
+            commit_braking_mps2=cfg.max_braking_mps2),
+            inside=self._junction_past_m is not None and self._junction_past_m > 0.0)
 
     def _route_lane_change(self, p: PerceptionOutput) -> int:
         """The lane change the route asks for now (a delta of -1 / +1, or 0): only when it is safe."""
@@ -678,7 +689,7 @@ class RulePlanner:
         junction_line = self._route_junction_stop_line(p)
         if junction_line is not None:
             acceleration = min(acceleration, self._idm(p, v0, junction_line))
-        for obstacle in self._route_junction_obstacles(p, v0):
+        for obstacle in self._route_junction_obstacles(p, v0, dt_s):
             acceleration = min(acceleration, self._idm(p, v0, obstacle))
         for delta in sorted(deltas):
             lead, _ = self._lead_and_follower(p, delta)
