@@ -52,8 +52,8 @@ class JunctionSettings:
     ego_acceleration_mps2: float = 2.0
     ego_speed_mps: float = 10.0
     max_lateral_acceleration_mps2: float = 3.5
-    other_acceleration_mps2: float = 3.0
-    other_speed_gain_mps: float = 3.0
+    other_acceleration_mps2: float = 2.0
+    other_speed_gain_mps: float = 1.0
     commit_braking_mps2: float = 5.0
 
 
