@@ -22,9 +22,9 @@ CURVATURE_LOOKAHEAD_M = 20.0
 EGO_PATH_M = 50.0
 EGO_PATH_STEP_M = 1.0
 #: ... and each moving neighbour's within PATH_RADIUS_M of the ego, this far ahead along its route [m].
-OTHER_PATH_M = 40.0
+OTHER_PATH_M = 60.0
 OTHER_PATH_STEP_M = 1.5
-PATH_RADIUS_M = 60.0
+PATH_RADIUS_M = 80.0
 
 
 def _wrap(angle: float) -> float:

@@ -36,6 +36,8 @@ from e2e_drive.agents.modular.interfaces import PerceivedVehicle, PerceptionOutp
 #: The ego's brisk profile is integrated with this step, this far ahead [s].
 _PROFILE_DT_S = 0.1
 _PROFILE_HORIZON_S = 12.0
+#: Traffic joining the ego's path is looked for this much farther from it than crossing traffic [m].
+_JOIN_EXTRA_M = 2.0
 #: Satnav commands at a junction: the ego waits before the command's point, not inside.
 JUNCTION_COMMANDS = ("turn_left", "turn_right", "go_straight")
 #: Paths closer to parallel than this (cosine of the angle) at their first contact join (merge).
@@ -108,18 +110,33 @@ def find_conflicts(p: PerceptionOutput, clearance_m: float = 0.8) -> list[Confli
         other = np.asarray(v.path_m, dtype=float)
         u = arc_lengths(other)
         dist = np.hypot(other[:, None, 0] - ego[None, :, 0], other[:, None, 1] - ego[None, :, 1])
-        mask = dist < 0.5 * (p.ego_width_m + v.width_m) + clearance_m
+        near = 0.5 * (p.ego_width_m + v.width_m) + clearance_m
+        # joining traffic is looked for a lane wider (a roundabout's entry crosses its outer lane
+        # to join: a car on the inner lane passes close by)
+        mask = dist < near + _JOIN_EXTRA_M
         if not mask.any():
             continue
         jj, kk = np.nonzero(mask)
         j0 = int(jj.min())
         k0 = int(kk[jj == j0].min())
         cos = float(np.dot(_direction(ego, k0), _direction(other, j0)))
+        if cos <= _ALIGNED_COS:
+            mask = dist < near
+            if not mask.any():
+                continue
+            jj, kk = np.nonzero(mask)
+            j0 = int(jj.min())
+            k0 = int(kk[jj == j0].min())
+            cos = float(np.dot(_direction(ego, k0), _direction(other, j0)))
+            if cos <= _ALIGNED_COS and float(np.dot(_direction(ego, int(kk.max())),
+                                                    _direction(other, int(jj.max())))) > _ALIGNED_COS:
+                cos = 1.0  # it crosses into the ego's path and runs on along it: it joins (merge)
         pad_o = 0.5 * max(v.length_m - v.width_m, 0.0)
         if j0 == 0 and cos > _ALIGNED_COS:
             # on the ego's path now, going its way: a lead ahead (a follower or one alongside: not ours)
-            if s[k0] > 0.5 * (p.ego_length_m + v.length_m):
-                out.append(Conflict(v, "lead", float(s[k0]), float(s[k0]), 0.0, 0.0, along_mps=_speed(p, v) * cos))
+            k = int(np.argmin(dist[0]))  # where it is along the ego's path
+            if s[k] > 0.5 * (p.ego_length_m + v.length_m):
+                out.append(Conflict(v, "lead", float(s[k]), float(s[k]), 0.0, 0.0, along_mps=_speed(p, v) * cos))
             continue
         if cos > _ALIGNED_COS:  # joins the ego's path: the joining point
             if k0 == 0:
@@ -133,19 +150,40 @@ def find_conflicts(p: PerceptionOutput, clearance_m: float = 0.8) -> list[Confli
     return out
 
 
+def curve_speeds(points: np.ndarray, max_lateral_acceleration_mps2: float, window_m: float = 2.0) -> np.ndarray:
+    """The highest speed at each point of a path that its bends allow (heading change over about
+    ``window_m`` either side: a kink where lanes join counts as the bend it makes the car drive)."""
+    points = np.asarray(points, dtype=float)
+    s = arc_lengths(points)
+    if len(points) < 3:
+        return np.full(len(points), np.inf)
+    heading = np.unwrap(np.arctan2(*np.diff(points, axis=0).T[::-1]))
+    mid = 0.5 * (s[1:] + s[:-1])  # the segments' middles
+    lo = np.searchsorted(mid, s - window_m, side="left").clip(0, len(mid) - 1)
+    hi = (np.searchsorted(mid, s + window_m, side="right") - 1).clip(0, len(mid) - 1)
+    span = np.maximum(mid[hi] - mid[lo], 1.0)
+    kappa = np.abs(heading[hi] - heading[lo]) / span
+    with np.errstate(divide="ignore"):
+        return np.sqrt(max_lateral_acceleration_mps2 / np.maximum(kappa, 1e-6))
+
+
+def path_speed_cap(p: PerceptionOutput, max_lateral_acceleration_mps2: float, braking_mps2: float) -> float:
+    """The speed from which the ego can slow down (at ``braking_mps2``) to every bend's speed on its
+    path ahead (inf without a path)."""
+    if len(p.ego_path_m) < 3:
+        return math.inf
+    ego = np.asarray(p.ego_path_m, dtype=float)
+    s = arc_lengths(ego)
+    caps = curve_speeds(ego, max_lateral_acceleration_mps2)
+    return float(np.min(np.sqrt(caps * caps + 2.0 * braking_mps2 * s)))
+
+
 def ego_profile(p: PerceptionOutput, settings: JunctionSettings) -> tuple[np.ndarray, np.ndarray]:
     """(times, distances) of the ego driving its path briskly: accelerating to its target speed,
     no faster in a curve of the path than the lateral acceleration allows."""
     ego = np.asarray(p.ego_path_m, dtype=float)
     s = arc_lengths(ego)
-    cap = np.full(len(s), settings.ego_speed_mps)
-    if len(s) >= 3:
-        heading = np.unwrap(np.arctan2(*np.diff(ego, axis=0).T[::-1]))
-        ds = np.maximum(np.diff(s), 1e-6)
-        kappa = np.abs(np.gradient(heading)) / ds
-        kappa = np.concatenate((kappa, kappa[-1:]))
-        with np.errstate(divide="ignore"):
-            cap = np.minimum(cap, np.sqrt(settings.max_lateral_acceleration_mps2 / np.maximum(kappa, 1e-6)))
+    cap = np.minimum(settings.ego_speed_mps, curve_speeds(ego, settings.max_lateral_acceleration_mps2))
     n = int(_PROFILE_HORIZON_S / _PROFILE_DT_S) + 1
     times = np.arange(n) * _PROFILE_DT_S
     dist = np.zeros(n)

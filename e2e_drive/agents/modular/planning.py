@@ -18,7 +18,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from e2e_drive.agents.modular.interfaces import PerceivedVehicle, PerceptionOutput, Plan
-from e2e_drive.agents.modular.junction import JUNCTION_COMMANDS, JunctionSettings, junction_obstacles
+from e2e_drive.agents.modular.junction import (JUNCTION_COMMANDS, JunctionSettings, junction_obstacles,
+                                                path_speed_cap)
 from e2e_drive.strict import check_fields, setting
 
 _FREE_ROAD_GAP_M = 1.0e3
@@ -689,6 +690,7 @@ class RulePlanner:
         junction_line = self._route_junction_stop_line(p)
         if junction_line is not None:
             acceleration = min(acceleration, self._idm(p, v0, junction_line))
+        v0 = min(v0, path_speed_cap(p, self.config.max_lateral_acceleration_mps2, self.idm.deceleration_comfort_mps2))
         for obstacle in self._route_junction_obstacles(p, v0, dt_s):
             acceleration = min(acceleration, self._idm(p, v0, obstacle))
         for delta in sorted(deltas):
