@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 
 from e2e_drive.agents.modular.interfaces import PerceivedVehicle, PerceptionOutput
-from e2e_drive.agents.modular.junction import (JunctionSettings, curve_speeds, find_conflicts,
-                                               junction_obstacles)
+from e2e_drive.agents.modular.junction import JunctionSettings, curve_speeds, find_conflicts, junction_obstacles
 from e2e_drive.agents.modular.planning import RulePlanner
 
 REPO = Path(__file__).resolve().parents[1]

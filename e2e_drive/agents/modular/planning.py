@@ -18,8 +18,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from e2e_drive.agents.modular.interfaces import PerceivedVehicle, PerceptionOutput, Plan
-from e2e_drive.agents.modular.junction import (JUNCTION_COMMANDS, JunctionSettings, junction_obstacles,
-                                                path_speed_cap)
+from e2e_drive.agents.modular.junction import JUNCTION_COMMANDS, JunctionSettings, junction_obstacles, path_speed_cap
 from e2e_drive.strict import check_fields, setting
 
 _FREE_ROAD_GAP_M = 1.0e3
