@@ -150,19 +150,21 @@ def find_conflicts(p: PerceptionOutput, clearance_m: float = 0.8) -> list[Confli
     return out
 
 
-def curve_speeds(points: np.ndarray, max_lateral_acceleration_mps2: float, window_m: float = 2.0) -> np.ndarray:
-    """The highest speed at each point of a path that its bends allow (heading change over about
-    ``window_m`` either side: a kink where lanes join counts as the bend it makes the car drive)."""
+def curve_speeds(points: np.ndarray, max_lateral_acceleration_mps2: float, window_m: float = 4.0) -> np.ndarray:
+    """The highest speed at each point of a path that its bends allow: the path's turn within
+    ``window_m`` either side over twice the window (a kink where lanes join, as a roundabout's entry
+    meets its ring, counts as the bend it makes the car drive)."""
     points = np.asarray(points, dtype=float)
     s = arc_lengths(points)
     if len(points) < 3:
         return np.full(len(points), np.inf)
     heading = np.unwrap(np.arctan2(*np.diff(points, axis=0).T[::-1]))
-    mid = 0.5 * (s[1:] + s[:-1])  # the segments' middles
-    lo = np.searchsorted(mid, s - window_m, side="left").clip(0, len(mid) - 1)
-    hi = (np.searchsorted(mid, s + window_m, side="right") - 1).clip(0, len(mid) - 1)
-    span = np.maximum(mid[hi] - mid[lo], 1.0)
-    kappa = np.abs(heading[hi] - heading[lo]) / span
+    turns = np.abs(np.diff(heading))  # at the inner vertices 1 .. n-2
+    total = np.concatenate(([0.0], np.cumsum(turns)))
+    at = s[1:-1]
+    lo = np.searchsorted(at, s - window_m, side="left")
+    hi = np.searchsorted(at, s + window_m, side="right")
+    kappa = (total[hi] - total[lo]) / (2.0 * window_m)
     with np.errstate(divide="ignore"):
         return np.sqrt(max_lateral_acceleration_mps2 / np.maximum(kappa, 1e-6))
 

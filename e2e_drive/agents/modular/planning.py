@@ -622,6 +622,7 @@ class RulePlanner:
         v_ego = max(p.ego_speed_mps, 0.0)
         self._speed_mps = v_ego
         v0 = self.target_speed(p)
+        v0 = min(v0, path_speed_cap(p, self.config.max_lateral_acceleration_mps2, self.idm.deceleration_comfort_mps2))
         y, lane_centre = self._continuous_y(p)
         self._since_lane_change_s += dt_s
         if p.command != "keep_left":
@@ -689,7 +690,6 @@ class RulePlanner:
         junction_line = self._route_junction_stop_line(p)
         if junction_line is not None:
             acceleration = min(acceleration, self._idm(p, v0, junction_line))
-        v0 = min(v0, path_speed_cap(p, self.config.max_lateral_acceleration_mps2, self.idm.deceleration_comfort_mps2))
         for obstacle in self._route_junction_obstacles(p, v0, dt_s):
             acceleration = min(acceleration, self._idm(p, v0, obstacle))
         for delta in sorted(deltas):
