@@ -29,6 +29,33 @@ ANNOUNCE_M = 80.0
 RING_EDGES = [("se", "ex"), ("ex", "ee"), ("ee", "nx"), ("nx", "ne"), ("ne", "wx"), ("wx", "we")]
 
 
+#: Where an entry meets the ring, the ego crosses the end of the ring's segment before the entry's
+#: node (highway-env's entries end beside the ring, about 5 m before that node): this far of it
+#: counts as being on the route [m].
+JOIN_M = 8.0
+
+
+class RingRoute(Route):
+    """A route through the roundabout: crossing from the entry onto the ring (over the end of the
+    ring's previous segment, which the route's edges do not name) is on the route, at the start of
+    the ring's first edge."""
+
+    def _locate(self, position: Any, k0: int, k1: int) -> tuple[int, float] | None:
+        found = super()._locate(position, k0, k1)
+        if found is not None or not self.edges:
+            return found
+        graph = self._network.graph
+        for k in range(max(k0, 1), k1):
+            a, b = self.edges[k]
+            before = [e for e in graph if a in graph[e] and (e, a) != tuple(self.edges[k - 1])]
+            for e in before:  # the ring's segment that ends where the route's ring edge starts
+                for lane in graph[e][a]:
+                    s_m, d_m = (float(x) for x in lane.local_coordinates(position))
+                    if lane.length - JOIN_M <= s_m <= lane.length + 2.0 and abs(d_m) <= lane.width_at(s_m) / 2 + 2.0:
+                        return k, self._offsets[k]
+        return None
+
+
 def route_to_exit(network: Any, exit_name: str, into_exit_m: float = INTO_EXIT_M
                   ) -> tuple[list[tuple[str, str]], float, float]:
     """(edges from the ego's entry into the exit, route length, where the exit edge starts); the
@@ -75,7 +102,7 @@ class RoundaboutExitScenario(RoutedScenario, RoundaboutEnv):
         if exit_name == "random":
             exit_name = list(EXITS)[int(self.np_random.integers(len(EXITS)))]
         edges, length, exit_at = route_to_exit(self.road.network, exit_name)
-        return Route(edges=edges, length_m=length, ends=True,
+        return RingRoute(edges=edges, length_m=length, ends=True,
                      maneuvers=[Maneuver(exit_at, "take_exit", ANNOUNCE_M)],
                      description=f"through the roundabout to its {exit_name} exit")
 
