@@ -146,7 +146,8 @@ class DrivingEnv(gym.Env):
     # ------------------------------------------------------------------ parts
     def ground_truth(self) -> dict[str, Any]:
         """Privileged ground truth now (the ``info`` of the contract)."""
-        return ground_truth(self.sim.road, self.sim.vehicle, self.sim.time, self.sim.steps)
+        return ground_truth(self.sim.road, self.sim.vehicle, self.sim.time, self.sim.steps,
+                            paths=bool(getattr(self.sim, "paths_in_info", False)))
 
     def render_camera(self, name: str, pose_offset: tuple[float, float, float] | None = None,
                       conditions: bool = True) -> np.ndarray:

@@ -35,6 +35,20 @@ def route_offset_m(network: Any, edges: Sequence[tuple[str, str]], edge: tuple[s
     raise ValueError(f"edge {edge} is not on the route")
 
 
+def clear_wrecks(road: Any, ego: Any) -> None:
+    """Take vehicles of the traffic that crashed into each other off the road (the ego still clean).
+
+    highway-env's traffic has no accident model: a wreck stands where it is for the rest of the
+    episode, and at a junction or on a roundabout's ring it blocks the way for everyone; a scenario
+    that measures how the ego gives way must not fail the ego for the traffic's own crashes.
+    """
+    if ego.crashed:
+        return
+    wrecks = [v for v in road.vehicles if v is not ego and getattr(v, "crashed", False)]
+    if wrecks:
+        road.vehicles = [v for v in road.vehicles if v not in wrecks]
+
+
 def other_vehicles_class(cfg: dict[str, Any]) -> type:
     return utils.class_from_path(AGGRESSIVE_CLASS if cfg.get("aggressive_traffic") else IDM_CLASS)
 

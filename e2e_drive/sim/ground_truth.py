@@ -18,6 +18,13 @@ from e2e_drive.sim.scenarios import lane_curvature_1pm
 NEIGHBOUR_RADIUS_M = 100.0
 #: Curvature is also reported this far ahead of the ego along its lane and route [m].
 CURVATURE_LOOKAHEAD_M = 20.0
+#: Intended paths (``paths=True``): the ego's route this far ahead, a point every EGO_PATH_STEP_M [m].
+EGO_PATH_M = 50.0
+EGO_PATH_STEP_M = 1.0
+#: ... and each moving neighbour's within PATH_RADIUS_M of the ego, this far ahead along its route [m].
+OTHER_PATH_M = 60.0
+OTHER_PATH_STEP_M = 1.5
+PATH_RADIUS_M = 80.0
 
 
 def _wrap(angle: float) -> float:
@@ -39,6 +46,48 @@ def _lane_after(ego: Any, lane_index: Any, lane: Any, s_m: float, ahead_m: float
     return lane, target
 
 
+def _next_edge(route: Any, a: str, b: str) -> tuple[str, str] | None:
+    """The edge after ``(a, b)`` on a highway-env route (lane indices), or the first one leaving ``b``."""
+    for i, step in enumerate(route or ()):
+        if (step[0], step[1]) == (a, b):
+            if i + 1 < len(route):
+                return (route[i + 1][0], route[i + 1][1])
+            return None
+        if step[0] == b:
+            return (step[0], step[1])
+    return None
+
+
+def path_ahead(network: Any, lane_index: Any, s_m: float, route: Any, length_m: float,
+               step_m: float) -> list[list[float]]:
+    """World points along a vehicle's lane and then its route, from longitudinal position ``s_m`` on
+    ``lane_index`` for ``length_m``, one every ``step_m`` (lane centres). At each join the next edge's
+    lane is the one starting nearest to where the current one ends (a single-lane entry joins a
+    roundabout's outer lane). The path stops where the route does."""
+    points: list[list[float]] = []
+    lane = network.get_lane(lane_index)
+    a, b = lane_index[0], lane_index[1]
+    d = 0.0
+    s = float(s_m)
+    for _ in range(8):
+        while d <= length_m + 1e-9 and s <= lane.length:
+            x, y = lane.position(s, 0.0)
+            points.append([float(x), float(y)])
+            d += step_m
+            s += step_m
+        if d > length_m + 1e-9:
+            break
+        nxt = _next_edge(route, a, b)
+        lanes = network.graph.get(nxt[0], {}).get(nxt[1]) if nxt else None
+        if not lanes:
+            break
+        end = lane.position(lane.length, 0.0)
+        s -= lane.length
+        lane = min(lanes, key=lambda ln: float(np.sum((ln.position(0.0, 0.0) - end) ** 2)))
+        a, b = nxt
+    return points
+
+
 def stable_id(road: Any, obj: Any) -> int:
     """A small id per vehicle/object, the same in every process for the same seed (order of first sight)."""
     oid = getattr(obj, "e2e_id", None)
@@ -49,8 +98,12 @@ def stable_id(road: Any, obj: Any) -> int:
     return oid
 
 
-def ground_truth(road: Any, ego: Any, time_s: float, sim_step: int) -> dict[str, Any]:
-    """The ``info`` ground truth of the contract, from the road and the ego vehicle."""
+def ground_truth(road: Any, ego: Any, time_s: float, sim_step: int, paths: bool = False) -> dict[str, Any]:
+    """The ``info`` ground truth of the contract, from the road and the ego vehicle.
+
+    paths: also give the intended paths (junction scenarios): ``ego["path_m"]``, the ego's route
+    ahead, and ``path_m`` of each moving neighbour within PATH_RADIUS_M that has a route (highway-env
+    plans one for each of its vehicles), as world points (see :func:`path_ahead`)."""
     network = road.network
     lane_index = ego.lane_index
     lane = network.get_lane(lane_index)
@@ -76,7 +129,7 @@ def ground_truth(road: Any, ego: Any, time_s: float, sim_step: int) -> dict[str,
         ds, o_lat, o_along, lane_delta = frame.place(other, x, y)
         half = (ego_len + float(other.LENGTH)) / 2
         gap = ds - half if ds >= 0 else ds + half
-        neighbours.append(
+        entry = (
             {
                 "id": stable_id(road, other),
                 "kind": "vehicle" if other in road.vehicles else "object",
@@ -94,20 +147,29 @@ def ground_truth(road: Any, ego: Any, time_s: float, sim_step: int) -> dict[str,
                 "crashed": bool(getattr(other, "crashed", False)),
             }
         )
+        if paths and o_index and getattr(other, "route", None) is not None \
+                and offset[0] * offset[0] + offset[1] * offset[1] <= PATH_RADIUS_M**2:
+            o_s = float(network.get_lane(o_index).local_coordinates(other.position)[0])
+            entry["path_m"] = path_ahead(network, o_index, o_s, other.route, OTHER_PATH_M, OTHER_PATH_STEP_M)
+        neighbours.append(entry)
     neighbours.sort(key=lambda n: abs(n["gap_m"]))
 
+    ego_info: dict[str, Any] = {
+        "position_m": [float(ego.position[0]), float(ego.position[1])],
+        "heading_rad": float(ego.heading),
+        "speed_mps": float(ego.speed),
+        "length_m": ego_len,
+        "width_m": ego_wid,
+        "acceleration_mps2": float(action.get("acceleration", 0.0)),
+        "steering_rad": float(action.get("steering", 0.0)),
+    }
+    if paths:
+        ego_info["path_m"] = path_ahead(network, lane_index, s_m, getattr(ego, "route", None), EGO_PATH_M,
+                                        EGO_PATH_STEP_M)
     return {
         "time_s": float(time_s),
         "sim_step": int(sim_step),
-        "ego": {
-            "position_m": [float(ego.position[0]), float(ego.position[1])],
-            "heading_rad": float(ego.heading),
-            "speed_mps": float(ego.speed),
-            "length_m": ego_len,
-            "width_m": ego_wid,
-            "acceleration_mps2": float(action.get("acceleration", 0.0)),
-            "steering_rad": float(action.get("steering", 0.0)),
-        },
+        "ego": ego_info,
         "lane": {
             "index": list(lane_index),
             "id": int(lane_index[2]),

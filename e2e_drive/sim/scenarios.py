@@ -114,6 +114,9 @@ class ScenarioMixin:
     every simulator sub-step) to drive its event.
     """
 
+    #: The ground truth also gives the intended paths of the ego and its neighbours (junction
+    #: scenarios: :func:`e2e_drive.sim.ground_truth.path_ahead`).
+    paths_in_info: bool = False
     #: Filled by :func:`e2e_drive.scenarios.make_scenario`: the validated e2e_drive config.
     e2e_config: dict[str, Any]
     e2e_route: Route

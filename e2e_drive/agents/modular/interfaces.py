@@ -42,6 +42,9 @@ class PerceivedVehicle:
         tracking across frames; 0 when unknown. Used to predict cut-ins and crossings.
     track_id: a stable id across frames when the perception tracks, else None.
     is_static: a parked object / obstacle (speed 0 along the road).
+    speed_mps / width_m / path_m: privileged (oracle perception in junction scenarios; None / ()
+        from a camera): its own speed, its width, and its intended path ahead along its route as
+        world points from its centre (see :mod:`e2e_drive.agents.modular.junction`).
     """
 
     lane_delta: int | None
@@ -52,6 +55,9 @@ class PerceivedVehicle:
     track_id: int | None = None
     length_m: float = 5.0
     is_static: bool = False
+    speed_mps: float | None = None
+    width_m: float = 2.0
+    path_m: tuple[tuple[float, float], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -69,6 +75,9 @@ class PerceptionOutput:
     ``clear_age_s``: (left, right) seconds since the next lane's lane-change conflict zone was
     last seen clear by the cameras (inf: never yet); None for a side the perception cannot see
     beside the ego (see :meth:`lane_seen_clear`).
+    ``ego_path_m``: privileged, the ego's route ahead as world points from its centre (oracle
+    perception in junction scenarios, else empty); with the vehicles' ``path_m`` it lets the
+    planner time conflicts at junctions (:mod:`e2e_drive.agents.modular.junction`).
     """
 
     ego_speed_mps: float
@@ -86,6 +95,9 @@ class PerceptionOutput:
     command: str = "follow_lane"
     command_distance_m: float = float("inf")
     clear_age_s: tuple[float | None, float | None] = (None, None)
+    ego_path_m: tuple[tuple[float, float], ...] = ()
+    ego_length_m: float = 5.0
+    ego_width_m: float = 2.0
 
     def lane_seen_clear(self, delta: int, max_age_s: float = SEEN_CLEAR_MAX_AGE_S) -> bool | None:
         """Whether the next lane on side ``delta`` (-1 left, +1 right) was seen clear (its lane-change

@@ -25,6 +25,13 @@ def _segment(index: object) -> tuple | None:
     return None
 
 
+def _points(value: object) -> tuple[tuple[float, float], ...]:
+    """A path of the info (a list of [x, y]) as a tuple of points; () when absent."""
+    if not isinstance(value, (list, tuple)):
+        return ()
+    return tuple((float(x), float(y)) for x, y in value)
+
+
 class OraclePerception:
     """Reads lane geometry and neighbours from ``info`` (see the info contract).
 
@@ -90,6 +97,9 @@ class OraclePerception:
                     track_id=track_id,
                     length_m=finite_or(n.get("length_m"), 5.0),
                     is_static=n.get("kind", "vehicle") != "vehicle",
+                    speed_mps=None if n.get("speed_mps") is None else finite_or(n.get("speed_mps"), 0.0),
+                    width_m=finite_or(n.get("width_m"), 2.0),
+                    path_m=_points(n.get("path_m")),
                 )
             )
         self._prev, self._prev_time_s, self._prev_ego_segment = current, time_s, ego_segment
@@ -107,4 +117,7 @@ class OraclePerception:
             vehicles=tuple(vehicles),
             lane_valid="lateral_offset_m" in lane,
             vehicles_valid=True,
+            ego_path_m=_points(ego.get("path_m")),
+            ego_length_m=finite_or(ego.get("length_m"), 5.0),
+            ego_width_m=finite_or(ego.get("width_m"), 2.0),
         )

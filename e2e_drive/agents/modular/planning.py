@@ -18,9 +18,12 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from e2e_drive.agents.modular.interfaces import PerceivedVehicle, PerceptionOutput, Plan
+from e2e_drive.agents.modular.junction import JUNCTION_COMMANDS, JunctionSettings, junction_obstacles, path_speed_cap
 from e2e_drive.strict import check_fields, setting
 
 _FREE_ROAD_GAP_M = 1.0e3
+#: Past a junction's entry the ego clears it (no waiting for traffic joining its path) for this long [m].
+JUNCTION_PAST_M = 30.0
 
 
 def quintic_blend(tau: float) -> float:
@@ -176,6 +179,16 @@ class PlannerConfig:
         0.0, "junction traffic is watched from this far before the command's point (0: off, giving way only "
              "by IDM on crossing traffic; 40 trades intersection collisions for waiting: fewer collisions, "
              "more time-ups on held-out seeds)", unit="m", range=(0.0, None))
+    junction_clearance_m: float = setting(
+        0.8, "with intended paths (the expert at junctions): two paths conflict where they come closer "
+             "than half the two widths plus this", unit="m", range=(0.0, None))
+    junction_time_margin_s: float = setting(
+        1.0, "with intended paths: cross a conflict area only this long before another vehicle can reach "
+             "it, or this long after it has left", unit="s", range=(0.0, None))
+    junction_merge_gap_s: float = setting(
+        1.0, "with intended paths: join another vehicle's path (entering a roundabout) only this long "
+             "before it can reach the joining point, or this long after it has passed it", unit="s",
+        range=(0.0, None))
     idm_acceleration_max_mps2: float = setting(
         2.0, "IDM a: comfortable maximum acceleration", unit="m/s^2", range=(0.0, None))
     idm_deceleration_comfort_mps2: float = setting(
@@ -226,6 +239,7 @@ class RulePlanner:
         self._since_lane_change_s = 1.0e9
         self._speed_mps = 0.0
         self._route_kept_left = False  # keep_left satisfied (a lane with a lane right of it was reached)
+        self._junction_past_m: float | None = None  # distance driven past a junction's entry (None: not near one)
         self.lane_changes = 0
         self.aborted_lane_changes = 0
 
@@ -271,6 +285,8 @@ class RulePlanner:
         for v in p.vehicles:
             if self._route_merge_ignores(p, v) or not self._occupies(v, delta, p.lane_width_m):
                 continue
+            if v.lane_delta is None and v.path_m and p.ego_path_m:
+                continue  # junction traffic with intended paths: conflict timing (_route_junction_obstacles)
             if v.lane_delta is not None and p.ego_speed_mps + v.relative_speed_mps < -self.config.oncoming_speed_mps:
                 # "oncoming" on a connected one-way lane: a projection artefact (e.g. a vehicle
                 # across a circuit's loop measured on the ego lane's extension), not traffic
@@ -458,7 +474,8 @@ class RulePlanner:
         oncoming vehicle reaches the junction within that time. None once the ego is past the line or
         could not stop before it comfortably (it then clears the junction)."""
         cfg = self.config
-        if p.command not in ("turn_left", "turn_right", "go_straight") or not math.isfinite(p.command_distance_m):
+        if (p.command not in ("turn_left", "turn_right", "go_straight") or not math.isfinite(p.command_distance_m)
+                or p.ego_path_m):  # (with intended paths, conflict timing gives way: _route_junction_obstacles)
             return None
         gap = p.command_distance_m - cfg.route_junction_stop_margin_m
         v_ego = max(p.ego_speed_mps, 0.0)
@@ -501,6 +518,26 @@ class RulePlanner:
             return None
         return PerceivedVehicle(lane_delta=0, gap_m=gap, relative_speed_mps=-p.ego_speed_mps, lateral_m=0.0,
                                 is_static=True)
+
+    def _route_junction_obstacles(self, p: PerceptionOutput, v0: float, dt_s: float) -> list[PerceivedVehicle]:
+        """With intended paths (privileged): the yield line and path leads of conflict-zone timing
+        (:func:`e2e_drive.agents.modular.junction.junction_obstacles`); empty without them. Past a
+        junction's entry (the turn's point, for JUNCTION_PAST_M) the ego clears the junction."""
+        if p.command in JUNCTION_COMMANDS and math.isfinite(p.command_distance_m):
+            self._junction_past_m = 0.5 * p.ego_length_m - p.command_distance_m
+        elif self._junction_past_m is not None:
+            self._junction_past_m += max(p.ego_speed_mps, 0.0) * dt_s
+            if self._junction_past_m > JUNCTION_PAST_M:
+                self._junction_past_m = None
+        if not p.ego_path_m:
+            return []
+        cfg = self.config
+        return junction_obstacles(p, JunctionSettings(
+            clearance_m=cfg.junction_clearance_m, time_margin_s=cfg.junction_time_margin_s,
+            merge_gap_s=cfg.junction_merge_gap_s, ego_acceleration_mps2=self.idm.acceleration_max_mps2,
+            ego_speed_mps=max(v0, 1.0), max_lateral_acceleration_mps2=cfg.max_lateral_acceleration_mps2,
+            commit_braking_mps2=cfg.max_braking_mps2),
+            inside=self._junction_past_m is not None and self._junction_past_m > 0.0)
 
     def _route_lane_change(self, p: PerceptionOutput) -> int:
         """The lane change the route asks for now (a delta of -1 / +1, or 0): only when it is safe."""
@@ -592,6 +629,7 @@ class RulePlanner:
         v_ego = max(p.ego_speed_mps, 0.0)
         self._speed_mps = v_ego
         v0 = self.target_speed(p)
+        v0 = min(v0, path_speed_cap(p, self.config.max_lateral_acceleration_mps2, self.idm.deceleration_comfort_mps2))
         y, lane_centre = self._continuous_y(p)
         self._since_lane_change_s += dt_s
         if p.command != "keep_left":
@@ -659,6 +697,8 @@ class RulePlanner:
         junction_line = self._route_junction_stop_line(p)
         if junction_line is not None:
             acceleration = min(acceleration, self._idm(p, v0, junction_line))
+        for obstacle in self._route_junction_obstacles(p, v0, dt_s):
+            acceleration = min(acceleration, self._idm(p, v0, obstacle))
         for delta in sorted(deltas):
             lead, _ = self._lead_and_follower(p, delta)
             if lead is None or self._route_leaving_lane_ignores(p, delta, target_delta, lead):

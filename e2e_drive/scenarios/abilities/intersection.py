@@ -20,7 +20,7 @@ from highway_env.envs.intersection_env import IntersectionEnv
 
 from e2e_drive.config import Key
 from e2e_drive.scenarios.base import Scenario, register_scenario
-from e2e_drive.scenarios.routed import RoutedScenario
+from e2e_drive.scenarios.routed import RoutedScenario, clear_wrecks
 from e2e_drive.sim.route import Route, junction_maneuvers
 
 #: Turn -> the destination node of stock intersection-v0 for an ego coming from the south (o0).
@@ -35,7 +35,10 @@ SPAWN_PERIOD_S = 1.0
 class IntersectionScenario(RoutedScenario, IntersectionEnv):
     """intersection-v0's road and traffic; the ego's destination is its route's exit."""
 
+    paths_in_info = True  # the expert times its conflicts with the traffic's intended paths
+
     def scenario_step(self) -> None:
+        clear_wrecks(self.road, self.vehicle)
         freq = int(self.e2e_config["simulation_frequency_hz"])
         period = max(1, int(round(SPAWN_PERIOD_S * freq)))
         if self.steps > 0 and self.steps % period == 0:

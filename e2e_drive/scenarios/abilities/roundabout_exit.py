@@ -14,7 +14,7 @@ from highway_env.envs.roundabout_env import RoundaboutEnv
 
 from e2e_drive.config import Key
 from e2e_drive.scenarios.base import Scenario, register_scenario
-from e2e_drive.scenarios.routed import RoutedScenario, edges_of_path, other_vehicles_class, route_offset_m
+from e2e_drive.scenarios.routed import RoutedScenario, clear_wrecks, edges_of_path, other_vehicles_class, route_offset_m
 from e2e_drive.sim.route import Maneuver, Route
 
 #: Exit name -> (the ring node it leaves from, the exit's first node, its far end).
@@ -27,6 +27,33 @@ INTO_EXIT_M = 30.0
 ANNOUNCE_M = 80.0
 #: Ring lanes and positions where the extra circulating vehicles may start.
 RING_EDGES = [("se", "ex"), ("ex", "ee"), ("ee", "nx"), ("nx", "ne"), ("ne", "wx"), ("wx", "we")]
+
+
+#: Where an entry meets the ring, the ego crosses the end of the ring's segment before the entry's
+#: node (highway-env's entries end beside the ring, about 5 m before that node): this far of it
+#: counts as being on the route [m].
+JOIN_M = 8.0
+
+
+class RingRoute(Route):
+    """A route through the roundabout: crossing from the entry onto the ring (over the end of the
+    ring's previous segment, which the route's edges do not name) is on the route, at the start of
+    the ring's first edge."""
+
+    def _locate(self, position: Any, k0: int, k1: int) -> tuple[int, float] | None:
+        found = super()._locate(position, k0, k1)
+        if found is not None or not self.edges:
+            return found
+        graph = self._network.graph
+        for k in range(max(k0, 1), k1):
+            a, b = self.edges[k]
+            before = [e for e in graph if a in graph[e] and (e, a) != tuple(self.edges[k - 1])]
+            for e in before:  # the ring's segment that ends where the route's ring edge starts
+                for lane in graph[e][a]:
+                    s_m, d_m = (float(x) for x in lane.local_coordinates(position))
+                    if lane.length - JOIN_M <= s_m <= lane.length + 2.0 and abs(d_m) <= lane.width_at(s_m) / 2 + 2.0:
+                        return k, self._offsets[k]
+        return None
 
 
 def route_to_exit(network: Any, exit_name: str, into_exit_m: float = INTO_EXIT_M
@@ -42,6 +69,8 @@ def route_to_exit(network: Any, exit_name: str, into_exit_m: float = INTO_EXIT_M
 
 class RoundaboutExitScenario(RoutedScenario, RoundaboutEnv):
     """roundabout-v0's road and traffic, plus ``vehicles_count`` vehicles circulating on the ring."""
+
+    paths_in_info = True  # the expert times its conflicts with the traffic's intended paths
 
     def _make_vehicles(self) -> None:
         super()._make_vehicles()
@@ -65,12 +94,15 @@ class RoundaboutExitScenario(RoutedScenario, RoundaboutEnv):
             v.randomize_behavior()
             self.road.vehicles.append(v)
 
+    def scenario_step(self) -> None:
+        clear_wrecks(self.road, self.vehicle)
+
     def build_route(self) -> Route:
         exit_name = self.e2e_config["exit"]
         if exit_name == "random":
             exit_name = list(EXITS)[int(self.np_random.integers(len(EXITS)))]
         edges, length, exit_at = route_to_exit(self.road.network, exit_name)
-        return Route(edges=edges, length_m=length, ends=True,
+        return RingRoute(edges=edges, length_m=length, ends=True,
                      maneuvers=[Maneuver(exit_at, "take_exit", ANNOUNCE_M)],
                      description=f"through the roundabout to its {exit_name} exit")
 
