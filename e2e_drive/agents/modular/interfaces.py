@@ -39,6 +39,9 @@ class PerceivedVehicle:
         tracking across frames; 0 when unknown. Used to predict cut-ins and crossings.
     track_id: a stable id across frames when the perception tracks, else None.
     is_static: a parked object / obstacle (speed 0 along the road).
+    longitudinal_m: centre-to-centre distance along the road (positive ahead) when the
+        perception knows it, else None; unlike ``gap_m`` it says on which side a vehicle
+        that overlaps the ego (alongside it) is.
     """
 
     lane_delta: int | None
@@ -49,6 +52,7 @@ class PerceivedVehicle:
     track_id: int | None = None
     length_m: float = 5.0
     is_static: bool = False
+    longitudinal_m: float | None = None
 
 
 @dataclass(frozen=True)

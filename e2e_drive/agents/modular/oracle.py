@@ -75,6 +75,7 @@ class OraclePerception:
                     lateral_speed = (lateral - prev[1]) / dt
                     lateral_speed = max(-self.max_lateral_speed_mps, min(self.max_lateral_speed_mps, lateral_speed))
             relative_speed = finite_or(n.get("relative_speed_mps"), 0.0)
+            longitudinal = finite_or(n.get("longitudinal_m"), math.nan)  # centre to centre
             if delta is not None and n.get("speed_mps") is not None:
                 # on a connected (one-way) lane it drives along its own lane: its speed along the
                 # road is its speed; the info's projection on the ego lane's tangent makes a car
@@ -90,6 +91,7 @@ class OraclePerception:
                     track_id=track_id,
                     length_m=finite_or(n.get("length_m"), 5.0),
                     is_static=n.get("kind", "vehicle") != "vehicle",
+                    longitudinal_m=longitudinal if math.isfinite(longitudinal) else None,
                 )
             )
         self._prev, self._prev_time_s, self._prev_ego_segment = current, time_s, ego_segment
