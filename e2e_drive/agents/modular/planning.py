@@ -156,9 +156,9 @@ class PlannerConfig:
         4.0, "the ego aims this far inside the part of a gap where the lane change check would pass (a gap "
              "with less room than this is not taken)", unit="m",
         range=(0.0, None))
-    route_slot_keep_m: float = setting(
-        10.0, "the gap chosen before is kept unless another one is nearer by more than this", unit="m",
-        range=(0.0, None))
+    route_slot_keep_s: float = setting(
+        2.0, "the gap chosen before is kept unless the ego could come alongside another one this much sooner",
+        unit="s", range=(0.0, None))
     route_lane_change_duration_s: float = setting(
         2.5, "duration of a lane change the route requires (at least)", unit="s", range=(0.0, None))
     route_lane_change_heading_rad: float = setting(
@@ -174,6 +174,9 @@ class PlannerConfig:
     route_stop_margin_m: float = setting(
         8.0, "stop this far before the end of a lane the route leaves (an on-ramp's end, the exit's split) "
              "while no gap lets the ego out", unit="m", range=(0.0, None))
+    route_stop_braking_mps2: float = setting(
+        3.5, "braking for that stop starts when stopping there needs this deceleration (as late as is "
+             "comfortable: more time to find a gap)", unit="m/s^2", range=(0.1, None))
     route_junction_stop_margin_m: float = setting(
         4.0, "at a junction (turn_left / turn_right / go_straight) wait this far before the command's point "
              "while crossing or oncoming traffic is about to reach the ego's path", unit="m", range=(0.0, None))
@@ -455,6 +458,17 @@ class RulePlanner:
         return PerceivedVehicle(lane_delta=0, gap_m=max(gap, 0.0), relative_speed_mps=-p.ego_speed_mps,
                                 lateral_m=0.0, is_static=True)
 
+    def _route_stop_acceleration(self, p: PerceptionOutput, v0: float, line: PerceivedVehicle) -> float:
+        """Braking for the stop line as late as is comfortable: nothing until stopping at the line needs
+        ``route_stop_braking_mps2``, then the constant deceleration that stops the ego there; IDM on it
+        within a few metres (creeping up and holding). IDM on a standing obstacle brakes from far and
+        hard: on an on-ramp's short lane that ended the wait for a gap before the ramp's end."""
+        v = max(p.ego_speed_mps, 0.0)
+        if line.gap_m < 3.0:
+            return self._idm(p, v0, line)
+        needed = v * v / (2.0 * line.gap_m)
+        return -needed if needed >= self.config.route_stop_braking_mps2 else math.inf
+
     def _route_junction_stop_line(self, p: PerceptionOutput) -> PerceivedVehicle | None:
         """Giving way at a junction: a virtual standing obstacle ``route_junction_stop_margin_m`` before the
         command's point while a vehicle on another road is about to cross the ego's path (its tracked
@@ -616,7 +630,7 @@ class RulePlanner:
         slots.append(((last.track_id, None), centre(last) + 0.5 * (ego_len + last.length_m) + rear_room(last),
                       math.inf, speed(last)))
         for behind, ahead in zip(others[:-1], others[1:]):
-            flow = min(speed(behind), speed(ahead))
+            flow = speed(behind)  # (the follower's braking is what the lane change check weighs most)
             lo = centre(behind) + 0.5 * (ego_len + behind.length_m) + rear_room(behind)
             hi = centre(ahead) - 0.5 * (ego_len + ahead.length_m) - front_room(flow)
             slots.append(((behind.track_id, ahead.track_id), lo, hi, flow))
@@ -625,13 +639,17 @@ class RulePlanner:
         for key, lo, hi, flow in slots:
             if hi - lo < (0.0 if key == self._route_slot_key else margin):  # (the chosen gap: while it fits)
                 continue
-            inside = min(margin, 0.5 * (hi - lo))
+            room = hi - lo  # (inf for the gap ahead of or behind all of them)
+            inside = min(max(margin, 0.25 * room), 0.5 * room) if math.isfinite(room) else 2.0 * margin
             target = float(np.clip(0.0, lo + inside, hi - inside))
-            # matching the gap's speed (at IDM b or a) moves the ego this far along relative to the gap
+            # matching the gap's speed (at IDM b or a) moves the ego this far along relative to the gap;
+            # then the time to come alongside (at most ``route_gap_speed_offset_mps`` faster than the gap,
+            # twice that slower)
             dv = v_ego - flow
             rate = self.idm.deceleration_comfort_mps2 if dv > 0.0 else self.idm.acceleration_max_mps2
             drift = dv * abs(dv) / (2.0 * max(rate, 0.1))
-            cost = abs(target - drift)
+            offset = max(cfg.route_gap_speed_offset_mps, 0.1)
+            cost = (target - drift) / offset if target > drift else (drift - target) / (2.0 * offset)
             entry = (cost, target, flow, key)
             if best is None or cost < best[0]:
                 best = entry
@@ -640,7 +658,7 @@ class RulePlanner:
         if best is None:
             self._route_slot_key = None
             return None
-        if kept is not None and kept[0] <= best[0] + cfg.route_slot_keep_m:
+        if kept is not None and kept[0] <= best[0] + cfg.route_slot_keep_s:
             best = kept
         self._route_slot_key = best[3]
         return best[1], best[2]
@@ -758,7 +776,7 @@ class RulePlanner:
         emergency = False
         stop_line = self._route_stop_line(p, lanes_to_cross)
         if stop_line is not None:
-            acceleration = min(acceleration, self._idm(p, v0, stop_line))
+            acceleration = min(acceleration, self._route_stop_acceleration(p, v0, stop_line))
         junction_line = self._route_junction_stop_line(p)
         if junction_line is not None:
             acceleration = min(acceleration, self._idm(p, v0, junction_line))
