@@ -7,7 +7,7 @@ The ``info`` contract gives each neighbour's ``lateral_m`` relative to the ego (
 lane coordinate minus the ego's, see :mod:`e2e_drive.sim.ground_truth`); PerceivedVehicle
 wants it from the ego lane's centre, so the ego's lateral offset is added back. The lateral
 speed is tracked across steps per neighbour id, like a camera tracker would, and only while
-neither the ego nor the neighbour changed road segment (the lane frame would jump).
+neither the ego changed lane nor the neighbour changed road segment (the lane frame would jump).
 """
 
 from __future__ import annotations
@@ -53,7 +53,11 @@ class OraclePerception:
         ego_d = finite_or(lane.get("lateral_offset_m"), 0.0)
         ego_along_mps = finite_or(ego.get("speed_mps"), 0.0) * math.cos(finite_or(lane.get("heading_error_rad"), 0.0))
         time_s = finite_or(info.get("time_s"), 0.0)
-        ego_segment = _segment(lane.get("index"))
+        index = lane.get("index")
+        # (the ego's lane id too: lateral positions are measured from its lane's centre and jump a lane
+        # width when it crosses a line)
+        segment = _segment(index)
+        ego_segment = (*segment, index[2]) if segment is not None and len(index) > 2 else None
         dt = None
         if self._prev_time_s is not None and time_s > self._prev_time_s and ego_segment == self._prev_ego_segment:
             dt = time_s - self._prev_time_s

@@ -238,6 +238,7 @@ class RulePlanner:
         self._since_lane_change_s = 1.0e9
         self._speed_mps = 0.0
         self._route_slot_key: object = None  # the target lane's gap the route's lane change aims for
+        self._route_slot_room: tuple[float, float] | None = None  # where in it the ego fits (displacement)
         self._route_ramp_lanes: dict[object, bool] = {}  # track id -> in the lane an on-ramp joins
         self._route_kept_left = False  # keep_left satisfied (a lane with a lane right of it was reached)
         self.lane_changes = 0
@@ -529,6 +530,9 @@ class RulePlanner:
                 or self._since_lane_change_s < self.config.route_lane_change_rest_s
                 or not self._route_lane_change_curvature_ok(p)):
             return 0
+        room = self._route_slot_room  # (last step's gap acceptance: wait until alongside the gap chosen)
+        if room is not None and not room[0] <= 0.0 <= room[1]:
+            return 0
         return side if self.lane_change_safe(p, side, self.config.route_max_imposed_braking_mps2) else 0
 
     def _route_lane_change_duration_s(self, p: PerceptionOutput, lateral_m: float, speed_mps: float) -> float:
@@ -553,7 +557,7 @@ class RulePlanner:
         side = self.route_side(p)
         on_ramp = p.command == "keep_left" and p.lanes_left == 0 and p.lanes_right == 0
         if side == 0 or not (lanes > 0 or on_ramp) or not self._route_straight_enough(p):
-            self._route_slot_key = None
+            self._route_slot_key = self._route_slot_room = None
             return None
         w = p.lane_width_m
         if on_ramp:
@@ -596,7 +600,7 @@ class RulePlanner:
         Returns (how far the ego must move along to the gap's safe middle [m], the gap's speed), or
         None when no one is there."""
         if not others:
-            self._route_slot_key = None
+            self._route_slot_key = self._route_slot_room = None
             return None
         cfg = self.config
         ego_len = _EGO_LENGTH_M
@@ -634,8 +638,8 @@ class RulePlanner:
             lo = centre(behind) + 0.5 * (ego_len + behind.length_m) + rear_room(behind)
             hi = centre(ahead) - 0.5 * (ego_len + ahead.length_m) - front_room(flow)
             slots.append(((behind.track_id, ahead.track_id), lo, hi, flow))
-        best: tuple[float, float, float, object] | None = None
-        kept: tuple[float, float, float, object] | None = None
+        best: tuple[float, float, float, object, float, float] | None = None
+        kept: tuple[float, float, float, object, float, float] | None = None
         for key, lo, hi, flow in slots:
             if hi - lo < (0.0 if key == self._route_slot_key else margin):  # (the chosen gap: while it fits)
                 continue
@@ -650,17 +654,17 @@ class RulePlanner:
             drift = dv * abs(dv) / (2.0 * max(rate, 0.1))
             offset = max(cfg.route_gap_speed_offset_mps, 0.1)
             cost = (target - drift) / offset if target > drift else (drift - target) / (2.0 * offset)
-            entry = (cost, target, flow, key)
+            entry = (cost, target, flow, key, lo, hi)
             if best is None or cost < best[0]:
                 best = entry
             if key == self._route_slot_key:
                 kept = entry
         if best is None:
-            self._route_slot_key = None
+            self._route_slot_key = self._route_slot_room = None
             return None
         if kept is not None and kept[0] <= best[0] + cfg.route_slot_keep_s:
             best = kept
-        self._route_slot_key = best[3]
+        self._route_slot_key, self._route_slot_room = best[3], (best[4], best[5])
         return best[1], best[2]
 
     def _route_branch_offsets(self, p: PerceptionOutput, s_m: np.ndarray) -> np.ndarray:
@@ -696,10 +700,22 @@ class RulePlanner:
                 and self.route_lanes_to_cross(p) > 0 and math.isfinite(p.command_distance_m)
                 and lead.gap_m >= p.command_distance_m - self.config.route_stop_margin_m):
             return True
-        if not (self._lc_active and self._lc_for_route and delta == 0 and target_delta != 0):
+        if not (self._lc_active and self._lc_for_route):
+            return False
+        lane_centre = (self._y_prev_m if self._y_prev_m is not None else 0.0) - p.lateral_offset_m
+        leaving = int(round((self._lc_start_lane_centre_m - lane_centre) / max(p.lane_width_m, 0.1)))
+        if delta != leaving or delta == target_delta:  # (the lane being left: 0, then +-1 once across the line)
             return False
         v = max(p.ego_speed_mps, 0.0)
-        return lead.gap_m > v * v / (2.0 * self.config.max_braking_mps2) + self.idm.min_gap_m
+        if lead.gap_m > v * v / (2.0 * self.config.max_braking_mps2) + self.idm.min_gap_m:
+            return True
+        # nearer: still ignored when the lane change's path is clear of it by the time the ego gets there
+        # (a closure's taper of cones along the lane's far side)
+        tau = (self._lc_elapsed_s + lead.gap_m / max(v, 1.0)) / max(self._lc_duration_s, 1e-3)
+        y_then = self._lc_start_y_m + (self._lc_target_y_m - self._lc_start_y_m) * quintic_blend(tau)
+        lead_y = lane_centre + lead.lateral_m
+        half_widths = 1.0 + (0.25 if lead.is_static and lead.length_m < 1.0 else 1.0)
+        return abs(y_then - lead_y) > half_widths + self.config.intrusion_margin_m
 
     # ------------------------------------------------------------------ plan
     def plan(self, perception: PerceptionOutput, dt_s: float) -> Plan:
