@@ -530,8 +530,11 @@ class RulePlanner:
                 or self._since_lane_change_s < self.config.route_lane_change_rest_s
                 or not self._route_lane_change_curvature_ok(p)):
             return 0
-        room = self._route_slot_room  # (last step's gap acceptance: wait until alongside the gap chosen)
-        if room is not None and not room[0] <= 0.0 <= room[1]:
+        # last step's gap acceptance: wait until alongside the gap chosen, unless the lane's end is near
+        # (stopping for it has begun: any gap the check lets the ego into will do)
+        room = self._route_slot_room
+        if (room is not None and not room[0] <= 0.0 <= room[1]
+                and self._route_stop_line(p, self.route_lanes_to_cross(p)) is None):
             return 0
         return side if self.lane_change_safe(p, side, self.config.route_max_imposed_braking_mps2) else 0
 
