@@ -5,8 +5,6 @@ on-ramp scenario the expert merges at traffic speed instead of stopping at the r
 
 from __future__ import annotations
 
-import numpy as np
-
 from e2e_drive.agents import load_agent
 from e2e_drive.agents.modular.interfaces import PerceivedVehicle, PerceptionOutput
 from e2e_drive.agents.modular.planning import RulePlanner

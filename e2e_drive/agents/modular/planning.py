@@ -562,7 +562,6 @@ class RulePlanner:
         if side == 0 or not (lanes > 0 or on_ramp) or not self._route_straight_enough(p):
             self._route_slot_key = self._route_slot_room = None
             return None
-        w = p.lane_width_m
         if on_ramp:
             others = self._route_ramp_target_lane(p)
         else:
