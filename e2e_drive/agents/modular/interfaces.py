@@ -45,6 +45,9 @@ class PerceivedVehicle:
     speed_mps / width_m / path_m: privileged (oracle perception in junction scenarios; None / ()
         from a camera): its own speed, its width, and its intended path ahead along its route as
         world points from its centre (see :mod:`e2e_drive.agents.modular.junction`).
+    longitudinal_m: centre-to-centre distance along the road (positive ahead) when the
+        perception knows it, else None; unlike ``gap_m`` it says on which side a vehicle
+        that overlaps the ego (alongside it) is.
     """
 
     lane_delta: int | None
@@ -58,6 +61,7 @@ class PerceivedVehicle:
     speed_mps: float | None = None
     width_m: float = 2.0
     path_m: tuple[tuple[float, float], ...] = ()
+    longitudinal_m: float | None = None
 
 
 @dataclass(frozen=True)

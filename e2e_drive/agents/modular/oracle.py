@@ -7,7 +7,7 @@ The ``info`` contract gives each neighbour's ``lateral_m`` relative to the ego (
 lane coordinate minus the ego's, see :mod:`e2e_drive.sim.ground_truth`); PerceivedVehicle
 wants it from the ego lane's centre, so the ego's lateral offset is added back. The lateral
 speed is tracked across steps per neighbour id, like a camera tracker would, and only while
-neither the ego nor the neighbour changed road segment (the lane frame would jump).
+neither the ego changed lane nor the neighbour changed road segment (the lane frame would jump).
 """
 
 from __future__ import annotations
@@ -60,7 +60,11 @@ class OraclePerception:
         ego_d = finite_or(lane.get("lateral_offset_m"), 0.0)
         ego_along_mps = finite_or(ego.get("speed_mps"), 0.0) * math.cos(finite_or(lane.get("heading_error_rad"), 0.0))
         time_s = finite_or(info.get("time_s"), 0.0)
-        ego_segment = _segment(lane.get("index"))
+        index = lane.get("index")
+        # (the ego's lane id too: lateral positions are measured from its lane's centre and jump a lane
+        # width when it crosses a line)
+        segment = _segment(index)
+        ego_segment = (*segment, index[2]) if segment is not None and len(index) > 2 else None
         dt = None
         if self._prev_time_s is not None and time_s > self._prev_time_s and ego_segment == self._prev_ego_segment:
             dt = time_s - self._prev_time_s
@@ -82,6 +86,7 @@ class OraclePerception:
                     lateral_speed = (lateral - prev[1]) / dt
                     lateral_speed = max(-self.max_lateral_speed_mps, min(self.max_lateral_speed_mps, lateral_speed))
             relative_speed = finite_or(n.get("relative_speed_mps"), 0.0)
+            longitudinal = finite_or(n.get("longitudinal_m"), math.nan)  # centre to centre
             if delta is not None and n.get("speed_mps") is not None:
                 # on a connected (one-way) lane it drives along its own lane: its speed along the
                 # road is its speed; the info's projection on the ego lane's tangent makes a car
@@ -100,6 +105,7 @@ class OraclePerception:
                     speed_mps=None if n.get("speed_mps") is None else finite_or(n.get("speed_mps"), 0.0),
                     width_m=finite_or(n.get("width_m"), 2.0),
                     path_m=_points(n.get("path_m")),
+                    longitudinal_m=longitudinal if math.isfinite(longitudinal) else None,
                 )
             )
         self._prev, self._prev_time_s, self._prev_ego_segment = current, time_s, ego_segment

@@ -24,6 +24,8 @@ from e2e_drive.strict import check_fields, setting
 _FREE_ROAD_GAP_M = 1.0e3
 #: Past a junction's entry the ego clears it (no waiting for traffic joining its path) for this long [m].
 JUNCTION_PAST_M = 30.0
+#: The ego's length the gap acceptance assumes (perception gives bumper gaps) [m].
+_EGO_LENGTH_M = 5.0
 
 
 def quintic_blend(tau: float) -> float:
@@ -148,11 +150,18 @@ class PlannerConfig:
         3.0, "a lane change the route requires may make the new follower brake this hard", unit="m/s^2",
         range=(0.0, None))
     route_gap_speed_offset_mps: float = setting(
-        3.0, "while the route's lane change waits for a gap, drive this much slower than the target lane "
-             "(dropping back to the gap behind)", unit="m/s", range=(0.0, None))
-    route_min_slot_m: float = setting(
-        30.0, "a gap of the target lane the route's lane change aims for is at least this long (bumper to "
-              "bumper)", unit="m", range=(0.0, None))
+        3.0, "while the route's lane change waits for a gap, drive at most this much faster (twice this "
+             "slower) than the gap to come alongside it", unit="m/s", range=(0.0, None))
+    route_gap_gain_per_s: float = setting(
+        0.4, "while the route's lane change waits, the speed asked above the gap's per m the ego is behind its "
+             "safe middle", unit="1/s", range=(0.0, None))
+    route_slot_margin_m: float = setting(
+        4.0, "the ego aims this far inside the part of a gap where the lane change check would pass (a gap "
+             "with less room than this is not taken)", unit="m",
+        range=(0.0, None))
+    route_slot_keep_s: float = setting(
+        2.0, "the gap chosen before is kept unless the ego could come alongside another one this much sooner",
+        unit="s", range=(0.0, None))
     route_lane_change_duration_s: float = setting(
         2.5, "duration of a lane change the route requires (at least)", unit="s", range=(0.0, None))
     route_lane_change_heading_rad: float = setting(
@@ -168,6 +177,9 @@ class PlannerConfig:
     route_stop_margin_m: float = setting(
         8.0, "stop this far before the end of a lane the route leaves (an on-ramp's end, the exit's split) "
              "while no gap lets the ego out", unit="m", range=(0.0, None))
+    route_stop_braking_mps2: float = setting(
+        3.5, "braking for that stop starts when stopping there needs this deceleration (as late as is "
+             "comfortable: more time to find a gap)", unit="m/s^2", range=(0.1, None))
     route_junction_stop_margin_m: float = setting(
         4.0, "at a junction (turn_left / turn_right / go_straight) wait this far before the command's point "
              "while crossing or oncoming traffic is about to reach the ego's path", unit="m", range=(0.0, None))
@@ -238,6 +250,9 @@ class RulePlanner:
         self._lc_start_lane_centre_m = 0.0
         self._since_lane_change_s = 1.0e9
         self._speed_mps = 0.0
+        self._route_slot_key: object = None  # the target lane's gap the route's lane change aims for
+        self._route_slot_room: tuple[float, float] | None = None  # where in it the ego fits (displacement)
+        self._route_ramp_lanes: dict[object, bool] = {}  # track id -> in the lane an on-ramp joins
         self._route_kept_left = False  # keep_left satisfied (a lane with a lane right of it was reached)
         self._junction_past_m: float | None = None  # distance driven past a junction's entry (None: not near one)
         self.lane_changes = 0
@@ -467,6 +482,17 @@ class RulePlanner:
         return PerceivedVehicle(lane_delta=0, gap_m=max(gap, 0.0), relative_speed_mps=-p.ego_speed_mps,
                                 lateral_m=0.0, is_static=True)
 
+    def _route_stop_acceleration(self, p: PerceptionOutput, v0: float, line: PerceivedVehicle) -> float:
+        """Braking for the stop line as late as is comfortable: nothing until stopping at the line needs
+        ``route_stop_braking_mps2``, then the constant deceleration that stops the ego there; IDM on it
+        within a few metres (creeping up and holding). IDM on a standing obstacle brakes from far and
+        hard: on an on-ramp's short lane that ended the wait for a gap before the ramp's end."""
+        v = max(p.ego_speed_mps, 0.0)
+        if line.gap_m < 3.0:
+            return self._idm(p, v0, line)
+        needed = v * v / (2.0 * line.gap_m)
+        return -needed if needed >= self.config.route_stop_braking_mps2 else math.inf
+
     def _route_junction_stop_line(self, p: PerceptionOutput) -> PerceivedVehicle | None:
         """Giving way at a junction: a virtual standing obstacle ``route_junction_stop_margin_m`` before the
         command's point while a vehicle on another road is about to cross the ego's path (its tracked
@@ -548,6 +574,12 @@ class RulePlanner:
                 or self._since_lane_change_s < self.config.route_lane_change_rest_s
                 or not self._route_lane_change_curvature_ok(p)):
             return 0
+        # last step's gap acceptance: wait until alongside the gap chosen, unless the lane's end is near
+        # (stopping for it has begun: any gap the check lets the ego into will do)
+        room = self._route_slot_room
+        if (room is not None and not room[0] <= 0.0 <= room[1]
+                and self._route_stop_line(p, self.route_lanes_to_cross(p)) is None):
+            return 0
         return side if self.lane_change_safe(p, side, self.config.route_max_imposed_braking_mps2) else 0
 
     def _route_lane_change_duration_s(self, p: PerceptionOutput, lateral_m: float, speed_mps: float) -> float:
@@ -566,35 +598,120 @@ class RulePlanner:
 
     def _route_gap_speed(self, p: PerceptionOutput, lanes: int) -> float | None:
         """While the route's lane change waits (or, on an on-ramp, before the lanes join): the speed
-        that brings the ego alongside the nearest gap of the target lane that is long enough
-        (``route_min_slot_m``), a little slower than the traffic when none is near (dropping back).
+        that brings the ego alongside a gap of the target lane it could take (:meth:`_route_slot`):
+        the gap's speed plus a term that closes the distance to the gap's safe middle.
         None: no one there to match, or no change pending."""
         side = self.route_side(p)
         on_ramp = p.command == "keep_left" and p.lanes_left == 0 and p.lanes_right == 0
         if side == 0 or not (lanes > 0 or on_ramp) or not self._route_straight_enough(p):
+            self._route_slot_key = self._route_slot_room = None
             return None
-        w = p.lane_width_m
         if on_ramp:
-            beside = [v for v in p.vehicles if self._route_merge_ignores(p, v)]
-            nearest_lane_m = max((v.lateral_m for v in beside), default=0.0)  # the lane the ramp joins
-            others = [v for v in beside if v.lateral_m > nearest_lane_m - 0.5 * w]
+            others = self._route_ramp_target_lane(p)
         else:
             others = [v for v in p.vehicles if v.lane_delta == side]
-        others = sorted((v for v in others if abs(v.gap_m) < 80.0), key=lambda v: v.gap_m)
-        if not others:
+        slot = self._route_slot(p, [v for v in others if not v.is_static and abs(v.gap_m) < 100.0])
+        if slot is None:
             return None
-        speeds = [max(p.ego_speed_mps + v.relative_speed_mps, 0.0) for v in others]
-        half = 0.5 * self.config.route_min_slot_m
-        # slots between consecutive vehicles (and behind the last, ahead of the first): centre, size, speed
-        slots = [(others[0].gap_m - half, float("inf"), speeds[0]),
-                 (others[-1].gap_m + others[-1].length_m + half, float("inf"), speeds[-1])]
-        for i in range(len(others) - 1):
-            a, b = others[i], others[i + 1]
-            slots.append((0.5 * (a.gap_m + b.gap_m), b.gap_m - a.gap_m - b.length_m, 0.5 * (speeds[i] + speeds[i + 1])))
-        usable = [(c, v) for c, size, v in slots if size >= self.config.route_min_slot_m]
-        centre, flow = min(usable, key=lambda cv: abs(cv[0]))
+        shift_m, flow = slot
         offset = self.config.route_gap_speed_offset_mps
-        return max(flow + float(np.clip(0.3 * centre, -2.0 * offset, offset)), 0.0)
+        return max(flow + float(np.clip(self.config.route_gap_gain_per_s * shift_m, -2.0 * offset, offset)), 0.0)
+
+    def _route_ramp_target_lane(self, p: PerceptionOutput) -> list[PerceivedVehicle]:
+        """On an on-ramp, before the lanes join: the vehicles of the lane the ramp joins (the nearest
+        lane of the road beside). Where the ramp is straight, lateral positions tell the lanes apart
+        and each track's lane is remembered; where the ramp bends towards the road, a lateral is
+        measured from the ramp's centre at the vehicle's own station (lanes ahead and behind look
+        nearer or farther), so remembered tracks keep their lane and only new ones are placed by
+        their lateral."""
+        w = p.lane_width_m
+        beside = [v for v in p.vehicles if self._route_merge_ignores(p, v) and not v.is_static]
+        if max(abs(p.curvature_1pm), abs(p.curvature_ahead_1pm)) < 1.0e-4:
+            nearest_lane_m = max((v.lateral_m for v in beside), default=0.0)  # the lane the ramp joins
+            target = [v for v in beside if v.lateral_m > nearest_lane_m - 0.5 * w]
+            self._route_ramp_lanes.update({v.track_id: v in target for v in beside if v.track_id is not None})
+            return target
+        known = self._route_ramp_lanes
+        placed = [v for v in beside if v.track_id in known]
+        nearest_lane_m = max((v.lateral_m for v in beside if v not in placed), default=0.0)
+        return [v for v in beside if known.get(v.track_id, v.lateral_m > nearest_lane_m - 0.5 * w)]
+
+    def _route_slot(self, p: PerceptionOutput, others: list[PerceivedVehicle]) -> tuple[float, float] | None:
+        """Gap acceptance for the route's lane change: among the gaps of the target lane (between
+        consecutive ``others``, ahead of the first, behind the last) the ones that fit the ego with
+        the room the lane change check asks (the new follower braking at most
+        ``route_max_imposed_braking_mps2`` at the gap's speed, the front gap floor, a margin), the one
+        nearest once the ego has matched the gap's speed (a slower ego drops back for free); the gap
+        chosen before is kept while it still fits and is not much farther (no dithering between two).
+        Returns (how far the ego must move along to the gap's safe middle [m], the gap's speed), or
+        None when no one is there."""
+        if not others:
+            self._route_slot_key = self._route_slot_room = None
+            return None
+        cfg = self.config
+        ego_len = _EGO_LENGTH_M
+        v_ego = max(p.ego_speed_mps, 0.0)
+        others = sorted(others, key=lambda v: v.gap_m)
+
+        def centre(v: PerceivedVehicle) -> float:  # centre-to-centre distance along the lane
+            if v.longitudinal_m is not None:
+                return v.longitudinal_m
+            half = 0.5 * (ego_len + v.length_m)
+            return v.gap_m + half if v.gap_m >= 0.0 else v.gap_m - half
+
+        def speed(v: PerceivedVehicle) -> float:
+            return max(v_ego + v.relative_speed_mps, 0.0)
+
+        root = math.sqrt(self.idm.acceleration_max_mps2 / max(cfg.route_max_imposed_braking_mps2, 0.1))
+
+        def rear_room(v: PerceivedVehicle) -> float:  # behind the ego for a follower at its speed
+            u = speed(v)
+            return max(cfg.min_rear_gap_m, 0.3 * u, (self.idm.min_gap_m + u * self.idm.time_headway_s) * root)
+
+        def front_room(u: float) -> float:
+            return max(cfg.min_front_gap_m, 0.5 * u)
+
+        margin = cfg.route_slot_margin_m
+        # (key, lowest and highest displacement of the ego that fit, the gap's speed)
+        slots: list[tuple[object, float, float, float]] = []
+        first, last = others[0], others[-1]
+        slots.append(((None, first.track_id), -math.inf,
+                      centre(first) - 0.5 * (ego_len + first.length_m) - front_room(speed(first)), speed(first)))
+        slots.append(((last.track_id, None), centre(last) + 0.5 * (ego_len + last.length_m) + rear_room(last),
+                      math.inf, speed(last)))
+        for behind, ahead in zip(others[:-1], others[1:]):
+            flow = speed(behind)  # (the follower's braking is what the lane change check weighs most)
+            lo = centre(behind) + 0.5 * (ego_len + behind.length_m) + rear_room(behind)
+            hi = centre(ahead) - 0.5 * (ego_len + ahead.length_m) - front_room(flow)
+            slots.append(((behind.track_id, ahead.track_id), lo, hi, flow))
+        best: tuple[float, float, float, object, float, float] | None = None
+        kept: tuple[float, float, float, object, float, float] | None = None
+        for key, lo, hi, flow in slots:
+            if hi - lo < (0.0 if key == self._route_slot_key else margin):  # (the chosen gap: while it fits)
+                continue
+            room = hi - lo  # (inf for the gap ahead of or behind all of them)
+            inside = min(max(margin, 0.25 * room), 0.5 * room) if math.isfinite(room) else 2.0 * margin
+            target = float(np.clip(0.0, lo + inside, hi - inside))
+            # matching the gap's speed (at IDM b or a) moves the ego this far along relative to the gap;
+            # then the time to come alongside (at most ``route_gap_speed_offset_mps`` faster than the gap,
+            # twice that slower)
+            dv = v_ego - flow
+            rate = self.idm.deceleration_comfort_mps2 if dv > 0.0 else self.idm.acceleration_max_mps2
+            drift = dv * abs(dv) / (2.0 * max(rate, 0.1))
+            offset = max(cfg.route_gap_speed_offset_mps, 0.1)
+            cost = (target - drift) / offset if target > drift else (drift - target) / (2.0 * offset)
+            entry = (cost, target, flow, key, lo, hi)
+            if best is None or cost < best[0]:
+                best = entry
+            if key == self._route_slot_key:
+                kept = entry
+        if best is None:
+            self._route_slot_key = self._route_slot_room = None
+            return None
+        if kept is not None and kept[0] <= best[0] + cfg.route_slot_keep_s:
+            best = kept
+        self._route_slot_key, self._route_slot_room = best[3], (best[4], best[5])
+        return best[1], best[2]
 
     def _route_branch_offsets(self, p: PerceptionOutput, s_m: np.ndarray) -> np.ndarray:
         """Path offsets that steer into a roundabout's exit: on a ring (curved beyond lane changes) with
@@ -606,21 +723,45 @@ class RulePlanner:
         beyond = np.maximum(s_m - p.command_distance_m, 0.0)
         return np.minimum(beyond * math.tan(self.config.route_branch_angle_rad), p.lane_width_m)
 
-    @staticmethod
-    def _route_merge_ignores(p: PerceptionOutput, v: PerceivedVehicle) -> bool:
+    def _route_merge_ignores(self, p: PerceptionOutput, v: PerceivedVehicle) -> bool:
         """On an on-ramp (keep_left), traffic beside the ego on the road it merges into is not
         crossing traffic to yield to: the ramp converges with it; the merge's gap acceptance
-        handles it once the lanes join (only vehicles still beside the ego's lane are ignored)."""
-        return (p.command == "keep_left" and v.lane_delta is None and v.lateral_m < -0.75 * p.lane_width_m)
+        handles it once the lanes join (only vehicles still beside the ego's lane are ignored).
+        On a one-lane ramp a vehicle seen beside it earlier stays beside it where the road's
+        segments change (a lane id on the next segment is not the ramp's lane)."""
+        if p.command != "keep_left":
+            return False
+        if v.lane_delta is None and v.lateral_m < -0.75 * p.lane_width_m:
+            return True
+        return p.lanes_count == 1 and v.track_id is not None and v.track_id in self._route_ramp_lanes
 
     def _route_leaving_lane_ignores(self, p: PerceptionOutput, delta: int, target_delta: int,
                                     lead: PerceivedVehicle) -> bool:
         """While a lane change the route requires is under way, the lead of the lane being left (the
-        end of an on-ramp) matters only once it is within the strongest braking's stopping distance."""
-        if not (self._lc_active and self._lc_for_route and delta == 0 and target_delta != 0):
+        end of an on-ramp) matters only once it is within the strongest braking's stopping distance.
+        Before the change, a standing object where the lane the route leaves ends (merge-v0 marks an
+        on-ramp's end with one) is left to the stop line (:meth:`_route_stop_line`, which stops the
+        ego before it): IDM on it would slow the ego below the traffic it must merge into."""
+        if (not self._lc_active and delta == 0 and lead.is_static and p.command in ("keep_left", "take_exit")
+                and self.route_lanes_to_cross(p) > 0 and math.isfinite(p.command_distance_m)
+                and lead.gap_m >= p.command_distance_m - self.config.route_stop_margin_m):
+            return True
+        if not (self._lc_active and self._lc_for_route):
+            return False
+        lane_centre = (self._y_prev_m if self._y_prev_m is not None else 0.0) - p.lateral_offset_m
+        leaving = int(round((self._lc_start_lane_centre_m - lane_centre) / max(p.lane_width_m, 0.1)))
+        if delta != leaving or delta == target_delta:  # (the lane being left: 0, then +-1 once across the line)
             return False
         v = max(p.ego_speed_mps, 0.0)
-        return lead.gap_m > v * v / (2.0 * self.config.max_braking_mps2) + self.idm.min_gap_m
+        if lead.gap_m > v * v / (2.0 * self.config.max_braking_mps2) + self.idm.min_gap_m:
+            return True
+        # nearer: still ignored when the lane change's path is clear of it by the time the ego gets there
+        # (a closure's taper of cones along the lane's far side)
+        tau = (self._lc_elapsed_s + lead.gap_m / max(v, 1.0)) / max(self._lc_duration_s, 1e-3)
+        y_then = self._lc_start_y_m + (self._lc_target_y_m - self._lc_start_y_m) * quintic_blend(tau)
+        lead_y = lane_centre + lead.lateral_m
+        half_widths = 1.0 + (0.25 if lead.is_static and lead.length_m < 1.0 else 1.0)
+        return abs(y_then - lead_y) > half_widths + self.config.intrusion_margin_m
 
     # ------------------------------------------------------------------ plan
     def plan(self, perception: PerceptionOutput, dt_s: float) -> Plan:
@@ -632,6 +773,8 @@ class RulePlanner:
         v0 = min(v0, path_speed_cap(p, self.config.max_lateral_acceleration_mps2, self.idm.deceleration_comfort_mps2))
         y, lane_centre = self._continuous_y(p)
         self._since_lane_change_s += dt_s
+        if p.command != "keep_left":
+            self._route_ramp_lanes.clear()
         if p.command != "keep_left":
             self._route_kept_left = False
         elif p.lane_valid and p.lanes_right >= 1 and abs(p.lateral_offset_m) < 0.3 * w:
@@ -689,11 +832,14 @@ class RulePlanner:
         if gap_speed is not None:
             v0 = min(gap_speed, self.config.cruise_speed_mps)  # may exceed a ramp's limit to match traffic
         acceleration = self._idm(p, v0, None)
+        if gap_speed is not None:  # track the gap's speed firmly (IDM's free term fades near v0)
+            acceleration = float(np.clip(v0 - v_ego, -self.idm.deceleration_comfort_mps2,
+                                         self.idm.acceleration_max_mps2))
         lead_gap = lead_rel = None
         emergency = False
         stop_line = self._route_stop_line(p, lanes_to_cross)
         if stop_line is not None:
-            acceleration = min(acceleration, self._idm(p, v0, stop_line))
+            acceleration = min(acceleration, self._route_stop_acceleration(p, v0, stop_line))
         junction_line = self._route_junction_stop_line(p)
         if junction_line is not None:
             acceleration = min(acceleration, self._idm(p, v0, junction_line))

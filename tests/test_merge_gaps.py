@@ -1,0 +1,93 @@
+"""Gap acceptance for the lane change a route requires (an on-ramp's end, a closed lane, an exit): the
+planner picks a gap of the target lane the ego fits in, comes alongside it at the gap's speed, and
+changes lanes only there; on a bending ramp the tracks keep the lane they were seen in; and in the real
+on-ramp scenario the expert merges at traffic speed instead of stopping at the ramp's end."""
+
+from __future__ import annotations
+
+from e2e_drive.agents import load_agent
+from e2e_drive.agents.modular.interfaces import PerceivedVehicle, PerceptionOutput
+from e2e_drive.agents.modular.planning import RulePlanner
+from e2e_drive.env import make_env
+from test_runner import stock_idm_parameters  # noqa: F401  (autouse fixture: stock IDM in this process)
+
+SMALL_CAM = {"dashcam": {"kind": "dashcam", "width_px": 32, "height_px": 16}}
+
+
+def _car(track_id: int, centre_m: float, speed_mps: float, ego_speed_mps: float = 20.0, lane_delta: int | None = -1,
+         lateral_m: float = -4.0) -> PerceivedVehicle:
+    """A car whose centre is ``centre_m`` ahead of the ego's (behind when negative), 5 m long."""
+    gap = centre_m - 5.0 if centre_m >= 0.0 else centre_m + 5.0
+    return PerceivedVehicle(lane_delta=lane_delta, gap_m=gap, relative_speed_mps=speed_mps - ego_speed_mps,
+                            lateral_m=lateral_m, track_id=track_id, longitudinal_m=centre_m)
+
+
+def _closing_lane(vehicles, distance_m: float = 150.0) -> PerceptionOutput:
+    """The ego in the right lane of two, which ends ``distance_m`` ahead (keep_left)."""
+    return PerceptionOutput(ego_speed_mps=20.0, lane_id=1, lanes_count=2, speed_limit_mps=30.0,
+                            vehicles=tuple(vehicles), command="keep_left", command_distance_m=distance_m)
+
+
+def test_the_planner_drops_back_to_a_gap_it_fits_and_changes_lanes_only_there():
+    # beside the ego: a 23 m gap (too short at 20 m/s: the new follower would brake hard), behind it a 45 m one
+    cars = [_car(1, 8.0, 20.0), _car(2, -20.0, 20.0), _car(3, -70.0, 20.0)]
+    planner = RulePlanner()
+    for _ in range(3):
+        plan = planner.plan(_closing_lane(cars), 0.2)
+        assert plan.target_lane_delta == 0 and not plan.lane_change_active
+    assert planner._route_slot_key == (3, 2)  # the gap between the two cars behind
+    assert plan.target_speed_mps < 17.0  # slower than the traffic: the gap comes alongside
+    # the same lane with the ego in the middle of the long gap: it changes lanes at the traffic's speed
+    planner = RulePlanner()
+    cars = [_car(1, 75.0, 20.0), _car(2, 25.0, 20.0), _car(3, -25.0, 20.0)]
+    plans = [planner.plan(_closing_lane(cars), 0.2) for _ in range(2)]
+    assert plans[-1].lane_change_active and plans[-1].target_lane_delta == -1
+
+
+def test_a_gap_ahead_is_reached_by_driving_faster_and_a_kept_gap_does_not_flip():
+    # the nearest gap that fits is ahead of the ego (45 m from the car alongside); behind it a platoon
+    # with 30 m gaps (too short)
+    cars = [_car(1, 95.0, 18.0), _car(2, 50.0, 18.0), _car(3, 0.0, 18.0), _car(4, -35.0, 18.0),
+            _car(5, -70.0, 18.0), _car(6, -105.0, 18.0)]
+    planner = RulePlanner()
+    speeds = []
+    for _ in range(5):
+        plan = planner.plan(_closing_lane(cars), 0.2)
+        speeds.append(plan.target_speed_mps)
+        assert planner._route_slot_key == (3, 2)
+    assert min(speeds) > 18.0  # faster than the gap (18 m/s) to come alongside it
+    assert not plan.lane_change_active
+
+
+def test_on_a_bending_ramp_tracks_keep_the_lane_they_were_seen_in():
+    planner = RulePlanner()
+    ramp = dict(ego_speed_mps=20.0, lane_id=0, lanes_count=1, speed_limit_mps=30.0, command="keep_left",
+                command_distance_m=200.0)
+    near, far = -10.5, -14.5  # the lane the ramp joins, the one beyond it (straight ramp: exact)
+    straight = PerceptionOutput(vehicles=(_car(1, 5.0, 20.0, lane_delta=None, lateral_m=near),
+                                          _car(2, 30.0, 20.0, lane_delta=None, lateral_m=far)), **ramp)
+    assert [v.track_id for v in planner._route_ramp_target_lane(straight)] == [1]
+    # where the ramp bends, laterals are measured from the ramp at each car's own station: the far lane's
+    # car ahead now looks nearer than the near lane's car
+    bent = PerceptionOutput(vehicles=(_car(1, 5.0, 20.0, lane_delta=None, lateral_m=-11.0),
+                                      _car(2, 30.0, 20.0, lane_delta=None, lateral_m=-9.0),
+                                      _car(5, -40.0, 20.0, lane_delta=None, lateral_m=-10.0)),
+                            curvature_1pm=0.004, curvature_ahead_1pm=0.004, **ramp)
+    assert sorted(v.track_id for v in planner._route_ramp_target_lane(bent)) == [1, 5]  # 5: new, placed by lateral
+
+
+def test_the_expert_merges_from_the_ramp_at_traffic_speed():
+    env = make_env("envs/abilities/onramp_merge.toml", overrides={"cameras": SMALL_CAM, "difficulty": "hard"})
+    agent = load_agent("agents/expert.toml")
+    obs, info = env.reset(seed=1000)
+    agent.reset(seed=1000)
+    done, speeds, lanes = False, [], set()
+    while not done:
+        obs, _, terminated, truncated, info = env.step(agent.act(obs, info))
+        done = terminated or truncated
+        speeds.append(info["ego"]["speed_mps"])
+        lanes.add(tuple(info["lane"]["index"][:2]) + (info["lane"]["index"][2],))
+    assert info["event"] == "route_end"
+    assert ("c", "d", 1) in lanes  # past the ramp's end in the highway's right lane
+    assert min(speeds) > 8.0  # merged moving (the old planner stopped at the ramp's end and stayed there)
+    env.close()
