@@ -171,6 +171,34 @@ def _residuals_and_jacobian(x: np.ndarray, y: np.ndarray, p: np.ndarray, k: np.n
     return r, j
 
 
+# the grid search's candidates (theta, kappa) and histogram bins; cos / sin with ``math`` per value
+_GRID_BINS = 40
+_GRID_THETAS = np.linspace(-0.4, 0.4, 17)
+_GRID_KAPPAS = (-0.06, -0.04, -0.025, -0.012, 0.0, 0.012, 0.025, 0.04, 0.06)
+_GRID_COS = np.array([math.cos(th) for th in _GRID_THETAS])
+_GRID_SIN = np.array([math.sin(th) for th in _GRID_THETAS])
+_GRID_HALF_KAPPAS = np.array([0.5 * k for k in _GRID_KAPPAS])
+
+
+def _phase_bins(d: np.ndarray, w: float, bins: int) -> np.ndarray:
+    """``min(int(mod(d, w) / w * bins), bins - 1)`` per element, exactly, without a float ``mod`` for
+    most points: the fractional part of ``d / w`` times ``bins`` gives the same bin wherever it is
+    not within 1e-6 of a bin edge (the two ways of rounding differ by far less for |d / w| < 1e6);
+    the points near an edge are binned with the exact expression."""
+    u = d * (1.0 / w)
+    if not (u.max() <= 1e6 and u.min() >= -1e6):      # NaN or absurd distances: the exact form throughout
+        return np.minimum((np.mod(d, w) / w * bins).astype(np.intp), bins - 1)
+    np.subtract(u, np.floor(u), out=u)
+    u *= bins
+    idx = u.astype(np.intp)
+    gap = np.rint(u)
+    np.subtract(u, gap, out=gap)
+    edge = np.abs(gap, out=gap) < 1e-6
+    if edge.any():
+        idx[edge] = np.minimum((np.mod(d[edge], w) / w * bins).astype(np.intp), bins - 1)
+    return idx
+
+
 class LaneFitter:
     """Fits the lane comb to ground points of marking pixels and tracks it over frames.
 
@@ -258,33 +286,48 @@ class LaneFitter:
 
     def _grid_search(self, x: np.ndarray, y: np.ndarray, wx: np.ndarray) -> np.ndarray:
         """Hough-style voting over (theta, kappa, width); the offset comes from a histogram of the
-        points' lateral positions modulo the width. Returns the best scoring start (a, theta, kappa, w)."""
+        points' lateral positions modulo the width. Returns the best scoring start (a, theta, kappa, w).
+
+        All (theta, kappa) candidates are scored at once per width (one weighted ``bincount`` over
+        a candidate-major index); the arithmetic per point and the accumulation order within each
+        histogram are those of the plain loop over candidates, so the scores, and the choice (the
+        first best in theta, kappa, width order), are bit-identical to it."""
         near = x < 30.0
         xs, ys, ws = x[near], y[near], wx[near]
         if len(xs) < 5:
             xs, ys, ws = x, y, wx
-        bins = 40
-        best, best_score = np.array([0.0, 0.0, 0.0, 0.0, self.width]), -1.0
+        bins = _GRID_BINS
         widths = sorted({round(self.width, 2), 3.5, 4.0, 4.5, 5.0, 5.5})
-        for th in np.linspace(-0.4, 0.4, 17):
-            c, s_ = math.cos(th), math.sin(th)
-            t = xs * c + ys * s_
-            n = -xs * s_ + ys * c
-            for kappa in (-0.06, -0.04, -0.025, -0.012, 0.0, 0.012, 0.025, 0.04, 0.06):
-                d = n - 0.5 * kappa * t * t          # lateral from a curve through (0, 0) (small-angle)
-                for w in widths:
-                    phase = np.mod(d, w) / w
-                    hist = np.bincount(np.minimum((phase * bins).astype(np.intp), bins - 1), weights=ws,
-                                       minlength=bins)
-                    score3 = hist + np.roll(hist, 1) + np.roll(hist, -1)
-                    i = int(np.argmax(score3))
-                    score = float(score3[i]) * (1.0 + 0.02 * (w == self.width))
-                    if score > best_score:
-                        # lines at phase i/bins -> the comb's lines at d = a' + (k + 1/2) w
-                        line_d = (i + 0.5) / bins * w
-                        a_perp = line_d - 0.5 * w
-                        best_score, best = score, np.array([a_perp / max(c, 0.5), th, kappa, 0.0, w])
-        return best
+        n_k, n_pts = len(_GRID_KAPPAS), len(xs)
+        c = _GRID_COS[:, None]
+        s_ = _GRID_SIN[:, None]
+        t = xs * c + ys * s_                                   # (theta, point)
+        n = -xs * s_ + ys * c
+        # lateral from a curve through (0, 0) (small-angle), per (theta, kappa, point)
+        d = (n[:, None, :] - _GRID_HALF_KAPPAS[None, :, None] * t[:, None, :] * t[:, None, :]).reshape(-1, n_pts)
+        rows = d.shape[0]
+        base = (np.arange(rows, dtype=np.intp) * bins)[:, None]
+        weights = np.tile(ws, rows)
+        scores = np.empty((rows, len(widths)))
+        peaks = np.empty((rows, len(widths)), np.intp)
+        for j, w in enumerate(widths):
+            idx = _phase_bins(d, w, bins)
+            idx += base
+            hist = np.bincount(idx.ravel(), weights=weights, minlength=rows * bins).reshape(rows, bins)
+            score3 = hist + np.roll(hist, 1, axis=1) + np.roll(hist, -1, axis=1)
+            i = np.argmax(score3, axis=1)
+            peaks[:, j] = i
+            scores[:, j] = score3[np.arange(rows), i] * (1.0 + 0.02 * (w == self.width))
+        # the plain loop keeps the first strictly better score in (theta, kappa, width) order
+        flat = int(np.argmax(scores.ravel()))
+        row, j = divmod(flat, len(widths))
+        i_th, i_k = divmod(row, n_k)
+        th = _GRID_THETAS[i_th]
+        w = widths[j]
+        # lines at phase i/bins -> the comb's lines at d = a' + (k + 1/2) w
+        line_d = (int(peaks[row, j]) + 0.5) / bins * w
+        a_perp = line_d - 0.5 * w
+        return np.array([a_perp / max(float(_GRID_COS[i_th]), 0.5), th, _GRID_KAPPAS[i_k], 0.0, w])
 
     def fit(self, x: np.ndarray, y: np.ndarray) -> LaneModel | None:
         """Fit the comb to marking points (ego frame); returns the model or None when lost."""
