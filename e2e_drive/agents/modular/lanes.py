@@ -180,23 +180,24 @@ _GRID_SIN = np.array([math.sin(th) for th in _GRID_THETAS])
 _GRID_HALF_KAPPAS = np.array([0.5 * k for k in _GRID_KAPPAS])
 
 
-def _phase_bins(d: np.ndarray, w: float, bins: int) -> np.ndarray:
-    """``min(int(mod(d, w) / w * bins), bins - 1)`` per element, exactly, without a float ``mod`` for
-    most points: the fractional part of ``d / w`` times ``bins`` gives the same bin wherever it is
-    not within 1e-6 of a bin edge (the two ways of rounding differ by far less for |d / w| < 1e6);
-    the points near an edge are binned with the exact expression."""
-    u = d * (1.0 / w)
-    if not (u.max() <= 1e6 and u.min() >= -1e6):      # NaN or absurd distances: the exact form throughout
-        return np.minimum((np.mod(d, w) / w * bins).astype(np.intp), bins - 1)
-    np.subtract(u, np.floor(u), out=u)
-    u *= bins
-    idx = u.astype(np.intp)
-    gap = np.rint(u)
-    np.subtract(u, gap, out=gap)
-    edge = np.abs(gap, out=gap) < 1e-6
+def _phase_bins(d: np.ndarray, w: float, bins: int, out: np.ndarray, work: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
+    """``out = min(int(mod(d, w) / w * bins), bins - 1)`` per element, exactly, without a float ``mod``
+    for most points: the fractional part of ``d / w`` times ``bins`` gives the same bin wherever it
+    is not within 1e-6 of a bin edge (the two ways of rounding differ by far less for |d / w| < 1e6,
+    which the caller checks); the points near an edge are binned with the exact expression.
+    ``work``: two float buffers and a bool buffer of ``d``'s shape (large temporaries cost page faults)."""
+    u, g, edge = work
+    np.multiply(d, 1.0 / w, out=u)
+    np.floor(u, out=g)
+    np.subtract(u, g, out=u)
+    np.multiply(u, bins, out=u)
+    out[...] = u
+    np.rint(u, out=g)
+    np.subtract(u, g, out=g)
+    np.abs(g, out=g)
+    np.less(g, 1e-6, out=edge)
     if edge.any():
-        idx[edge] = np.minimum((np.mod(d[edge], w) / w * bins).astype(np.intp), bins - 1)
-    return idx
+        out[edge] = np.minimum((np.mod(d[edge], w) / w * bins).astype(np.intp), bins - 1)
 
 
 class LaneFitter:
@@ -224,6 +225,7 @@ class LaneFitter:
         self.inlier_m = float(inlier_m)
         self.min_width_m = float(min_width_m)
         self.max_width_m = float(max_width_m)
+        self._grid_work: tuple[np.ndarray, ...] | None = None     # the grid search's scratch buffers
         self.reset()
 
     def reset(self) -> None:
@@ -298,20 +300,37 @@ class LaneFitter:
             xs, ys, ws = x, y, wx
         bins = _GRID_BINS
         widths = sorted({round(self.width, 2), 3.5, 4.0, 4.5, 5.0, 5.5})
-        n_k, n_pts = len(_GRID_KAPPAS), len(xs)
+        n_th, n_k, n_pts = len(_GRID_THETAS), len(_GRID_KAPPAS), len(xs)
+        rows = n_th * n_k
         c = _GRID_COS[:, None]
         s_ = _GRID_SIN[:, None]
         t = xs * c + ys * s_                                   # (theta, point)
         n = -xs * s_ + ys * c
-        # lateral from a curve through (0, 0) (small-angle), per (theta, kappa, point)
-        d = (n[:, None, :] - _GRID_HALF_KAPPAS[None, :, None] * t[:, None, :] * t[:, None, :]).reshape(-1, n_pts)
-        rows = d.shape[0]
+        # lateral from a curve through (0, 0) (small-angle), per (theta, kappa, point):
+        # n - 0.5 kappa t t, evaluated in the loop's order
+        size = rows * n_pts
+        if self._grid_work is None or self._grid_work[0].size < size:
+            # large temporaries cost page faults on every fresh allocation: keep them between calls
+            self._grid_work = (np.empty(size), np.empty(size), np.empty(size), np.empty(size, np.intp),
+                               np.empty(size, bool))
+        buf_d, buf_u, buf_g, buf_i, buf_e = (b[:size] for b in self._grid_work)
+        d3 = buf_d.reshape(n_th, n_k, n_pts)
+        np.multiply(_GRID_HALF_KAPPAS[None, :, None], t[:, None, :], out=d3)
+        np.multiply(d3, t[:, None, :], out=d3)
+        np.subtract(n[:, None, :], d3, out=d3)
+        d = d3.reshape(rows, n_pts)
         base = (np.arange(rows, dtype=np.intp) * bins)[:, None]
         weights = np.tile(ws, rows)
         scores = np.empty((rows, len(widths)))
         peaks = np.empty((rows, len(widths)), np.intp)
+        idx = buf_i.reshape(rows, n_pts)
+        work = (buf_u.reshape(rows, n_pts), buf_g.reshape(rows, n_pts), buf_e.reshape(rows, n_pts))
+        fast = bool(np.abs(d).max() <= 1e6 * min(widths))    # False with NaN: the exact form throughout
         for j, w in enumerate(widths):
-            idx = _phase_bins(d, w, bins)
+            if fast:
+                _phase_bins(d, w, bins, idx, work)
+            else:
+                idx[...] = np.minimum((np.mod(d, w) / w * bins).astype(np.intp), bins - 1)
             idx += base
             hist = np.bincount(idx.ravel(), weights=weights, minlength=rows * bins).reshape(rows, bins)
             score3 = hist + np.roll(hist, 1, axis=1) + np.roll(hist, -1, axis=1)
