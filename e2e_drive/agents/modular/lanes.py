@@ -126,7 +126,7 @@ def _arc_length_var(t: np.ndarray, s: np.ndarray, kappa: np.ndarray) -> np.ndarr
     return np.where(small, t, np.arctan2(ks * t, 1.0 - ks * s) / ks)
 
 
-def _residuals_and_jacobian(x: np.ndarray, y: np.ndarray, p: np.ndarray, k: np.ndarray,
+def _residuals_and_jacobian(x: np.ndarray, y: np.ndarray, p: np.ndarray, k: np.ndarray | float,
                             need_j: bool) -> tuple[np.ndarray, np.ndarray | None]:
     """Residuals of points to comb line ``k`` and their Jacobian w.r.t. (a, theta, kappa0, kappa1, w).
 
@@ -243,10 +243,9 @@ class LaneFitter:
         are pulled toward them (the road's curvature changes slowly; one short line seen near the
         car cannot tell heading from curvature on its own)."""
         p = p0.copy()
-        zeros = np.zeros(len(x))
-        k = zeros
+        k: np.ndarray | float = 0.0
         for it in range(iters):
-            r, j = _residuals_and_jacobian(x, y, p, zeros, need_j=True)
+            r, j = _residuals_and_jacobian(x, y, p, 0.0, need_j=True)
             # assign each point to its nearest line of the comb
             k = np.round(r / p[4])
             r = r - k * p[4]
@@ -281,7 +280,7 @@ class LaneFitter:
             p[1] = min(max(p[1], -0.6), 0.6)
             if np.abs(step[:2]).max() < 1e-3:
                 break
-        r, _ = _residuals_and_jacobian(x, y, p, np.zeros(len(x)), need_j=False)
+        r, _ = _residuals_and_jacobian(x, y, p, 0.0, need_j=False)
         k = np.round(r / p[4])
         r = r - k * p[4]
         return p, k, r
@@ -312,15 +311,16 @@ class LaneFitter:
         if self._grid_work is None or self._grid_work[0].size < size:
             # large temporaries cost page faults on every fresh allocation: keep them between calls
             self._grid_work = (np.empty(size), np.empty(size), np.empty(size), np.empty(size, np.intp),
-                               np.empty(size, bool))
-        buf_d, buf_u, buf_g, buf_i, buf_e = (b[:size] for b in self._grid_work)
+                               np.empty(size, bool), np.empty(size))
+        buf_d, buf_u, buf_g, buf_i, buf_e, buf_w = (b[:size] for b in self._grid_work)
         d3 = buf_d.reshape(n_th, n_k, n_pts)
         np.multiply(_GRID_HALF_KAPPAS[None, :, None], t[:, None, :], out=d3)
         np.multiply(d3, t[:, None, :], out=d3)
         np.subtract(n[:, None, :], d3, out=d3)
         d = d3.reshape(rows, n_pts)
         base = (np.arange(rows, dtype=np.intp) * bins)[:, None]
-        weights = np.tile(ws, rows)
+        weights = buf_w
+        weights.reshape(rows, n_pts)[...] = ws                  # the points' weights, once per candidate
         scores = np.empty((rows, len(widths)))
         peaks = np.empty((rows, len(widths)), np.intp)
         idx = buf_i.reshape(rows, n_pts)
@@ -412,14 +412,14 @@ class LaneFitter:
         xs, ys = x[keep], y[keep]
         p = np.array([m.a, m.theta, m.kappa, 0.0, m.width])
         for it in range(3):
-            r, j = _residuals_and_jacobian(xs, ys, p, np.zeros(len(xs)), need_j=True)
+            r, j = _residuals_and_jacobian(xs, ys, p, 0.0, need_j=True)
             r = r - np.round(r / p[4]) * p[4]
             u = r / (0.8 if it == 0 else 0.5)
             wts = np.where(np.abs(u) < 1.0, (1.0 - u * u) ** 2, 0.0)
             h = float(np.sum(wts * j[:, 2] ** 2)) + 1e3
             g = float(np.sum(wts * j[:, 2] * r))
             p[2] = float(np.clip(p[2] - g / h, -0.12, 0.12))
-        r, _ = _residuals_and_jacobian(xs, ys, p, np.zeros(len(xs)), need_j=False)
+        r, _ = _residuals_and_jacobian(xs, ys, p, 0.0, need_j=False)
         r = r - np.round(r / p[4]) * p[4]
         if np.sum(np.abs(r) < 0.4) < 8:
             return None
