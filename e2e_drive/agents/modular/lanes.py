@@ -126,7 +126,7 @@ def _arc_length_var(t: np.ndarray, s: np.ndarray, kappa: np.ndarray) -> np.ndarr
     return np.where(small, t, np.arctan2(ks * t, 1.0 - ks * s) / ks)
 
 
-def _residuals_and_jacobian(x: np.ndarray, y: np.ndarray, p: np.ndarray, k: np.ndarray,
+def _residuals_and_jacobian(x: np.ndarray, y: np.ndarray, p: np.ndarray, k: np.ndarray | float,
                             need_j: bool) -> tuple[np.ndarray, np.ndarray | None]:
     """Residuals of points to comb line ``k`` and their Jacobian w.r.t. (a, theta, kappa0, kappa1, w).
 
@@ -171,6 +171,35 @@ def _residuals_and_jacobian(x: np.ndarray, y: np.ndarray, p: np.ndarray, k: np.n
     return r, j
 
 
+# the grid search's candidates (theta, kappa) and histogram bins; cos / sin with ``math`` per value
+_GRID_BINS = 40
+_GRID_THETAS = np.linspace(-0.4, 0.4, 17)
+_GRID_KAPPAS = (-0.06, -0.04, -0.025, -0.012, 0.0, 0.012, 0.025, 0.04, 0.06)
+_GRID_COS = np.array([math.cos(th) for th in _GRID_THETAS])
+_GRID_SIN = np.array([math.sin(th) for th in _GRID_THETAS])
+_GRID_HALF_KAPPAS = np.array([0.5 * k for k in _GRID_KAPPAS])
+
+
+def _phase_bins(d: np.ndarray, w: float, bins: int, out: np.ndarray, work: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
+    """``out = min(int(mod(d, w) / w * bins), bins - 1)`` per element, exactly, without a float ``mod``
+    for most points: the fractional part of ``d / w`` times ``bins`` gives the same bin wherever it
+    is not within 1e-6 of a bin edge (the two ways of rounding differ by far less for |d / w| < 1e6,
+    which the caller checks); the points near an edge are binned with the exact expression.
+    ``work``: two float buffers and a bool buffer of ``d``'s shape (large temporaries cost page faults)."""
+    u, g, edge = work
+    np.multiply(d, 1.0 / w, out=u)
+    np.floor(u, out=g)
+    np.subtract(u, g, out=u)
+    np.multiply(u, bins, out=u)
+    out[...] = u
+    np.rint(u, out=g)
+    np.subtract(u, g, out=g)
+    np.abs(g, out=g)
+    np.less(g, 1e-6, out=edge)
+    if edge.any():
+        out[edge] = np.minimum((np.mod(d[edge], w) / w * bins).astype(np.intp), bins - 1)
+
+
 class LaneFitter:
     """Fits the lane comb to ground points of marking pixels and tracks it over frames.
 
@@ -196,6 +225,7 @@ class LaneFitter:
         self.inlier_m = float(inlier_m)
         self.min_width_m = float(min_width_m)
         self.max_width_m = float(max_width_m)
+        self._grid_work: tuple[np.ndarray, ...] | None = None     # the grid search's scratch buffers
         self.reset()
 
     def reset(self) -> None:
@@ -213,10 +243,9 @@ class LaneFitter:
         are pulled toward them (the road's curvature changes slowly; one short line seen near the
         car cannot tell heading from curvature on its own)."""
         p = p0.copy()
-        zeros = np.zeros(len(x))
-        k = zeros
+        k: np.ndarray | float = 0.0
         for it in range(iters):
-            r, j = _residuals_and_jacobian(x, y, p, zeros, need_j=True)
+            r, j = _residuals_and_jacobian(x, y, p, 0.0, need_j=True)
             # assign each point to its nearest line of the comb
             k = np.round(r / p[4])
             r = r - k * p[4]
@@ -251,40 +280,73 @@ class LaneFitter:
             p[1] = min(max(p[1], -0.6), 0.6)
             if np.abs(step[:2]).max() < 1e-3:
                 break
-        r, _ = _residuals_and_jacobian(x, y, p, np.zeros(len(x)), need_j=False)
+        r, _ = _residuals_and_jacobian(x, y, p, 0.0, need_j=False)
         k = np.round(r / p[4])
         r = r - k * p[4]
         return p, k, r
 
     def _grid_search(self, x: np.ndarray, y: np.ndarray, wx: np.ndarray) -> np.ndarray:
         """Hough-style voting over (theta, kappa, width); the offset comes from a histogram of the
-        points' lateral positions modulo the width. Returns the best scoring start (a, theta, kappa, w)."""
+        points' lateral positions modulo the width. Returns the best scoring start (a, theta, kappa, w).
+
+        All (theta, kappa) candidates are scored at once per width (one weighted ``bincount`` over
+        a candidate-major index); the arithmetic per point and the accumulation order within each
+        histogram are those of the plain loop over candidates, so the scores, and the choice (the
+        first best in theta, kappa, width order), are bit-identical to it."""
         near = x < 30.0
         xs, ys, ws = x[near], y[near], wx[near]
         if len(xs) < 5:
             xs, ys, ws = x, y, wx
-        bins = 40
-        best, best_score = np.array([0.0, 0.0, 0.0, 0.0, self.width]), -1.0
+        bins = _GRID_BINS
         widths = sorted({round(self.width, 2), 3.5, 4.0, 4.5, 5.0, 5.5})
-        for th in np.linspace(-0.4, 0.4, 17):
-            c, s_ = math.cos(th), math.sin(th)
-            t = xs * c + ys * s_
-            n = -xs * s_ + ys * c
-            for kappa in (-0.06, -0.04, -0.025, -0.012, 0.0, 0.012, 0.025, 0.04, 0.06):
-                d = n - 0.5 * kappa * t * t          # lateral from a curve through (0, 0) (small-angle)
-                for w in widths:
-                    phase = np.mod(d, w) / w
-                    hist = np.bincount(np.minimum((phase * bins).astype(np.intp), bins - 1), weights=ws,
-                                       minlength=bins)
-                    score3 = hist + np.roll(hist, 1) + np.roll(hist, -1)
-                    i = int(np.argmax(score3))
-                    score = float(score3[i]) * (1.0 + 0.02 * (w == self.width))
-                    if score > best_score:
-                        # lines at phase i/bins -> the comb's lines at d = a' + (k + 1/2) w
-                        line_d = (i + 0.5) / bins * w
-                        a_perp = line_d - 0.5 * w
-                        best_score, best = score, np.array([a_perp / max(c, 0.5), th, kappa, 0.0, w])
-        return best
+        n_th, n_k, n_pts = len(_GRID_THETAS), len(_GRID_KAPPAS), len(xs)
+        rows = n_th * n_k
+        c = _GRID_COS[:, None]
+        s_ = _GRID_SIN[:, None]
+        t = xs * c + ys * s_                                   # (theta, point)
+        n = -xs * s_ + ys * c
+        # lateral from a curve through (0, 0) (small-angle), per (theta, kappa, point):
+        # n - 0.5 kappa t t, evaluated in the loop's order
+        size = rows * n_pts
+        if self._grid_work is None or self._grid_work[0].size < size:
+            # large temporaries cost page faults on every fresh allocation: keep them between calls
+            self._grid_work = (np.empty(size), np.empty(size), np.empty(size), np.empty(size, np.intp),
+                               np.empty(size, bool), np.empty(size))
+        buf_d, buf_u, buf_g, buf_i, buf_e, buf_w = (b[:size] for b in self._grid_work)
+        d3 = buf_d.reshape(n_th, n_k, n_pts)
+        np.multiply(_GRID_HALF_KAPPAS[None, :, None], t[:, None, :], out=d3)
+        np.multiply(d3, t[:, None, :], out=d3)
+        np.subtract(n[:, None, :], d3, out=d3)
+        d = d3.reshape(rows, n_pts)
+        base = (np.arange(rows, dtype=np.intp) * bins)[:, None]
+        weights = buf_w
+        weights.reshape(rows, n_pts)[...] = ws                  # the points' weights, once per candidate
+        scores = np.empty((rows, len(widths)))
+        peaks = np.empty((rows, len(widths)), np.intp)
+        idx = buf_i.reshape(rows, n_pts)
+        work = (buf_u.reshape(rows, n_pts), buf_g.reshape(rows, n_pts), buf_e.reshape(rows, n_pts))
+        fast = bool(np.abs(d).max() <= 1e6 * min(widths))    # False with NaN: the exact form throughout
+        for j, w in enumerate(widths):
+            if fast:
+                _phase_bins(d, w, bins, idx, work)
+            else:
+                idx[...] = np.minimum((np.mod(d, w) / w * bins).astype(np.intp), bins - 1)
+            idx += base
+            hist = np.bincount(idx.ravel(), weights=weights, minlength=rows * bins).reshape(rows, bins)
+            score3 = hist + np.roll(hist, 1, axis=1) + np.roll(hist, -1, axis=1)
+            i = np.argmax(score3, axis=1)
+            peaks[:, j] = i
+            scores[:, j] = score3[np.arange(rows), i] * (1.0 + 0.02 * (w == self.width))
+        # the plain loop keeps the first strictly better score in (theta, kappa, width) order
+        flat = int(np.argmax(scores.ravel()))
+        row, j = divmod(flat, len(widths))
+        i_th, i_k = divmod(row, n_k)
+        th = _GRID_THETAS[i_th]
+        w = widths[j]
+        # lines at phase i/bins -> the comb's lines at d = a' + (k + 1/2) w
+        line_d = (int(peaks[row, j]) + 0.5) / bins * w
+        a_perp = line_d - 0.5 * w
+        return np.array([a_perp / max(float(_GRID_COS[i_th]), 0.5), th, _GRID_KAPPAS[i_k], 0.0, w])
 
     def fit(self, x: np.ndarray, y: np.ndarray) -> LaneModel | None:
         """Fit the comb to marking points (ego frame); returns the model or None when lost."""
@@ -350,14 +412,14 @@ class LaneFitter:
         xs, ys = x[keep], y[keep]
         p = np.array([m.a, m.theta, m.kappa, 0.0, m.width])
         for it in range(3):
-            r, j = _residuals_and_jacobian(xs, ys, p, np.zeros(len(xs)), need_j=True)
+            r, j = _residuals_and_jacobian(xs, ys, p, 0.0, need_j=True)
             r = r - np.round(r / p[4]) * p[4]
             u = r / (0.8 if it == 0 else 0.5)
             wts = np.where(np.abs(u) < 1.0, (1.0 - u * u) ** 2, 0.0)
             h = float(np.sum(wts * j[:, 2] ** 2)) + 1e3
             g = float(np.sum(wts * j[:, 2] * r))
             p[2] = float(np.clip(p[2] - g / h, -0.12, 0.12))
-        r, _ = _residuals_and_jacobian(xs, ys, p, np.zeros(len(xs)), need_j=False)
+        r, _ = _residuals_and_jacobian(xs, ys, p, 0.0, need_j=False)
         r = r - np.round(r / p[4]) * p[4]
         if np.sum(np.abs(r) < 0.4) < 8:
             return None
