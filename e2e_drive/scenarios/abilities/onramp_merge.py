@@ -25,8 +25,8 @@ PAST_RAMP_M = 60.0
 PLATOON_X_M = (-120.0, 260.0)
 LEFT_LANE_VEHICLES = 3
 VEHICLE_LENGTH_M = 5.0
-#: The highway's edges before the ramp's end, where the left lane (id 0) keeps its lane.
-NO_RIGHT_CHANGE_EDGES = (("a", "b"), ("b", "c"))
+#: The highway's edges where the left lane (id 0) keeps its lane (the route ends on c -> d).
+NO_RIGHT_CHANGE_EDGES = (("a", "b"), ("b", "c"), ("c", "d"))
 
 
 class OnrampMergeScenario(RoutedScenario, MergeEnv):
