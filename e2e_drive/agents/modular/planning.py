@@ -229,6 +229,22 @@ class PlannerConfig:
         )
 
 
+def _same_gap(key: object, chosen: object) -> bool:
+    """Whether a gap's key (follower id, leader id) is the gap chosen before: the same key, or the
+    chosen gap was open on one side (behind the rearmost / ahead of the foremost vehicle) and a
+    vehicle has come into range there, bounding the same gap by the same vehicle on the other side."""
+    if key == chosen:
+        return True
+    if not (isinstance(key, tuple) and isinstance(chosen, tuple)):
+        return False
+    follower, leader = key
+    if chosen[0] is None and chosen[1] is not None:
+        return bool(chosen[1] == leader)
+    if chosen[1] is None and chosen[0] is not None:
+        return bool(chosen[0] == follower)
+    return False
+
+
 class RulePlanner:
     """IDM car following + MOBIL-style lane changes + a smooth quintic lane-change path.
 
@@ -693,7 +709,8 @@ class RulePlanner:
         best: tuple[float, float, float, object, float, float] | None = None
         kept: tuple[float, float, float, object, float, float] | None = None
         for key, lo, hi, flow in slots:
-            if hi - lo < (0.0 if key == self._route_slot_key else margin):  # (the chosen gap: while it fits)
+            chosen = _same_gap(key, self._route_slot_key)
+            if hi - lo < (0.0 if chosen else margin):  # (the chosen gap: while it fits)
                 continue
             room = hi - lo  # (inf for the gap ahead of or behind all of them)
             inside = min(max(margin, 0.25 * room), 0.5 * room) if math.isfinite(room) else 2.0 * margin
@@ -709,7 +726,7 @@ class RulePlanner:
             entry = (cost, target, flow, key, lo, hi)
             if best is None or cost < best[0]:
                 best = entry
-            if key == self._route_slot_key:
+            if chosen:
                 kept = entry
         if best is None:
             self._route_slot_key = self._route_slot_room = None
