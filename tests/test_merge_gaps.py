@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from e2e_drive.agents import load_agent
 from e2e_drive.agents.modular.interfaces import PerceivedVehicle, PerceptionOutput
-from e2e_drive.agents.modular.planning import RulePlanner
+from e2e_drive.agents.modular.planning import RulePlanner, _same_gap
 from e2e_drive.env import make_env
 from test_runner import stock_idm_parameters  # noqa: F401  (autouse fixture: stock IDM in this process)
 
@@ -91,3 +91,10 @@ def test_the_expert_merges_from_the_ramp_at_traffic_speed():
     assert ("c", "d", 1) in lanes  # past the ramp's end in the highway's right lane
     assert min(speeds) > 8.0  # merged moving (the old planner stopped at the ramp's end and stayed there)
     env.close()
+
+
+def test_a_gap_chosen_behind_the_rearmost_car_stays_chosen_when_a_follower_comes_into_range():
+    # (follower id, leader id); None: open on that side. The ego picked the gap behind car 3 (nobody
+    # behind it seen yet); car 1 coming into range behind bounds the same gap: still the chosen one.
+    assert _same_gap((1, 3), (None, 3)) and _same_gap((3, 4), (3, None)) and _same_gap((1, 3), (1, 3))
+    assert not _same_gap((3, 4), (None, 3)) and not _same_gap((1, 2), (None, 3)) and not _same_gap((1, 3), None)

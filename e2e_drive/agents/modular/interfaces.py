@@ -48,6 +48,9 @@ class PerceivedVehicle:
     longitudinal_m: centre-to-centre distance along the road (positive ahead) when the
         perception knows it, else None; unlike ``gap_m`` it says on which side a vehicle
         that overlaps the ego (alongside it) is.
+    acceleration_mps2: its acceleration along the road when the perception tracks it (the
+        oracle: speed change across frames), else None; lets the planner see a lead brake hard
+        before the gap shrinks.
     """
 
     lane_delta: int | None
@@ -62,6 +65,7 @@ class PerceivedVehicle:
     width_m: float = 2.0
     path_m: tuple[tuple[float, float], ...] = ()
     longitudinal_m: float | None = None
+    acceleration_mps2: float | None = None
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ lane coordinate minus the ego's, see :mod:`e2e_drive.sim.ground_truth`); Perceiv
 wants it from the ego lane's centre, so the ego's lateral offset is added back. The lateral
 speed is tracked across steps per neighbour id, like a camera tracker would, and only while
 neither the ego changed lane nor the neighbour changed road segment (the lane frame would jump).
+Each neighbour's acceleration along the road is tracked the same way, from its speed (any frame).
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ class OraclePerception:
         self._prev_time_s: float | None = None
         self._prev_ego_segment: tuple | None = None
         self._prev: dict[object, tuple[tuple | None, float]] = {}  # id -> (segment, lateral from lane centre)
+        self._prev_speed: dict[object, float] = {}  # id -> speed along the road
 
     def perceive(self, observation: dict, info: dict | None) -> PerceptionOutput:
         if info is None:
@@ -68,7 +70,11 @@ class OraclePerception:
         dt = None
         if self._prev_time_s is not None and time_s > self._prev_time_s and ego_segment == self._prev_ego_segment:
             dt = time_s - self._prev_time_s
+        speed_dt = None
+        if self._prev_time_s is not None and time_s > self._prev_time_s:
+            speed_dt = time_s - self._prev_time_s
         current: dict[object, tuple[tuple | None, float]] = {}
+        speeds: dict[object, float] = {}
         vehicles = []
         for n in info.get("neighbours", ()):
             gap = finite_or(n.get("gap_m"), float("nan"))
@@ -92,6 +98,12 @@ class OraclePerception:
                 # road is its speed; the info's projection on the ego lane's tangent makes a car
                 # in the curve ahead look nearly stopped
                 relative_speed = finite_or(n.get("speed_mps"), 0.0) - ego_along_mps
+            acceleration = None
+            if track_id is not None:
+                speeds[track_id] = relative_speed + ego_along_mps
+                prev_speed = self._prev_speed.get(track_id)
+                if speed_dt is not None and prev_speed is not None:
+                    acceleration = (speeds[track_id] - prev_speed) / speed_dt
             vehicles.append(
                 PerceivedVehicle(
                     lane_delta=None if delta is None else int(delta),
@@ -106,9 +118,11 @@ class OraclePerception:
                     width_m=finite_or(n.get("width_m"), 2.0),
                     path_m=_points(n.get("path_m")),
                     longitudinal_m=longitudinal if math.isfinite(longitudinal) else None,
+                    acceleration_mps2=acceleration,
                 )
             )
         self._prev, self._prev_time_s, self._prev_ego_segment = current, time_s, ego_segment
+        self._prev_speed = speeds
         speed_limit = lane.get("speed_limit_mps")
         return PerceptionOutput(
             ego_speed_mps=finite_or(ego.get("speed_mps"), 0.0),

@@ -125,6 +125,12 @@ class PlannerConfig:
         2.0, "below this time to collision with the lead, brake at the maximum", unit="s", range=(0.0, None))
     max_braking_mps2: float = setting(
         5.0, "the strongest braking the planner asks for (positive number)", unit="m/s^2", range=(0.0, None))
+    lead_braking_min_mps2: float = setting(
+        1.0, "a lead seen braking harder than this (tracked acceleration) is checked kinematically: the ego "
+             "brakes as needed to stop behind where the lead will stop, at the maximum when that needs more "
+             "than comfort braking", unit="m/s^2", range=(0.0, None))
+    lead_stop_margin_m: float = setting(
+        2.0, "that check keeps this bumper gap to the stopped lead", unit="m", range=(0.0, None))
     comfort_braking_mps2: float = setting(
         4.0, "the IDM's braking cap outside emergencies (nuPlan comfort: 4.05)", unit="m/s^2", range=(0.0, None))
     intrusion_margin_m: float = setting(
@@ -221,6 +227,22 @@ class PlannerConfig:
             min_gap_m=self.idm_min_gap_m,
             delta=self.idm_delta,
         )
+
+
+def _same_gap(key: object, chosen: object) -> bool:
+    """Whether a gap's key (follower id, leader id) is the gap chosen before: the same key, or the
+    chosen gap was open on one side (behind the rearmost / ahead of the foremost vehicle) and a
+    vehicle has come into range there, bounding the same gap by the same vehicle on the other side."""
+    if key == chosen:
+        return True
+    if not (isinstance(key, tuple) and isinstance(chosen, tuple)):
+        return False
+    follower, leader = key
+    if chosen[0] is None and chosen[1] is not None:
+        return bool(chosen[1] == leader)
+    if chosen[1] is None and chosen[0] is not None:
+        return bool(chosen[0] == follower)
+    return False
 
 
 class RulePlanner:
@@ -687,7 +709,8 @@ class RulePlanner:
         best: tuple[float, float, float, object, float, float] | None = None
         kept: tuple[float, float, float, object, float, float] | None = None
         for key, lo, hi, flow in slots:
-            if hi - lo < (0.0 if key == self._route_slot_key else margin):  # (the chosen gap: while it fits)
+            chosen = _same_gap(key, self._route_slot_key)
+            if hi - lo < (0.0 if chosen else margin):  # (the chosen gap: while it fits)
                 continue
             room = hi - lo  # (inf for the gap ahead of or behind all of them)
             inside = min(max(margin, 0.25 * room), 0.5 * room) if math.isfinite(room) else 2.0 * margin
@@ -703,7 +726,7 @@ class RulePlanner:
             entry = (cost, target, flow, key, lo, hi)
             if best is None or cost < best[0]:
                 best = entry
-            if key == self._route_slot_key:
+            if chosen:
                 kept = entry
         if best is None:
             self._route_slot_key = self._route_slot_room = None
@@ -764,6 +787,25 @@ class RulePlanner:
         return abs(y_then - lead_y) > half_widths + self.config.intrusion_margin_m
 
     # ------------------------------------------------------------------ plan
+    def _lead_stop_braking(self, p: PerceptionOutput, lead: PerceivedVehicle, dt_s: float) -> float | None:
+        """The braking [m/s^2, positive] that stops the ego behind where a braking lead will stop.
+
+        None unless perception tracks the lead's acceleration and it brakes harder than
+        ``lead_braking_min_mps2``. Both are taken to brake at a constant rate; the ego's command
+        is held for ``dt_s`` first (its reaction), and ``lead_stop_margin_m`` is kept.
+        """
+        a_lead = lead.acceleration_mps2
+        if a_lead is None or lead.lane_delta is None or -a_lead <= self.config.lead_braking_min_mps2:
+            return None
+        v_ego = max(p.ego_speed_mps, 0.0)
+        if v_ego <= 0.0:
+            return None
+        v_lead = max(v_ego + lead.relative_speed_mps, 0.0)
+        room = lead.gap_m + v_lead * v_lead / (-2.0 * a_lead) - self.config.lead_stop_margin_m - v_ego * dt_s
+        if room <= 0.0:
+            return float("inf")
+        return v_ego * v_ego / (2.0 * room)
+
     def plan(self, perception: PerceptionOutput, dt_s: float) -> Plan:
         p = perception
         w = p.lane_width_m
@@ -853,6 +895,11 @@ class RulePlanner:
             if lead_gap is None or lead.gap_m < lead_gap:
                 lead_gap, lead_rel = lead.gap_m, lead.relative_speed_mps
             closing = -lead.relative_speed_mps
+            stop_braking = self._lead_stop_braking(p, lead, dt_s)
+            if stop_braking is not None and stop_braking > self.config.comfort_braking_mps2:
+                emergency = True
+            elif stop_braking is not None:
+                acceleration = min(acceleration, -stop_braking)
             if lead.gap_m < 0.5 * self.idm.min_gap_m:
                 emergency = True
             elif lead.lane_delta is not None and closing > 0 and lead.gap_m / closing < self.config.emergency_ttc_s:

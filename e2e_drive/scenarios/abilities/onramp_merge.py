@@ -25,6 +25,8 @@ PAST_RAMP_M = 60.0
 PLATOON_X_M = (-120.0, 260.0)
 LEFT_LANE_VEHICLES = 3
 VEHICLE_LENGTH_M = 5.0
+#: The highway's edges where the left lane (id 0) keeps its lane (the route ends on c -> d).
+NO_RIGHT_CHANGE_EDGES = (("a", "b"), ("b", "c"), ("c", "d"))
 
 
 class OnrampMergeScenario(RoutedScenario, MergeEnv):
@@ -49,6 +51,14 @@ class OnrampMergeScenario(RoutedScenario, MergeEnv):
         for _ in range(LEFT_LANE_VEHICLES):
             self._add(vehicle_class, ("a", "b", 0), float(rng.uniform(*PLATOON_X_M)),
                       speed * float(rng.uniform(1.0, 1.15)))
+
+    def scenario_step(self) -> None:
+        for v in self.road.vehicles:
+            if v is self.vehicle or not hasattr(v, "enable_lane_change"):
+                continue
+            index = v.lane_index
+            v.enable_lane_change = not (index is not None and tuple(index[:2]) in NO_RIGHT_CHANGE_EDGES
+                                        and index[2] == 0)
 
     def _add(self, vehicle_class: type, lane_index: tuple, x: float, speed: float) -> None:
         lane = self.road.network.get_lane(lane_index)
