@@ -84,7 +84,9 @@ class OnrampMergeScenario(RoutedScenario, MergeEnv):
 ONRAMP_MERGE = register_scenario(Scenario(
     name="onramp_merge",
     env_id="e2e_drive/OnrampMerge-v0",
-    description="start on merge-v0's on-ramp and merge into the highway's traffic before the ramp ends",
+    description="start on merge-v0's on-ramp and merge into the highway's traffic before the ramp ends (along "
+                "the junction the highway's left lane does not change into the lane the ramp joins, as a lane-change "
+                "ban at a junction)",
     sim_class=OnrampMergeScenario,
     keys={
         "gap_m": Key((int, float), 45.0, "mean bumper gap between the vehicles of the right lane [m] "
