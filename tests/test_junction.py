@@ -230,3 +230,13 @@ def test_traffic_standing_in_a_cycle_of_leaders_is_cleared_a_queue_is_not():
     # moving: no gridlock
     d, e = _Car(3.0), _Car(0.0)
     assert gridlocked(_Road([ego, d, e], {id(d): e, id(e): d}), ego) == []
+
+
+def test_at_a_junction_with_paths_the_expert_crosses_briskly():
+    # standing before the turn, nothing in the way: IDM a is junction_acceleration_mps2 there
+    at_junction = _scene(0.0, [], command="turn_left", command_distance_m=20.0)
+    assert RulePlanner().plan(at_junction, 0.2).target_acceleration_mps2 == pytest.approx(3.0, abs=0.05)
+    # elsewhere, or without intended paths (camera perception), the configured IDM a
+    assert RulePlanner().plan(_scene(0.0, []), 0.2).target_acceleration_mps2 == pytest.approx(2.0, abs=0.05)
+    blind = dataclasses.replace(at_junction, ego_path_m=())
+    assert RulePlanner().plan(blind, 0.2).target_acceleration_mps2 <= 2.0 + 1e-9
