@@ -166,7 +166,7 @@ def test_planner_table_goes_through_from_table(tmp_path):
 
 def test_planner_config_declares_every_field_with_a_meaning():
     rows = strict.describe_fields(PlannerConfig)
-    assert len(rows) == 30 + 18 + 3  # + the route-following settings (route_*, junction giving way included) + junction_*
+    assert len(rows) == 30 + 18 + 4  # + the route-following settings (route_*, junction giving way included) + junction_*
     for name, kind, default, unit, meaning in rows:
         assert kind == "a number" and isinstance(default, float) and meaning, name
     assert PlannerConfig(cruise_speed_mps=25).cruise_speed_mps == 25.0  # built in code: stored as a float
