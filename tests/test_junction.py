@@ -3,13 +3,22 @@ PerceptionOutputs for the timing, and one real intersection episode for the expe
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from e2e_drive.agents.modular.interfaces import PerceivedVehicle, PerceptionOutput
-from e2e_drive.agents.modular.junction import JunctionSettings, curve_speeds, find_conflicts, junction_obstacles
+from e2e_drive.agents.modular.junction import (
+    LEAD_GAP_M,
+    JunctionSettings,
+    curve_speeds,
+    ego_profile,
+    find_conflicts,
+    junction_obstacles,
+    merge_ahead_gap_m,
+)
 from e2e_drive.agents.modular.planning import RulePlanner
 
 REPO = Path(__file__).resolve().parents[1]
@@ -155,3 +164,79 @@ def test_the_expert_turns_left_across_traffic_at_the_intersection():
     env.close()
     assert info["event"] == "route_end", info["event"]
     assert waited  # it gave way on the way
+
+
+def test_a_slow_lead_on_the_path_delays_the_egos_crossing_behind_it():
+    # the crossing at x = 20 is clear for the ego alone; a car standing ahead in the exit (x = 30)
+    # would hold the ego inside the crossing area: it waits before it instead
+    crossing = _crossing(45.0, 8.0)
+    assert _yield_line(_scene(5.0, [crossing])) is None
+    standing = PerceivedVehicle(lane_delta=None, gap_m=25.0, relative_speed_mps=-5.0, lateral_m=0.0, speed_mps=0.0,
+                                track_id=3, path_m=_line((30.0, 0.0), (1.0, 0.0), 20.0, 1.5))
+    line = _yield_line(_scene(5.0, [crossing, standing]))
+    assert line is not None and line.gap_m < 20.0
+    # the profile itself: never closer than the gap behind the lead's rear
+    p = _scene(5.0, [])
+    _, free = ego_profile(p, SETTINGS)
+    _, held = ego_profile(p, SETTINGS, leads=((25.0, 0.0),))
+    assert free[-1] > 40.0 and held.max() <= 25.0 - LEAD_GAP_M + 1e-9
+
+
+def test_traffic_joining_ahead_of_the_ego_is_followed_not_waited_for():
+    # a car 8 m from joining the ego's path at x = 20 while the ego is 20 m from it: the ego falls in
+    # behind it (a lead projected onto its path) instead of stopping at a yield line
+    joining = PerceivedVehicle(lane_delta=None, gap_m=15.0, relative_speed_mps=2.0, lateral_m=-6.0, speed_mps=7.0,
+                               track_id=4, path_m=_line((15.2, -6.4), (3.0, 4.0), 8.0, 1.0)
+                               + _line((20.0, 0.0), (1.0, 0.0), 40.0, 1.0))
+    p = _scene(5.0, [joining])
+    (c,) = find_conflicts(p)
+    assert c.kind == "merge"
+    gap = merge_ahead_gap_m(c, p)
+    assert gap == pytest.approx(20.0 - 8.0 - 5.0, abs=1.5)
+    (lead,) = junction_obstacles(p, SETTINGS)
+    assert not lead.is_static and lead.gap_m == pytest.approx(gap)
+    assert lead.relative_speed_mps == pytest.approx(2.0, abs=0.1)
+    # a standing one is not followed: given way to at the joining point as before
+    standing = dataclasses.replace(joining, speed_mps=0.0)
+    q = _scene(5.0, [standing])
+    assert merge_ahead_gap_m(find_conflicts(q)[0], q) is None
+
+
+class _Car:
+    def __init__(self, speed: float) -> None:
+        self.speed, self.lane_index, self.crashed = speed, ("a", "b", 0), False
+
+
+class _Road:
+    """The part of highway-env's Road that clear_wrecks uses: vehicles and each one's front vehicle."""
+
+    def __init__(self, vehicles: list, fronts: dict) -> None:
+        self.vehicles, self._fronts = vehicles, fronts
+
+    def neighbour_vehicles(self, v, lane_index):
+        return self._fronts.get(id(v)), None
+
+
+def test_traffic_standing_in_a_cycle_of_leaders_is_cleared_a_queue_is_not():
+    from e2e_drive.scenarios.routed import clear_wrecks, gridlocked
+
+    ego, a, b, c, queue_head, queued = (_Car(0.0) for _ in range(6))
+    # a and b wait for each other (each the other's front vehicle); c waits behind a; the queue waits for the ego
+    road = _Road([ego, a, b, c, queue_head, queued],
+                 {id(a): b, id(b): a, id(c): a, id(queue_head): ego, id(queued): queue_head})
+    assert {id(v) for v in gridlocked(road, ego)} == {id(a), id(b)}
+    clear_wrecks(road, ego)
+    assert road.vehicles == [ego, c, queue_head, queued]
+    # moving: no gridlock
+    d, e = _Car(3.0), _Car(0.0)
+    assert gridlocked(_Road([ego, d, e], {id(d): e, id(e): d}), ego) == []
+
+
+def test_at_a_junction_with_paths_the_expert_crosses_briskly():
+    # standing before the turn, nothing in the way: IDM a is junction_acceleration_mps2 there
+    at_junction = _scene(0.0, [], command="turn_left", command_distance_m=20.0)
+    assert RulePlanner().plan(at_junction, 0.2).target_acceleration_mps2 == pytest.approx(3.0, abs=0.05)
+    # elsewhere, or without intended paths (camera perception), the configured IDM a
+    assert RulePlanner().plan(_scene(0.0, []), 0.2).target_acceleration_mps2 == pytest.approx(2.0, abs=0.05)
+    blind = dataclasses.replace(at_junction, ego_path_m=())
+    assert RulePlanner().plan(blind, 0.2).target_acceleration_mps2 <= 2.0 + 1e-9

@@ -40,13 +40,44 @@ def clear_wrecks(road: Any, ego: Any) -> None:
 
     highway-env's traffic has no accident model: a wreck stands where it is for the rest of the
     episode, and at a junction or on a roundabout's ring it blocks the way for everyone; a scenario
-    that measures how the ego gives way must not fail the ego for the traffic's own crashes.
+    that measures how the ego gives way must not fail the ego for the traffic's own crashes. Traffic
+    standing in a gridlock (:func:`gridlocked`) goes too, for the same reason.
     """
     if ego.crashed:
         return
     wrecks = [v for v in road.vehicles if v is not ego and getattr(v, "crashed", False)]
+    wrecks += gridlocked(road, ego)
     if wrecks:
         road.vehicles = [v for v in road.vehicles if v not in wrecks]
+
+
+#: Traffic slower than this counts as standing for a gridlock [m/s].
+GRIDLOCK_SPEED_MPS = 0.5
+
+
+def gridlocked(road: Any, ego: Any) -> list[Any]:
+    """Traffic vehicles standing in a cycle of leaders (each the next one's front vehicle, the ego in
+    none): highway-env's traffic at a junction can take each other for its leader across connected
+    lanes and then waits for the other for the rest of the episode, blocking the junction."""
+    standing = [v for v in road.vehicles
+                if v is not ego and abs(float(v.speed)) < GRIDLOCK_SPEED_MPS and v.lane_index is not None]
+    if len(standing) < 2:
+        return []
+    ids = {id(v) for v in standing}
+    out: list[Any] = []
+    for v in standing:
+        if any(v is w for w in out):
+            continue
+        chain = [v]
+        while True:
+            front = road.neighbour_vehicles(chain[-1], chain[-1].lane_index)[0]
+            if front is None or id(front) not in ids or any(front is w for w in out):
+                break
+            if any(front is w for w in chain):
+                out += chain[[i for i, w in enumerate(chain) if w is front][0]:]
+                break
+            chain.append(front)
+    return out
 
 
 def other_vehicles_class(cfg: dict[str, Any]) -> type:

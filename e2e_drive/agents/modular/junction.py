@@ -40,6 +40,11 @@ _PROFILE_HORIZON_S = 12.0
 _JOIN_EXTRA_M = 2.0
 #: Satnav commands at a junction: the ego waits before the command's point, not inside.
 JUNCTION_COMMANDS = ("turn_left", "turn_right", "go_straight")
+#: The ego's brisk profile keeps this far behind a lead on its path [m].
+LEAD_GAP_M = 2.0
+#: A vehicle joining the ego's path ahead of it is followed (a lead projected onto the ego's path)
+#: when it moves at least this fast [m/s]; a slower one is given way to at the joining point.
+MERGE_FOLLOW_MIN_SPEED_MPS = 1.0
 #: Paths closer to parallel than this (cosine of the angle) at their first contact join (merge).
 _ALIGNED_COS = 0.6
 
@@ -180,9 +185,12 @@ def path_speed_cap(p: PerceptionOutput, max_lateral_acceleration_mps2: float, br
     return float(np.min(np.sqrt(caps * caps + 2.0 * braking_mps2 * s)))
 
 
-def ego_profile(p: PerceptionOutput, settings: JunctionSettings) -> tuple[np.ndarray, np.ndarray]:
+def ego_profile(p: PerceptionOutput, settings: JunctionSettings,
+                leads: tuple[tuple[float, float], ...] = ()) -> tuple[np.ndarray, np.ndarray]:
     """(times, distances) of the ego driving its path briskly: accelerating to its target speed,
-    no faster in a curve of the path than the lateral acceleration allows."""
+    no faster in a curve of the path than the lateral acceleration allows, and never closer than
+    ``LEAD_GAP_M`` behind a lead on its path (``leads``: (bumper gap [m], speed along [m/s]) each,
+    the lead going on at its speed): a slow car ahead in the exit delays the ego's crossing."""
     ego = np.asarray(p.ego_path_m, dtype=float)
     s = arc_lengths(ego)
     cap = np.minimum(settings.ego_speed_mps, curve_speeds(ego, settings.max_lateral_acceleration_mps2))
@@ -194,7 +202,12 @@ def ego_profile(p: PerceptionOutput, settings: JunctionSettings) -> tuple[np.nda
     for i in range(1, n):
         limit = float(np.interp(x, s, cap)) if x <= s[-1] else settings.ego_speed_mps
         v = min(v + settings.ego_acceleration_mps2 * _PROFILE_DT_S, max(limit, v - 3.0 * _PROFILE_DT_S))
-        x += v * _PROFILE_DT_S
+        x_next = x + v * _PROFILE_DT_S
+        for gap, speed in leads:  # behind a lead: no farther than its rear (less the gap) at its speed
+            room = gap - LEAD_GAP_M + speed * times[i]
+            if x_next > room:
+                x_next, v = max(x, room), min(v, speed)
+        x = x_next
         dist[i] = x
     return times, dist
 
@@ -226,9 +239,21 @@ def latest_departure_s(distance_m: float, speed_mps: float) -> float:
     return distance_m / speed_mps if speed_mps > 0.3 else math.inf
 
 
+def merge_ahead_gap_m(c: Conflict, p: PerceptionOutput) -> float | None:
+    """A merge whose vehicle, moving, is nearer the joining point than the ego by at least the
+    lengths and ``LEAD_GAP_M``: its bumper gap ahead of the ego as if it were on the ego's path
+    already (from their distances to the point); the ego falls in behind it. None otherwise."""
+    if c.kind != "merge" or _speed(p, c.vehicle) < MERGE_FOLLOW_MIN_SPEED_MPS:
+        return None
+    gap = 0.5 * (c.ego_in_m + c.ego_out_m - c.other_in_m - c.other_out_m) - 0.5 * (p.ego_length_m + c.vehicle.length_m)
+    return gap if gap >= LEAD_GAP_M else None
+
+
 def unsafe(c: Conflict, p: PerceptionOutput, times: np.ndarray, dist: np.ndarray,
            settings: JunctionSettings) -> bool:
     """True when neither the ego nor the other can go first with the margins (see the module doc)."""
+    if merge_ahead_gap_m(c, p) is not None:
+        return False  # the ego follows it (a lead in the ego's profile and for IDM)
     v_o = _speed(p, c.vehicle)
     arrive_o = earliest_arrival_s(c.other_in_m, v_o, settings)
     ego_in = _time_to(times, dist, c.ego_in_m)
@@ -253,12 +278,16 @@ def junction_obstacles(p: PerceptionOutput, settings: JunctionSettings, inside: 
         return []
     out: list[PerceivedVehicle] = []
     v_ego = max(p.ego_speed_mps, 0.0)
+    leads: list[tuple[float, float]] = []
     for c in conflicts:
-        if c.kind == "lead":
-            gap = c.ego_in_m - 0.5 * (p.ego_length_m + c.vehicle.length_m)
-            out.append(PerceivedVehicle(lane_delta=0, gap_m=gap, relative_speed_mps=c.along_mps - v_ego,
+        merge_gap = merge_ahead_gap_m(c, p)
+        if c.kind == "lead" or merge_gap is not None:
+            gap = c.ego_in_m - 0.5 * (p.ego_length_m + c.vehicle.length_m) if merge_gap is None else merge_gap
+            along = c.along_mps if merge_gap is None else _speed(p, c.vehicle)
+            leads.append((gap, max(along, 0.0)))
+            out.append(PerceivedVehicle(lane_delta=0, gap_m=gap, relative_speed_mps=along - v_ego,
                                         lateral_m=0.0, track_id=c.vehicle.track_id, length_m=c.vehicle.length_m))
-    times, dist = ego_profile(p, settings)
+    times, dist = ego_profile(p, settings, tuple(leads))
     stop_m = v_ego * v_ego / (2.0 * max(settings.commit_braking_mps2, 1e-6))
     areas = sorted((c.ego_in_m, c.ego_out_m) for c in conflicts if c.kind != "lead")
     unsafe_at: float | None = None

@@ -207,6 +207,10 @@ class PlannerConfig:
         1.0, "with intended paths: join another vehicle's path (entering a roundabout) only this long "
              "before it can reach the joining point, or this long after it has passed it", unit="s",
         range=(0.0, None))
+    junction_acceleration_mps2: float = setting(
+        3.0, "with intended paths, at a junction (turn_left / turn_right / go_straight, until the ego has "
+             "cleared it): IDM a there, the brisk acceleration that crosses the gaps the conflict timing "
+             "finds (and that it assumes)", unit="m/s^2", range=(0.1, None))
     idm_acceleration_max_mps2: float = setting(
         2.0, "IDM a: comfortable maximum acceleration", unit="m/s^2", range=(0.0, None))
     idm_deceleration_comfort_mps2: float = setting(
@@ -582,10 +586,20 @@ class RulePlanner:
         cfg = self.config
         return junction_obstacles(p, JunctionSettings(
             clearance_m=cfg.junction_clearance_m, time_margin_s=cfg.junction_time_margin_s,
-            merge_gap_s=cfg.junction_merge_gap_s, ego_acceleration_mps2=self.idm.acceleration_max_mps2,
+            merge_gap_s=cfg.junction_merge_gap_s, ego_acceleration_mps2=self.idm.acceleration_max_mps2,  # (see plan)
             ego_speed_mps=max(v0, 1.0), max_lateral_acceleration_mps2=cfg.max_lateral_acceleration_mps2,
             commit_braking_mps2=cfg.max_braking_mps2),
             inside=self._junction_past_m is not None and self._junction_past_m > 0.0)
+
+    def _junction_idm(self, p: PerceptionOutput) -> IDMParams:
+        """IDM's parameters for this step: a is junction_acceleration_mps2 at a junction with intended
+        paths (from the turn's command until JUNCTION_PAST_M past its entry), the configured a elsewhere."""
+        idm = self.config.idm
+        at_junction = (p.command in JUNCTION_COMMANDS and math.isfinite(p.command_distance_m)) \
+            or self._junction_past_m is not None
+        if p.ego_path_m and at_junction:
+            return replace(idm, acceleration_max_mps2=self.config.junction_acceleration_mps2)
+        return idm
 
     def _route_lane_change(self, p: PerceptionOutput) -> int:
         """The lane change the route asks for now (a delta of -1 / +1, or 0): only when it is safe."""
@@ -811,6 +825,7 @@ class RulePlanner:
         w = p.lane_width_m
         v_ego = max(p.ego_speed_mps, 0.0)
         self._speed_mps = v_ego
+        self.idm = self._junction_idm(p)
         v0 = self.target_speed(p)
         v0 = min(v0, path_speed_cap(p, self.config.max_lateral_acceleration_mps2, self.idm.deceleration_comfort_mps2))
         y, lane_centre = self._continuous_y(p)

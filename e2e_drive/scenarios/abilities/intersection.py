@@ -77,7 +77,7 @@ INTERSECTION = register_scenario(Scenario(
         "spawn_probability": Key((int, float), 0.35, "probability that a new vehicle enters once a second",
                                  lambda x: 0.0 <= x <= 1.0, "a number in [0, 1]"),
     },
-    defaults={"duration_s": 25.0, "route_length_m": 120.0},
+    defaults={"duration_s": 35.0, "route_length_m": 120.0},  # (hard traffic: waits of 10-20 s)
     stock_config=_stock_config,
     route="from the south approach across the junction (by default turning left) 40 m into the exit road",
     conditions={"dense_traffic": {"spawn_probability": 0.8}},
