@@ -52,8 +52,7 @@ def test_route_scenarios_build_with_a_route_that_ends_and_are_seeded(name):
     if name in ABILITY:
         assert declaration.ability == ABILITY[name]
         assert set(declaration.difficulties) == {"easy", "medium", "hard"} and "dense_traffic" in declaration.conditions
-        # short episodes; the intersection's hard traffic leaves waits of 10-20 s before a gap (#13)
-        assert 10.0 <= declaration.schema()["duration_s"].default <= (35.0 if name == "intersection" else 25.0)
+        assert 10.0 <= declaration.schema()["duration_s"].default <= 25.0
     env.close()
 
 

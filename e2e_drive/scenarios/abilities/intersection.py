@@ -73,11 +73,11 @@ INTERSECTION = register_scenario(Scenario(
                            "traffic), 'straight', 'right' or 'random' (drawn per seed)", TURN_CHOICES),
         "vehicles_count": Key(int, 5, "vehicles spawned on the approaches before the start (stock "
                               "initial_vehicle_count; each appears with probability 0.6)",
-                              lambda x: 1 <= x <= 30, "an integer in [1, 30]"),
+                              range=(1, 30)),
         "spawn_probability": Key((int, float), 0.35, "probability that a new vehicle enters once a second",
-                                 lambda x: 0.0 <= x <= 1.0, "a number in [0, 1]"),
+                                 range=(0.0, 1.0)),
     },
-    defaults={"duration_s": 35.0, "route_length_m": 120.0},  # (hard traffic: waits of 10-20 s)
+    defaults={"duration_s": 25.0, "route_length_m": 120.0},
     stock_config=_stock_config,
     route="from the south approach across the junction (by default turning left) 40 m into the exit road",
     conditions={"dense_traffic": {"spawn_probability": 0.8}},
