@@ -81,12 +81,11 @@ CONSTRUCTION = register_scenario(Scenario(
     description="the ego's lane closed by a taper of cones; merge into the open lane's traffic (2-lane highway)",
     sim_class=ConstructionScenario,
     keys={
-        "lanes_count": Key(int, 2, "lanes side by side (the ego in the right one, which closes)",
-                           lambda x: x == 2, "2"),
+        "lanes_count": Key.choice(2, "lanes side by side (the ego in the right one, which closes)", (2,)),
         "taper_m": Key((int, float), 200.0, "distance from the ego's start to the taper's first cone [m] "
-                       "(+-10 m, seeded)", lambda x: 60.0 <= x <= 600.0, "a number in [60, 600]"),
+                       "(+-10 m, seeded)", range=(60.0, 600.0)),
         "traffic_gap_m": Key((int, float), 55.0, "mean bumper gap of the traffic in the open lane [m] "
-                             "(each drawn in 0.7-1.3 x)", lambda x: 10.0 <= x <= 500.0, "a number in [10, 500]"),
+                             "(each drawn in 0.7-1.3 x)", range=(10.0, 500.0)),
     },
     defaults={"duration_s": 25.0, "route_length_m": 360.0},
     route="along the straight highway, ending 40 m past the closed stretch",

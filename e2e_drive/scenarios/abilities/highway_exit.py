@@ -96,12 +96,11 @@ HIGHWAY_EXIT = register_scenario(Scenario(
     sim_class=HighwayExitScenario,
     keys={
         "lanes_count": Key(int, 3, "highway lanes; the ego starts in the leftmost and crosses all of them "
-                           "and the exit lane", lambda x: 2 <= x <= 6, "an integer in [2, 6]"),
+                           "and the exit lane", range=(2, 6)),
         "exit_distance_m": Key((int, float), 260.0, "distance from the ego's start to where the exit lane "
-                               "opens [m] (the exit leaves 100 m later)", lambda x: x >= 50,
-                               "a number >= 50"),
+                               "opens [m] (the exit leaves 100 m later)", range=(50, None)),
         "vehicles_count": Key(int, 5, "other vehicles, placed 60 m behind to 260 m ahead of the ego, at 85-100% "
-                              "of their lane's speed limit", lambda x: 0 <= x <= 40, "an integer in [0, 40]"),
+                              "of their lane's speed limit", range=(0, 40)),
         "aggressive_traffic": Key(bool, False, "other drivers use highway-env's AggressiveVehicle model"),
     },
     defaults={"duration_s": 25.0, "route_length_m": 330.0},

@@ -62,13 +62,13 @@ LEAD_BRAKE = register_scenario(Scenario(
     description="the car ahead brakes hard to a stop at a random time, then drives on; cars beside the ego (3-lane highway)",
     sim_class=LeadBrakeScenario,
     keys={
-        "lanes_count": Key(int, 3, "lanes side by side (the ego in the middle one)", lambda x: x == 3, "3"),
+        "lanes_count": Key.choice(3, "lanes side by side (the ego in the middle one)", (3,)),
         "lead_brake_mps2": Key((int, float), 6.0, "the lead's deceleration once it brakes [m/s^2]",
-                               lambda x: 1.0 <= x <= 10.0, "a number in [1, 10]"),
+                               range=(1.0, 10.0)),
         "lead_headway_s": Key((int, float), 1.3, "the lead's bumper gap at the start, in seconds at the ego's "
-                              "22 m/s [s]", lambda x: 0.5 <= x <= 5.0, "a number in [0.5, 5]"),
+                              "22 m/s [s]", range=(0.5, 5.0)),
         "traffic_gap_m": Key((int, float), 80.0, "mean bumper gap of the traffic further ahead [m]",
-                             lambda x: 10.0 <= x <= 500.0, "a number in [10, 500]"),
+                             range=(10.0, 500.0)),
         "aggressive_traffic": Key(bool, False, "other drivers use highway-env's AggressiveVehicle model"),
     },
     defaults={"duration_s": 25.0, "route_length_m": 250.0},

@@ -90,9 +90,9 @@ ONRAMP_MERGE = register_scenario(Scenario(
     sim_class=OnrampMergeScenario,
     keys={
         "gap_m": Key((int, float), 45.0, "mean bumper gap between the vehicles of the right lane [m] "
-                     "(each drawn in 0.7-1.3 x)", lambda x: 8.0 <= x <= 200.0, "a number in [8, 200]"),
+                     "(each drawn in 0.7-1.3 x)", range=(8.0, 200.0)),
         "traffic_speed_mps": Key((int, float), 18.0, "speed of the highway traffic [m/s] (each vehicle within 5%)",
-                                 lambda x: 5.0 <= x <= 35.0, "a number in [5, 35]"),
+                                 range=(5.0, 35.0)),
         "aggressive_traffic": Key(bool, False, "other drivers use highway-env's AggressiveVehicle model"),
     },
     defaults={"duration_s": 25.0, "route_length_m": 330.0},

@@ -116,7 +116,7 @@ ROUNDABOUT_EXIT = register_scenario(Scenario(
         "exit": Key.choice("north", "the exit to take: 'east' (first), 'north' (second), 'west' (third), or "
                            "'random' (drawn per seed)", EXIT_CHOICES),
         "vehicles_count": Key(int, 2, "vehicles circulating on the ring at the start besides the stock ones",
-                              lambda x: 0 <= x <= 12, "an integer in [0, 12]"),
+                              range=(0, 12)),
         "aggressive_traffic": Key(bool, False, "the extra vehicles use highway-env's AggressiveVehicle model"),
     },
     defaults={"duration_s": 25.0, "route_length_m": 120.0},
