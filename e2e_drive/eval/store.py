@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from e2e_drive.errors import ConfigError
+from e2e_drive.eval.fingerprint import first_difference
 from e2e_drive.provenance import git_commit
 
 __all__ = [
@@ -174,26 +175,6 @@ def load_episodes(run_dir: str | Path, repair: bool = False) -> list[dict[str, A
     return rows
 
 
-def _first_difference(a: Any, b: Any, where: str = "") -> str | None:
-    if isinstance(a, dict) and isinstance(b, dict):
-        for k in sorted(set(a) | set(b), key=str):
-            if k not in a or k not in b:
-                return f"{where}.{k}".lstrip(".")
-            d = _first_difference(a[k], b[k], f"{where}.{k}")
-            if d is not None:
-                return d
-        return None
-    if isinstance(a, list) and isinstance(b, list):
-        if len(a) != len(b):
-            return f"{where} (length {len(a)} vs {len(b)})".lstrip(".")
-        for i, (x, y) in enumerate(zip(a, b)):
-            d = _first_difference(x, y, f"{where}[{i}]")
-            if d is not None:
-                return d
-        return None
-    return None if a == b else where.lstrip(".")
-
-
 def _prepare_dir(out_dir: Path, config: dict[str, Any], agent_specs: Mapping[str, str] | None = None) -> None:
     """Create the run directory, or check that an existing one was made by the same configuration."""
     run_file = out_dir / RUN_FILE
@@ -204,7 +185,7 @@ def _prepare_dir(out_dir: Path, config: dict[str, Any], agent_specs: Mapping[str
             raise ConfigError(f"{run_file}: unreadable ({exc}); not an e2e-drive run directory?") from None
         old = stored.get("config") if isinstance(stored, dict) else None
         if old != config:
-            where = _first_difference(old, config) if isinstance(old, dict) else "format"
+            where = first_difference(old, config) if isinstance(old, dict) else "format"
             raise ConfigError(f"--out {out_dir}: made by a different configuration (differs at '{where}'); "
                               f"results are not mixed: use another --out, or the same command as before")
         return
