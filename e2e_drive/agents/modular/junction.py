@@ -101,6 +101,17 @@ def _speed(p: PerceptionOutput, v: PerceivedVehicle) -> float:
     return max(v.speed_mps if v.speed_mps is not None else p.ego_speed_mps + v.relative_speed_mps, 0.0)
 
 
+def _first_contact(mask: np.ndarray, ego: np.ndarray, other: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray, int, int, float]:
+    """Where two paths first come close (``mask[j, k]``: other's point j near the ego's point k):
+    all close pairs' indices, the other's first close point j0, the ego's first point k0 close to
+    it, and the cosine between the two paths' directions there."""
+    jj, kk = np.nonzero(mask)
+    j0 = int(jj.min())
+    k0 = int(kk[jj == j0].min())
+    return jj, kk, j0, k0, float(np.dot(_direction(ego, k0), _direction(other, j0)))
+
+
 def find_conflicts(p: PerceptionOutput, clearance_m: float = 0.8) -> list[Conflict]:
     """The conflicts of every vehicle that has a path with the ego's path (none without paths)."""
     if len(p.ego_path_m) < 2:
@@ -121,18 +132,12 @@ def find_conflicts(p: PerceptionOutput, clearance_m: float = 0.8) -> list[Confli
         mask = dist < near + _JOIN_EXTRA_M
         if not mask.any():
             continue
-        jj, kk = np.nonzero(mask)
-        j0 = int(jj.min())
-        k0 = int(kk[jj == j0].min())
-        cos = float(np.dot(_direction(ego, k0), _direction(other, j0)))
+        jj, kk, j0, k0, cos = _first_contact(mask, ego, other)
         if cos <= _ALIGNED_COS:
             mask = dist < near
             if not mask.any():
                 continue
-            jj, kk = np.nonzero(mask)
-            j0 = int(jj.min())
-            k0 = int(kk[jj == j0].min())
-            cos = float(np.dot(_direction(ego, k0), _direction(other, j0)))
+            jj, kk, j0, k0, cos = _first_contact(mask, ego, other)
             if cos <= _ALIGNED_COS and float(np.dot(_direction(ego, int(kk.max())),
                                                     _direction(other, int(jj.max())))) > _ALIGNED_COS:
                 cos = 1.0  # it crosses into the ego's path and runs on along it: it joins (merge)
