@@ -137,7 +137,7 @@ class ScenarioMixin:
         from e2e_drive.sim.ground_truth import stable_id
 
         # the time of the simulator sub-step that scripts it (``time`` is already the policy step's end)
-        now = getattr(self, "e2e_substep_time_s", None)  # (None outside E2EDrivingEnv.step)
+        now = getattr(self, "e2e_substep_time_s", None)  # (None before the first DrivingEnv.step)
         event: dict[str, Any] = {"kind": kind,
                                  "time_s": float(self.time if now is None else now)}  # type: ignore[attr-defined]
         if vehicle is not None:
