@@ -34,14 +34,6 @@ LIBRARIES = ("numpy", "torch", "highway_env", "gymnasium", "cv2", "scipy")
 _AGENT_SUFFIXES = (".toml", ".yaml", ".yml")
 
 
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _package_source_digest() -> str:
     """sha256 over every .py file of the e2e_drive package (relative path and content), in path order."""
     root = Path(__file__).resolve().parents[1]
@@ -86,32 +78,18 @@ def agent_fingerprint(spec: str, _seen: frozenset[str] = frozenset()) -> dict[st
     p = Path(spec)
     if p.suffix.lower() in _AGENT_SUFFIXES or p.is_file():
         from e2e_drive.agents.loading import AGENT_TYPES, _read_file
+        from e2e_drive.eval.plan import _sha256, named_files
 
         p = p.resolve()
         data = _read_file(p)
         files: dict[str, str] = {}
         agents: dict[str, Any] = {}
 
-        def scan(value: Any) -> None:
-            if isinstance(value, str) and value and len(value) < 1000:
-                cand = Path(value) if Path(value).is_absolute() else p.parent / value
-                try:
-                    is_file = cand.is_file()
-                except OSError:
-                    is_file = False
-                if is_file:
-                    if cand.suffix.lower() in _AGENT_SUFFIXES and str(cand.resolve()) not in _seen:
-                        agents[value] = agent_fingerprint(str(cand), _seen | {str(p)})
-                    else:
-                        files[value] = _sha256_file(cand)
-            elif isinstance(value, dict):
-                for v in value.values():
-                    scan(v)
-            elif isinstance(value, list):
-                for v in value:
-                    scan(v)
-
-        scan(data.get("params", {}))
+        for value, cand in named_files(data.get("params", {}), p.parent):
+            if cand.suffix.lower() in _AGENT_SUFFIXES and str(cand.resolve()) not in _seen:
+                agents[value] = agent_fingerprint(str(cand), _seen | {str(p)})
+            else:
+                files[value] = _sha256(cand)
         cls = data.get("class") or AGENT_TYPES.get(str(data.get("type")))
         out: dict[str, Any] = {"file": p.name, "content": data, "referenced_files_sha256": files}
         if agents:
@@ -128,6 +106,7 @@ def agent_fingerprint(spec: str, _seen: frozenset[str] = frozenset()) -> dict[st
 
 def scenario_code_digest(scenario: str) -> str | None:
     """sha256 of the source file of the module that declares scenario ``scenario`` (None if unknown)."""
+    from e2e_drive.eval.plan import _sha256
     from e2e_drive.scenarios.base import get_scenario
 
     try:
@@ -136,7 +115,7 @@ def scenario_code_digest(scenario: str) -> str | None:
     except Exception:
         return None
     origin = getattr(module, "__file__", None)
-    return _sha256_file(Path(origin)) if origin else None
+    return _sha256(Path(origin)) if origin else None
 
 
 def portable_spec(spec: str) -> str:

@@ -70,6 +70,31 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def named_files(params: Any, base: Path) -> list[tuple[str, Path]]:
+    """The files an agent file's ``params`` name: every string value (nested tables and lists
+    included) that is a path to an existing file, absolute or relative to ``base`` (the agent
+    file's folder), as (the value as written, the path)."""
+    out: list[tuple[str, Path]] = []
+
+    def scan(value: Any) -> None:
+        if isinstance(value, str) and value and len(value) < 1000:
+            cand = Path(value) if Path(value).is_absolute() else base / value
+            try:
+                if cand.is_file():
+                    out.append((value, cand))
+            except OSError:
+                pass
+        elif isinstance(value, dict):
+            for v in value.values():
+                scan(v)
+        elif isinstance(value, list):
+            for v in value:
+                scan(v)
+
+    scan(params)
+    return out
+
+
 def _agent_fingerprint(spec: str) -> dict[str, Any]:
     """What defines an agent for run.json: its file's content and the files it names, or its class path."""
     p = Path(spec)
@@ -78,23 +103,11 @@ def _agent_fingerprint(spec: str) -> dict[str, Any]:
 
         data = _read_file(p)
         files = {}
-
-        def scan(value: Any) -> None:
-            if isinstance(value, str) and value and len(value) < 1000:
-                cand = (p.resolve().parent / value) if not Path(value).is_absolute() else Path(value)
-                try:
-                    if cand.is_file():
-                        files[value] = _sha256(cand)
-                except OSError:
-                    pass
-            elif isinstance(value, dict):
-                for v in value.values():
-                    scan(v)
-            elif isinstance(value, list):
-                for v in value:
-                    scan(v)
-
-        scan(data.get("params", {}))
+        for value, path in named_files(data.get("params", {}), p.resolve().parent):
+            try:
+                files[value] = _sha256(path)
+            except OSError:
+                pass
         return {"file": p.name, "content": data, "referenced_files_sha256": files}
     return {"class": spec, "source_sha256": _class_source_digest(spec)}
 
