@@ -116,6 +116,18 @@ class Scenario:
                                               "scenario's difficulty table that the file does not set", DIFFICULTIES)
         return schema
 
+    def __reduce__(self) -> tuple[Any, tuple[str, str]]:
+        # Pickled by reference (its keys and hooks may be lambdas): the registered declaration of the
+        # same name, its module imported first (an env's snapshot restores in another process).
+        return _registered, (self.module, self.name)
+
+
+def _registered(module: str, name: str) -> Scenario:
+    """The registered scenario ``name``, importing its declaring ``module`` first (unpickling)."""
+    if module:
+        import_scenario_module(module, f"scenario {name!r}")
+    return get_scenario(name, source="snapshot")
+
 
 _REGISTRY: dict[str, Scenario] = {}
 _BY_ENV_ID: dict[str, Scenario] = {}
