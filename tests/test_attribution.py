@@ -1,0 +1,125 @@
+"""Failure attribution (e2e_drive.eval.attribution): modular stacks with one broken part each are
+labelled by that part; a monolithic agent is 'policy' or 'unavoidable' by the fork's moment; the
+command writes attribution.jsonl, resumes, and the report shows the split."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from e2e_drive.agents.modular.control import PurePursuitController
+from e2e_drive.agents.modular.oracle import OraclePerception
+from e2e_drive.agents.modular.planning import RulePlanner
+from e2e_drive.errors import ConfigError
+from e2e_drive.eval.attribution import attribute_run, format_attribution, load_attribution
+from e2e_drive.eval.runner import evaluate
+from tiny import tiny_scenario
+
+HERE = __name__
+
+
+class MisplacedPerception(OraclePerception):
+    """Ground truth, except that the ego believes it is 2.5 m left of where it is (steers off to the right)."""
+
+    def perceive(self, observation, info):
+        p = super().perceive(observation, info)
+        return dataclasses.replace(p, lateral_offset_m=p.lateral_offset_m - 2.5)
+
+
+class RightwardPlanner(RulePlanner):
+    """The rule planner, except that its path heads 6 m right of the lane (off the road)."""
+
+    def plan(self, perceived, dt_s):
+        plan = super().plan(perceived, dt_s)
+        return dataclasses.replace(plan, path_lateral_m=tuple(x + 6.0 for x in plan.path_lateral_m))
+
+
+class BiasedController(PurePursuitController):
+    """Pure pursuit with a steering bias to the right."""
+
+    def control(self, perceived, plan, dt_s):
+        out = super().control(perceived, plan, dt_s)
+        action = np.asarray(out.action, np.float32).copy()
+        action[1] = min(1.0, action[1] + 0.06)
+        return dataclasses.replace(out, action=action)
+
+
+class Drifter:
+    """A monolithic agent: steady speed, steering slightly right."""
+
+    def reset(self, seed=None):
+        pass
+
+    def act(self, observation):
+        return np.array([0.0, 0.04], np.float32)
+
+
+class Swerver(Drifter):
+    """Full throttle, steering hard right: off the road in under half a second."""
+
+    def act(self, observation):
+        return np.array([1.0, 0.3], np.float32)
+
+
+def _stack(tmp: Path, name: str, **parts: str) -> str:
+    params = {"perception": "oracle", "planner": "rule", "controller": "pure_pursuit", **parts}
+    lines = ['type = "modular"', "[params]"] + [f'{k} = "{v}"' for k, v in params.items()]
+    path = tmp / f"{name}.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    tmp = tmp_path_factory.mktemp("attribution")
+    env = tmp / "empty.toml"
+    env.write_text(tiny_scenario(duration_s=5.0, vehicles_count=0, route_length_m=None, description=None))
+    agents = [_stack(tmp, "bad_perception", perception=f"{HERE}:MisplacedPerception"),
+              _stack(tmp, "bad_planner", planner=f"{HERE}:RightwardPlanner"),
+              _stack(tmp, "bad_controller", controller=f"{HERE}:BiasedController"),
+              f"{HERE}:Drifter", f"{HERE}:Swerver"]
+    out = tmp / "run"
+    evaluate([str(env)], agents, episodes=1, seed=5, out_dir=out, workers=0, progress=False, camera_only=False)
+    return out
+
+
+def test_each_broken_part_is_named(run_dir: Path) -> None:
+    rows = [json.loads(x) for x in (run_dir / "episodes.jsonl").read_text().splitlines()]
+    assert all(r["status"] in ("offroad", "collision") for r in rows), [(r["agent"], r["status"]) for r in rows]
+    four = ["bad_perception", "bad_planner", "bad_controller", "Drifter"]
+    summary = attribute_run(run_dir, agents=four, before_s=1.0, progress=False)
+    labels = {a: s["labels"] for a, s in summary.items()}
+    assert labels == {"bad_perception": {"perception": 1}, "bad_planner": {"decision": 1},
+                      "bad_controller": {"control": 1}, "Drifter": {"policy": 1}}, labels
+    lines = load_attribution(run_dir)
+    assert all(line["reproduced"] for line in lines)
+    swaps = {line["agent"]: line["failure"]["swaps"] for line in lines}
+    assert swaps["bad_controller"]["decision"] == "offroad" and swaps["bad_controller"]["expert"] in (None, "time_up")
+    assert "perception" not in swaps["Drifter"]  # no stages to swap one at a time
+    text = format_attribution(summary)
+    assert "bad_planner" in text and "decision" in text
+    # resumable: a second call re-simulates nothing and adds no line
+    attribute_run(run_dir, agents=four, before_s=1.0, progress=False)
+    assert len(load_attribution(run_dir)) == len(lines)
+
+
+def test_too_late_to_recover_is_unavoidable(run_dir: Path, tmp_path: Path) -> None:
+    import shutil
+
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    (copy / "attribution.jsonl").unlink(missing_ok=True)
+    summary = attribute_run(copy, agents=["Swerver"], before_s=0.1, progress=False)  # from its last action
+    assert summary["Swerver"]["labels"] == {"unavoidable": 1}
+    assert load_attribution(copy)[0]["failure"]["swaps"]["expert"] == "offroad"
+
+
+def test_bad_arguments_are_one_line_errors(run_dir: Path) -> None:
+    with pytest.raises(ConfigError, match="--agent 'nobody'"):
+        attribute_run(run_dir, agents=["nobody"], progress=False)
+    with pytest.raises(ConfigError, match="--before-s"):
+        attribute_run(run_dir, before_s=0.0, progress=False)
