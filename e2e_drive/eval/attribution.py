@@ -50,7 +50,7 @@ from e2e_drive.eval.forks import (DEFAULT_HORIZON_S, DEFAULT_MISSED_WINDOW_S, Dr
                                   drive_with_snapshots, find_filter, fork_triggers)
 
 __all__ = ["ATTRIBUTION_FILE", "FAILED_STATUSES", "LABELS", "attribute_episode", "attribute_run",
-           "find_stack", "format_attribution", "load_attribution", "summarize_attribution"]
+           "find_stack", "attribution_tables", "format_attribution", "load_attribution", "summarize_attribution"]
 
 ATTRIBUTION_FILE = "attribution.jsonl"
 #: Episode statuses that are attributed (a failure with a moment to fork before).
@@ -334,3 +334,90 @@ def format_attribution(summary: Mapping[str, Any]) -> str:
             lines.append(f"{agent:<18} {s['episodes']:>8} {s['triggers']:>8} {s['true_alarms']:>6} "
                          f"{s['false_alarms']:>6} {rate:>10} {s['missed_hazards']:>14}")
     return "\n".join(lines)
+
+
+#: What the report says above the attribution tables.
+REPORT_NOTE = ("Each failed episode (collision, off-road, route deviation) re-simulated from a snapshot a few seconds "
+               "before the failure, with the agent's perception, then also its decision (planner), swapped for the "
+               "privileged expert's, and then the whole expert driving: the label is the first swap that avoids the "
+               "failure (control: only the expert's controller did); unavoidable: the expert fails from there too; "
+               "policy: an agent without separate stages (the end-to-end network) whose failure the expert avoids. "
+               "Shield triggers are replayed without the override: a collision or departure that follows makes a "
+               "true alarm. Made by e2e-drive report --attribute (RUN_DIR/attribution.jsonl).")
+
+
+def attribution_tables(summary: Mapping[str, Any]) -> list[tuple[str, list[str], list[list[Any]]]]:
+    """(caption, header, rows) of the report's attribution tables: the split per agent, per agent and
+    ability, the examples, and the shield's triggers."""
+    tables: list[tuple[str, list[str], list[list[Any]]]] = []
+    used = [k for k in LABELS if any(s["labels"].get(k) for s in summary.values())]
+    if used:
+        tables.append(("Failures by cause (count and share of the agent's attributed failures)",
+                       ["agent", "failures", *used],
+                       [[a, s["failures"], *(f"{s['labels'].get(k, 0)} ({s['labels'].get(k, 0) / s['failures']:.0%})"
+                                            if s["failures"] else "0" for k in used)]
+                        for a, s in summary.items() if s["failures"]]))
+        tables.append(("Failures by cause, per ability", ["agent", "ability", *used],
+                       [[a, ab, *(c.get(k, 0) for k in used)] for a, s in summary.items()
+                        for ab, c in s["by_ability"].items()]))
+        tables.append(("Examples (two per agent and cause)", ["agent", "cause", "scenario", "condition", "seed",
+                                                              "failure", "at [s]", "forked at [s]"],
+                       [[a, k, e["scenario"], e["condition"], e["seed"], e["event"], _fmt_s(e["time_s"]),
+                         _fmt_s(e["fork_time_s"])] for a, s in summary.items()
+                        for k, exs in s["examples"].items() for e in exs]))
+    shields = [(a, s["shield"]) for a, s in summary.items() if s["shield"]]
+    if shields:
+        tables.append(("Safety filter triggers, replayed without the override (counterfactual forks)",
+                       ["agent", "episodes", "triggers", "true alarms", "false alarms", "false-alarm rate",
+                        "hazards (collision / off-road)", "missed hazards"],
+                       [[a, s["episodes"], s["triggers"], s["true_alarms"], s["false_alarms"],
+                         "-" if s["false_alarm_rate"] is None else f"{s['false_alarm_rate']:.0%}", s["hazards"],
+                         s["missed_hazards"]] for a, s in shields]))
+    return tables
+
+
+def _fmt_s(value: Any) -> str:
+    return "-" if value is None else f"{float(value):.1f}"
+
+
+# ---------------------------------------------------------------------------- command line
+def add_attribute(sub: Any) -> Any:
+    """Add the ``attribute`` subcommand to an argparse subparsers object; returns its parser."""
+    p = sub.add_parser(
+        "attribute", help="why each failure happened (perception / decision / control / unavoidable) and whether "
+                          "each safety-filter trigger was needed (counterfactual forks)",
+        description="Re-simulate a run's failed episodes from a snapshot BEFORE_S seconds before the failure with the "
+                    "perception, then the decision, then the whole driver swapped for privileged versions, and label "
+                    "each failure by the first swap that avoids it; fork every safety-filter trigger without the "
+                    "override (true / false alarm) and count failures with no trigger (missed hazards). Writes "
+                    "RUN_DIR/attribution.jsonl (resumable) and prints the split; e2e-drive report shows it.")
+    p.add_argument("dir", help="run directory made by e2e-drive evaluate or benchmark")
+    p.add_argument("--agent", action="append", default=None, metavar="NAME",
+                   help="only this agent (repeat for several; default: every agent but the reference)")
+    p.add_argument("--expert", default=None, metavar="SPEC",
+                   help="the privileged expert (default: the run's reference agent, else the built-in expert)")
+    p.add_argument("--before-s", type=float, default=DEFAULT_BEFORE_S,
+                   help=f"fork this long before a failure [s] (default {DEFAULT_BEFORE_S:g})")
+    p.add_argument("--after-s", type=float, default=DEFAULT_AFTER_S,
+                   help=f"a swap avoids the failure if it drives clear until this long after it [s] "
+                        f"(default {DEFAULT_AFTER_S:g})")
+    p.add_argument("--horizon-s", type=float, default=DEFAULT_HORIZON_S,
+                   help=f"replay each trigger without the override this long [s] (default {DEFAULT_HORIZON_S:g})")
+    p.add_argument("--missed-window-s", type=float, default=DEFAULT_MISSED_WINDOW_S,
+                   help="a failure with no trigger this long before it is a missed hazard [s] "
+                        f"(default {DEFAULT_MISSED_WINDOW_S:g})")
+    p.add_argument("--limit", type=int, default=None, help="re-simulate at most this many episodes now")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_attribute)
+    return p
+
+
+def _cmd_attribute(args: Any) -> int:
+    if not (Path(args.dir) / "run.json").is_file():
+        raise ConfigError(f"{args.dir}: not a run directory (no run.json)")
+    summary = attribute_run(args.dir, agents=args.agent, before_s=args.before_s, after_s=args.after_s,
+                            horizon_s=args.horizon_s, missed_window_s=args.missed_window_s, expert=args.expert,
+                            limit=args.limit, progress=not args.no_progress)
+    print(format_attribution(summary))
+    print(f"attribution: {(Path(args.dir) / ATTRIBUTION_FILE).resolve()}")
+    return 0

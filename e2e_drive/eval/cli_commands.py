@@ -83,6 +83,10 @@ def _cmd_report(args: argparse.Namespace) -> int:
         if not args.out:
             check_writable(Path(args.dir) / "report.html", directory=False)
         check_writable(Path(args.dir) / "summary.md", directory=False)
+    if args.attribute:  # resumable; its lines feed the report's attribution section
+        from e2e_drive.eval.attribution import attribute_run
+
+        attribute_run(args.dir, progress=True)
     result = write_report(args.dir, out=args.out, videos=args.videos, baseline=args.baseline)
     print(f"report:   {Path(result['html']).resolve()}  ({result['html_bytes'] / 1e6:.1f} MB, self-contained)")
     print(f"markdown: {Path(result['markdown']).resolve()}")
@@ -176,6 +180,10 @@ def add_report(sub: argparse._SubParsersAction) -> None:
                    help="worst episodes per agent re-simulated as short videos (default 2; 0 = none)")
     p.add_argument("--baseline", default=None,
                    help="agent for the paired-comparison table (default: the reference agent, if any)")
+    p.add_argument("--attribute", action="store_true",
+                   help="first attribute every failure to perception, decision or control (or unavoidable) and "
+                        "replay every safety-filter trigger without its override, by re-simulating from snapshots "
+                        "(DIR/attribution.jsonl, resumable; see docs/metrics.md); the report then shows the split")
     p.set_defaults(func=_cmd_report)
 
 

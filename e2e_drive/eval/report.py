@@ -630,7 +630,50 @@ def build_markdown(meta: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], s
     if comparison is not None:
         parts += ["## Paired comparison", "", comparison_to_markdown(comparison),
                   "An interval containing zero reads \"no detectable difference\", never a win.", ""]
+    parts += _attribution_markdown(run_dir)
     return "\n".join(parts)
+
+
+def _attribution_markdown(run_dir: Path) -> list[str]:
+    """The failure attribution and shield-fork tables, when RUN_DIR/attribution.jsonl exists."""
+    from e2e_drive.eval.attribution import attribution_tables, load_attribution, summarize_attribution
+
+    lines = load_attribution(run_dir)
+    if not lines:
+        return []
+    parts = ["## Why it failed: failure attribution", ""]
+    for caption, head, rows in attribution_tables(summarize_attribution(lines)):
+        parts += [f"{caption}:", "", _md_table(head, rows), ""]
+    return parts
+
+
+def _attribution_html(run_dir: Path, rows: Sequence[Mapping[str, Any]], videos: int, replays: Any) -> list[str]:
+    """The attribution section (tables, and each agent's two example clips per cause when ``videos``)."""
+    from e2e_drive.eval.attribution import REPORT_NOTE, attribution_tables, load_attribution, summarize_attribution
+
+    lines = load_attribution(run_dir)
+    if not lines:
+        return []
+    summary = summarize_attribution(lines)
+    out = ['<h2 id="attribution">Why it failed: failure attribution</h2>', f'<p class="note">{_esc(REPORT_NOTE)}</p>']
+    out += [_table(head, table, caption) for caption, head, table in attribution_tables(summary)]
+    if videos:
+        by_key = {(r["agent"], r["scenario"], r["condition"], r["seed"]): r for r in rows}
+        clips = []
+        for agent, s in summary.items():
+            for label, examples in s["examples"].items():
+                for e in examples:
+                    row = by_key.get((agent, e["scenario"], e["condition"], e["seed"]))
+                    if row is None:
+                        continue
+                    res = replays.get(row, want_video=True)
+                    clip = (_video_html(row, res) if res is not None and "error" not in res else
+                            f'<div class="clip"><div class="note warn">cannot re-simulate: '
+                            f'{_esc((res or {}).get("error"))}</div></div>')
+                    clips.append(clip.replace('<div class="cap">', f'<div class="cap">[{_esc(label)}] ', 1))
+        if clips:
+            out += ['<div class="clips">', *clips, "</div>"]
+    return out
 
 
 def _tables_html(summary: Mapping[str, Any], comparison: Mapping[str, Any] | None, order: Sequence[str]) -> list[str]:
@@ -810,6 +853,7 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, videos: int
     if trajectories:
         body += _trajectories_html(rows, _trajectory_tracks(rows, run_dir, replays))
     body += video_html
+    body += _attribution_html(run_dir, rows, videos, replays)
     if replays.mismatches:
         body.append(f'<p class="warn">{replays.mismatches} re-simulated episode(s) did not reproduce their stored '
                     f'lines (code or files changed since the run?).</p>')
