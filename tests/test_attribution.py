@@ -123,3 +123,16 @@ def test_bad_arguments_are_one_line_errors(run_dir: Path) -> None:
         attribute_run(run_dir, agents=["nobody"], progress=False)
     with pytest.raises(ConfigError, match="--before-s"):
         attribute_run(run_dir, before_s=0.0, progress=False)
+
+
+def test_the_report_shows_the_split(run_dir: Path) -> None:
+    from e2e_drive.eval.report import write_report
+
+    attribute_run(run_dir, agents=["bad_perception", "bad_planner", "bad_controller", "Drifter"], before_s=1.0,
+                  progress=False)
+    result = write_report(run_dir, videos=0, trajectories=False)
+    page = Path(result["html"]).read_text()
+    assert 'id="attribution"' in page and "Failures by cause" in page
+    md = Path(result["markdown"]).read_text()
+    section = md[md.index("## Why it failed"):]
+    assert "| bad_planner | 1 |" in section and "decision" in section

@@ -46,8 +46,15 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from e2e_drive.errors import ConfigError
-from e2e_drive.eval.forks import (DEFAULT_HORIZON_S, DEFAULT_MISSED_WINDOW_S, DrivenEpisode, continue_from,
-                                  drive_with_snapshots, find_filter, fork_triggers)
+from e2e_drive.eval.forks import (
+    DEFAULT_HORIZON_S,
+    DEFAULT_MISSED_WINDOW_S,
+    DrivenEpisode,
+    continue_from,
+    drive_with_snapshots,
+    find_filter,
+    fork_triggers,
+)
 
 __all__ = ["ATTRIBUTION_FILE", "FAILED_STATUSES", "LABELS", "attribute_episode", "attribute_run",
            "find_stack", "attribution_tables", "format_attribution", "load_attribution", "summarize_attribution"]
@@ -192,8 +199,8 @@ def attribute_run(run_dir: str | Path, agents: Sequence[str] | None = None, befo
     (default the run's reference agent, else the built-in expert). limit: at most this many
     episodes re-simulated in this call (the rest on the next call).
     """
-    from e2e_drive.eval.runner import load_run
     from e2e_drive.eval.plan import job_for
+    from e2e_drive.eval.runner import load_run
 
     for name, value in (("--before-s", before_s), ("--after-s", after_s), ("--horizon-s", horizon_s),
                         ("--missed-window-s", missed_window_s)):
