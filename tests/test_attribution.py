@@ -136,3 +136,32 @@ def test_the_report_shows_the_split(run_dir: Path) -> None:
     md = Path(result["markdown"]).read_text()
     section = md[md.index("## Why it failed"):]
     assert "| bad_planner | 1 |" in section and "decision" in section
+
+
+class BrokenShield:
+    """A filter (bypass, trigger_log) whose act raises at its third step."""
+
+    def __init__(self) -> None:
+        self.bypass = False
+        self.trigger_log: list[dict] = []
+        self.n = 0
+
+    def reset(self, seed=None):
+        self.n = 0
+
+    def act(self, observation):
+        self.n += 1
+        if self.n == 3:
+            raise RuntimeError("broken on purpose")
+        return np.zeros(2, np.float32)
+
+
+def test_an_episode_that_cannot_be_resimulated_is_kept_with_its_error(tmp_path: Path) -> None:
+    env = tmp_path / "empty.toml"
+    env.write_text(tiny_scenario(duration_s=2.0, vehicles_count=0, route_length_m=None, description=None))
+    out = tmp_path / "run"
+    evaluate([str(env)], [f"{HERE}:BrokenShield"], episodes=1, seed=1, out_dir=out, workers=0, progress=False)
+    summary = attribute_run(out, progress=False)
+    (line,) = load_attribution(out)
+    assert "broken on purpose" in line["error"] and line["failure"] is None
+    assert summary["BrokenShield"]["failures"] == 0

@@ -236,8 +236,16 @@ def attribute_run(run_dir: str | Path, agents: Sequence[str] | None = None, befo
     try:
         for row in todo:
             job = job_for(meta, *_key(row))
-            line = _attribute_row(row, job, envs, lambda: load_agent(expert_spec), before_s, after_s, horizon_s,
-                                  missed_window_s, shielded[row["agent"]])
+            try:
+                line = _attribute_row(row, job, envs, lambda: load_agent(expert_spec), before_s, after_s, horizon_s,
+                                      missed_window_s, shielded[row["agent"]])
+            except Exception as exc:  # an episode that cannot be re-simulated is kept as such; the rest go on
+                why = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+                line = {**dict(zip(("agent", "scenario", "condition", "seed"), _key(row))), "status": row["status"],
+                        "ability": row.get("ability", ""), "failure": None, "shield": None, "error": why}
+                envs.pop(json.dumps([job.env_id, job.config], sort_keys=True), None)
+                if bar is not None:
+                    bar.write(f"attribute: {row['agent']} {row['scenario']} seed {row['seed']}: {why}")
             with open(out_path, "a", encoding="utf-8") as fh:
                 fh.write(json.dumps(line, allow_nan=False) + "\n")
                 fh.flush()
