@@ -165,3 +165,18 @@ def test_an_episode_that_cannot_be_resimulated_is_kept_with_its_error(tmp_path: 
     (line,) = load_attribution(out)
     assert "broken on purpose" in line["error"] and line["failure"] is None
     assert summary["BrokenShield"]["failures"] == 0
+
+
+def test_report_attribute_on_the_command_line(run_dir: Path, tmp_path: Path, capsys) -> None:
+    import shutil
+
+    from e2e_drive.cli import main
+
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    (copy / "attribution.jsonl").unlink(missing_ok=True)
+    assert main(["report", str(copy), "--attribute", "--videos", "0"]) == 0
+    assert len(load_attribution(copy)) == 5  # every failed episode of the run
+    assert "Why it failed" in (copy / "summary.md").read_text()
+    assert main(["report", str(tmp_path / "nowhere"), "--attribute"]) == 2
+    assert "nowhere" in capsys.readouterr().err
