@@ -65,6 +65,28 @@ class Swerver(Drifter):
         return np.array([1.0, 0.3], np.float32)
 
 
+class DriftingShield:
+    """A bad filter in front of a straight-driving agent: from its first step it steers slightly right."""
+
+    def __init__(self) -> None:
+        self.agent = Drifter()
+        self.bypass = False
+        self.trigger_log: list[dict] = []
+        self.n = 0
+
+    def reset(self, seed=None):
+        self.n = 0
+        self.trigger_log = []
+
+    def act(self, observation):
+        self.n += 1
+        if self.bypass:
+            return np.zeros(2, np.float32)  # the wrapped agent drives straight
+        if self.n == 1:
+            self.trigger_log.append({"step": 0, "rule": "bad"})
+        return np.array([0.0, 0.04], np.float32)
+
+
 def _stack(tmp: Path, name: str, **parts: str) -> str:
     params = {"perception": "oracle", "planner": "rule", "controller": "pure_pursuit", **parts}
     lines = ['type = "modular"', "[params]"] + [f'{k} = "{v}"' for k, v in params.items()]
@@ -81,7 +103,7 @@ def run_dir(tmp_path_factory) -> Path:
     agents = [_stack(tmp, "bad_perception", perception=f"{HERE}:MisplacedPerception"),
               _stack(tmp, "bad_planner", planner=f"{HERE}:RightwardPlanner"),
               _stack(tmp, "bad_controller", controller=f"{HERE}:BiasedController"),
-              f"{HERE}:Drifter", f"{HERE}:Swerver"]
+              f"{HERE}:Drifter", f"{HERE}:Swerver", f"{HERE}:DriftingShield"]
     out = tmp / "run"
     evaluate([str(env)], agents, episodes=1, seed=5, out_dir=out, workers=0, progress=False, camera_only=False)
     return out
@@ -100,11 +122,20 @@ def test_each_broken_part_is_named(run_dir: Path) -> None:
     swaps = {line["agent"]: line["failure"]["swaps"] for line in lines}
     assert swaps["bad_controller"]["decision"] == "offroad" and swaps["bad_controller"]["expert"] in (None, "time_up")
     assert "perception" not in swaps["Drifter"]  # no stages to swap one at a time
+    assert "unshielded" not in swaps["Drifter"]  # no filter to bypass
     text = format_attribution(summary)
     assert "bad_planner" in text and "decision" in text
     # resumable: a second call re-simulates nothing and adds no line
     attribute_run(run_dir, agents=four, before_s=1.0, progress=False)
     assert len(load_attribution(run_dir)) == len(lines)
+
+
+def test_a_failure_the_filter_caused_is_the_shields(run_dir: Path) -> None:
+    summary = attribute_run(run_dir, agents=["DriftingShield"], before_s=1.0, progress=False)
+    assert summary["DriftingShield"]["labels"] == {"shield": 1}
+    shield = summary["DriftingShield"]["shield"]
+    # its one trigger, replayed without the override, drives straight on: a false alarm
+    assert (shield["triggers"], shield["false_alarms"], shield["missed_hazards"]) == (1, 1, 0)
 
 
 def test_too_late_to_recover_is_unavoidable(run_dir: Path, tmp_path: Path) -> None:
@@ -176,7 +207,7 @@ def test_report_attribute_on_the_command_line(run_dir: Path, tmp_path: Path, cap
     shutil.copytree(run_dir, copy)
     (copy / "attribution.jsonl").unlink(missing_ok=True)
     assert main(["report", str(copy), "--attribute", "--videos", "0"]) == 0
-    assert len(load_attribution(copy)) == 5  # every failed episode of the run
+    assert len(load_attribution(copy)) == 6  # every failed episode of the run
     assert "Why it failed" in (copy / "summary.md").read_text()
     assert main(["report", str(tmp_path / "nowhere"), "--attribute"]) == 2
     assert "nowhere" in capsys.readouterr().err

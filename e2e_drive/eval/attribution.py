@@ -16,8 +16,12 @@ which one more part is swapped for its privileged version each time:
 3. ``decision``: as 2, with the expert's planner as well (fresh from the snapshot);
 4. ``expert``: the privileged expert (ground truth, the expert's planner and controller).
 
+For an agent behind a safety filter (:func:`e2e_drive.eval.forks.find_filter`) one more driver
+runs: ``unshielded``, the agent itself with the filter bypassed.
+
 A driver *fixes* the failure when its continuation has no collision, road departure or route
-deviation. The label is the first part whose swap fixes it: ``perception`` (2 fixes), ``decision``
+deviation. The label: ``shield`` when the agent without its filter avoids the failure (the
+filter's override caused it), else the first part whose swap fixes it: ``perception`` (2 fixes), ``decision``
 (3 fixes, 2 does not), ``control`` (only 4 fixes: with true perception and the expert's
 decisions the agent's controller still fails, the expert's does not), or ``unavoidable`` (even the
 expert fails from that moment). An agent without separable stages (the end-to-end network) has
@@ -63,7 +67,7 @@ ATTRIBUTION_FILE = "attribution.jsonl"
 #: Episode statuses that are attributed (a failure with a moment to fork before).
 FAILED_STATUSES: tuple[str, ...] = ("collision", "offroad", "route_deviation")
 #: Attribution labels, in the report's order.
-LABELS: tuple[str, ...] = ("perception", "decision", "control", "policy", "unavoidable", "not_reproduced")
+LABELS: tuple[str, ...] = ("shield", "perception", "decision", "control", "policy", "unavoidable", "not_reproduced")
 #: Seconds before the failure the swapped drivers start from, and after it they must stay clear.
 DEFAULT_BEFORE_S = 3.0
 DEFAULT_AFTER_S = 5.0
@@ -146,6 +150,9 @@ def attribute_episode(episode: DrivenEpisode, make_expert: Any, seed: int, has_s
 
     run("agent")
     run("expert", make_expert())
+    shielded = find_filter(_agent_of(point)) is not None
+    if shielded:
+        run("unshielded", prepare=_bypass)
     if has_stages:
         run("perception", prepare=_swap_perception)
         run("decision", prepare=lambda a: _swap_decision(a, make_expert()))
@@ -153,6 +160,8 @@ def attribute_episode(episode: DrivenEpisode, make_expert: Any, seed: int, has_s
         label = "not_reproduced"
     elif failed["expert"]:
         label = "unavoidable"
+    elif shielded and not failed["unshielded"]:
+        label = "shield"
     elif not has_stages:
         label = "policy"
     elif not failed["perception"]:
@@ -163,6 +172,18 @@ def attribute_episode(episode: DrivenEpisode, make_expert: Any, seed: int, has_s
         label = "control"
     return {"event": episode.event, "step": episode.steps - 1, "time_s": episode.time_s, "fork_step": point.step,
             "fork_time_s": point.time_s, "swaps": swaps, "label": label}
+
+
+def _agent_of(point: Any) -> Any:
+    """The agent a point restores (a copy; the point itself is unchanged)."""
+    from e2e_drive.sim.snapshot import restore
+
+    return restore(point.snapshot).extra.get("agent")
+
+
+def _bypass(agent: Any) -> Any:
+    find_filter(agent).bypass = True
+    return agent
 
 
 # ---------------------------------------------------------------------------- a run
@@ -355,7 +376,8 @@ def format_attribution(summary: Mapping[str, Any]) -> str:
 REPORT_NOTE = ("Each failed episode (collision, off-road, route deviation) re-simulated from a snapshot a few seconds "
                "before the failure, with the agent's perception, then also its decision (planner), swapped for the "
                "privileged expert's, and then the whole expert driving: the label is the first swap that avoids the "
-               "failure (control: only the expert's controller did); unavoidable: the expert fails from there too; "
+               "failure (control: only the expert's controller did); shield: the agent with its safety filter "
+               "bypassed avoids it (the override caused it); unavoidable: the expert fails from there too; "
                "policy: an agent without separate stages (the end-to-end network) whose failure the expert avoids. "
                "Shield triggers are replayed without the override: a collision or departure that follows makes a "
                "true alarm. Made by e2e-drive report --attribute (RUN_DIR/attribution.jsonl).")
