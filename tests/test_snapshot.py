@@ -23,7 +23,8 @@ _STEP_AND_HASH = """
 import hashlib, json, sys
 import numpy as np
 from e2e_drive.sim.snapshot import restore
-env = restore(open(sys.argv[1], "rb").read()).env
+restored = restore(open(sys.argv[1], "rb").read())
+env = restored.env
 actions = [np.array([0.4 * np.sin(0.7 * i), 0.04 * np.cos(0.5 * i)], np.float32) for i in range(40)]
 out = []
 for a in actions[int(sys.argv[2]):int(sys.argv[3])]:
@@ -33,6 +34,10 @@ for a in actions[int(sys.argv[2]):int(sys.argv[3])]:
     out.append([h.hexdigest(), info["event"]])
     if te or tr:
         break
+rec = restored.extra.get("recorder")
+if rec is not None:
+    from e2e_drive.eval.metrics import episode_metrics
+    out.append(json.dumps(episode_metrics(rec.build(), None), sort_keys=True, default=str))
 print(json.dumps(out))
 """
 
@@ -86,16 +91,23 @@ def test_restore_continues_identically_in_this_process(tiny_env) -> None:
 
 @pytest.mark.parametrize("scenario", ["tiny", "intersection"])
 def test_restore_from_bytes_in_another_process(scenario: str, tmp_path: Path, tiny_env) -> None:
-    """From bytes, in a fresh interpreter: the same states, frames and events. The intersection
+    """From bytes, in a fresh interpreter: the same states, frames, events and episode metrics (the
+    recorder travels with the env). The intersection
     changes highway-env's IDM class constants for its episode: the snapshot carries them."""
+    from e2e_drive.eval.metrics import episode_metrics
+    from e2e_drive.eval.recorder import GroundTruthRecorder
+
     if scenario == "tiny":
         env = tiny_env
     else:
         env = make_env(str(REPO / "envs/abilities/intersection.toml")).unwrapped
     env.reset(seed=1002)
+    rec = GroundTruthRecorder(env)
+    env.substep_callback = rec.on_substep
     _continue(env, 0, 5)
-    data = take(env).to_bytes()
+    data = take(env, {"recorder": rec}).to_bytes()
     want = _continue(env, 5, 17)
+    want.append(json.dumps(episode_metrics(rec.build(), None), sort_keys=True, default=str))
     blob = tmp_path / "snap.bin"
     blob.write_bytes(data)
     proc = subprocess.run([sys.executable, "-c", _STEP_AND_HASH, str(blob), "5", "17"], capture_output=True,
