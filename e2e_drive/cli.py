@@ -356,6 +356,7 @@ COMMANDS: dict[str, Callable[[argparse._SubParsersAction], None]] = {
     "evaluate": lambda sub: importlib.import_module("e2e_drive.eval.cli_commands").add_evaluate(sub),
     "compare": lambda sub: importlib.import_module("e2e_drive.eval.cli_commands").add_compare(sub),
     "report": lambda sub: importlib.import_module("e2e_drive.eval.cli_commands").add_report(sub),
+    "attribute": lambda sub: importlib.import_module("e2e_drive.eval.attribution").add_attribute(sub),
     "perception-eval": lambda sub: importlib.import_module(
         "e2e_drive.agents.modular.perception_eval").add_perception_eval(sub),
     "collect": lambda sub: importlib.import_module("e2e_drive.learning.cli_commands").add_collect(sub),
@@ -373,6 +374,7 @@ EXAMPLES: dict[str, str] = {
     "render": "e2e-drive render --env envs/abilities/cut_in.toml --agent agents/expert.toml --seconds 6 --out runs/render",
     "validate": "e2e-drive validate envs/abilities/cut_in.toml agents/expert.toml",
     "bench": "e2e-drive bench --quick",
+    "attribute": "e2e-drive attribute runs/cut_in --agent modular --before-s 3",
     "perception-eval": "e2e-drive perception-eval --env envs/highway.toml --episodes 2 --agent agents/modular.toml",
     "collect": "e2e-drive collect --env envs/highway.toml --expert agents/expert.toml --episodes 4 --out runs/demos",
     "train": "e2e-drive train --agent agents/e2e.toml --data runs/demos --out runs/bc --epochs 2",
