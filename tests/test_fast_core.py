@@ -397,3 +397,29 @@ def test_kinematics_observation_matches_stock(env_id, observation):
     fast_core.accelerate(False)
     assert KinematicObservation.observe is fast_core._STOCK_KINEMATICS_OBSERVE
     assert checked == 4
+
+
+def test_road_rules_predict_each_vehicle_once_and_decide_as_stock(monkeypatch):
+    """RegulatedRoad.enforce_road_rules with one prediction per vehicle gives stock's yields and trajectories
+    (e2e_drive's ego is a plain Vehicle, whose prediction deep-copies it: the expensive case)."""
+    cfg = {"vehicles_count": 10, "spawn_probability": 0.8, "duration_s": 25.0,
+           "cameras": {"dashcam": {"kind": "dashcam", "width_px": 40, "height_px": 20}}}
+    traces = []
+    fast_fn = fast_core._fast_enforce_road_rules
+    for fast in (True, False):
+        monkeypatch.setattr(fast_core, "_fast_enforce_road_rules", fast_fn if fast else fast_core._STOCK_ENFORCE)
+        monkeypatch.setattr(fast_core, "_fast_classes", {})
+        env = gym.make("e2e_drive/Intersection-v0", config=cfg)
+        env.reset(seed=0)
+        assert (type(env.unwrapped.road).enforce_road_rules is fast_fn) == fast
+        trace, yielded = [], False
+        for _ in range(20):
+            env.step(np.array([-0.2, 0.0], np.float32))
+            vs = env.unwrapped.road.vehicles
+            yielded |= any(getattr(v, "is_yielding", False) for v in vs)
+            trace.append([(*v.position, v.speed, v.heading, getattr(v, "target_speed", 0),
+                           getattr(v, "is_yielding", False)) for v in vs])
+        env.close()
+        assert yielded  # the rules made a vehicle give way: the decisions were exercised
+        traces.append(trace)
+    assert traces[0] == traces[1]  # bit for bit

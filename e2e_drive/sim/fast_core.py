@@ -49,9 +49,10 @@ import numpy as np
 from highway_env import utils
 from highway_env.envs.common.observation import KinematicObservation
 from highway_env.road.lane import AbstractLane
+from highway_env.road.regulation import RegulatedRoad
 from highway_env.road.road import Road, RoadNetwork
 from highway_env.vehicle.behavior import IDMVehicle
-from highway_env.vehicle.controller import ControlledVehicle
+from highway_env.vehicle.controller import ControlledVehicle, MDPVehicle
 from highway_env.vehicle.kinematics import Vehicle
 from highway_env.vehicle.objects import Landmark, RoadObject
 
@@ -887,6 +888,76 @@ def _fast_step(self: Road, dt: float) -> None:
 
 
 # --------------------------------------------------------------------------------------
+# RegulatedRoad.enforce_road_rules: each vehicle's predicted trajectory computed once
+# --------------------------------------------------------------------------------------
+_STOCK_ENFORCE = RegulatedRoad.enforce_road_rules
+
+
+def _fast_enforce_road_rules(self: RegulatedRoad) -> None:
+    """RegulatedRoad.enforce_road_rules with each vehicle's constant-speed prediction made once.
+
+    highway-env's ``is_conflict_possible`` predicts both vehicles' trajectories for every pair
+    (for a plain Vehicle, a deep copy of it and its road, stepped 11 times), so every vehicle's
+    prediction is made n - 1 times per call. A prediction depends only on the vehicle's position,
+    heading, speed, lane, route and steering, none of which changes during this method (it only
+    sets yielding flags and target speeds), and it runs on a copy (its random generator too), so
+    computing it once per vehicle gives the same trajectories, and so the same decisions.
+    """
+    if type(self).is_conflict_possible is not RegulatedRoad.is_conflict_possible:
+        return _STOCK_ENFORCE(self)
+    for v in self.vehicles:
+        if getattr(v, "is_yielding", False):
+            if v.yield_timer >= self.YIELD_DURATION * self.REGULATION_FREQUENCY:
+                v.target_speed = v.lane.speed_limit
+                delattr(v, "color")
+                v.is_yielding = False
+            else:
+                v.yield_timer += 1
+    horizon, step = 3, 0.25  # is_conflict_possible's defaults
+    times = np.arange(step, horizon, step)
+    predictions: dict[int, tuple] = {}
+
+    def predict(v: Any) -> tuple:
+        p = predictions.get(id(v))
+        if p is None:
+            p = predictions[id(v)] = v.predict_trajectory_constant_speed(times)
+        return p
+
+    vehicles = self.vehicles
+    for i in range(len(vehicles) - 1):
+        for j in range(i + 1, len(vehicles)):
+            v1, v2 = vehicles[i], vehicles[j]
+            if _conflict(v1, v2, predict(v1), predict(v2)):
+                yielding_vehicle = self.respect_priorities(v1, v2)
+                if (
+                    yielding_vehicle is not None
+                    and isinstance(yielding_vehicle, ControlledVehicle)
+                    and not isinstance(yielding_vehicle, MDPVehicle)
+                ):
+                    yielding_vehicle.color = self.YIELDING_COLOR
+                    yielding_vehicle.target_speed = 0
+                    yielding_vehicle.is_yielding = True
+                    yielding_vehicle.yield_timer = 0
+
+
+def _conflict(v1: Any, v2: Any, pred1: tuple, pred2: tuple) -> bool:
+    """RegulatedRoad.is_conflict_possible on given predictions (same checks, same order)."""
+    positions_1, headings_1 = pred1
+    positions_2, headings_2 = pred2
+    for position_1, heading_1, position_2, heading_2 in zip(
+        positions_1, headings_1, positions_2, headings_2, strict=False
+    ):
+        if np.linalg.norm(position_2 - position_1) > v1.LENGTH:
+            continue
+        if utils.rotated_rectangles_intersect(
+            (position_1, 1.5 * v1.LENGTH, 0.9 * v1.WIDTH, heading_1),
+            (position_2, 1.5 * v2.LENGTH, 0.9 * v2.WIDTH, heading_2),
+        ):
+            return True
+    return False
+
+
+# --------------------------------------------------------------------------------------
 # KinematicObservation.observe without pandas (same numbers)
 # --------------------------------------------------------------------------------------
 _STOCK_KINEMATICS_OBSERVE = KinematicObservation.observe
@@ -1007,6 +1078,8 @@ def _fast_class(base: type) -> type:
     if cls is None:
         ns: dict[str, Any] = {"__module__": __name__, "_fast_core_base": base}
         bases = (_FastRoad,) if base is Road else (base, _FastRoad)
+        if issubclass(base, RegulatedRoad) and base.enforce_road_rules is _STOCK_ENFORCE:
+            ns["enforce_road_rules"] = _fast_enforce_road_rules
         cls = type("Fast" + base.__name__, bases, ns)
         _fast_classes[base] = cls
     return cls
@@ -1066,4 +1139,5 @@ def accelerate(enabled: bool = True) -> None:
     KinematicObservation.observe = (
         _fast_kinematics_observe if enabled else _STOCK_KINEMATICS_OBSERVE
     )
+    RegulatedRoad.enforce_road_rules = _fast_enforce_road_rules if enabled else _STOCK_ENFORCE
     _accelerated = bool(enabled)
