@@ -252,6 +252,36 @@ def test_collision_broad_phase_keeps_every_pair_stock_would_test():
                     assert (i, j) in pairs
 
 
+
+def test_collision_narrow_phase_drops_only_pairs_stock_leaves_alone():
+    """A pair is skipped only when highway-env's own rectangle test says neither intersecting nor will
+    intersect (then handle_collisions does nothing); close, touching and overlapping boxes are all kept."""
+    rng = np.random.default_rng(1)
+    env = _make("highway-v0", vehicles_count=5)
+    env.reset(seed=0)
+    dt = 1 / 15
+    dropped = kept_hits = 0
+    for _ in range(40):
+        n = int(rng.integers(2, 12))
+        ents = []
+        for _ in range(n):  # crowded: many near-touching, touching and overlapping pairs
+            v = IDMVehicle(env.road, rng.uniform([0, -3], [14, 6]), rng.uniform(-0.6, 0.6), 0)
+            v.speed = float(rng.uniform(-30, 30))
+            ents.append(v)
+        ents.append(Obstacle(env.road, rng.uniform([0, -3], [14, 6])))
+        pairs = fast_core._collision_pairs(ents, n, dt)
+        kept = set(fast_core._separated_pairs_dropped(ents, pairs, dt))
+        assert kept <= set(pairs) and sorted(kept) == [p for p in pairs if p in kept]  # stock order
+        for i, j in pairs:
+            intersecting, will_intersect, _ = ents[i]._is_colliding(ents[j], dt)
+            if (i, j) not in kept:
+                dropped += 1
+                assert not intersecting and not will_intersect, (i, j)
+            elif intersecting or will_intersect:
+                kept_hits += 1
+    assert dropped > 50 and kept_hits > 50  # both sides of the test were exercised
+
+
 # ----------------------------------------------------------------------------------------
 # Switching the core on and off
 # ----------------------------------------------------------------------------------------

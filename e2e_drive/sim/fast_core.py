@@ -883,8 +883,67 @@ def _fast_step(self: Road, dt: float) -> None:
             for other in objects:
                 vehicle.handle_collisions(other, dt)
         return
-    for i, j in _collision_pairs(ents, len(vehicles), dt):
+    for i, j in _separated_pairs_dropped(ents, _collision_pairs(ents, len(vehicles), dt), dt):
         ents[i].handle_collisions(ents[j], dt)
+
+
+#: Margin [m] by which two boxes must be apart, now and swept over dt, for the stock test to be skipped.
+_EPS_SAT = 1e-6
+
+
+def _separated_pairs_dropped(ents: list, pairs: list[tuple[int, int]], dt: float) -> list[tuple[int, int]]:
+    """``pairs`` without those highway-env's rectangle test would find clearly apart (nothing happens to them).
+
+    highway-env's ``are_polygons_intersecting`` projects both boxes on each edge normal: the pair is
+    not intersecting when some axis separates the boxes, and will not intersect when some axis separates
+    them once box A's interval is stretched by the relative displacement over dt; with both, its
+    ``handle_collisions`` changes nothing. The same projections are computed here for all pairs at once
+    (the four normals of two boxes are their heading directions and their perpendiculars), and a pair is
+    dropped only when both separations exceed 1e-6 m, far above rounding, so every pair the stock test
+    could act on is kept and tested by highway-env's own code, in order.
+    """
+    if not pairs:
+        return pairs
+    idx = sorted({k for pr in pairs for k in pr})
+    usable = {k for k in idx if type(ents[k]).polygon is RoadObject.polygon and _info(type(ents[k]))[4]}
+    cand = [pr for pr in pairs if pr[0] in usable and pr[1] in usable]
+    if not cand:
+        return pairs
+    pq = np.array(cand, dtype=np.intp)
+    k_all = np.array(idx, dtype=np.intp)
+    rows = np.array([[*ents[k].position, ents[k].heading, ents[k].speed, ents[k].LENGTH, ents[k].WIDTH]
+                     for k in idx], dtype=float).reshape(len(idx), 6)
+    table = np.zeros((int(k_all.max()) + 1, 6))
+    table[k_all] = rows
+    a, b = table[pq[:, 0]], table[pq[:, 1]]
+
+    def corners(t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        c, sn = np.cos(t[:, 2]), np.sin(t[:, 2])
+        hl, hw = t[:, 4] / 2, t[:, 5] / 2
+        lx = np.stack([-hl, -hl, hl, hl], axis=1)
+        ly = np.stack([-hw, hw, hw, -hw], axis=1)
+        return (c[:, None] * lx - sn[:, None] * ly + t[:, 0:1],
+                sn[:, None] * lx + c[:, None] * ly + t[:, 1:2])
+
+    ax, ay = corners(a)
+    bx, by = corners(b)
+    ca, sa, cb, sb = np.cos(a[:, 2]), np.sin(a[:, 2]), np.cos(b[:, 2]), np.sin(b[:, 2])
+    # relative displacement of A over dt (velocity = speed * direction)
+    dx = (a[:, 3] * ca - b[:, 3] * cb) * dt
+    dy = (a[:, 3] * sa - b[:, 3] * sb) * dt
+    static_apart = np.zeros(len(cand), dtype=bool)
+    swept_apart = np.zeros(len(cand), dtype=bool)
+    for nx, ny in ((ca, sa), (-sa, ca), (cb, sb), (-sb, cb)):
+        pa = ax * nx[:, None] + ay * ny[:, None]
+        pb = bx * nx[:, None] + by * ny[:, None]
+        min_a, max_a, min_b, max_b = pa.min(axis=1), pa.max(axis=1), pb.min(axis=1), pb.max(axis=1)
+        static_apart |= np.maximum(min_b - max_a, min_a - max_b) > _EPS_SAT
+        vp = dx * nx + dy * ny
+        min_a = min_a + np.minimum(vp, 0)
+        max_a = max_a + np.maximum(vp, 0)
+        swept_apart |= np.maximum(min_b - max_a, min_a - max_b) > _EPS_SAT
+    drop = {pr for pr, d in zip(cand, (static_apart & swept_apart).tolist(), strict=True) if d}
+    return [pr for pr in pairs if pr not in drop] if drop else pairs
 
 
 # --------------------------------------------------------------------------------------
