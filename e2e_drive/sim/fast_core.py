@@ -897,53 +897,67 @@ def _separated_pairs_dropped(ents: list, pairs: list[tuple[int, int]], dt: float
     highway-env's ``are_polygons_intersecting`` projects both boxes on each edge normal: the pair is
     not intersecting when some axis separates the boxes, and will not intersect when some axis separates
     them once box A's interval is stretched by the relative displacement over dt; with both, its
-    ``handle_collisions`` changes nothing. The same projections are computed here for all pairs at once
-    (the four normals of two boxes are their heading directions and their perpendiculars), and a pair is
-    dropped only when both separations exceed 1e-6 m, far above rounding, so every pair the stock test
-    could act on is kept and tested by highway-env's own code, in order.
+    ``handle_collisions`` changes nothing. The same projections are computed here in plain floats (the
+    four normals of two boxes are their heading directions and their perpendiculars; a few pairs per
+    step, where numpy's per-call overhead would cost more than the test saves), and a pair is dropped
+    only when both separations exceed 1e-6 m, far above rounding, so every pair the stock test could act
+    on is kept and tested by highway-env's own code, in order.
     """
     if not pairs:
         return pairs
-    idx = sorted({k for pr in pairs for k in pr})
-    usable = {k for k in idx if type(ents[k]).polygon is RoadObject.polygon and _info(type(ents[k]))[4]}
-    cand = [pr for pr in pairs if pr[0] in usable and pr[1] in usable]
-    if not cand:
-        return pairs
-    pq = np.array(cand, dtype=np.intp)
-    k_all = np.array(idx, dtype=np.intp)
-    rows = np.array([[*ents[k].position, ents[k].heading, ents[k].speed, ents[k].LENGTH, ents[k].WIDTH]
-                     for k in idx], dtype=float).reshape(len(idx), 6)
-    table = np.zeros((int(k_all.max()) + 1, 6))
-    table[k_all] = rows
-    a, b = table[pq[:, 0]], table[pq[:, 1]]
+    boxes: dict[int, tuple | None] = {}
+    out = []
+    for pr in pairs:
+        a = boxes.get(pr[0], False)
+        if a is False:
+            a = boxes[pr[0]] = _box(ents[pr[0]])
+        b = boxes.get(pr[1], False)
+        if b is False:
+            b = boxes[pr[1]] = _box(ents[pr[1]])
+        if a is None or b is None or not _clearly_apart(a, b, dt):
+            out.append(pr)
+    return out
 
-    def corners(t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        c, sn = np.cos(t[:, 2]), np.sin(t[:, 2])
-        hl, hw = t[:, 4] / 2, t[:, 5] / 2
-        lx = np.stack([-hl, -hl, hl, hl], axis=1)
-        ly = np.stack([-hw, hw, hw, -hw], axis=1)
-        return (c[:, None] * lx - sn[:, None] * ly + t[:, 0:1],
-                sn[:, None] * lx + c[:, None] * ly + t[:, 1:2])
 
-    ax, ay = corners(a)
-    bx, by = corners(b)
-    ca, sa, cb, sb = np.cos(a[:, 2]), np.sin(a[:, 2]), np.cos(b[:, 2]), np.sin(b[:, 2])
-    # relative displacement of A over dt (velocity = speed * direction)
-    dx = (a[:, 3] * ca - b[:, 3] * cb) * dt
-    dy = (a[:, 3] * sa - b[:, 3] * sb) * dt
-    static_apart = np.zeros(len(cand), dtype=bool)
-    swept_apart = np.zeros(len(cand), dtype=bool)
+def _box(e: Any) -> tuple | None:
+    """(corner xs, corner ys, cos, sin, speed) of a stock RoadObject's rectangle; None for anything else."""
+    t = type(e)
+    if t.polygon is not RoadObject.polygon or not _info(t)[4]:
+        return None
+    x, y = float(e.position[0]), float(e.position[1])
+    h, sp = float(e.heading), float(e.speed)
+    if not all(map(math.isfinite, (x, y, h, sp))):
+        return None
+    c, sn = math.cos(h), math.sin(h)
+    hl, hw = e.LENGTH / 2, e.WIDTH / 2
+    xs = tuple(c * lx - sn * ly + x for lx, ly in ((-hl, -hw), (-hl, hw), (hl, hw), (hl, -hw)))
+    ys = tuple(sn * lx + c * ly + y for lx, ly in ((-hl, -hw), (-hl, hw), (hl, hw), (hl, -hw)))
+    return xs, ys, c, sn, sp
+
+
+def _clearly_apart(a: tuple, b: tuple, dt: float) -> bool:
+    """Both boxes apart by more than _EPS_SAT on some axis now, and on some axis with A swept over dt."""
+    axs, ays, ca, sa, spa = a
+    bxs, bys, cb, sb, spb = b
+    dx = (spa * ca - spb * cb) * dt
+    dy = (spa * sa - spb * sb) * dt
+    static = swept = False
     for nx, ny in ((ca, sa), (-sa, ca), (cb, sb), (-sb, cb)):
-        pa = ax * nx[:, None] + ay * ny[:, None]
-        pb = bx * nx[:, None] + by * ny[:, None]
-        min_a, max_a, min_b, max_b = pa.min(axis=1), pa.max(axis=1), pb.min(axis=1), pb.max(axis=1)
-        static_apart |= np.maximum(min_b - max_a, min_a - max_b) > _EPS_SAT
+        pa = [px * nx + py * ny for px, py in zip(axs, ays)]
+        pb = [px * nx + py * ny for px, py in zip(bxs, bys)]
+        min_a, max_a, min_b, max_b = min(pa), max(pa), min(pb), max(pb)
+        if not static and max(min_b - max_a, min_a - max_b) > _EPS_SAT:
+            static = True
         vp = dx * nx + dy * ny
-        min_a = min_a + np.minimum(vp, 0)
-        max_a = max_a + np.maximum(vp, 0)
-        swept_apart |= np.maximum(min_b - max_a, min_a - max_b) > _EPS_SAT
-    drop = {pr for pr, d in zip(cand, (static_apart & swept_apart).tolist(), strict=True) if d}
-    return [pr for pr in pairs if pr not in drop] if drop else pairs
+        if vp < 0:
+            min_a += vp
+        else:
+            max_a += vp
+        if not swept and max(min_b - max_a, min_a - max_b) > _EPS_SAT:
+            swept = True
+        if static and swept:
+            return True
+    return False
 
 
 # --------------------------------------------------------------------------------------
