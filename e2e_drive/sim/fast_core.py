@@ -161,6 +161,7 @@ class _Frame:
         "sin",
         "vx",
         "vy",
+        "connected",
     )
 
     def __init__(self, road: Road) -> None:
@@ -181,6 +182,7 @@ class _Frame:
         self.sorted_cache: dict[Any, tuple[list, list]] = {}
         self.query_cache: dict[Any, tuple] = {}
         self.speed = None
+        self.connected = bool(road.neighbour_vehicles_connected_lanes)
 
     # ----------------------------------------------------------------------------------
     def coords(self, lane) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray]:
@@ -264,9 +266,31 @@ class _Frame:
         self.sorted_cache[key] = c
         return c
 
+    def front(self, vehicle, lane_index):
+        """neighbours(vehicle, lane_index)[0] (the front vehicle only)."""
+        q = self.query_cache.get((lane_index, self.connected))
+        if q is None:
+            return self.neighbours(vehicle, lane_index)[0]
+        lane, s_all, s_list, e_list = q
+        k = self.index.get(id(vehicle))
+        s = s_all[k] if k is not None else lane.local_coordinates(vehicle.position)[0]
+        n = len(s_list)
+        j = bisect_left(s_list, s)
+        while j < n:
+            val = s_list[j]
+            cand = None
+            while j < n and s_list[j] == val:
+                e = e_list[j]
+                if e is not vehicle:
+                    cand = e
+                j += 1
+            if cand is not None:
+                return cand
+        return None
+
     def neighbours(self, vehicle, lane_index):
         road = self.road
-        connected = bool(road.neighbour_vehicles_connected_lanes)
+        connected = self.connected
         q = self.query_cache.get((lane_index, connected))
         if q is None:
             lane = road.network.get_lane(lane_index)
@@ -534,6 +558,7 @@ def _idm_actions(frame: _Frame, vehicles: list) -> None:
     second: list = []
     index = frame.index
     class_params: dict[type, tuple] = {}
+    front_of = frame.front
     for i, v in enumerate(vehicles):
         ent_l.append(index[id(v)])
         t_idx = v.target_lane_index
@@ -547,10 +572,12 @@ def _idm_actions(frame: _Frame, vehicles: list) -> None:
         ts_l.append(getattr(v, "target_speed", 0))
         lane = v.lane
         limit_l.append(lane.speed_limit if lane else None)
-        front, _ = _fast_neighbour_vehicles(road, v, v.lane_index)
-        fronts.append(front)
-        if v.lane_index != t_idx:
-            f2, _ = _fast_neighbour_vehicles(road, v, t_idx)
+        li = v.lane_index
+        fronts.append(front_of(v, li) if type(li) is tuple and len(li) == 3
+                      else _fast_neighbour_vehicles(road, v, li)[0])
+        if li != t_idx:
+            f2 = (front_of(v, t_idx) if type(t_idx) is tuple and len(t_idx) == 3
+                  else _fast_neighbour_vehicles(road, v, t_idx)[0])
             second.append((i, f2))
     ent = np.array(ent_l, dtype=np.intp)
     pa = np.array(params, dtype=float).reshape(n, len(_PARAM_NAMES) + 1)
