@@ -453,3 +453,24 @@ def test_road_rules_predict_each_vehicle_once_and_decide_as_stock(monkeypatch):
         assert yielded  # the rules made a vehicle give way: the decisions were exercised
         traces.append(trace)
     assert traces[0] == traces[1]  # bit for bit
+
+
+@pytest.mark.parametrize("env_id", ["intersection-v0", "roundabout-v0", "racetrack-v0", "merge-v0"])
+def test_lane_distances_of_all_lanes_at_once_equal_lane_by_lane(env_id):
+    """LaneBatch (every lane of the network in one broadcast) gives the per-lane values bit for bit,
+    so the closest lane (highway-env's get_closest_lane_index) is the same."""
+    from e2e_drive.sim import _fast_lanes as fl
+
+    env = _make(env_id)
+    env.reset(seed=0)
+    net = env.road.network
+    indexes, lanes, batch = fast_core._lane_table(net)
+    rng = np.random.default_rng(0)
+    xy = np.array([v.position for v in env.road.vehicles] + list(rng.uniform(-150, 450, (60, 2))))
+    positions = [p.copy() for p in xy]
+    headings = [float(h) for h in rng.uniform(-4, 4, len(positions))]
+    x, y, h = xy[:, 0].copy(), xy[:, 1].copy(), np.array(headings)
+    one_by_one = np.array([fl.distance_with_heading(lane, x, y, h, positions, headings) for lane in lanes])
+    assert np.array_equal(batch.distances(x, y, h, positions, headings), one_by_one)
+    closest = fast_core._closest_lanes(net, positions, headings, x, y)
+    assert [c[0] for c in closest] == [net.get_closest_lane_index(p, hd) for p, hd in zip(positions, headings)]

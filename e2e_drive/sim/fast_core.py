@@ -725,23 +725,24 @@ def _fast_close_objects_to(
 _lane_tables: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def _lane_table(network: RoadNetwork) -> tuple[list, list]:
-    """(lane indexes, lanes) in get_closest_lane_index's iteration order."""
+def _lane_table(network: RoadNetwork) -> tuple[list, list, fl.LaneBatch]:
+    """(lane indexes, lanes, their LaneBatch) in get_closest_lane_index's iteration order."""
     lanes = [
         lane for to_dict in network.graph.values() for ls in to_dict.values() for lane in ls
     ]
     sig = [id(lane) for lane in lanes]
     cached = _lane_tables.get(network)
     if cached is not None and cached[0] == sig:
-        return cached[1], cached[2]
+        return cached[1], cached[2], cached[3]
     indexes = [
         (_from, _to, _id)
         for _from, to_dict in network.graph.items()
         for _to, ls in to_dict.items()
         for _id in range(len(ls))
     ]
-    _lane_tables[network] = (sig, indexes, lanes)
-    return indexes, lanes
+    batch = fl.LaneBatch(lanes)
+    _lane_tables[network] = (sig, indexes, lanes, batch)
+    return indexes, lanes, batch
 
 
 def _closest_lanes(
@@ -749,12 +750,9 @@ def _closest_lanes(
 ) -> list:
     """RoadNetwork.get_closest_lane_index for several vehicles at once (x, y: the
     positions' coordinates)."""
-    indexes, lanes = _lane_table(network)
-    n = len(positions)
+    indexes, lanes, batch = _lane_table(network)
     h = np.array(headings, dtype=float)
-    dist = np.empty((len(lanes), n))
-    for j, lane in enumerate(lanes):
-        dist[j] = fl.distance_with_heading(lane, x, y, h, positions, headings)
+    dist = batch.distances(x, y, h, positions, headings)
     best = np.argmin(dist, axis=0).tolist()
     return [(indexes[b], lanes[b]) for b in best]
 
