@@ -21,8 +21,15 @@ This module keeps highway-env's classes and replaces only the ``Road`` methods `
   positions that do not change during ``act``, are then computed for all vehicles at once.
 - ``Vehicle.step`` kinematics and the closest-lane search are vectorised over vehicles.
 - collisions: a sweep on x keeps only pairs whose bounding discs can meet (a superset of the
-  pairs passing highway-env's own spherical pre-check); highway-env's ``handle_collisions``
-  is then called on those pairs, in the stock order, so impacts and ``crashed`` flags match.
+  pairs passing highway-env's own spherical pre-check); of those, pairs whose rectangles are
+  clearly apart (by more than 1e-6 m on a separating axis, now and swept over dt: highway-env's
+  own test would do nothing with them) are skipped; highway-env's ``handle_collisions`` is then
+  called on the rest, in the stock order, so impacts and ``crashed`` flags match.
+- the closest-lane search measures all straight and circular lanes of the network in one
+  broadcast (``_fast_lanes.LaneBatch``).
+- ``RegulatedRoad.enforce_road_rules`` (intersections) predicts each vehicle's trajectory once
+  per call instead of once per pair (highway-env deep-copies a plain Vehicle, with its road, for
+  every prediction).
 
 ``accelerate()`` also gives highway-env's ``KinematicObservation`` (highway-v0's default
 observation) a pandas-free ``observe`` with identical output; ``attach()`` only touches the
