@@ -252,6 +252,36 @@ def test_collision_broad_phase_keeps_every_pair_stock_would_test():
                     assert (i, j) in pairs
 
 
+
+def test_collision_narrow_phase_drops_only_pairs_stock_leaves_alone():
+    """A pair is skipped only when highway-env's own rectangle test says neither intersecting nor will
+    intersect (then handle_collisions does nothing); close, touching and overlapping boxes are all kept."""
+    rng = np.random.default_rng(1)
+    env = _make("highway-v0", vehicles_count=5)
+    env.reset(seed=0)
+    dt = 1 / 15
+    dropped = kept_hits = 0
+    for _ in range(40):
+        n = int(rng.integers(2, 12))
+        ents = []
+        for _ in range(n):  # crowded: many near-touching, touching and overlapping pairs
+            v = IDMVehicle(env.road, rng.uniform([0, -3], [14, 6]), rng.uniform(-0.6, 0.6), 0)
+            v.speed = float(rng.uniform(-30, 30))
+            ents.append(v)
+        ents.append(Obstacle(env.road, rng.uniform([0, -3], [14, 6])))
+        pairs = fast_core._collision_pairs(ents, n, dt)
+        kept = set(fast_core._separated_pairs_dropped(ents, pairs, dt))
+        assert kept <= set(pairs) and sorted(kept) == [p for p in pairs if p in kept]  # stock order
+        for i, j in pairs:
+            intersecting, will_intersect, _ = ents[i]._is_colliding(ents[j], dt)
+            if (i, j) not in kept:
+                dropped += 1
+                assert not intersecting and not will_intersect, (i, j)
+            elif intersecting or will_intersect:
+                kept_hits += 1
+    assert dropped > 50 and kept_hits > 50  # both sides of the test were exercised
+
+
 # ----------------------------------------------------------------------------------------
 # Switching the core on and off
 # ----------------------------------------------------------------------------------------
@@ -397,3 +427,50 @@ def test_kinematics_observation_matches_stock(env_id, observation):
     fast_core.accelerate(False)
     assert KinematicObservation.observe is fast_core._STOCK_KINEMATICS_OBSERVE
     assert checked == 4
+
+
+def test_road_rules_predict_each_vehicle_once_and_decide_as_stock(monkeypatch):
+    """RegulatedRoad.enforce_road_rules with one prediction per vehicle gives stock's yields and trajectories
+    (e2e_drive's ego is a plain Vehicle, whose prediction deep-copies it: the expensive case)."""
+    cfg = {"vehicles_count": 10, "spawn_probability": 0.8, "duration_s": 25.0,
+           "cameras": {"dashcam": {"kind": "dashcam", "width_px": 40, "height_px": 20}}}
+    traces = []
+    fast_fn = fast_core._fast_enforce_road_rules
+    for fast in (True, False):
+        monkeypatch.setattr(fast_core, "_fast_enforce_road_rules", fast_fn if fast else fast_core._STOCK_ENFORCE)
+        monkeypatch.setattr(fast_core, "_fast_classes", {})
+        env = gym.make("e2e_drive/Intersection-v0", config=cfg)
+        env.reset(seed=0)
+        assert (type(env.unwrapped.road).enforce_road_rules is fast_fn) == fast
+        trace, yielded = [], False
+        for _ in range(20):
+            env.step(np.array([-0.2, 0.0], np.float32))
+            vs = env.unwrapped.road.vehicles
+            yielded |= any(getattr(v, "is_yielding", False) for v in vs)
+            trace.append([(*v.position, v.speed, v.heading, getattr(v, "target_speed", 0),
+                           getattr(v, "is_yielding", False)) for v in vs])
+        env.close()
+        assert yielded  # the rules made a vehicle give way: the decisions were exercised
+        traces.append(trace)
+    assert traces[0] == traces[1]  # bit for bit
+
+
+@pytest.mark.parametrize("env_id", ["intersection-v0", "roundabout-v0", "racetrack-v0", "merge-v0"])
+def test_lane_distances_of_all_lanes_at_once_equal_lane_by_lane(env_id):
+    """LaneBatch (every lane of the network in one broadcast) gives the per-lane values bit for bit,
+    so the closest lane (highway-env's get_closest_lane_index) is the same."""
+    from e2e_drive.sim import _fast_lanes as fl
+
+    env = _make(env_id)
+    env.reset(seed=0)
+    net = env.road.network
+    indexes, lanes, batch = fast_core._lane_table(net)
+    rng = np.random.default_rng(0)
+    xy = np.array([v.position for v in env.road.vehicles] + list(rng.uniform(-150, 450, (60, 2))))
+    positions = [p.copy() for p in xy]
+    headings = [float(h) for h in rng.uniform(-4, 4, len(positions))]
+    x, y, h = xy[:, 0].copy(), xy[:, 1].copy(), np.array(headings)
+    one_by_one = np.array([fl.distance_with_heading(lane, x, y, h, positions, headings) for lane in lanes])
+    assert np.array_equal(batch.distances(x, y, h, positions, headings), one_by_one)
+    closest = fast_core._closest_lanes(net, positions, headings, x, y)
+    assert [c[0] for c in closest] == [net.get_closest_lane_index(p, hd) for p, hd in zip(positions, headings)]

@@ -22,6 +22,7 @@ PARTS: dict[str, str] = {
     "learning": "e2e_drive.bench.learning:bench_and_format",
     "eval": "e2e_drive.bench.eval_speed:bench_and_format",
     "versus": "e2e_drive.bench.versus:bench_and_format",
+    "ppo": "e2e_drive.bench.ppo:bench_and_format",
 }
 
 

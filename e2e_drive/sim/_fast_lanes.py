@@ -127,3 +127,69 @@ def distance_with_heading(
         ],
         dtype=float,
     )
+
+
+class LaneBatch:
+    """``distance_with_heading`` of many positions to many lanes at once, one (lanes, positions) array.
+
+    StraightLane and CircularLane rows are computed for all lanes of their kind in one broadcast, with
+    the same element operations as :func:`distance_with_heading` (so the same values); any other lane
+    (SineLane, PolyLane, subclasses) row by row through that function. The lanes' geometry is read once,
+    at construction (highway-env does not move a lane once the road is built).
+    """
+
+    def __init__(self, lanes: Sequence[AbstractLane]) -> None:
+        self.n = len(lanes)
+        straight = [k for k, ln in enumerate(lanes) if type(ln) is StraightLane]
+        circular = [k for k, ln in enumerate(lanes) if type(ln) is CircularLane]
+        self.other = [(k, ln) for k, ln in enumerate(lanes) if type(ln) not in (StraightLane, CircularLane)]
+        self.straight = np.array(straight, dtype=np.intp)
+        self.circular = np.array(circular, dtype=np.intp)
+
+        def col(values: list) -> np.ndarray:
+            return np.array(values, dtype=float).reshape(-1, 1)
+
+        s_lanes = [lanes[k] for k in straight]
+        self.s_start_x = col([ln.start[0] for ln in s_lanes])
+        self.s_start_y = col([ln.start[1] for ln in s_lanes])
+        self.s_d0 = col([ln.direction[0] for ln in s_lanes])
+        self.s_d1 = col([ln.direction[1] for ln in s_lanes])
+        self.s_l0 = col([ln.direction_lateral[0] for ln in s_lanes])
+        self.s_l1 = col([ln.direction_lateral[1] for ln in s_lanes])
+        self.s_heading = col([ln.heading for ln in s_lanes])
+        self.s_length = col([ln.length for ln in s_lanes])
+        c_lanes = [lanes[k] for k in circular]
+        self.c_x = col([ln.center[0] for ln in c_lanes])
+        self.c_y = col([ln.center[1] for ln in c_lanes])
+        self.c_phase = col([ln.start_phase for ln in c_lanes])
+        self.c_radius = col([ln.radius for ln in c_lanes])
+        self.c_dir = col([ln.direction for ln in c_lanes])
+        self.c_length = col([ln.length for ln in c_lanes])
+
+    def distances(self, x: np.ndarray, y: np.ndarray, headings: np.ndarray, positions: Sequence[np.ndarray],
+                  heading_values: Sequence[float]) -> np.ndarray:
+        """(lanes, positions) array of AbstractLane.distance_with_heading (heading_weight 1)."""
+        out = np.empty((self.n, len(x)))
+        if self.straight.size:
+            ddx = x - self.s_start_x
+            ddy = y - self.s_start_y
+            s = ddx * self.s_d0 + ddy * self.s_d1
+            r = ddx * self.s_l0 + ddy * self.s_l1
+            angle = np.abs(wrap_to_pi(headings - self.s_heading))
+            out[self.straight] = (np.abs(r) + np.maximum(s - self.s_length, 0.0) + np.maximum(0 - s, 0.0)
+                                  + 1.0 * angle)
+        if self.circular.size:
+            ddx = x - self.c_x
+            ddy = y - self.c_y
+            phi = np.arctan2(ddy, ddx)
+            phi = self.c_phase + wrap_to_pi(phi - self.c_phase)
+            rad = np.sqrt(ddx * ddx + ddy * ddy)
+            s = self.c_dir * (phi - self.c_phase) * self.c_radius
+            r = self.c_dir * (self.c_radius - rad)
+            heading = (self.c_dir * s / self.c_radius + self.c_phase) + _PI / 2 * self.c_dir
+            angle = np.abs(wrap_to_pi(headings - heading))
+            out[self.circular] = (np.abs(r) + np.maximum(s - self.c_length, 0.0) + np.maximum(0 - s, 0.0)
+                                  + 1.0 * angle)
+        for k, lane in self.other:
+            out[k] = distance_with_heading(lane, x, y, headings, positions, heading_values)
+        return out

@@ -21,8 +21,15 @@ This module keeps highway-env's classes and replaces only the ``Road`` methods `
   positions that do not change during ``act``, are then computed for all vehicles at once.
 - ``Vehicle.step`` kinematics and the closest-lane search are vectorised over vehicles.
 - collisions: a sweep on x keeps only pairs whose bounding discs can meet (a superset of the
-  pairs passing highway-env's own spherical pre-check); highway-env's ``handle_collisions``
-  is then called on those pairs, in the stock order, so impacts and ``crashed`` flags match.
+  pairs passing highway-env's own spherical pre-check); of those, pairs whose rectangles are
+  clearly apart (by more than 1e-6 m on a separating axis, now and swept over dt: highway-env's
+  own test would do nothing with them) are skipped; highway-env's ``handle_collisions`` is then
+  called on the rest, in the stock order, so impacts and ``crashed`` flags match.
+- the closest-lane search measures all straight and circular lanes of the network in one
+  broadcast (``_fast_lanes.LaneBatch``).
+- ``RegulatedRoad.enforce_road_rules`` (intersections) predicts each vehicle's trajectory once
+  per call instead of once per pair (highway-env deep-copies a plain Vehicle, with its road, for
+  every prediction).
 
 ``accelerate()`` also gives highway-env's ``KinematicObservation`` (highway-v0's default
 observation) a pandas-free ``observe`` with identical output; ``attach()`` only touches the
@@ -49,9 +56,10 @@ import numpy as np
 from highway_env import utils
 from highway_env.envs.common.observation import KinematicObservation
 from highway_env.road.lane import AbstractLane
+from highway_env.road.regulation import RegulatedRoad
 from highway_env.road.road import Road, RoadNetwork
 from highway_env.vehicle.behavior import IDMVehicle
-from highway_env.vehicle.controller import ControlledVehicle
+from highway_env.vehicle.controller import ControlledVehicle, MDPVehicle
 from highway_env.vehicle.kinematics import Vehicle
 from highway_env.vehicle.objects import Landmark, RoadObject
 
@@ -160,6 +168,7 @@ class _Frame:
         "sin",
         "vx",
         "vy",
+        "connected",
     )
 
     def __init__(self, road: Road) -> None:
@@ -180,6 +189,7 @@ class _Frame:
         self.sorted_cache: dict[Any, tuple[list, list]] = {}
         self.query_cache: dict[Any, tuple] = {}
         self.speed = None
+        self.connected = bool(road.neighbour_vehicles_connected_lanes)
 
     # ----------------------------------------------------------------------------------
     def coords(self, lane) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray]:
@@ -263,9 +273,31 @@ class _Frame:
         self.sorted_cache[key] = c
         return c
 
+    def front(self, vehicle, lane_index):
+        """neighbours(vehicle, lane_index)[0] (the front vehicle only)."""
+        q = self.query_cache.get((lane_index, self.connected))
+        if q is None:
+            return self.neighbours(vehicle, lane_index)[0]
+        lane, s_all, s_list, e_list = q
+        k = self.index.get(id(vehicle))
+        s = s_all[k] if k is not None else lane.local_coordinates(vehicle.position)[0]
+        n = len(s_list)
+        j = bisect_left(s_list, s)
+        while j < n:
+            val = s_list[j]
+            cand = None
+            while j < n and s_list[j] == val:
+                e = e_list[j]
+                if e is not vehicle:
+                    cand = e
+                j += 1
+            if cand is not None:
+                return cand
+        return None
+
     def neighbours(self, vehicle, lane_index):
         road = self.road
-        connected = bool(road.neighbour_vehicles_connected_lanes)
+        connected = self.connected
         q = self.query_cache.get((lane_index, connected))
         if q is None:
             lane = road.network.get_lane(lane_index)
@@ -533,6 +565,7 @@ def _idm_actions(frame: _Frame, vehicles: list) -> None:
     second: list = []
     index = frame.index
     class_params: dict[type, tuple] = {}
+    front_of = frame.front
     for i, v in enumerate(vehicles):
         ent_l.append(index[id(v)])
         t_idx = v.target_lane_index
@@ -546,10 +579,12 @@ def _idm_actions(frame: _Frame, vehicles: list) -> None:
         ts_l.append(getattr(v, "target_speed", 0))
         lane = v.lane
         limit_l.append(lane.speed_limit if lane else None)
-        front, _ = _fast_neighbour_vehicles(road, v, v.lane_index)
-        fronts.append(front)
-        if v.lane_index != t_idx:
-            f2, _ = _fast_neighbour_vehicles(road, v, t_idx)
+        li = v.lane_index
+        fronts.append(front_of(v, li) if type(li) is tuple and len(li) == 3
+                      else _fast_neighbour_vehicles(road, v, li)[0])
+        if li != t_idx:
+            f2 = (front_of(v, t_idx) if type(t_idx) is tuple and len(t_idx) == 3
+                  else _fast_neighbour_vehicles(road, v, t_idx)[0])
             second.append((i, f2))
     ent = np.array(ent_l, dtype=np.intp)
     pa = np.array(params, dtype=float).reshape(n, len(_PARAM_NAMES) + 1)
@@ -697,23 +732,24 @@ def _fast_close_objects_to(
 _lane_tables: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def _lane_table(network: RoadNetwork) -> tuple[list, list]:
-    """(lane indexes, lanes) in get_closest_lane_index's iteration order."""
+def _lane_table(network: RoadNetwork) -> tuple[list, list, fl.LaneBatch]:
+    """(lane indexes, lanes, their LaneBatch) in get_closest_lane_index's iteration order."""
     lanes = [
         lane for to_dict in network.graph.values() for ls in to_dict.values() for lane in ls
     ]
     sig = [id(lane) for lane in lanes]
     cached = _lane_tables.get(network)
     if cached is not None and cached[0] == sig:
-        return cached[1], cached[2]
+        return cached[1], cached[2], cached[3]
     indexes = [
         (_from, _to, _id)
         for _from, to_dict in network.graph.items()
         for _to, ls in to_dict.items()
         for _id in range(len(ls))
     ]
-    _lane_tables[network] = (sig, indexes, lanes)
-    return indexes, lanes
+    batch = fl.LaneBatch(lanes)
+    _lane_tables[network] = (sig, indexes, lanes, batch)
+    return indexes, lanes, batch
 
 
 def _closest_lanes(
@@ -721,12 +757,9 @@ def _closest_lanes(
 ) -> list:
     """RoadNetwork.get_closest_lane_index for several vehicles at once (x, y: the
     positions' coordinates)."""
-    indexes, lanes = _lane_table(network)
-    n = len(positions)
+    indexes, lanes, batch = _lane_table(network)
     h = np.array(headings, dtype=float)
-    dist = np.empty((len(lanes), n))
-    for j, lane in enumerate(lanes):
-        dist[j] = fl.distance_with_heading(lane, x, y, h, positions, headings)
+    dist = batch.distances(x, y, h, positions, headings)
     best = np.argmin(dist, axis=0).tolist()
     return [(indexes[b], lanes[b]) for b in best]
 
@@ -882,8 +915,151 @@ def _fast_step(self: Road, dt: float) -> None:
             for other in objects:
                 vehicle.handle_collisions(other, dt)
         return
-    for i, j in _collision_pairs(ents, len(vehicles), dt):
+    for i, j in _separated_pairs_dropped(ents, _collision_pairs(ents, len(vehicles), dt), dt):
         ents[i].handle_collisions(ents[j], dt)
+
+
+#: Margin [m] by which two boxes must be apart, now and swept over dt, for the stock test to be skipped.
+_EPS_SAT = 1e-6
+
+
+def _separated_pairs_dropped(ents: list, pairs: list[tuple[int, int]], dt: float) -> list[tuple[int, int]]:
+    """``pairs`` without those highway-env's rectangle test would find clearly apart (nothing happens to them).
+
+    highway-env's ``are_polygons_intersecting`` projects both boxes on each edge normal: the pair is
+    not intersecting when some axis separates the boxes, and will not intersect when some axis separates
+    them once box A's interval is stretched by the relative displacement over dt; with both, its
+    ``handle_collisions`` changes nothing. The same projections are computed here in plain floats (the
+    four normals of two boxes are their heading directions and their perpendiculars; a few pairs per
+    step, where numpy's per-call overhead would cost more than the test saves), and a pair is dropped
+    only when both separations exceed 1e-6 m, far above rounding, so every pair the stock test could act
+    on is kept and tested by highway-env's own code, in order.
+    """
+    if not pairs:
+        return pairs
+    boxes: dict[int, tuple | None] = {}
+    out = []
+    for pr in pairs:
+        a = boxes.get(pr[0], False)
+        if a is False:
+            a = boxes[pr[0]] = _box(ents[pr[0]])
+        b = boxes.get(pr[1], False)
+        if b is False:
+            b = boxes[pr[1]] = _box(ents[pr[1]])
+        if a is None or b is None or not _clearly_apart(a, b, dt):
+            out.append(pr)
+    return out
+
+
+def _box(e: Any) -> tuple | None:
+    """(corner xs, corner ys, cos, sin, speed) of a stock RoadObject's rectangle; None for anything else."""
+    t = type(e)
+    if t.polygon is not RoadObject.polygon or not _info(t)[4]:
+        return None
+    x, y = float(e.position[0]), float(e.position[1])
+    h, sp = float(e.heading), float(e.speed)
+    if not all(map(math.isfinite, (x, y, h, sp))):
+        return None
+    c, sn = math.cos(h), math.sin(h)
+    hl, hw = e.LENGTH / 2, e.WIDTH / 2
+    xs = tuple(c * lx - sn * ly + x for lx, ly in ((-hl, -hw), (-hl, hw), (hl, hw), (hl, -hw)))
+    ys = tuple(sn * lx + c * ly + y for lx, ly in ((-hl, -hw), (-hl, hw), (hl, hw), (hl, -hw)))
+    return xs, ys, c, sn, sp
+
+
+def _clearly_apart(a: tuple, b: tuple, dt: float) -> bool:
+    """Both boxes apart by more than _EPS_SAT on some axis now, and on some axis with A swept over dt."""
+    axs, ays, ca, sa, spa = a
+    bxs, bys, cb, sb, spb = b
+    dx = (spa * ca - spb * cb) * dt
+    dy = (spa * sa - spb * sb) * dt
+    static = swept = False
+    for nx, ny in ((ca, sa), (-sa, ca), (cb, sb), (-sb, cb)):
+        pa = [px * nx + py * ny for px, py in zip(axs, ays)]
+        pb = [px * nx + py * ny for px, py in zip(bxs, bys)]
+        min_a, max_a, min_b, max_b = min(pa), max(pa), min(pb), max(pb)
+        if not static and max(min_b - max_a, min_a - max_b) > _EPS_SAT:
+            static = True
+        vp = dx * nx + dy * ny
+        if vp < 0:
+            min_a += vp
+        else:
+            max_a += vp
+        if not swept and max(min_b - max_a, min_a - max_b) > _EPS_SAT:
+            swept = True
+        if static and swept:
+            return True
+    return False
+
+
+# --------------------------------------------------------------------------------------
+# RegulatedRoad.enforce_road_rules: each vehicle's predicted trajectory computed once
+# --------------------------------------------------------------------------------------
+_STOCK_ENFORCE = RegulatedRoad.enforce_road_rules
+
+
+def _fast_enforce_road_rules(self: RegulatedRoad) -> None:
+    """RegulatedRoad.enforce_road_rules with each vehicle's constant-speed prediction made once.
+
+    highway-env's ``is_conflict_possible`` predicts both vehicles' trajectories for every pair
+    (for a plain Vehicle, a deep copy of it and its road, stepped 11 times), so every vehicle's
+    prediction is made n - 1 times per call. A prediction depends only on the vehicle's position,
+    heading, speed, lane, route and steering, none of which changes during this method (it only
+    sets yielding flags and target speeds), and it runs on a copy (its random generator too), so
+    computing it once per vehicle gives the same trajectories, and so the same decisions.
+    """
+    if type(self).is_conflict_possible is not RegulatedRoad.is_conflict_possible:
+        return _STOCK_ENFORCE(self)
+    for v in self.vehicles:
+        if getattr(v, "is_yielding", False):
+            if v.yield_timer >= self.YIELD_DURATION * self.REGULATION_FREQUENCY:
+                v.target_speed = v.lane.speed_limit
+                delattr(v, "color")
+                v.is_yielding = False
+            else:
+                v.yield_timer += 1
+    horizon, step = 3, 0.25  # is_conflict_possible's defaults
+    times = np.arange(step, horizon, step)
+    predictions: dict[int, tuple] = {}
+
+    def predict(v: Any) -> tuple:
+        p = predictions.get(id(v))
+        if p is None:
+            p = predictions[id(v)] = v.predict_trajectory_constant_speed(times)
+        return p
+
+    vehicles = self.vehicles
+    for i in range(len(vehicles) - 1):
+        for j in range(i + 1, len(vehicles)):
+            v1, v2 = vehicles[i], vehicles[j]
+            if _conflict(v1, v2, predict(v1), predict(v2)):
+                yielding_vehicle = self.respect_priorities(v1, v2)
+                if (
+                    yielding_vehicle is not None
+                    and isinstance(yielding_vehicle, ControlledVehicle)
+                    and not isinstance(yielding_vehicle, MDPVehicle)
+                ):
+                    yielding_vehicle.color = self.YIELDING_COLOR
+                    yielding_vehicle.target_speed = 0
+                    yielding_vehicle.is_yielding = True
+                    yielding_vehicle.yield_timer = 0
+
+
+def _conflict(v1: Any, v2: Any, pred1: tuple, pred2: tuple) -> bool:
+    """RegulatedRoad.is_conflict_possible on given predictions (same checks, same order)."""
+    positions_1, headings_1 = pred1
+    positions_2, headings_2 = pred2
+    for position_1, heading_1, position_2, heading_2 in zip(
+        positions_1, headings_1, positions_2, headings_2, strict=False
+    ):
+        if np.linalg.norm(position_2 - position_1) > v1.LENGTH:
+            continue
+        if utils.rotated_rectangles_intersect(
+            (position_1, 1.5 * v1.LENGTH, 0.9 * v1.WIDTH, heading_1),
+            (position_2, 1.5 * v2.LENGTH, 0.9 * v2.WIDTH, heading_2),
+        ):
+            return True
+    return False
 
 
 # --------------------------------------------------------------------------------------
@@ -1007,6 +1183,8 @@ def _fast_class(base: type) -> type:
     if cls is None:
         ns: dict[str, Any] = {"__module__": __name__, "_fast_core_base": base}
         bases = (_FastRoad,) if base is Road else (base, _FastRoad)
+        if issubclass(base, RegulatedRoad) and base.enforce_road_rules is _STOCK_ENFORCE:
+            ns["enforce_road_rules"] = _fast_enforce_road_rules
         cls = type("Fast" + base.__name__, bases, ns)
         _fast_classes[base] = cls
     return cls
@@ -1066,4 +1244,5 @@ def accelerate(enabled: bool = True) -> None:
     KinematicObservation.observe = (
         _fast_kinematics_observe if enabled else _STOCK_KINEMATICS_OBSERVE
     )
+    RegulatedRoad.enforce_road_rules = _fast_enforce_road_rules if enabled else _STOCK_ENFORCE
     _accelerated = bool(enabled)
