@@ -76,6 +76,9 @@ from e2e_drive.strict import check_unknown, from_table, setting, table_fields
 
 #: The rules, in order of precedence (the name ``last_trigger`` and ``trigger_log`` carry).
 RULES: tuple[str, ...] = ("mrm", "longitudinal", "lane_departure", "lane_change_veto")
+#: A vehicle in the next lane nearer than this ahead [m] is alongside, not a cut-in to stop for; a cut-in
+#: leaves the ego this much room.
+CUT_IN_MIN_GAP_M = 2.0
 #: Navigation commands that leave the lane on purpose (the lateral rules rest when one is near).
 TURN_COMMANDS = ("take_exit", "turn_left", "turn_right", "go_straight")
 
@@ -102,6 +105,10 @@ class ShieldConfig:
     release_margin_s: float = setting(0.4, "hysteresis: extra headway (x ego speed) before an override is "
                                       "released", unit="s", range=(0.0, None))
     min_hold_s: float = setting(1.0, "an override lasts at least this long", unit="s", range=(0.0, None))
+    sight_distance_m: float = setting(60.0, "no acceleration beyond the speed that stops within this distance "
+                                      "(what the camera sees reliably; 0 = off)", unit="m", range=(0.0, None))
+    adjacent_cut_in: bool = setting(True, "keep room to stop behind a vehicle ahead in a next lane, should it "
+                                    "cut in at its speed")
     ttc_threshold_s: float = setting(0.0, "also brake below this time to collision with the lead (the older "
                                      "rule; 0 = off)", unit="s", range=(0.0, None))
     lead_margin_m: float = setting(0.5, "a vehicle whose centre is within half a lane plus this of the ego "
@@ -166,6 +173,20 @@ def rss_margin_m(gap_m: float, ego_speed_mps: float, lead_speed_mps: float, acce
     ego_stop = travel + v1 * v1 / (2.0 * braking_mps2)
     lead_stop = max(lead_speed_mps, 0.0) ** 2 / (2.0 * lead_braking_mps2)
     return gap_m + lead_stop - ego_stop
+
+
+def closing_margin_m(gap_m: float, ego_speed_mps: float, other_speed_mps: float, acceleration_mps2: float,
+                     response_time_s: float, braking_mps2: float) -> float:
+    """How much room is left [m] behind a vehicle that keeps its speed (one cutting in from the next lane)
+    when the ego holds ``acceleration_mps2`` for the response time and then brakes at ``braking_mps2``
+    until it is no faster: the gap minus the distance the ego closes in. Negative: not safe."""
+    rho, a = response_time_s, acceleration_mps2
+    w = max(ego_speed_mps, 0.0) - max(other_speed_mps, 0.0)
+    w1 = w + a * rho
+    closed = w * rho + 0.5 * a * rho * rho
+    if w1 > 0.0:
+        closed += w1 * w1 / (2.0 * braking_mps2)
+    return gap_m - max(closed, 0.0)
 
 
 def _same_perception(perception: Any, agent: Any) -> bool:
@@ -308,31 +329,51 @@ class SafetyFilter:
         low, high = -self.braking_mps2, self.acceleration_range_mps2[1]
         lead = lead_in_lane(p, cfg.lead_margin_m)
         self.last_ttc_s = float("inf")
-        if lead is None:
-            return high
         v = max(p.ego_speed_mps, 0.0)
-        lead_v = v + lead.relative_speed_mps
-        if -lead.relative_speed_mps > 0.0:
-            self.last_ttc_s = max(lead.gap_m, 0.0) / -lead.relative_speed_mps
         need = cfg.min_gap_m + (cfg.release_margin_s * v if holding else 0.0)
-
-        def room(a: float) -> float:
-            return rss_margin_m(lead.gap_m, v, lead_v, a, cfg.response_time_s, self.braking_mps2,
-                                cfg.lead_braking_mps2) - need
-
-        if room(high) >= 0.0:
-            allowed = high
-        elif room(low) < 0.0:
-            allowed = low
+        if cfg.sight_distance_m > 0.0:  # a free road: stop within what the camera sees, or do not speed up
+            sight = self._largest(lambda a: rss_margin_m(cfg.sight_distance_m, v, 0.0, a, cfg.response_time_s,
+                                                         self.braking_mps2, cfg.lead_braking_mps2), low, high)
+            high = max(min(high, sight), min(high, 0.0))
+        if lead is None:
+            room = None
         else:
-            lo, hi = low, high
-            for _ in range(24):
-                mid = 0.5 * (lo + hi)
-                lo, hi = (mid, hi) if room(mid) >= 0.0 else (lo, mid)
-            allowed = lo
+            lead_v = v + lead.relative_speed_mps
+            if -lead.relative_speed_mps > 0.0:
+                self.last_ttc_s = max(lead.gap_m, 0.0) / -lead.relative_speed_mps
+
+            def room(a: float) -> float:
+                return rss_margin_m(lead.gap_m, v, lead_v, a, cfg.response_time_s, self.braking_mps2,
+                                    cfg.lead_braking_mps2) - need
+
+        allowed = high if room is None else self._largest(room, low, high)
+        if cfg.adjacent_cut_in:
+            half = 0.5 * p.lane_width_m + cfg.lead_margin_m
+            for o in p.vehicles:
+                # alongside (under CUT_IN_MIN_GAP_M) it cannot cut in ahead: that is the lateral rules' business
+                if o is lead or o.gap_m < CUT_IN_MIN_GAP_M or not half <= abs(o.lateral_m) < half + p.lane_width_m:
+                    continue
+                o_v = v + o.relative_speed_mps
+                cut_in_need = need - cfg.min_gap_m + CUT_IN_MIN_GAP_M
+                allowed = min(allowed, self._largest(
+                    lambda a, o=o, o_v=o_v: closing_margin_m(o.gap_m, v, o_v, a, cfg.response_time_s,
+                                                             self.braking_mps2) - cut_in_need, low, high))
         if cfg.ttc_threshold_s > 0.0 and self.last_ttc_s < cfg.ttc_threshold_s:
             allowed = low
         return allowed
+
+    @staticmethod
+    def _largest(room: Any, low: float, high: float) -> float:
+        """The largest acceleration in [low, high] whose ``room(a)`` is not negative (``room`` falls as
+        ``a`` grows); ``low`` when none."""
+        if room(high) >= 0.0:
+            return high
+        if room(low) < 0.0:
+            return low
+        for _ in range(24):
+            mid = 0.5 * (low + high)
+            low, high = (mid, high) if room(mid) >= 0.0 else (low, mid)
+        return low
 
     def _lane_keep_steering(self, p: PerceptionOutput) -> float:
         """Front-wheel angle [rad] of pure pursuit back to the lane centre (curvature fed forward)."""
