@@ -25,8 +25,11 @@ four rules, in this order of precedence:
   ``veto_behind_m`` behind to ``veto_ahead_m`` ahead, widened by its closing speed over
   ``veto_time_s``): steer back to the lane centre.
 
-The lateral rules rest while a turn or an exit is announced within ``junction_quiet_m`` (a turn
-leaves the lane on purpose) and when the lane is not seen.
+The lateral rules rest while a turn or an exit is announced within ``junction_quiet_m``, and for as far
+again once the command moved on (a turn
+leaves the lane on purpose, and the camera's lane model does not hold in junctions) and when the
+lane is not seen. In a bend tighter than
+``max_lane_change_curvature_1pm`` any line crossing is a departure.
 
 What it reports (the contract with the counterfactual forks and the evaluator):
 
@@ -79,6 +82,9 @@ RULES: tuple[str, ...] = ("mrm", "longitudinal", "lane_departure", "lane_change_
 #: A vehicle in the next lane nearer than this ahead [m] is alongside, not a cut-in to stop for; a cut-in
 #: leaves the ego this much room.
 CUT_IN_MIN_GAP_M = 2.0
+#: The cut-in room is kept to vehicles the ego passes at least this much faster [m/s] (slower passing needs
+#: only a few metres, and a long vehicle alongside looks like one just ahead to a forward camera).
+CUT_IN_MIN_CLOSING_MPS = 5.0
 #: Navigation commands that leave the lane on purpose (the lateral rules rest when one is near).
 TURN_COMMANDS = ("take_exit", "turn_left", "turn_right", "go_straight")
 
@@ -132,8 +138,11 @@ class ShieldConfig:
                                   range=(0.0, None))
     veto_time_s: float = setting(1.5, "the veto zone grows by a vehicle's closing speed x this", unit="s",
                                  range=(0.0, None))
-    junction_quiet_m: float = setting(80.0, "the lateral rules rest while a turn or exit command is this close",
-                                      unit="m", range=(0.0, None))
+    junction_quiet_m: float = setting(80.0, "the lateral rules rest while a turn or exit command is this close, "
+                                      "and for as far again after it", unit="m", range=(0.0, None))
+    max_lane_change_curvature_1pm: float = setting(0.01, "in a bend tighter than this, crossing a line is a "
+                                                   "departure (no lane changes in bends)", unit="1/m",
+                                                   range=(0.0, None))
     mrm_after_s: float = setting(1.0, "minimal-risk manoeuvre after the lane was not found for this long",
                                  unit="s", range=(0.0, None))
     mrm_release_s: float = setting(1.0, "it ends once the lane is found again for this long", unit="s",
@@ -297,6 +306,8 @@ class SafetyFilter:
         self._found_steps = 0
         self._held_steering: float | None = None
         self._last_steering_rad = 0.0
+        self._quiet_left_m = 0.0
+        self._quiet = False
 
     def reset(self, seed: int | None = None) -> None:
         self.agent.reset(seed)
@@ -351,7 +362,10 @@ class SafetyFilter:
             half = 0.5 * p.lane_width_m + cfg.lead_margin_m
             for o in p.vehicles:
                 # alongside (under CUT_IN_MIN_GAP_M) it cannot cut in ahead: that is the lateral rules' business
-                if o is lead or o.gap_m < CUT_IN_MIN_GAP_M or not half <= abs(o.lateral_m) < half + p.lane_width_m:
+                if o is lead or o.is_static or o.gap_m < CUT_IN_MIN_GAP_M or \
+                        not half <= abs(o.lateral_m) < half + p.lane_width_m:
+                    continue
+                if -o.relative_speed_mps < CUT_IN_MIN_CLOSING_MPS:  # not passing it fast: room enough if it cuts in
                     continue
                 o_v = v + o.relative_speed_mps
                 cut_in_need = need - cfg.min_gap_m + CUT_IN_MIN_GAP_M
@@ -389,8 +403,8 @@ class SafetyFilter:
     def _lateral(self, p: PerceptionOutput, steering_rad: float) -> tuple[str | None, bool]:
         """(the lateral rule that fires now or None, whether the ego is about to leave at a road edge)."""
         cfg = self.config
-        if p.command in TURN_COMMANDS and p.command_distance_m <= cfg.junction_quiet_m:
-            return None, False
+        if self._quiet:
+            return None, False  # junction geometry: the camera's lane model does not hold there
         v = max(p.ego_speed_mps, 0.0)
         t = cfg.departure_horizon_s
         # course: the heading and the curvature of the agent's steering relative to the road's
@@ -407,11 +421,22 @@ class SafetyFilter:
             return None, False
         lanes_beyond = p.lanes_right if side > 0 else p.lanes_left
         asked = (p.command == "keep_right" and side > 0) or (p.command == "keep_left" and side < 0)
-        if lanes_beyond == 0 and not asked:
+        bend = abs(p.curvature_1pm) > cfg.max_lane_change_curvature_1pm and not asked
+        if (lanes_beyond == 0 and not asked) or bend:
             return "lane_departure", edge_near
         if not self._target_clear(p, side):
             return "lane_change_veto", False
         return None, False
+
+    def _junction_quiet(self, p: PerceptionOutput) -> bool:
+        """Whether a turn or exit is announced within ``junction_quiet_m``, or was, less than
+        ``junction_quiet_m`` ago (the ego is still in the junction once its command has moved on)."""
+        quiet = self.config.junction_quiet_m
+        if p.command in TURN_COMMANDS and p.command_distance_m <= quiet:
+            self._quiet_left_m = quiet
+        else:
+            self._quiet_left_m = max(self._quiet_left_m - max(p.ego_speed_mps, 0.0) * self.dt_s, 0.0)
+        return self._quiet_left_m > 0.0
 
     def _target_clear(self, p: PerceptionOutput, side: int) -> bool:
         """Whether the next lane on ``side`` is seen clear: the side cameras' zone when the perception
@@ -490,6 +515,7 @@ class SafetyFilter:
                 fired = fired or "longitudinal"
 
         # ---- lateral: road edge and lane change veto, from the lane estimate
+        self._quiet = self._junction_quiet(p)
         if (cfg.lane_departure or cfg.lane_change_veto) and p.lane_valid and not self._active["mrm"]:
             rule, edge_near = self._lateral(p, s_agent)
             if rule == "lane_departure" and not cfg.lane_departure or rule == "lane_change_veto" and \
