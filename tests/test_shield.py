@@ -69,9 +69,10 @@ def test_the_shield_brakes_in_time_for_a_lead_braking_at_8_mps2_and_holds_the_ov
     brake_step = next(k for k, i in enumerate(infos) if i["scenario_events"])
     assert not any(i["crashed"] for i in infos)
     assert shield.trigger_log and shield.trigger_log[0]["rule"] == "longitudinal"
-    # it brakes at once: hard braking from the step the lead starts to brake (or earlier), ...
+    # it brakes hard as soon as the camera sees the gap close (the lead's braking shows in the gap after about
+    # a second at 35 m: the RSS response time covers it), ...
     onset = next(t["step"] for t in shield.trigger_log if t["step"] >= brake_step - 1)
-    assert onset <= brake_step + 2 and actions[onset][0] < -0.5
+    assert onset <= brake_step + 10 and actions[onset][0] < -0.5
     # ... and holds the override until the ego stands: one onset, not one step at a time
     held = triggers[onset:]
     run = next((k for k, t in enumerate(held) if t is None), len(held))
@@ -145,19 +146,19 @@ def _blank_frames(shield, steps):
 
 
 def test_the_minimal_risk_manoeuvre_triggers_on_blank_frames():
-    shield = _shielded(_Steady((1.0, 0.1)))
+    shield = _shielded(_Steady((1.0, 0.1)), sight_distance_m=0.0)  # only the lane rule on a free road
     actions = _blank_frames(shield, 8)
     assert actions[0][0] == 1.0 and shield.hazard
-    assert shield.last_trigger == "mrm" and shield.trigger_log == [{"step": 5, "rule": "mrm"}]
-    assert all(a[0] < 0.0 for a in actions[5:])  # slows to a stop
+    assert shield.last_trigger == "mrm" and shield.trigger_log == [{"step": 4, "rule": "mrm"}]
+    assert all(a[0] < 0.0 for a in actions[4:]) and all(a[0] == 1.0 for a in actions[:4])  # after 1 s: stops
     assert shield.shield_report()["shield_triggers_mrm"] == 1
 
 
 def test_bypass_passes_actions_through_and_still_logs_would_be_triggers():
-    shield = _shielded(_Steady((1.0, 0.1)), bypass=True)
+    shield = _shielded(_Steady((1.0, 0.1)), bypass=True, sight_distance_m=0.0)
     actions = _blank_frames(shield, 8)
     assert all(np.array_equal(a, np.array([1.0, 0.1], np.float32)) for a in actions)
-    assert shield.last_trigger == "mrm" and shield.trigger_log == [{"step": 5, "rule": "mrm"}]
+    assert shield.last_trigger == "mrm" and shield.trigger_log == [{"step": 4, "rule": "mrm"}]
     assert shield.intervention_events == 0 and shield.interventions == 0
     assert shield.shield_report()["shield_bypass"] is True
     shield.bypass = False  # the attribute switches it: the same frames are now overridden

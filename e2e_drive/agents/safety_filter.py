@@ -101,8 +101,8 @@ class ShieldConfig:
     mrm: bool = setting(True, "the minimal-risk manoeuvre when the lane is lost")
     policy_frequency_hz: float = setting(5.0, "the env's decision rate (hold and MRM times count steps of it)",
                                          unit="Hz", range=(0.1, None))
-    response_time_s: float = setting(0.3, "RSS rho: time the agent's acceleration is held before braking",
-                                     unit="s", range=(0.0, 2.0))
+    response_time_s: float = setting(0.6, "RSS rho: time the agent's acceleration is held before braking (the "
+                                     "camera sees a lead brake late)", unit="s", range=(0.0, 2.0))
     braking_mps2: float = setting(5.0, "braking the shield commands and counts on (RSS min braking of the ego; "
                                   "capped at the env's)", unit="m/s^2", range=(0.5, None))
     lead_braking_mps2: float = setting(8.0, "RSS max braking of the lead (lead_brake hard: 8)", unit="m/s^2",
