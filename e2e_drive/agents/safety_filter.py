@@ -269,8 +269,10 @@ class SafetyFilter:
         self.agent = agent
         self.perception = build(perception, perception_params, registry=PERCEPTIONS, where="params.perception",
                                 params_where="params.perception_params", required_methods=("reset", "perceive"))
-        self.acceleration_range_mps2 = tuple(float(x) for x in (acceleration_range_mps2 or (-5.0, 5.0)))
-        self.steering_range_rad = tuple(float(x) for x in (steering_range_rad or (-math.pi / 4, math.pi / 4)))
+        acc = acceleration_range_mps2 or (-5.0, 5.0)
+        steer = steering_range_rad or (-math.pi / 4, math.pi / 4)
+        self.acceleration_range_mps2: tuple[float, float] = (float(acc[0]), float(acc[1]))
+        self.steering_range_rad: tuple[float, float] = (float(steer[0]), float(steer[1]))
         cfg = self.config
         self.bypass: bool = cfg.bypass
         self.dt_s = 1.0 / cfg.policy_frequency_hz
@@ -549,7 +551,7 @@ class SafetyFilter:
                     self.intervention_events += 1
         self._overriding_prev = overriding
         s_final = s_out if not self.bypass else s_agent
-        self._last_steering_rad = float(np.clip(s_final, *steer_range))
+        self._last_steering_rad = min(max(s_final, steer_range[0]), steer_range[1])
         if not overriding:
             return action
         out = np.asarray(action, dtype=np.float32).copy()
