@@ -197,3 +197,26 @@ def test_the_shipped_files_load_with_the_new_defaults():
         shield = load_agent(REPO / "agents" / f"{name}.toml")
         assert shield.config.lead_braking_mps2 == 8.0 and not shield.bypass
         assert not shield.needs.reads_ground_truth
+
+
+# ---------------------------------------------------------------------------- reporting
+def test_episode_lines_and_the_summary_carry_the_shields_figures(tmp_path):
+    from e2e_drive.eval.runner import evaluate, load_episodes
+    from e2e_drive.eval.summary import format_table, summarize
+
+    scenario = tmp_path / "cut.toml"
+    scenario.write_text('id = "e2e_drive/CutIn-v0"\n[config]\ndifficulty = "hard"\nduration_s = 3.0\n')
+    agents = [str(REPO / "agents" / "modular_safety.toml"), str(REPO / "agents" / "modular.toml")]
+    evaluate([str(scenario)], agents, episodes=1, seed=5, out_dir=tmp_path / "run", workers=0, progress=False)
+    lines = {r["agent"]: r for r in load_episodes(tmp_path / "run")}
+    shielded, bare = lines["modular_safety"], lines["modular"]
+    assert isinstance(shielded["shield_triggers"], int) and shielded["shield_override_s"] >= 0.0
+    assert shielded["shield_triggers"] == sum(shielded[f"shield_triggers_{r}"] for r in RULES)
+    assert shielded["shield_false_alarms"] is None and shielded["shield_bypass"] is False
+    assert shielded["shield_residual_infractions"] == (shielded["n_at_fault_collisions"]
+                                                       + shielded["n_offroad_events"]
+                                                       + shielded["n_route_deviations"])
+    assert "shield_triggers" not in bare
+    table = format_table(summarize([shielded, bare]))
+    assert "Safety shield" in table and "modular_safety" in table.split("Safety shield")[1]
+    assert "modular " not in table.split("Safety shield")[1].split("\n\n")[0].replace("modular_safety", "")
