@@ -112,7 +112,8 @@ class ShieldConfig:
                                       "released", unit="s", range=(0.0, None))
     min_hold_s: float = setting(1.0, "an override lasts at least this long", unit="s", range=(0.0, None))
     sight_distance_m: float = setting(60.0, "no acceleration beyond the speed that stops within this distance "
-                                      "(what the camera sees reliably; 0 = off)", unit="m", range=(0.0, None))
+                                      "(what the camera sees reliably; 0 = off), unless a moving lead in sight "
+                                      "keeps the ego's pace", unit="m", range=(0.0, None))
     adjacent_cut_in: bool = setting(True, "keep room to stop behind a vehicle ahead in a next lane, should it "
                                     "cut in at its speed")
     ttc_threshold_s: float = setting(0.0, "also brake below this time to collision with the lead (the older "
@@ -344,7 +345,9 @@ class SafetyFilter:
         self.last_ttc_s = float("inf")
         v = max(p.ego_speed_mps, 0.0)
         need = cfg.min_gap_m + (cfg.release_margin_s * v if holding else 0.0)
-        if cfg.sight_distance_m > 0.0:  # a free road: stop within what the camera sees, or do not speed up
+        flowing = lead is not None and lead.gap_m < cfg.sight_distance_m and not lead.is_static and \
+            lead.relative_speed_mps > -1.0  # a lead in sight as fast as the ego: the road up to it is clear
+        if cfg.sight_distance_m > 0.0 and not flowing:  # stop within what the camera sees, or do not speed up
             sight = self._largest(lambda a: rss_margin_m(cfg.sight_distance_m, v, 0.0, a, cfg.response_time_s,
                                                          self.braking_mps2, cfg.lead_braking_mps2), low, high)
             high = max(min(high, sight), min(high, 0.0))
