@@ -384,7 +384,7 @@ def test_loading_the_expert_does_not_import_torch():
 # --------------------------------------------------------------------------- safety filter
 def test_safety_filter_brakes_and_counts_interventions():
     inner = OnlyResetAct()  # full throttle-ish, no ground truth
-    guarded = SafetyFilter(inner, ttc_threshold_s=2.0)
+    guarded = SafetyFilter(inner, ttc_threshold_s=2.0, min_hold_s=0.0, release_margin_s=0.0)  # no hysteresis
     assert guarded.needs.reads_ground_truth  # oracle perception reads info
     guarded.reset(0)
     far = FakeRoad(others=[(1, 80.0, 20.0)])
@@ -413,7 +413,7 @@ def test_safety_filter_loads_from_an_agent_file(user_module):
     path.write_text('type = "safety_filter"\n[params]\nagent_class = "my_user_agents:SteadyAgent"\n'
                     'ttc_threshold_s = 1.5\n[params.agent_params]\nthrottle = 0.3\n')
     agent = load_agent(path)
-    assert agent.ttc_threshold_s == 1.5 and agent.agent.throttle == 0.3
+    assert agent.config.ttc_threshold_s == 1.5 and agent.agent.throttle == 0.3
     path.write_text('type = "safety_filter"\n[params]\nttc_threshold_s = 1.5\n')
     with pytest.raises(ConfigError, match="exactly one of agent, agent_file, agent_class"):
         load_agent(path)

@@ -30,7 +30,7 @@ def test_the_lists_of_metrics_derive_from_the_declarations():
         "driving_score", "route_completion", "infraction_penalty", "closed_loop_score", "cls_multiplier",
         "cls_weighted_mean", "distance_m", "mean_speed_mps", "speed_vs_traffic", "min_ttc_s", "time_ttc_below_3_s",
         "min_thw_s", "max_drac_mps2", "reaction_time_s", "min_ttc_after_event_s", "mean_abs_lateral_offset_m", "max_abs_lateral_offset_m", "rms_jerk_mps3",
-        "autonomy_pct", "act_ms_mean"]
+        "autonomy_pct", "shield_triggers", "shield_override_s", "shield_residual_infractions", "act_ms_mean"]
     assert summary.SCORE_METRICS == {"driving_score", "route_completion", "infraction_penalty", "closed_loop_score",
                                      "cls_multiplier", "cls_weighted_mean", "distance_m"}
     assert summary.CAPS == {"min_ttc_s": 10.0, "min_thw_s": 10.0}

@@ -176,6 +176,24 @@ def _interventions(agent: Any) -> int:
     return 0
 
 
+def _shield_report(agent: Any) -> dict[str, Any]:
+    """A safety shield's figures for the line (its ``shield_report()``: triggers, override time, ...);
+    empty for an agent that is not behind a shield."""
+    report = getattr(agent, "shield_report", None)
+    return dict(report()) if callable(report) else {}
+
+
+def _shield_fields(shield: dict[str, Any], metrics: dict[str, Any]) -> dict[str, Any]:
+    """The line's shield fields: the shield's report, the infractions it let through (at-fault
+    collisions, off-road events, route deviations) and ``shield_false_alarms``, None until the
+    counterfactual forks decide which triggers were needed."""
+    if not shield:
+        return {}
+    residual = sum(int(metrics.get(k) or 0) for k in ("n_at_fault_collisions", "n_offroad_events",
+                                                      "n_route_deviations"))
+    return {**shield, "shield_residual_infractions": residual, "shield_false_alarms": None}
+
+
 def sanitize_action(raw: Any) -> tuple[np.ndarray, bool, bool]:
     """(action float32 (2,) in [-1, 1], had non-finite values, was clipped or sanitized).
 
@@ -252,6 +270,7 @@ class _Outcome:
     nonfinite: int = 0
     clipped: int = 0
     extra: tuple[Any, ...] = ()
+    shield: dict[str, Any] = field(default_factory=dict)
 
 
 def run_episode(job: EpisodeJob, record: bool = True,
@@ -319,6 +338,10 @@ def _drive(job: EpisodeJob, record: bool, observer: Callable[[Any, dict, dict], 
                 _drop_env(_env_key(job))
     out.rec = recording.rec if recording is not None else None
     out.nonfinite, out.clipped = watch.nonfinite, watch.clipped
+    try:  # a shield's figures, also of an episode that ended in a fault
+        out.shield = _shield_report(out.agent)
+    except Exception:
+        out.shield = {}
     return out
 
 
@@ -380,6 +403,7 @@ def _line(job: EpisodeJob, out: _Outcome, metrics: dict[str, Any], trajectory: b
     line["reference"] = bool(job.reference)
     for name, value in sorted(out.stage_means.items()):
         line[f"stage_ms_mean_{name}"] = value
+    line.update(_shield_fields(out.shield, metrics))
     line["wall_s"] = wall_s
     line["cpu_s"] = cpu_s
     line = json_safe(line)

@@ -543,6 +543,19 @@ def _declare_builtins() -> None:
       "intervention_events, else interventions).")
     b("autonomy_pct", "%", "continuous", f"PilotNet's autonomy: (1 - interventions x "
       f"{mx.INTERVENTION_PENALTY_S:g} s / duration) x 100, clipped to [0, 100].", higher_is_better=True)
+    b("shield_triggers", "", "continuous", "Safety shield (agents of type safety_filter): trigger onsets, a rule "
+      "firing after a step where no rule or another one did (would-be triggers when shield_bypass).",
+      higher_is_better=False)
+    b("shield_triggers_{rule}", "", "info", "Trigger onsets of one rule of the shield: mrm, longitudinal, "
+      "lane_departure, lane_change_veto.")
+    b("shield_override_s", "s", "continuous", "Time the shield overrode the agent (a rule fired or held its "
+      "override), in policy steps x step.", higher_is_better=False)
+    b("shield_residual_infractions", "", "continuous", "Infractions behind the shield: at-fault collisions + "
+      "off-road events + route deviations of the episode.", higher_is_better=False)
+    b("shield_false_alarms", "", "info", "Triggers that were not needed (replayed from a snapshot without the "
+      "override, nothing happened); None until the counterfactual forks fill it.")
+    b("shield_bypass", "", "info", "The shield ran in bypass: it passed the agent's actions unchanged and only "
+      "counted would-be triggers.")
     b("clipped_actions", "", "count", "Actions outside [-1, 1] that were clipped (non-finite ones included).")
     b("nonfinite_actions", "", "count", "NaN or infinite actions replaced by 0 or +-1 (with --sanitize-actions; "
       "otherwise the first one ends the episode as agent_error).")

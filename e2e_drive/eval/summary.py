@@ -494,9 +494,31 @@ def _summary_tables(summary: Mapping[str, Any]) -> list[tuple[str, list[str], li
         rows = [[str(g["agent"]), str(g["scenario"]), str(g["condition"]), *(f(g) for _, f in table.lead),
                  *(_cell(g, m) for m in metrics), *(f(g) for _, f in table.trail)] for g in summary["groups"]]
         out.append((table.title, head, rows))
+    shield = shield_table(summary)
+    if shield is not None:
+        out.append((SHIELD_TABLE_TITLE, *shield))
     if summary.get("abilities"):
         out.append((ABILITY_TABLE_TITLE, *ability_table(summary["abilities"])))
     return out
+
+
+SHIELD_TABLE_TITLE = ("Safety shield (agents behind it; mean per episode [bootstrap 95%]; autonomy as PilotNet: "
+                      "1 - interventions x 6 s / elapsed; false alarms: from counterfactual forks, n/a until run)")
+
+
+def shield_table(summary: Mapping[str, Any]) -> tuple[list[str], list[list[str]]] | None:
+    """(head, rows) of the safety shield's table: triggers, override time, autonomy and the infractions it
+    let through, one row per group of an agent behind a shield; None when the run has none."""
+    groups = [g for g in summary["groups"] if (g["metrics"].get("shield_triggers") or {}).get("n")]
+    if not groups:
+        return None
+    head = ["agent", "scenario", "condition", "triggers", "override s", "autonomy %", "residual infractions",
+            "false alarms"]
+    rows = [[str(g["agent"]), str(g["scenario"]), str(g["condition"]),
+             *(_ci(g["metrics"][name]) if name in g["metrics"] else "-"
+               for name in ("shield_triggers", "shield_override_s", "autonomy_pct", "shield_residual_infractions")),
+             "n/a"] for g in groups]
+    return head, rows
 
 
 def _fixed_width(head: list[str], rows: list[list[str]]) -> list[str]:
