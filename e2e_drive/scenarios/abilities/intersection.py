@@ -5,7 +5,8 @@ the right of way) and turns as its route says: by default left, across the oncom
 the priority road's traffic, giving way. Traffic spawns at the ends of the approaches at the
 start (``vehicles_count``) and then once a second with ``spawn_probability``, as in stock
 intersection-v0. The satnav says turn_left / turn_right / go_straight from 150 m before the
-junction; another branch is route_deviation. The route ends 40 m along the exit road.
+junction; another branch is route_deviation. The route ends 25 m along the exit road
+(clear of the junction: the episode's 25 s are for giving way, not for the drive on).
 
 intersection-v0 changes highway-env's IDM class constants (a jam distance of 7 m, ...) for its
 episode; :func:`e2e_drive.sim.scenarios.restore_stock_idm_constants` puts them back at every
@@ -27,7 +28,7 @@ from e2e_drive.sim.route import Route, junction_maneuvers
 TURNS: dict[str, str] = {"left": "o1", "straight": "o2", "right": "o3"}
 TURN_CHOICES = (*TURNS, "random")
 #: The route ends this far along the exit road [m].
-INTO_EXIT_M = 40.0
+INTO_EXIT_M = 25.0
 #: Traffic spawns (with ``spawn_probability``) this often [s].
 SPAWN_PERIOD_S = 1.0
 
@@ -79,7 +80,7 @@ INTERSECTION = register_scenario(Scenario(
     },
     defaults={"duration_s": 25.0, "route_length_m": 120.0},
     stock_config=_stock_config,
-    route="from the south approach across the junction (by default turning left) 40 m into the exit road",
+    route="from the south approach across the junction (by default turning left) 25 m into the exit road",
     conditions={"dense_traffic": {"spawn_probability": 0.8}},
     ability="giving_way",
     difficulties={
