@@ -26,6 +26,8 @@ _FREE_ROAD_GAP_M = 1.0e3
 JUNCTION_PAST_M = 30.0
 #: The ego's length the gap acceptance assumes (perception gives bumper gaps) [m].
 _EGO_LENGTH_M = 5.0
+#: After a lead was last seen braking (lane_change_lead_braking_mps2), lane changes wait this long [s].
+LANE_HOLD_S = 3.0
 
 
 def quintic_blend(tau: float) -> float:
@@ -129,8 +131,17 @@ class PlannerConfig:
         1.0, "a lead seen braking harder than this (tracked acceleration) is checked kinematically: the ego "
              "brakes as needed to stop behind where the lead will stop, at the maximum when that needs more "
              "than comfort braking", unit="m/s^2", range=(0.0, None))
+    lead_braking_assumed_mps2: float = setting(
+        0.0, "a lead seen braking (above lead_braking_min_mps2) is taken to brake at least this hard in that "
+             "check (0: as tracked); a camera's tracked acceleration lags the lead's by a second", unit="m/s^2",
+        range=(0.0, None))
     lead_stop_margin_m: float = setting(
         2.0, "that check keeps this bumper gap to the stopped lead", unit="m", range=(0.0, None))
+    lane_change_lead_braking_mps2: float = setting(
+        0.0, "no discretionary lane change while the ego lane's lead is tracked braking harder than this "
+             "(0: off): swerving from a braking lead into a lane the forward camera cannot see beside the "
+             "ego hits the car there; braking for where the lead will stop is the answer", unit="m/s^2",
+        range=(0.0, None))
     comfort_braking_mps2: float = setting(
         4.0, "the IDM's braking cap outside emergencies (nuPlan comfort: 4.05)", unit="m/s^2", range=(0.0, None))
     intrusion_margin_m: float = setting(
@@ -281,6 +292,7 @@ class RulePlanner:
         self._route_ramp_lanes: dict[object, bool] = {}  # track id -> in the lane an on-ramp joins
         self._route_kept_left = False  # keep_left satisfied (a lane with a lane right of it was reached)
         self._junction_past_m: float | None = None  # distance driven past a junction's entry (None: not near one)
+        self._lane_hold_s = 0.0  # no discretionary lane change for this long (a lead seen braking)
         self.lane_changes = 0
         self.aborted_lane_changes = 0
 
@@ -801,6 +813,18 @@ class RulePlanner:
         return abs(y_then - lead_y) > half_widths + self.config.intrusion_margin_m
 
     # ------------------------------------------------------------------ plan
+    def _update_lane_hold(self, p: PerceptionOutput, dt_s: float) -> None:
+        """While the ego lane's lead is tracked braking harder than ``lane_change_lead_braking_mps2`` (when
+        set), and for LANE_HOLD_S after (a tracked acceleration is noisy), the ego stays in its lane and
+        brakes: no discretionary lane change (``_lane_hold_s`` > 0)."""
+        self._lane_hold_s = max(self._lane_hold_s - dt_s, 0.0)
+        limit = self.config.lane_change_lead_braking_mps2
+        if limit <= 0.0:
+            return
+        lead, _ = self._lead_and_follower(p, 0)
+        if lead is not None and lead.acceleration_mps2 is not None and -lead.acceleration_mps2 > limit:
+            self._lane_hold_s = LANE_HOLD_S
+
     def _lead_stop_braking(self, p: PerceptionOutput, lead: PerceivedVehicle, dt_s: float) -> float | None:
         """The braking [m/s^2, positive] that stops the ego behind where a braking lead will stop.
 
@@ -815,6 +839,7 @@ class RulePlanner:
         if v_ego <= 0.0:
             return None
         v_lead = max(v_ego + lead.relative_speed_mps, 0.0)
+        a_lead = min(a_lead, -self.config.lead_braking_assumed_mps2)
         room = lead.gap_m + v_lead * v_lead / (-2.0 * a_lead) - self.config.lead_stop_margin_m - v_ego * dt_s
         if room <= 0.0:
             return float("inf")
@@ -830,6 +855,7 @@ class RulePlanner:
         v0 = min(v0, path_speed_cap(p, self.config.max_lateral_acceleration_mps2, self.idm.deceleration_comfort_mps2))
         y, lane_centre = self._continuous_y(p)
         self._since_lane_change_s += dt_s
+        self._update_lane_hold(p, dt_s)
         if p.command != "keep_left":
             self._route_ramp_lanes.clear()
         if p.command != "keep_left":
@@ -859,7 +885,8 @@ class RulePlanner:
         elif (p.lane_valid and p.vehicles_valid and p.lane_id is not None and p.lanes_count is not None
               and self._since_lane_change_s >= self.config.min_time_between_lane_changes_s and v_ego > 5.0
               and abs(p.lateral_offset_m) < 0.5
-              and max(abs(p.curvature_1pm), abs(p.curvature_ahead_1pm)) <= self.config.max_lane_change_curvature_1pm):
+              and max(abs(p.curvature_1pm), abs(p.curvature_ahead_1pm)) <= self.config.max_lane_change_curvature_1pm
+              and self._lane_hold_s <= 0.0):
             lead_here, _ = self._lead_and_follower(p, 0)
             a_here = self._idm(p, v0, lead_here)
             best_delta, best_gain = 0, self.config.lane_change_gain_mps2
