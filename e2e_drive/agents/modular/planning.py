@@ -187,6 +187,11 @@ class PlannerConfig:
     route_lane_change_curvature_1pm: float = setting(
         0.06, "a lane change the route requires may start on a curve up to this (a roundabout's ring: 1/20 m)",
         unit="1/m", range=(0.0, None))
+    route_lane_change_settled_s: float = setting(
+        0.0, "a lane change the route requires starts only once the road has curved less than "
+             "route_lane_change_curvature_1pm this long (0: at once); a camera's lane fit that flickers "
+             "straight for one frame on a roundabout's ring must not start one there", unit="s",
+        range=(0.0, None))
     route_branch_lookahead_m: float = setting(
         6.0, "on a ring, steer into the exit this far before it", unit="m", range=(0.0, None))
     route_branch_angle_rad: float = setting(
@@ -293,6 +298,7 @@ class RulePlanner:
         self._route_kept_left = False  # keep_left satisfied (a lane with a lane right of it was reached)
         self._junction_past_m: float | None = None  # distance driven past a junction's entry (None: not near one)
         self._lane_hold_s = 0.0  # no discretionary lane change for this long (a lead seen braking)
+        self._route_settled_s = 0.0  # how long the road has been straight enough for the route's lane change
         self.lane_changes = 0
         self.aborted_lane_changes = 0
 
@@ -620,7 +626,8 @@ class RulePlanner:
                 or p.lane_id is None or p.lanes_count is None
                 or (abs(p.lateral_offset_m) >= 0.5 and p.lateral_offset_m * side < 0.0)  # (already drifting its way: go)
                 or self._since_lane_change_s < self.config.route_lane_change_rest_s
-                or not self._route_lane_change_curvature_ok(p)):
+                or not self._route_lane_change_curvature_ok(p)
+                or self._route_settled_s < self.config.route_lane_change_settled_s):
             return 0
         # last step's gap acceptance: wait until alongside the gap chosen, unless the lane's end is near
         # (stopping for it has begun: any gap the check lets the ego into will do)
@@ -856,6 +863,7 @@ class RulePlanner:
         y, lane_centre = self._continuous_y(p)
         self._since_lane_change_s += dt_s
         self._update_lane_hold(p, dt_s)
+        self._route_settled_s = self._route_settled_s + dt_s if self._route_lane_change_curvature_ok(p) else 0.0
         if p.command != "keep_left":
             self._route_ramp_lanes.clear()
         if p.command != "keep_left":
