@@ -1,6 +1,6 @@
 """A lead seen braking hard: the planner checks kinematically whether the ego can still stop behind
 where the lead will stop, braking before the gap shrinks (the oracle tracks each neighbour's
-acceleration from its speed across frames; a camera's perception leaves it None)."""
+acceleration from its speed across frames; the camera perception reports its tracker's estimate)."""
 
 from __future__ import annotations
 
