@@ -147,11 +147,11 @@ def test_no_discretionary_lane_change_while_the_lead_is_seen_braking():
     assert plan.lane_change_active
 
 
-def test_a_lead_seen_braking_can_be_taken_to_brake_hard():
+def test_a_lead_seen_braking_can_be_taken_to_brake_harder_than_tracked():
     lead = PerceivedVehicle(lane_delta=0, gap_m=40.0, relative_speed_mps=0.0, lateral_m=0.0, track_id=1,
                             acceleration_mps2=-2.0)
     p = PerceptionOutput(ego_speed_mps=22.0, lane_id=0, lanes_count=1, vehicles=(lead,))
     as_tracked = RulePlanner().plan(p, 0.2)
-    assumed = RulePlanner(PlannerConfig(lead_braking_assumed_mps2=6.0)).plan(p, 0.2)
+    assumed = RulePlanner(PlannerConfig(lead_braking_scale=2.5)).plan(p, 0.2)
     assert not as_tracked.emergency
     assert assumed.target_acceleration_mps2 < as_tracked.target_acceleration_mps2 - 1.0

@@ -131,10 +131,14 @@ class PlannerConfig:
         1.0, "a lead seen braking harder than this (tracked acceleration) is checked kinematically: the ego "
              "brakes as needed to stop behind where the lead will stop, at the maximum when that needs more "
              "than comfort braking", unit="m/s^2", range=(0.0, None))
-    lead_braking_assumed_mps2: float = setting(
-        0.0, "a lead seen braking (above lead_braking_min_mps2) is taken to brake at least this hard in that "
-             "check (0: as tracked); a camera's tracked acceleration lags the lead's by a second", unit="m/s^2",
-        range=(0.0, None))
+    lead_braking_scale: float = setting(
+        1.0, "a lead seen braking (above lead_braking_min_mps2) is taken to brake this many times as hard as "
+             "tracked in that check (1: as tracked); a camera's tracked acceleration lags the lead's",
+        range=(1.0, None))
+    lead_stop_emergency_headway_s: float = setting(
+        1.0e9, "that check brakes at the maximum only for a lead within this time headway, comfortably "
+               "beyond (a camera's tracked acceleration of a queue slowing far ahead is no emergency)",
+        unit="s", range=(0.0, None))
     lead_stop_margin_m: float = setting(
         2.0, "that check keeps this bumper gap to the stopped lead", unit="m", range=(0.0, None))
     lane_change_lead_braking_mps2: float = setting(
@@ -846,7 +850,7 @@ class RulePlanner:
         if v_ego <= 0.0:
             return None
         v_lead = max(v_ego + lead.relative_speed_mps, 0.0)
-        a_lead = min(a_lead, -self.config.lead_braking_assumed_mps2)
+        a_lead = a_lead * self.config.lead_braking_scale
         room = lead.gap_m + v_lead * v_lead / (-2.0 * a_lead) - self.config.lead_stop_margin_m - v_ego * dt_s
         if room <= 0.0:
             return float("inf")
@@ -946,7 +950,10 @@ class RulePlanner:
                 lead_gap, lead_rel = lead.gap_m, lead.relative_speed_mps
             closing = -lead.relative_speed_mps
             stop_braking = self._lead_stop_braking(p, lead, dt_s)
-            if stop_braking is not None and stop_braking > self.config.comfort_braking_mps2:
+            if (stop_braking is not None and stop_braking > self.config.comfort_braking_mps2
+                    and lead.gap_m > v_ego * self.config.lead_stop_emergency_headway_s):
+                acceleration = min(acceleration, -self.config.comfort_braking_mps2)  # (far: comfort first)
+            elif stop_braking is not None and stop_braking > self.config.comfort_braking_mps2:
                 emergency = True
             elif stop_braking is not None:
                 acceleration = min(acceleration, -stop_braking)
