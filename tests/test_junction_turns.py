@@ -155,3 +155,18 @@ def test_a_lead_seen_braking_can_be_taken_to_brake_harder_than_tracked():
     assumed = RulePlanner(PlannerConfig(lead_braking_scale=2.5)).plan(p, 0.2)
     assert not as_tracked.emergency
     assert assumed.target_acceleration_mps2 < as_tracked.target_acceleration_mps2 - 1.0
+
+
+def test_a_discretionary_lane_change_can_require_a_faster_lane():
+    # the lead 30 m ahead at the ego's speed, the left lane's lead 60 m ahead at the same speed: more room,
+    # no faster flow; a truck at 12 m/s ahead instead: a lane that flows faster
+    def scene(lead_speed: float) -> PerceptionOutput:
+        here = PerceivedVehicle(lane_delta=0, gap_m=30.0, relative_speed_mps=lead_speed - 22.0, lateral_m=0.0,
+                                track_id=1)
+        there = PerceivedVehicle(lane_delta=-1, gap_m=60.0, relative_speed_mps=0.0, lateral_m=-4.0, track_id=2)
+        return PerceptionOutput(ego_speed_mps=22.0, lane_id=1, lanes_count=2, vehicles=(here, there))
+
+    cfg = dict(lane_change_gain_mps2=0.1, lane_change_min_flow_gain_mps=3.0)
+    assert RulePlanner(PlannerConfig(lane_change_gain_mps2=0.1)).plan(scene(22.0), 0.2).lane_change_active
+    assert not RulePlanner(PlannerConfig(**cfg)).plan(scene(22.0), 0.2).lane_change_active
+    assert RulePlanner(PlannerConfig(**cfg)).plan(scene(12.0), 0.2).lane_change_active

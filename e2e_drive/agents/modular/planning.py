@@ -119,6 +119,11 @@ class PlannerConfig:
     keep_right_bias_mps2: float = setting(0.0, "extra gain for moving right (0 = symmetric passing)", unit="m/s^2")
     lane_speed_gain_per_s: float = setting(
         0.3, "extra MOBIL gain per m/s that the target lane flows faster", unit="1/s", range=(0.0, None))
+    lane_change_min_flow_gain_mps: float = setting(
+        0.0, "a discretionary lane change needs the target lane to flow at least this much faster than the "
+             "ego's (its lead's speed, or the target speed when free within lane_flow_range_m; 0: off): with "
+             "a camera blind beside the ego, change lanes to pass a slower lead, not for a little more room",
+        unit="m/s", range=(0.0, None))
     lane_flow_range_m: float = setting(
         80.0, "a lane without a lead this close flows at the target speed", unit="m", range=(0.0, None))
     path_horizon_s: float = setting(
@@ -450,6 +455,15 @@ class RulePlanner:
         if delta > 0:
             gain += self.config.keep_right_bias_mps2
         return gain
+
+    def _flows_faster(self, p: PerceptionOutput, delta: int, v0: float) -> bool:
+        """Lane ``delta`` flows ``lane_change_min_flow_gain_mps`` faster than the ego's (True when off)."""
+        needed = self.config.lane_change_min_flow_gain_mps
+        if needed <= 0.0:
+            return True
+        there, _ = self._lead_and_follower(p, delta)
+        here, _ = self._lead_and_follower(p, 0)
+        return self._lane_flow_mps(p, there, v0) - self._lane_flow_mps(p, here, v0) >= needed
 
     def _lane_flow_mps(self, p: PerceptionOutput, lead: PerceivedVehicle | None, v0: float) -> float:
         if lead is None or lead.gap_m > self.config.lane_flow_range_m:
@@ -906,6 +920,8 @@ class RulePlanner:
                 if (delta < 0 and p.lanes_left < 1) or (delta > 0 and p.lanes_right < 1):
                     continue
                 if delta == -self.route_side(p):  # never away from the side the route wants
+                    continue
+                if not self._flows_faster(p, delta, v0):
                     continue
                 gain = self._mobil_gain(p, delta, v0, a_here)
                 if gain > best_gain and self.lane_change_safe(p, delta):
