@@ -98,3 +98,37 @@ def test_a_gap_chosen_behind_the_rearmost_car_stays_chosen_when_a_follower_comes
     # behind it seen yet); car 1 coming into range behind bounds the same gap: still the chosen one.
     assert _same_gap((1, 3), (None, 3)) and _same_gap((3, 4), (3, None)) and _same_gap((1, 3), (1, 3))
     assert not _same_gap((3, 4), (None, 3)) and not _same_gap((1, 2), (None, 3)) and not _same_gap((1, 3), None)
+
+
+def test_after_a_merge_into_a_tight_gap_the_new_lead_is_followed_without_hard_braking():
+    # the ego in the middle of a gap that just fits (the lead 16 m ahead, bumper to bumper) at the traffic's
+    # speed: it changes lanes, and the headway behind the new lead relaxes instead of IDM braking at once
+    cars = [_car(1, 21.0, 20.0), _car(2, -40.0, 20.0)]
+    planner = RulePlanner()
+    plans = [planner.plan(_closing_lane(cars), 0.2) for _ in range(2)]
+    assert plans[-1].lane_change_active and plans[-1].target_lane_delta == -1
+    assert plans[-1].target_acceleration_mps2 > -1.0
+    # without relaxation (fraction 1: IDM's full headway at once) the same step brakes hard
+    from e2e_drive.agents.modular.planning import PlannerConfig
+    stiff = RulePlanner(PlannerConfig(route_merge_headway_fraction=1.0))
+    plans = [stiff.plan(_closing_lane(cars), 0.2) for _ in range(2)]
+    assert plans[-1].lane_change_active and plans[-1].target_acceleration_mps2 < -2.0
+
+
+def test_a_gap_that_cannot_be_reached_before_the_lane_ends_is_not_chosen():
+    # a fitting gap far ahead (the ego 20 m/s, the traffic 20 m/s: 60 m to gain) and one just behind; with the
+    # lane's end far away the nearer-in-time one ahead is fine either way; with the end 70 m ahead only
+    # the gap behind can be reached in time
+    cars = [_car(1, 110.0, 20.0), _car(2, 60.0, 20.0), _car(3, 10.0, 20.0), _car(4, -40.0, 20.0),
+            _car(5, -90.0, 20.0)]
+    near_end = RulePlanner()
+    near_end.plan(_closing_lane(cars, distance_m=70.0), 0.2)
+    assert near_end._route_slot_key == (4, 3)
+    assert near_end._route_deadline_s(_closing_lane(cars, distance_m=70.0)) < 1.5
+    far_end = RulePlanner()
+    assert far_end._route_deadline_s(_closing_lane(cars, distance_m=1000.0)) > 40.0
+    # the offsets allowed grow only where the deadline needs them
+    faster, slower = far_end._route_gap_offsets(_closing_lane(cars, distance_m=1000.0), 20.0, 30.0)
+    assert (faster, slower) == (3.0, 6.0)
+    faster, slower = far_end._route_gap_offsets(_closing_lane(cars, distance_m=120.0), 20.0, 60.0)
+    assert slower == 10.0 and faster == 10.0  # capped by route_gap_max_slower_mps and the cruise speed

@@ -181,6 +181,10 @@ class PlannerConfig:
     route_gap_gain_per_s: float = setting(
         0.4, "while the route's lane change waits, the speed asked above the gap's per m the ego is behind its "
              "safe middle", unit="1/s", range=(0.0, None))
+    route_gap_max_slower_mps: float = setting(
+        10.0, "where the lane the ego leaves ends too soon to reach a gap at the usual offsets, drop back up "
+              "to this much slower than the gap (and speed up to the cruise speed to get ahead of one)",
+        unit="m/s", range=(0.0, None))
     route_slot_margin_m: float = setting(
         4.0, "the ego aims this far inside the part of a gap where the lane change check would pass (a gap "
              "with less room than this is not taken)", unit="m",
@@ -190,6 +194,13 @@ class PlannerConfig:
         unit="s", range=(0.0, None))
     route_lane_change_duration_s: float = setting(
         2.5, "duration of a lane change the route requires (at least)", unit="s", range=(0.0, None))
+    route_merge_headway_fraction: float = setting(
+        0.3, "a lane change the route requires takes a gap tighter than IDM's headway: the new lead is "
+        "followed at this fraction of IDM T at the change's start, relaxing to T over route_merge_relax_s "
+        "(no hard braking into an accepted gap)", range=(0.0, 1.0))
+    route_merge_relax_s: float = setting(
+        6.0, "time over which the headway behind the new lead relaxes back to IDM T after a route lane "
+        "change starts", unit="s", range=(0.1, None))
     route_lane_change_heading_rad: float = setting(
         0.2, "a lane change the route requires may point this far off the lane (quicker at low speed)",
         unit="rad", range=(0.0, None))
@@ -308,6 +319,7 @@ class RulePlanner:
         self._junction_past_m: float | None = None  # distance driven past a junction's entry (None: not near one)
         self._lane_hold_s = 0.0  # no discretionary lane change for this long (a lead seen braking)
         self._route_settled_s = 0.0  # how long the road has been straight enough for the route's lane change
+        self._merge_relax_s: float | None = None  # time since a route lane change started (None: not relaxing)
         self.lane_changes = 0
         self.aborted_lane_changes = 0
 
@@ -375,6 +387,20 @@ class RulePlanner:
         if lead is None:
             return self.idm.acceleration(p.ego_speed_mps, target_speed_mps, None)
         return self.idm.acceleration(p.ego_speed_mps, target_speed_mps, lead.gap_m, lead.relative_speed_mps)
+
+    def _merge_idm(self) -> IDMParams | None:
+        """IDM with the relaxed headway behind the new lead of a route lane change (None: not relaxing).
+
+        A merge accepts a gap tighter than IDM's desired one (the gap acceptance's front room); IDM
+        at full T would brake hard into it, the new follower would close in, and the lane change
+        would be aborted. Drivers relax instead (Laval & Leclercq 2008): the headway grows from
+        ``route_merge_headway_fraction`` x T back to T over ``route_merge_relax_s``."""
+        if self._merge_relax_s is None:
+            return None
+        cfg = self.config
+        fraction = min(1.0, cfg.route_merge_headway_fraction
+                       + (1.0 - cfg.route_merge_headway_fraction) * self._merge_relax_s / cfg.route_merge_relax_s)
+        return replace(self.idm, time_headway_s=self.idm.time_headway_s * fraction)
 
     def _follower_acceleration(self, p: PerceptionOutput, follower: PerceivedVehicle, lead_gap_m: float,
                                lead_speed_mps: float) -> float:
@@ -687,8 +713,35 @@ class RulePlanner:
         if slot is None:
             return None
         shift_m, flow = slot
-        offset = self.config.route_gap_speed_offset_mps
-        return max(flow + float(np.clip(self.config.route_gap_gain_per_s * shift_m, -2.0 * offset, offset)), 0.0)
+        faster, slower = self._route_gap_offsets(p, flow, abs(shift_m))
+        # proportional, but never faster relative to the gap than lets the ego match its speed on arrival
+        # (speeding back up at 0.8 IDM a after dropping back, braking at 0.8 IDM b after catching up)
+        rate = 0.8 * (self.idm.acceleration_max_mps2 if shift_m < 0.0 else self.idm.deceleration_comfort_mps2)
+        rel = min(self.config.route_gap_gain_per_s * abs(shift_m), math.sqrt(2.0 * rate * abs(shift_m)))
+        return max(flow + float(np.clip(math.copysign(rel, shift_m), -slower, faster)), 0.0)
+
+    def _route_deadline_s(self, p: PerceptionOutput) -> float:
+        """Time left before the route's lane change must begin: the lane the ego leaves ends at the
+        command's point (keep_left: an on-ramp or a closed lane; take_exit: the exit's split), less the
+        stop margin and a lane change's length at the ego's speed. inf where no lane ends."""
+        if p.command not in ("keep_left", "take_exit") or not math.isfinite(p.command_distance_m):
+            return math.inf
+        v = max(p.ego_speed_mps, 1.0)
+        room = p.command_distance_m - self.config.route_stop_margin_m - v * self.config.route_lane_change_duration_s
+        return max(room, 0.0) / v
+
+    def _route_gap_offsets(self, p: PerceptionOutput, flow_mps: float, distance_m: float) -> tuple[float, float]:
+        """(how much faster, how much slower) than a gap the ego may drive to come alongside it
+        ``distance_m`` away: ``route_gap_speed_offset_mps`` (twice that slower), more where the lane's end
+        leaves too little time at those, up to the cruise speed and ``route_gap_max_slower_mps``."""
+        cfg = self.config
+        faster, slower = cfg.route_gap_speed_offset_mps, 2.0 * cfg.route_gap_speed_offset_mps
+        deadline = self._route_deadline_s(p)
+        if math.isfinite(deadline):
+            need = distance_m / max(deadline, 0.5)
+            faster = max(faster, min(need, cfg.cruise_speed_mps - flow_mps))
+            slower = max(slower, min(need, cfg.route_gap_max_slower_mps, flow_mps - cfg.route_min_speed_mps))
+        return max(faster, 0.1), max(slower, 0.1)
 
     def _route_ramp_target_lane(self, p: PerceptionOutput) -> list[PerceivedVehicle]:
         """On an on-ramp, before the lanes join: the vehicles of the lane the ramp joins (the nearest
@@ -745,6 +798,7 @@ class RulePlanner:
             return max(cfg.min_front_gap_m, 0.5 * u)
 
         margin = cfg.route_slot_margin_m
+        deadline = self._route_deadline_s(p)
         # (key, lowest and highest displacement of the ego that fit, the gap's speed)
         slots: list[tuple[object, float, float, float]] = []
         first, last = others[0], others[-1]
@@ -774,8 +828,12 @@ class RulePlanner:
             drift = dv * abs(dv) / (2.0 * max(rate, 0.1))
             offset = max(cfg.route_gap_speed_offset_mps, 0.1)
             cost = (target - drift) / offset if target > drift else (drift - target) / (2.0 * offset)
-            entry = (cost, target, flow, key, lo, hi)
-            if best is None or cost < best[0]:
+            # reachable before the lane's end at the widest offsets allowed? (unreachable gaps rank last)
+            faster, slower = self._route_gap_offsets(p, flow, abs(target - drift))
+            reach = (target - drift) / faster if target > drift else (drift - target) / slower
+            late = reach > deadline
+            entry = (cost + (1.0e6 + reach if late else 0.0), target, flow, key, lo, hi)
+            if best is None or entry[0] < best[0]:
                 best = entry
             if chosen:
                 kept = entry
@@ -882,6 +940,10 @@ class RulePlanner:
         self._since_lane_change_s += dt_s
         self._update_lane_hold(p, dt_s)
         self._route_settled_s = self._route_settled_s + dt_s if self._route_lane_change_curvature_ok(p) else 0.0
+        if self._merge_relax_s is not None:
+            self._merge_relax_s += dt_s
+            if self._merge_relax_s >= self.config.route_merge_relax_s:
+                self._merge_relax_s = None
         if p.command != "keep_left":
             self._route_ramp_lanes.clear()
         if p.command != "keep_left":
@@ -908,6 +970,7 @@ class RulePlanner:
             self._start_lane_change(y, lane_centre, route_delta, w, self.config.route_lane_change_duration_s)
             self._lc_for_route = True
             self._lc_duration_s = self._route_lane_change_duration_s(p, self._lc_target_y_m - y, v_ego)
+            self._merge_relax_s = 0.0
         elif (p.lane_valid and p.vehicles_valid and p.lane_id is not None and p.lanes_count is not None
               and self._since_lane_change_s >= self.config.min_time_between_lane_changes_s and v_ego > 5.0
               and abs(p.lateral_offset_m) < 0.5
@@ -961,7 +1024,12 @@ class RulePlanner:
             lead, _ = self._lead_and_follower(p, delta)
             if lead is None or self._route_leaving_lane_ignores(p, delta, target_delta, lead):
                 continue
-            acceleration = min(acceleration, self._idm(p, v0, lead))
+            merge_idm = self._merge_idm() if delta == target_delta else None
+            if merge_idm is not None:
+                acceleration = min(acceleration, merge_idm.acceleration(p.ego_speed_mps, v0, lead.gap_m,
+                                                                        lead.relative_speed_mps))
+            else:
+                acceleration = min(acceleration, self._idm(p, v0, lead))
             if lead_gap is None or lead.gap_m < lead_gap:
                 lead_gap, lead_rel = lead.gap_m, lead.relative_speed_mps
             closing = -lead.relative_speed_mps
