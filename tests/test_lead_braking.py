@@ -1,6 +1,6 @@
 """A lead seen braking hard: the planner checks kinematically whether the ego can still stop behind
 where the lead will stop, braking before the gap shrinks (the oracle tracks each neighbour's
-acceleration from its speed across frames; a camera's perception leaves it None)."""
+acceleration from its speed across frames; the camera perception reports its tracker's estimate)."""
 
 from __future__ import annotations
 
@@ -51,3 +51,22 @@ def test_the_oracle_tracks_a_neighbours_acceleration_from_its_speed():
     assert abs(second.vehicles[0].acceleration_mps2 - (-8.0)) < 1e-9
     oracle.reset()
     assert oracle.perceive({}, _info(1.4, 18.0)).vehicles[0].acceleration_mps2 is None
+
+
+def test_the_camera_perception_reports_its_trackers_acceleration():
+    import numpy as np
+
+    from e2e_drive.agents.modular.perception import CameraPerception
+    from e2e_drive.env import make_env
+
+    env = make_env("envs/abilities/lead_brake.toml")
+    try:
+        obs, _ = env.reset(seed=1000)
+        camera = CameraPerception()
+        for _ in range(4):
+            p = camera.perceive(obs)
+            obs, *_ = env.step(np.zeros(2, dtype=np.float32))
+    finally:
+        env.close()
+    leads = [v for v in p.vehicles if v.lane_delta == 0 and v.gap_m > 0]
+    assert leads and all(v.acceleration_mps2 is not None and abs(v.acceleration_mps2) < 3.0 for v in leads)

@@ -415,6 +415,9 @@ class CameraPerception:
                 track_id=tr.track_id,
                 length_m=length,
                 is_static=tr.is_small,
+                # the constant-acceleration filter's estimate (a braking lead is seen braking before
+                # the gap shrinks: the planner brakes for where it will stop)
+                acceleration_mps2=None if tr.is_small or tr.s is None else float(tr.s[2]),
             ))
         clear_age = self._clear_ages(width, model.ego_offset_m if model is not None else 0.0)
         vehicles.sort(key=lambda v: abs(v.gap_m))

@@ -26,6 +26,8 @@ _FREE_ROAD_GAP_M = 1.0e3
 JUNCTION_PAST_M = 30.0
 #: The ego's length the gap acceptance assumes (perception gives bumper gaps) [m].
 _EGO_LENGTH_M = 5.0
+#: After a lead was last seen braking (lane_change_lead_braking_mps2), lane changes wait this long [s].
+LANE_HOLD_S = 3.0
 
 
 def quintic_blend(tau: float) -> float:
@@ -117,6 +119,11 @@ class PlannerConfig:
     keep_right_bias_mps2: float = setting(0.0, "extra gain for moving right (0 = symmetric passing)", unit="m/s^2")
     lane_speed_gain_per_s: float = setting(
         0.3, "extra MOBIL gain per m/s that the target lane flows faster", unit="1/s", range=(0.0, None))
+    lane_change_min_flow_gain_mps: float = setting(
+        0.0, "a discretionary lane change needs the target lane to flow at least this much faster than the "
+             "ego's (its lead's speed, or the target speed when free within lane_flow_range_m; 0: off): with "
+             "a camera blind beside the ego, change lanes to pass a slower lead, not for a little more room",
+        unit="m/s", range=(0.0, None))
     lane_flow_range_m: float = setting(
         80.0, "a lane without a lead this close flows at the target speed", unit="m", range=(0.0, None))
     path_horizon_s: float = setting(
@@ -129,8 +136,21 @@ class PlannerConfig:
         1.0, "a lead seen braking harder than this (tracked acceleration) is checked kinematically: the ego "
              "brakes as needed to stop behind where the lead will stop, at the maximum when that needs more "
              "than comfort braking", unit="m/s^2", range=(0.0, None))
+    lead_braking_scale: float = setting(
+        1.0, "a lead seen braking (above lead_braking_min_mps2) is taken to brake this many times as hard as "
+             "tracked in that check (1: as tracked); a camera's tracked acceleration lags the lead's",
+        range=(1.0, None))
+    lead_stop_emergency_headway_s: float = setting(
+        1.0e9, "that check brakes at the maximum only for a lead within this time headway, comfortably "
+               "beyond (a camera's tracked acceleration of a queue slowing far ahead is no emergency)",
+        unit="s", range=(0.0, None))
     lead_stop_margin_m: float = setting(
         2.0, "that check keeps this bumper gap to the stopped lead", unit="m", range=(0.0, None))
+    lane_change_lead_braking_mps2: float = setting(
+        0.0, "no discretionary lane change while the ego lane's lead is tracked braking harder than this "
+             "(0: off): swerving from a braking lead into a lane the forward camera cannot see beside the "
+             "ego hits the car there; braking for where the lead will stop is the answer", unit="m/s^2",
+        range=(0.0, None))
     comfort_braking_mps2: float = setting(
         4.0, "the IDM's braking cap outside emergencies (nuPlan comfort: 4.05)", unit="m/s^2", range=(0.0, None))
     intrusion_margin_m: float = setting(
@@ -187,6 +207,11 @@ class PlannerConfig:
     route_lane_change_curvature_1pm: float = setting(
         0.06, "a lane change the route requires may start on a curve up to this (a roundabout's ring: 1/20 m)",
         unit="1/m", range=(0.0, None))
+    route_lane_change_settled_s: float = setting(
+        0.0, "a lane change the route requires starts only once the road has curved less than "
+             "route_lane_change_curvature_1pm this long (0: at once); a camera's lane fit that flickers "
+             "straight for one frame on a roundabout's ring must not start one there", unit="s",
+        range=(0.0, None))
     route_branch_lookahead_m: float = setting(
         6.0, "on a ring, steer into the exit this far before it", unit="m", range=(0.0, None))
     route_branch_angle_rad: float = setting(
@@ -292,6 +317,8 @@ class RulePlanner:
         self._route_ramp_lanes: dict[object, bool] = {}  # track id -> in the lane an on-ramp joins
         self._route_kept_left = False  # keep_left satisfied (a lane with a lane right of it was reached)
         self._junction_past_m: float | None = None  # distance driven past a junction's entry (None: not near one)
+        self._lane_hold_s = 0.0  # no discretionary lane change for this long (a lead seen braking)
+        self._route_settled_s = 0.0  # how long the road has been straight enough for the route's lane change
         self._merge_relax_s: float | None = None  # time since a route lane change started (None: not relaxing)
         self.lane_changes = 0
         self.aborted_lane_changes = 0
@@ -454,6 +481,15 @@ class RulePlanner:
         if delta > 0:
             gain += self.config.keep_right_bias_mps2
         return gain
+
+    def _flows_faster(self, p: PerceptionOutput, delta: int, v0: float) -> bool:
+        """Lane ``delta`` flows ``lane_change_min_flow_gain_mps`` faster than the ego's (True when off)."""
+        needed = self.config.lane_change_min_flow_gain_mps
+        if needed <= 0.0:
+            return True
+        there, _ = self._lead_and_follower(p, delta)
+        here, _ = self._lead_and_follower(p, 0)
+        return self._lane_flow_mps(p, there, v0) - self._lane_flow_mps(p, here, v0) >= needed
 
     def _lane_flow_mps(self, p: PerceptionOutput, lead: PerceivedVehicle | None, v0: float) -> float:
         if lead is None or lead.gap_m > self.config.lane_flow_range_m:
@@ -634,7 +670,8 @@ class RulePlanner:
                 or p.lane_id is None or p.lanes_count is None
                 or (abs(p.lateral_offset_m) >= 0.5 and p.lateral_offset_m * side < 0.0)  # (already drifting its way: go)
                 or self._since_lane_change_s < self.config.route_lane_change_rest_s
-                or not self._route_lane_change_curvature_ok(p)):
+                or not self._route_lane_change_curvature_ok(p)
+                or self._route_settled_s < self.config.route_lane_change_settled_s):
             return 0
         # last step's gap acceptance: wait until alongside the gap chosen, unless the lane's end is near
         # (stopping for it has begun: any gap the check lets the ego into will do)
@@ -859,6 +896,18 @@ class RulePlanner:
         return abs(y_then - lead_y) > half_widths + self.config.intrusion_margin_m
 
     # ------------------------------------------------------------------ plan
+    def _update_lane_hold(self, p: PerceptionOutput, dt_s: float) -> None:
+        """While the ego lane's lead is tracked braking harder than ``lane_change_lead_braking_mps2`` (when
+        set), and for LANE_HOLD_S after (a tracked acceleration is noisy), the ego stays in its lane and
+        brakes: no discretionary lane change (``_lane_hold_s`` > 0)."""
+        self._lane_hold_s = max(self._lane_hold_s - dt_s, 0.0)
+        limit = self.config.lane_change_lead_braking_mps2
+        if limit <= 0.0:
+            return
+        lead, _ = self._lead_and_follower(p, 0)
+        if lead is not None and lead.acceleration_mps2 is not None and -lead.acceleration_mps2 > limit:
+            self._lane_hold_s = LANE_HOLD_S
+
     def _lead_stop_braking(self, p: PerceptionOutput, lead: PerceivedVehicle, dt_s: float) -> float | None:
         """The braking [m/s^2, positive] that stops the ego behind where a braking lead will stop.
 
@@ -873,6 +922,7 @@ class RulePlanner:
         if v_ego <= 0.0:
             return None
         v_lead = max(v_ego + lead.relative_speed_mps, 0.0)
+        a_lead = a_lead * self.config.lead_braking_scale
         room = lead.gap_m + v_lead * v_lead / (-2.0 * a_lead) - self.config.lead_stop_margin_m - v_ego * dt_s
         if room <= 0.0:
             return float("inf")
@@ -888,6 +938,8 @@ class RulePlanner:
         v0 = min(v0, path_speed_cap(p, self.config.max_lateral_acceleration_mps2, self.idm.deceleration_comfort_mps2))
         y, lane_centre = self._continuous_y(p)
         self._since_lane_change_s += dt_s
+        self._update_lane_hold(p, dt_s)
+        self._route_settled_s = self._route_settled_s + dt_s if self._route_lane_change_curvature_ok(p) else 0.0
         if self._merge_relax_s is not None:
             self._merge_relax_s += dt_s
             if self._merge_relax_s >= self.config.route_merge_relax_s:
@@ -922,7 +974,8 @@ class RulePlanner:
         elif (p.lane_valid and p.vehicles_valid and p.lane_id is not None and p.lanes_count is not None
               and self._since_lane_change_s >= self.config.min_time_between_lane_changes_s and v_ego > 5.0
               and abs(p.lateral_offset_m) < 0.5
-              and max(abs(p.curvature_1pm), abs(p.curvature_ahead_1pm)) <= self.config.max_lane_change_curvature_1pm):
+              and max(abs(p.curvature_1pm), abs(p.curvature_ahead_1pm)) <= self.config.max_lane_change_curvature_1pm
+              and self._lane_hold_s <= 0.0):
             lead_here, _ = self._lead_and_follower(p, 0)
             a_here = self._idm(p, v0, lead_here)
             best_delta, best_gain = 0, self.config.lane_change_gain_mps2
@@ -930,6 +983,8 @@ class RulePlanner:
                 if (delta < 0 and p.lanes_left < 1) or (delta > 0 and p.lanes_right < 1):
                     continue
                 if delta == -self.route_side(p):  # never away from the side the route wants
+                    continue
+                if not self._flows_faster(p, delta, v0):
                     continue
                 gain = self._mobil_gain(p, delta, v0, a_here)
                 if gain > best_gain and self.lane_change_safe(p, delta):
@@ -979,7 +1034,10 @@ class RulePlanner:
                 lead_gap, lead_rel = lead.gap_m, lead.relative_speed_mps
             closing = -lead.relative_speed_mps
             stop_braking = self._lead_stop_braking(p, lead, dt_s)
-            if stop_braking is not None and stop_braking > self.config.comfort_braking_mps2:
+            if (stop_braking is not None and stop_braking > self.config.comfort_braking_mps2
+                    and lead.gap_m > v_ego * self.config.lead_stop_emergency_headway_s):
+                acceleration = min(acceleration, -self.config.comfort_braking_mps2)  # (far: comfort first)
+            elif stop_braking is not None and stop_braking > self.config.comfort_braking_mps2:
                 emergency = True
             elif stop_braking is not None:
                 acceleration = min(acceleration, -stop_braking)

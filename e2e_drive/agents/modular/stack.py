@@ -73,6 +73,7 @@ class ModularAgent:
         controller_params: dict | None = None,
         policy_frequency_hz: float = 5.0,
         is_reference: bool = False,
+        turn_params: dict | None = None,
     ) -> None:
         self.perception = build(perception, perception_params, registry=PERCEPTIONS, where="params.perception",
                                 params_where="params.perception_params", required_methods=("reset", "perceive"))
@@ -85,6 +86,10 @@ class ModularAgent:
 
             raise ConfigError(f"params.policy_frequency_hz = {policy_frequency_hz!r}: expected a positive number")
         self.dt_s = 1.0 / float(policy_frequency_hz)
+        # camera-only route following through junctions (no privileged path): see turning.py
+        self.turns = None if turn_params is None else build(
+            "e2e_drive.agents.modular.turning:JunctionTurn", turn_params, where="params.turn_params",
+            params_where="params.turn_params", required_methods=("reset", "update"))
         p_needs: AgentNeeds = getattr(self.perception, "needs", AgentNeeds())
         self.needs = AgentNeeds(cameras=p_needs.cameras, reads_ground_truth=p_needs.reads_ground_truth,
                                 is_reference=is_reference)
@@ -95,6 +100,8 @@ class ModularAgent:
 
     def reset(self, seed: int | None = None) -> None:
         self.perception.reset(seed)
+        if self.turns is not None:
+            self.turns.reset()
         self.planner.reset()
         self.controller.reset()
         self._timer.clear()
@@ -116,8 +123,14 @@ class ModularAgent:
         return np.asarray(command.action, dtype=np.float32)
 
     def perceive(self, observation: dict, info: dict | None = None) -> PerceptionOutput:
-        """The perception stage's output, with the observation's navigation command."""
-        return with_navigation(self.perception.perceive(observation, info_for(self.perception, info)), observation)
+        """The perception stage's output, with the observation's navigation command (and, with
+        ``turn_params``, the lane through a junction replaced by the turn's dead-reckoned path)."""
+        perceived = with_navigation(self.perception.perceive(observation, info_for(self.perception, info)),
+                                    observation)
+        if self.turns is not None:
+            steering = self.last_control.steering_rad if self.last_control is not None else 0.0
+            perceived = self.turns.update(perceived, steering, self.dt_s)
+        return perceived
 
     def timings_ms(self) -> dict[str, float]:
         """Mean wall time per call [ms] of perception, planning, control and their total."""
