@@ -9,9 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from e2e_drive.env import make_env
 from e2e_drive.eval.forks import continue_from, drive_with_snapshots, find_filter, fork_triggers
-from tests.tiny import tiny_scenario
+from tests.tiny import tiny_env
 
 
 class Steady:
@@ -56,11 +55,7 @@ class StandInFilter:
 
 @pytest.fixture
 def empty_road(tmp_path: Path):
-    path = tmp_path / "empty.toml"
-    path.write_text(tiny_scenario(duration_s=5.0, vehicles_count=0, route_length_m=None))
-    env = make_env(str(path))
-    yield env.unwrapped
-    env.close()
+    yield from tiny_env(tmp_path, "empty.toml", duration_s=5.0, vehicles_count=0, route_length_m=None)
 
 
 def test_a_trigger_that_prevented_a_departure_is_a_true_alarm(empty_road) -> None:

@@ -15,25 +15,17 @@ import pytest
 from e2e_drive.env import make_env
 from e2e_drive.errors import ConfigError
 from e2e_drive.sim.snapshot import Snapshot, restore, take
-from tests.tiny import REPO, tiny_scenario
+from tests import tiny
+from tests.tiny import REPO
 
 ACTIONS = [np.array([0.4 * np.sin(0.7 * i), 0.04 * np.cos(0.5 * i)], np.float32) for i in range(40)]
 
 _STEP_AND_HASH = """
-import hashlib, json, sys
-import numpy as np
+import json, sys
 from e2e_drive.sim.snapshot import restore
+from tests.test_snapshot import _continue
 restored = restore(open(sys.argv[1], "rb").read())
-env = restored.env
-actions = [np.array([0.4 * np.sin(0.7 * i), 0.04 * np.cos(0.5 * i)], np.float32) for i in range(40)]
-out = []
-for a in actions[int(sys.argv[2]):int(sys.argv[3])]:
-    obs, r, te, tr, info = env.step(a)
-    h = hashlib.sha256(np.array([[*v.position, v.speed, v.heading] for v in env.road.vehicles]).tobytes())
-    h.update(obs["dashcam"].tobytes())
-    out.append([h.hexdigest(), info["event"]])
-    if te or tr:
-        break
+out = _continue(restored.env, int(sys.argv[2]), int(sys.argv[3]))
 rec = restored.extra.get("recorder")
 if rec is not None:
     from e2e_drive.eval.metrics import episode_metrics
@@ -56,11 +48,7 @@ def _continue(env, lo: int, hi: int) -> list[list]:
 
 @pytest.fixture
 def tiny_env(tmp_path: Path):
-    path = tmp_path / "tiny.toml"
-    path.write_text(tiny_scenario(duration_s=6.0, vehicles_count=6, route_length_m=None))
-    env = make_env(str(path))
-    yield env.unwrapped
-    env.close()
+    yield from tiny.tiny_env(tmp_path, duration_s=6.0, vehicles_count=6, route_length_m=None)
 
 
 def test_restore_continues_identically_in_this_process(tiny_env) -> None:

@@ -25,6 +25,18 @@ def tiny_scenario(duration_s: float = 2.0, vehicles_count: int = 3, route_length
     return "\n".join(lines) + "\n"
 
 
+def tiny_env(tmp_path: Path, name: str = "tiny.toml", **scenario: object):
+    """A generator for a fixture: the unwrapped env of a tiny scenario (``tiny_scenario(**scenario)``)
+    written to ``tmp_path / name``, closed afterwards."""
+    from e2e_drive.env import make_env
+
+    path = tmp_path / name
+    path.write_text(tiny_scenario(**scenario))  # type: ignore[arg-type]
+    env = make_env(str(path))
+    yield env.unwrapped
+    env.close()
+
+
 def user_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, code: str) -> str:
     """Write ``code`` as module ``name`` in a folder of ``tmp_path`` on sys.path and on PYTHONPATH (workers
     inherit it), forgetting any earlier import of it; returns ``name``. The caller pops it afterwards."""

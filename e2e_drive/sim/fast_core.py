@@ -281,19 +281,7 @@ class _Frame:
         lane, s_all, s_list, e_list = q
         k = self.index.get(id(vehicle))
         s = s_all[k] if k is not None else lane.local_coordinates(vehicle.position)[0]
-        n = len(s_list)
-        j = bisect_left(s_list, s)
-        while j < n:
-            val = s_list[j]
-            cand = None
-            while j < n and s_list[j] == val:
-                e = e_list[j]
-                if e is not vehicle:
-                    cand = e
-                j += 1
-            if cand is not None:
-                return cand
-        return None
+        return _first_ahead(s_list, e_list, bisect_left(s_list, s), vehicle)
 
     def neighbours(self, vehicle, lane_index):
         road = self.road
@@ -310,21 +298,8 @@ class _Frame:
             s = s_all[k]
         else:
             s = lane.local_coordinates(vehicle.position)[0]
-        n = len(s_list)
         p = bisect_left(s_list, s)
-        v_front = None
-        j = p
-        while j < n:
-            val = s_list[j]
-            cand = None
-            while j < n and s_list[j] == val:
-                e = e_list[j]
-                if e is not vehicle:
-                    cand = e
-                j += 1
-            if cand is not None:
-                v_front = cand
-                break
+        v_front = _first_ahead(s_list, e_list, p, vehicle)
         v_rear = None
         j = p - 1
         while j >= 0:
@@ -339,6 +314,23 @@ class _Frame:
                 v_rear = cand
                 break
         return v_front, v_rear
+
+
+def _first_ahead(s_list: list, e_list: list, j: int, vehicle):
+    """The first vehicle other than ``vehicle`` at or after index ``j`` of a lane's sorted stations
+    (among vehicles at one station, the last listed: stock's tie-break), or None."""
+    n = len(s_list)
+    while j < n:
+        val = s_list[j]
+        cand = None
+        while j < n and s_list[j] == val:
+            e = e_list[j]
+            if e is not vehicle:
+                cand = e
+            j += 1
+        if cand is not None:
+            return cand
+    return None
 
 
 # --------------------------------------------------------------------------------------
