@@ -132,3 +132,19 @@ def test_a_gap_that_cannot_be_reached_before_the_lane_ends_is_not_chosen():
     assert (faster, slower) == (3.0, 6.0)
     faster, slower = far_end._route_gap_offsets(_closing_lane(cars, distance_m=120.0), 20.0, 60.0)
     assert slower == 10.0 and faster == 10.0  # capped by route_gap_max_slower_mps and the cruise speed
+
+
+def test_a_route_lane_change_given_up_for_a_car_is_retried_once_it_has_passed():
+    planner = RulePlanner()
+    clear = [_car(1, 60.0, 20.0), _car(2, -60.0, 20.0)]
+    plans = [planner.plan(_closing_lane(clear, distance_m=80.0), 0.2) for _ in range(2)]
+    assert plans[-1].lane_change_active and plans[-1].target_lane_delta == -1
+    # a fast car appears close behind in the target lane: the change is given up (back to the own lane)
+    fast = clear + [_car(3, -12.0, 30.0)]
+    plan = planner.plan(_closing_lane(fast, distance_m=76.0), 0.2)
+    assert planner.aborted_lane_changes == 1 and plan.target_lane_delta == 0
+    assert planner._lc_retry_side == -1
+    # it has passed (now well ahead): the route's change starts again at once, not after the way back
+    passed = clear + [_car(3, 30.0, 30.0)]
+    plan = planner.plan(_closing_lane(passed, distance_m=72.0), 0.2)
+    assert plan.lane_change_active and plan.target_lane_delta == -1 and planner._lc_retry_side == 0

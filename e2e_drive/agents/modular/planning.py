@@ -305,6 +305,7 @@ class RulePlanner:
         self._y_prev_m: float | None = None
         self._lc_active = False
         self._lc_for_route = False
+        self._lc_retry_side = 0  # a route lane change aborted for a car in the target lane: retry this side
         self._lc_elapsed_s = 0.0
         self._lc_duration_s = self.config.lane_change_duration_s
         self._lc_start_y_m = 0.0
@@ -517,6 +518,15 @@ class RulePlanner:
         self._lc_start_y_m = y
         self._lc_start_lane_centre_m = lane_centre
         self._lc_target_y_m = target
+
+    def _start_route_lane_change(self, p: PerceptionOutput, y: float, lane_centre: float, delta: int, w: float,
+                                 v_ego: float) -> None:
+        self.lane_changes += 1
+        self._start_lane_change(y, lane_centre, delta, w, self.config.route_lane_change_duration_s)
+        self._lc_for_route = True
+        self._lc_retry_side = 0
+        self._lc_duration_s = self._route_lane_change_duration_s(p, self._lc_target_y_m - y, v_ego)
+        self._merge_relax_s = 0.0
 
     # ------------------------------------------------------------- route following
     @staticmethod
@@ -961,16 +971,19 @@ class RulePlanner:
             if (delta_now != 0 and abs(y - self._lc_start_lane_centre_m) < 0.45 * w
                     and not self.lane_change_safe(p, delta_now, imposed)):
                 self.aborted_lane_changes += 1
+                retry = delta_now if self._lc_for_route else 0
                 self._start_lane_change(y, lane_centre, 0, w, 0.6 * self.config.lane_change_duration_s)
+                self._lc_retry_side = retry
             elif self._lc_elapsed_s >= self._lc_duration_s and abs(y - self._lc_target_y_m) < 0.3:
                 self._lc_active = False
                 self._since_lane_change_s = 0.0
+                self._lc_retry_side = 0
+            elif self._lc_retry_side and self._route_lane_change(p) == self._lc_retry_side:
+                # the route's lane change was given up for a car in the target lane, which has passed: go
+                # again from here rather than first finishing the way back (a lane's end or an exit is near)
+                self._start_route_lane_change(p, y, lane_centre, self._lc_retry_side, w, v_ego)
         elif route_delta := self._route_lane_change(p):
-            self.lane_changes += 1
-            self._start_lane_change(y, lane_centre, route_delta, w, self.config.route_lane_change_duration_s)
-            self._lc_for_route = True
-            self._lc_duration_s = self._route_lane_change_duration_s(p, self._lc_target_y_m - y, v_ego)
-            self._merge_relax_s = 0.0
+            self._start_route_lane_change(p, y, lane_centre, route_delta, w, v_ego)
         elif (p.lane_valid and p.vehicles_valid and p.lane_id is not None and p.lanes_count is not None
               and self._since_lane_change_s >= self.config.min_time_between_lane_changes_s and v_ego > 5.0
               and abs(p.lateral_offset_m) < 0.5
