@@ -25,8 +25,12 @@ This module keeps highway-env's classes and replaces only the ``Road`` methods `
   clearly apart (by more than 1e-6 m on a separating axis, now and swept over dt: highway-env's
   own test would do nothing with them) are skipped; highway-env's ``handle_collisions`` is then
   called on the rest, in the stock order, so impacts and ``crashed`` flags match.
-- the closest-lane search measures all straight and circular lanes of the network in one
-  broadcast (``_fast_lanes.LaneBatch``).
+- the closest-lane search measures all straight, sine and circular lanes of the network in one
+  broadcast (``_fast_lanes.LaneBatch``); lanes within 1e-9 (relative) of the nearest are measured
+  again with highway-env's own method, so ties (lane joints) go where stock sends them. An attached
+  road's network (and, with ``accelerate()``, every ``RoadNetwork``) answers
+  ``get_closest_lane_index`` this way, so the ego and every vehicle not stepped by the fast core
+  (and road-rules predictions, whose deep copies share the original's LaneBatch) use it too.
 - ``RegulatedRoad.enforce_road_rules`` (intersections) predicts each vehicle's trajectory once
   per call instead of once per pair (highway-env deep-copies a plain Vehicle, with its road, for
   every prediction).
