@@ -13,12 +13,22 @@ import sys
 import threading
 import traceback
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 from e2e_drive import log
 from e2e_drive.errors import CheckpointError, ConfigError
 
 logger = log.get_logger(__name__)
+
+
+class _HelpWithExamples(argparse.HelpFormatter):
+    """e2e_drive.eval.cli_commands.HelpWithExamples (the epilog's ``example: ...`` lines kept as written),
+    here so that building a light command's parser does not import the evaluator (scipy)."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if text.startswith("example"):
+            return "\n".join(indent + line for line in text.splitlines())
+        return super()._fill_text(text, width, indent)
 
 
 def _cmd_render(args: argparse.Namespace) -> int:
@@ -167,8 +177,6 @@ def _add_render(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_benchmark(sub: argparse._SubParsersAction) -> None:
-    from e2e_drive.eval.cli_commands import HelpWithExamples
-
     p = sub.add_parser("benchmark", help="the main job: the ability suite (suite v2), tables, ability scores, report",
                        description="Run suite v2, the ability suite: every scenario of envs/abilities/ with the "
                                    "end-to-end agent and the modular stack (camera), each also behind the safety "
@@ -184,7 +192,7 @@ def _add_benchmark(sub: argparse._SubParsersAction) -> None:
                                    "agents.",
                        epilog="example: e2e-drive benchmark --agent my_agent:MyDriver --episodes 5\n"
                               "example: e2e-drive benchmark --difficulty easy,medium,hard --readme README.md",
-                       formatter_class=HelpWithExamples)
+                       formatter_class=_HelpWithExamples)
     p.add_argument("--suite", default=None, choices=_suite_names(),
                    help="default: the ability suite (suite v2); full: it under every condition with 100 seeds; "
                         "classic: suite v1, highway and racetrack")
@@ -229,8 +237,6 @@ def _add_benchmark(sub: argparse._SubParsersAction) -> None:
 
 def _add_calibrate(sub: argparse._SubParsersAction) -> None:
     from e2e_drive.calibration import CALIBRATION_EPISODES, CALIBRATION_SEED
-    from e2e_drive.eval.cli_commands import HelpWithExamples
-
     p = sub.add_parser("calibrate", help="check that every ability-suite scenario measures what its name says",
                        description="Run the expert, the blind baseline and the modular stack on every scenario of "
                                    "the ability suite (envs/abilities) at every difficulty level on held-out seeds; "
@@ -239,7 +245,7 @@ def _add_calibrate(sub: argparse._SubParsersAction) -> None:
                                    "not rising from easy to hard). Exit status 1 when a rule fails. Re-running the "
                                    "same command resumes.",
                        epilog="example: e2e-drive calibrate --episodes 10 --out runs/calibration_quick",
-                       formatter_class=HelpWithExamples)
+                       formatter_class=_HelpWithExamples)
     p.add_argument("--env", action="append", default=None, help="scenario file (repeatable; default: envs/abilities)")
     p.add_argument("--agent", action="append", default=None,
                    help="agent file (repeatable; default: expert, blind, modular)")
@@ -256,8 +262,6 @@ def _add_calibrate(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_verify(sub: argparse._SubParsersAction) -> None:
-    from e2e_drive.eval.cli_commands import HelpWithExamples
-
     p = sub.add_parser("verify", help="re-run a sample of a result bundle's episodes and check they match",
                        description="Re-run a sample (or, with --all, every one) of a result bundle's episodes with "
                                    "the agents at hand, and say whether each new episode line matches the bundle's, "
@@ -267,7 +271,7 @@ def _add_verify(sub: argparse._SubParsersAction) -> None:
                                    "status 1 when an episode does not match; 2 for a tampered bundle or an agent "
                                    "that cannot be loaded.",
                        epilog="example: e2e-drive verify runs/benchmark_v2/bundle.json.gz --sample 20",
-                       formatter_class=HelpWithExamples)
+                       formatter_class=_HelpWithExamples)
     p.add_argument("bundle", help="result bundle (OUT/bundle.json.gz of e2e-drive benchmark, or its directory)")
     p.add_argument("--sample", type=int, default=12, help="episodes to re-run, spread over the agents (default 12)")
     p.add_argument("--all", action="store_true", help="re-run every episode of the bundle")
@@ -281,8 +285,6 @@ def _add_verify(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_leaderboard(sub: argparse._SubParsersAction) -> None:
-    from e2e_drive.eval.cli_commands import HelpWithExamples
-
     p = sub.add_parser("leaderboard", help="merge result bundles of one suite version into one ranked table",
                        description="Merge result bundles (digests checked) of the same suite version and the same "
                                    "episodes into one ranking: rank ranges by the driving score and per ability, "
@@ -291,7 +293,7 @@ def _add_leaderboard(sub: argparse._SubParsersAction) -> None:
                                    "A bundle of another suite version or a tampered one is refused.",
                        epilog="example: e2e-drive leaderboard alice/bundle.json.gz bob/bundle.json.gz --out "
                               "leaderboard",
-                       formatter_class=HelpWithExamples)
+                       formatter_class=_HelpWithExamples)
     p.add_argument("bundles", nargs="+", metavar="BUNDLE", help="result bundles (or run directories holding one)")
     p.add_argument("--out", default="leaderboard", help="output folder (default leaderboard)")
     p.add_argument("--require-verified", action="store_true",
@@ -306,8 +308,6 @@ def _suite_names() -> list[str]:
 
 
 def _add_gallery(sub: argparse._SubParsersAction) -> None:
-    from e2e_drive.eval.cli_commands import HelpWithExamples
-
     p = sub.add_parser("gallery", help="one dashcam and one bird's-eye PNG per scenario at its key moment",
                        description="Drive each scenario file with the privileged expert on one seed until its "
                                    "first scripted event (a cut-in, a brake, ...), or to mid-episode when it has "
@@ -315,7 +315,7 @@ def _add_gallery(sub: argparse._SubParsersAction) -> None:
                                    ".png and OUT/<name>_bev.png, with OUT/gallery.md listing them (for the README).",
                        epilog="example: e2e-drive gallery envs/abilities/cut_in.toml envs/abilities/lead_brake.toml "
                               "--out docs/gallery",
-                       formatter_class=HelpWithExamples)
+                       formatter_class=_HelpWithExamples)
     p.add_argument("files", nargs="*", metavar="FILE",
                    help="scenario files (default: every file of envs/abilities/)")
     p.add_argument("--out", default="docs/gallery", help="output folder (default docs/gallery)")
@@ -387,17 +387,47 @@ EXAMPLES: dict[str, str] = {
 }
 
 
+#: Each command's line in ``e2e-drive --help`` (the ``help`` its parser is added with; a test checks they
+#: agree), so that the program's parser lists every command without importing the commands' modules.
+SUMMARIES: dict[str, str] = {
+    "benchmark": "the main job: the ability suite (suite v2), tables, ability scores, report",
+    "verify": "re-run a sample of a result bundle's episodes and check they match",
+    "leaderboard": "merge result bundles of one suite version into one ranked table",
+    "calibrate": "check that every ability-suite scenario measures what its name says",
+    "render": "render a camera clip (VP8 .webm + PNG snapshots) of a scenario",
+    "gallery": "one dashcam and one bird's-eye PNG per scenario at its key moment",
+    "validate": "check scenario and agent files strictly",
+    "bench": "speed figures (ratios measured in one run)",
+    "evaluate": "run agents on scenarios x conditions x paired seeds (parallel, resumable)",
+    "compare": "paired differences against a baseline agent, with intervals and tests",
+    "report": "one self-contained HTML report (tables, plots, videos) and a Markdown summary",
+    "attribute": "why each failure happened (perception / decision / control / unavoidable) and whether each "
+                 "safety-filter trigger was needed (counterfactual forks)",
+    "perception-eval": "measure camera perception against ground truth",
+    "collect": "drive the expert and store demonstrations (one shard per episode)",
+    "train": "behaviour cloning (end2end, two_stage or aux) from demonstration shards",
+    "dagger": "DAgger: the learner drives, the expert labels, aggregate, retrain",
+    "rl-finetune": "PPO fine-tuning of a cloned e2e policy on a scenario's reward",
+    "train-perception": "train the modular stack's learned perception (a small CNN on the perception labels) "
+                        "from demonstration shards",
+    "export-minari": "export demonstration shards to a Minari dataset (extra: minari)",
+}
+
+
 def _add_examples(sub: argparse._SubParsersAction) -> None:
     """Give every command without an epilog its example line from :data:`EXAMPLES`."""
-    from e2e_drive.eval.cli_commands import HelpWithExamples
-
     for name, parser in sub.choices.items():
         if parser.epilog is None and name in EXAMPLES:
             parser.epilog = f"example: {EXAMPLES[name]}"
-            parser.formatter_class = HelpWithExamples
+            parser.formatter_class = _HelpWithExamples
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(commands: Iterable[str] | None = None) -> argparse.ArgumentParser:
+    """The program's parser. By default every command's parser is built in full (importing each command's
+    modules: torch, highway-env, scipy). With `commands`, only those are; every other command is listed
+    with its :data:`SUMMARIES` line (so ``e2e-drive --help`` and the unknown-command error are the same)
+    but takes no arguments of its own: :func:`main` builds just the command it is given."""
+    full = set(COMMANDS) if commands is None else set(commands)
     parser = argparse.ArgumentParser(prog="e2e-drive", description=__doc__.splitlines()[0])
     parser.add_argument("--debug", action="store_true",
                         help="on an error, also print the full traceback (may also follow the command)")
@@ -407,8 +437,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="also debug lines on stderr (may also follow the command)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for add in COMMANDS.values():
-        add(sub)
+    for name, add in COMMANDS.items():
+        if name in full:
+            add(sub)
+        else:
+            sub.add_parser(name, help=SUMMARIES[name])
     _add_examples(sub)
     return parser
 
@@ -448,7 +481,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = [a for i, a in enumerate(argv) if i >= cut or a not in _GLOBAL_FLAGS]
     debug = "--debug" in given
     quiet, verbose = bool(given & {"-q", "--quiet"}), bool(given & {"-v", "--verbose"})
-    parser = build_parser()
+    # Only the command given is built in full (its modules imported); none for --help or a bad command.
+    parser = build_parser([argv[0]] if argv and argv[0] in COMMANDS else [])
     if quiet and verbose:
         parser.error("-q/--quiet and -v/--verbose exclude each other")
     args = parser.parse_args(argv)

@@ -473,4 +473,59 @@ def test_lane_distances_of_all_lanes_at_once_equal_lane_by_lane(env_id):
     one_by_one = np.array([fl.distance_with_heading(lane, x, y, h, positions, headings) for lane in lanes])
     assert np.array_equal(batch.distances(x, y, h, positions, headings), one_by_one)
     closest = fast_core._closest_lanes(net, positions, headings, x, y)
-    assert [c[0] for c in closest] == [net.get_closest_lane_index(p, hd) for p, hd in zip(positions, headings)]
+    assert [c[0] for c in closest] == [fast_core._STOCK_CLOSEST(net, p, hd) for p, hd in zip(positions, headings)]
+
+
+@pytest.mark.parametrize("env_id", ["intersection-v0", "roundabout-v0", "racetrack-v0", "merge-v0"])
+def test_single_closest_lane_queries_answer_as_stock(env_id):
+    """The ego's (and every non-vectorised vehicle's) closest-lane query, served from the LaneBatch once the
+    road is attached or highway-env accelerated, names the lane highway-env's own search names, ties included
+    (points exactly between two lanes, on lane ends, headings far off the lane's)."""
+    from highway_env.road.road import RoadNetwork
+
+    env = _make(env_id)
+    env.reset(seed=0)
+    net = env.road.network
+    rng = np.random.default_rng(3)
+    lanes = [lane for to in net.graph.values() for ls in to.values() for lane in ls]
+    points = [(p, h) for p, h in zip(rng.uniform(-150, 450, (150, 2)), rng.uniform(-4, 4, 150))]
+    for lane in lanes:  # on the lanes, at their ends and between neighbours: where ties happen
+        for s in (0.0, lane.length / 2, lane.length):
+            points.append((lane.position(s, 0.0), lane.heading_at(s)))
+            points.append((lane.position(s, lane.width_at(s) / 2), lane.heading_at(s) + 0.5))
+    expected = [fast_core._STOCK_CLOSEST(net, p, h) for p, h in points]
+    assert len(set(expected)) > 3  # the points reach many lanes
+    xy = np.array([p for p, _ in points], dtype=float)
+    many = fast_core._closest_lanes(net, [p for p, _ in points], [h for _, h in points], xy[:, 0], xy[:, 1])
+    assert [c[0] for c in many] == expected  # the traffic's batched search too
+    fast_core.attach(env.road)
+    assert type(net).get_closest_lane_index is fast_core._fast_closest_lane_index
+    assert [net.get_closest_lane_index(p, h) for p, h in points] == expected
+    assert net.get_closest_lane_index(points[0][0]) == fast_core._STOCK_CLOSEST(net, points[0][0])  # no heading
+    fast_core.detach(env.road)
+    assert type(net) is RoadNetwork
+    fast_core.accelerate()
+    assert [RoadNetwork.get_closest_lane_index(net, p, h) for p, h in points] == expected
+    fast_core.accelerate(False)
+    assert RoadNetwork.get_closest_lane_index is fast_core._STOCK_CLOSEST and "__deepcopy__" not in vars(RoadNetwork)
+
+
+def test_attached_network_copies_share_the_lane_batch_and_pickle():
+    """A deep copy (highway-env copies a plain Vehicle with its road for every prediction) reuses the
+    network's LaneBatch for its own lanes, and answers as the original; pickling keeps the fast class."""
+    import copy
+    import pickle
+
+    env = _make("intersection-v0")
+    env.reset(seed=0)
+    fast_core.attach(env.road)
+    net = env.road.network
+    _, lanes, batch = fast_core._lane_table(net)
+    twin = copy.deepcopy(env.road)
+    indexes2, lanes2, batch2 = fast_core._lane_table(twin.network)
+    assert batch2 is batch and all(a is not b for a, b in zip(lanes, lanes2, strict=True))
+    assert lanes2[0] is twin.network.graph[next(iter(twin.network.graph))][indexes2[0][1]][0]
+    p, h = np.array([3.0, -20.0]), 1.2
+    assert twin.network.get_closest_lane_index(p, h) == fast_core._STOCK_CLOSEST(net, p, h)
+    clone = pickle.loads(pickle.dumps(env.road))
+    assert type(clone.network) is type(net) and clone.network.get_closest_lane_index(p, h) == net.get_closest_lane_index(p, h)

@@ -132,9 +132,9 @@ def distance_with_heading(
 class LaneBatch:
     """``distance_with_heading`` of many positions to many lanes at once, one (lanes, positions) array.
 
-    StraightLane and CircularLane rows are computed for all lanes of their kind in one broadcast, with
-    the same element operations as :func:`distance_with_heading` (so the same values); any other lane
-    (SineLane, PolyLane, subclasses) row by row through that function. The lanes' geometry is read once,
+    StraightLane, SineLane and CircularLane rows are computed for all lanes of their kind in one broadcast,
+    with the same element operations as :func:`distance_with_heading` (so the same values); any other
+    lane (PolyLane, subclasses) row by row through that function. The lanes' geometry is read once,
     at construction (highway-env does not move a lane once the road is built).
     """
 
@@ -142,9 +142,11 @@ class LaneBatch:
         self.n = len(lanes)
         straight = [k for k, ln in enumerate(lanes) if type(ln) is StraightLane]
         circular = [k for k, ln in enumerate(lanes) if type(ln) is CircularLane]
-        self.other = [(k, ln) for k, ln in enumerate(lanes) if type(ln) not in (StraightLane, CircularLane)]
+        sine = [k for k, ln in enumerate(lanes) if type(ln) is SineLane]
+        self.other = [(k, ln) for k, ln in enumerate(lanes) if type(ln) not in (StraightLane, CircularLane, SineLane)]
         self.straight = np.array(straight, dtype=np.intp)
         self.circular = np.array(circular, dtype=np.intp)
+        self.sine = np.array(sine, dtype=np.intp)
 
         def col(values: list) -> np.ndarray:
             return np.array(values, dtype=float).reshape(-1, 1)
@@ -158,6 +160,20 @@ class LaneBatch:
         self.s_l1 = col([ln.direction_lateral[1] for ln in s_lanes])
         self.s_heading = col([ln.heading for ln in s_lanes])
         self.s_length = col([ln.length for ln in s_lanes])
+        w_lanes = [lanes[k] for k in sine]
+        self.w_start_x = col([ln.start[0] for ln in w_lanes])
+        self.w_start_y = col([ln.start[1] for ln in w_lanes])
+        self.w_d0 = col([ln.direction[0] for ln in w_lanes])
+        self.w_d1 = col([ln.direction[1] for ln in w_lanes])
+        self.w_l0 = col([ln.direction_lateral[0] for ln in w_lanes])
+        self.w_l1 = col([ln.direction_lateral[1] for ln in w_lanes])
+        self.w_heading = col([ln.heading for ln in w_lanes])
+        self.w_length = col([ln.length for ln in w_lanes])
+        self.w_amplitude = col([ln.amplitude for ln in w_lanes])
+        self.w_pulsation = col([ln.pulsation for ln in w_lanes])
+        self.w_phase = col([ln.phase for ln in w_lanes])
+        # heading_at's amplitude * pulsation, multiplied first as in the scalar code
+        self.w_amp_pul = col([ln.amplitude * ln.pulsation for ln in w_lanes])
         c_lanes = [lanes[k] for k in circular]
         self.c_x = col([ln.center[0] for ln in c_lanes])
         self.c_y = col([ln.center[1] for ln in c_lanes])
@@ -190,6 +206,16 @@ class LaneBatch:
             angle = np.abs(wrap_to_pi(headings - heading))
             out[self.circular] = (np.abs(r) + np.maximum(s - self.c_length, 0.0) + np.maximum(0 - s, 0.0)
                                   + 1.0 * angle)
+        if self.sine.size:
+            ddx = x - self.w_start_x
+            ddy = y - self.w_start_y
+            s = ddx * self.w_d0 + ddy * self.w_d1
+            r = ddx * self.w_l0 + ddy * self.w_l1
+            r = r - self.w_amplitude * np.sin(self.w_pulsation * s + self.w_phase)
+            heading = self.w_heading + np.arctan(self.w_amp_pul * np.cos(self.w_pulsation * s + self.w_phase))
+            angle = np.abs(wrap_to_pi(headings - heading))
+            out[self.sine] = (np.abs(r) + np.maximum(s - self.w_length, 0.0) + np.maximum(0 - s, 0.0)
+                              + 1.0 * angle)
         for k, lane in self.other:
             out[k] = distance_with_heading(lane, x, y, headings, positions, heading_values)
         return out

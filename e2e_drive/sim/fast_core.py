@@ -25,8 +25,12 @@ This module keeps highway-env's classes and replaces only the ``Road`` methods `
   clearly apart (by more than 1e-6 m on a separating axis, now and swept over dt: highway-env's
   own test would do nothing with them) are skipped; highway-env's ``handle_collisions`` is then
   called on the rest, in the stock order, so impacts and ``crashed`` flags match.
-- the closest-lane search measures all straight and circular lanes of the network in one
-  broadcast (``_fast_lanes.LaneBatch``).
+- the closest-lane search measures all straight, sine and circular lanes of the network in one
+  broadcast (``_fast_lanes.LaneBatch``); lanes within 1e-9 (relative) of the nearest are measured
+  again with highway-env's own method, so ties (lane joints) go where stock sends them. An attached
+  road's network (and, with ``accelerate()``, every ``RoadNetwork``) answers
+  ``get_closest_lane_index`` this way, so the ego and every vehicle not stepped by the fast core
+  (and road-rules predictions, whose deep copies share the original's LaneBatch) use it too.
 - ``RegulatedRoad.enforce_road_rules`` (intersections) predicts each vehicle's trajectory once
   per call instead of once per pair (highway-env deep-copies a plain Vehicle, with its road, for
   every prediction).
@@ -45,6 +49,7 @@ Checked against highway-env 1.12.1 (``HIGHWAY_ENV_VERSION``).
 
 from __future__ import annotations
 
+import copy
 import math
 import warnings
 import weakref
@@ -752,8 +757,107 @@ def _closest_lanes(
     indexes, lanes, batch = _lane_table(network)
     h = np.array(headings, dtype=float)
     dist = batch.distances(x, y, h, positions, headings)
-    best = np.argmin(dist, axis=0).tolist()
-    return [(indexes[b], lanes[b]) for b in best]
+    best = np.argmin(dist, axis=0)
+    low = dist[best, np.arange(dist.shape[1])]
+    near = dist <= low + _TIE_TOL * (1.0 + np.abs(low))
+    picks = best.tolist()
+    for j in np.flatnonzero(near.sum(axis=0) > 1).tolist():
+        picks[j] = _stock_pick(lanes, np.flatnonzero(near[:, j]), positions[j], headings[j])
+    return [(indexes[b], lanes[b]) for b in picks]
+
+
+# highway-env measures with np.dot / np.linalg.norm (BLAS, which may fuse multiply-adds), the batch with
+# plain products: equal to the last bit or nearly (a few ulps, far below this relative tolerance). Where
+# several lanes are that close to the nearest (a point on the joint of two lanes, a lane and its twin),
+# those lanes are measured again with highway-env's own method and the first minimum taken, as stock.
+_TIE_TOL = 1e-9
+
+
+def _stock_pick(lanes: list, candidates: np.ndarray, position: np.ndarray, heading: float) -> int:
+    """The index, among `candidates` (ascending), that get_closest_lane_index's argmin would pick."""
+    ds = [lanes[k].distance_with_heading(position, heading) for k in candidates.tolist()]
+    return int(candidates[int(np.argmin(ds))])
+
+
+_STOCK_CLOSEST = RoadNetwork.get_closest_lane_index
+
+
+def _fast_closest_lane_index(self: RoadNetwork, position: np.ndarray, heading: float | None = None):
+    """RoadNetwork.get_closest_lane_index from the network's LaneBatch: the same distances (to a few ulps;
+    near-ties measured again by highway-env, see _stock_pick), in the same iteration order, and np.argmin's
+    first-minimum tie-break, so the same index. Serves the
+    ego and every vehicle the vectorised step does not (Vehicle.on_state_update, RoadObject.__init__,
+    road-rules predictions). Without a heading stock measures plain distance: stock path."""
+    if heading is None:
+        return _STOCK_CLOSEST(self, position, heading)
+    indexes, lanes, batch = _lane_table(self)
+    x = np.array([position[0]], dtype=float)
+    y = np.array([position[1]], dtype=float)
+    dist = batch.distances(x, y, np.array([heading], dtype=float), [position], [heading])[:, 0]
+    best = int(np.argmin(dist))
+    low = dist[best]
+    near = np.flatnonzero(dist <= low + _TIE_TOL * (1.0 + abs(low)))
+    if near.size > 1:
+        best = _stock_pick(lanes, near, position, heading)
+    return indexes[best]
+
+
+def _deepcopy_network(self: RoadNetwork, memo: dict) -> RoadNetwork:
+    """Deep copy as stock (attributes deep-copied), and hand the copy this network's LaneBatch: a lane's
+    geometry never changes, and highway-env deep-copies a plain Vehicle with its road (and so the network)
+    for every trajectory prediction; the copy would otherwise measure its lanes again."""
+    cls = type(self)
+    twin = cls.__new__(cls)
+    memo[id(self)] = twin
+    twin.__dict__.update(copy.deepcopy(self.__dict__, memo))
+    cached = _lane_tables.get(self)
+    if cached is not None:
+        lanes = cached[2]
+        if all(id(lane) in memo for lane in lanes):
+            twins = [memo[id(lane)] for lane in lanes]
+            _lane_tables[twin] = ([id(lane) for lane in twins], cached[1], twins, cached[3])
+    return twin
+
+
+class _FastRoadNetwork(RoadNetwork):
+    """RoadNetwork whose closest-lane search uses the LaneBatch; an attached road's network gets it."""
+
+    get_closest_lane_index = _fast_closest_lane_index
+    __deepcopy__ = _deepcopy_network
+
+    def __reduce_ex__(self, protocol):
+        return _new_fast_network, (type(self).__dict__["_fast_core_base"],), self.__dict__
+
+
+def _new_fast_network(base: type) -> RoadNetwork:
+    net = base.__new__(base)
+    net.__class__ = _fast_network_class(base)
+    return net
+
+
+_fast_network_classes: dict[type, type] = {}
+
+
+def _fast_network_class(base: type) -> type:
+    cls = _fast_network_classes.get(base)
+    if cls is None:
+        ns: dict[str, Any] = {"__module__": __name__, "_fast_core_base": base}
+        if base.get_closest_lane_index not in (_STOCK_CLOSEST, _fast_closest_lane_index):  # its own search: keep it
+            ns["get_closest_lane_index"] = base.get_closest_lane_index
+        bases = (_FastRoadNetwork,) if base is RoadNetwork else (base, _FastRoadNetwork)
+        cls = type("Fast" + base.__name__, bases, ns)
+        _fast_network_classes[base] = cls
+    return cls
+
+
+def _attach_network(network: Any) -> None:
+    if isinstance(network, RoadNetwork) and "_fast_core_base" not in type(network).__dict__:
+        network.__class__ = _fast_network_class(type(network))
+
+
+def _detach_network(network: Any) -> None:
+    if isinstance(network, RoadNetwork) and "_fast_core_base" in type(network).__dict__:
+        network.__class__ = type(network).__dict__["_fast_core_base"]
 
 
 def _vector_step(road: Road, vehicles: list, kinds: list, dt: float) -> None:
@@ -1206,6 +1310,7 @@ def attach(road: Road) -> Road:
     if not is_attached(road):
         _check_version()
         road.__class__ = _fast_class(type(road))
+    _attach_network(getattr(road, "network", None))
     return road
 
 
@@ -1213,6 +1318,7 @@ def detach(road: Road) -> Road:
     """Undo `attach`: the road uses its original class again."""
     if is_attached(road):
         road.__class__ = type(road).__dict__["_fast_core_base"]
+    _detach_network(getattr(road, "network", None))
     _FRAMES.pop(id(road), None)
     return road
 
@@ -1237,4 +1343,9 @@ def accelerate(enabled: bool = True) -> None:
         _fast_kinematics_observe if enabled else _STOCK_KINEMATICS_OBSERVE
     )
     RegulatedRoad.enforce_road_rules = _fast_enforce_road_rules if enabled else _STOCK_ENFORCE
+    RoadNetwork.get_closest_lane_index = _fast_closest_lane_index if enabled else _STOCK_CLOSEST  # type: ignore[method-assign]
+    if enabled:
+        RoadNetwork.__deepcopy__ = _deepcopy_network  # type: ignore[attr-defined]
+    elif "__deepcopy__" in RoadNetwork.__dict__:
+        del RoadNetwork.__deepcopy__  # type: ignore[attr-defined]
     _accelerated = bool(enabled)
