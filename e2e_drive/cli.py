@@ -17,18 +17,9 @@ from typing import Callable, Iterable
 
 from e2e_drive import log
 from e2e_drive.errors import CheckpointError, ConfigError
+from e2e_drive.log import HelpWithExamples
 
 logger = log.get_logger(__name__)
-
-
-class _HelpWithExamples(argparse.HelpFormatter):
-    """e2e_drive.eval.cli_commands.HelpWithExamples (the epilog's ``example: ...`` lines kept as written),
-    here so that building a light command's parser does not import the evaluator (scipy)."""
-
-    def _fill_text(self, text: str, width: int, indent: str) -> str:
-        if text.startswith("example"):
-            return "\n".join(indent + line for line in text.splitlines())
-        return super()._fill_text(text, width, indent)
 
 
 def _cmd_render(args: argparse.Namespace) -> int:
@@ -192,7 +183,7 @@ def _add_benchmark(sub: argparse._SubParsersAction) -> None:
                                    "agents.",
                        epilog="example: e2e-drive benchmark --agent my_agent:MyDriver --episodes 5\n"
                               "example: e2e-drive benchmark --difficulty easy,medium,hard --readme README.md",
-                       formatter_class=_HelpWithExamples)
+                       formatter_class=HelpWithExamples)
     p.add_argument("--suite", default=None, choices=_suite_names(),
                    help="default: the ability suite (suite v2); full: it under every condition with 100 seeds; "
                         "classic: suite v1, highway and racetrack")
@@ -245,7 +236,7 @@ def _add_calibrate(sub: argparse._SubParsersAction) -> None:
                                    "not rising from easy to hard). Exit status 1 when a rule fails. Re-running the "
                                    "same command resumes.",
                        epilog="example: e2e-drive calibrate --episodes 10 --out runs/calibration_quick",
-                       formatter_class=_HelpWithExamples)
+                       formatter_class=HelpWithExamples)
     p.add_argument("--env", action="append", default=None, help="scenario file (repeatable; default: envs/abilities)")
     p.add_argument("--agent", action="append", default=None,
                    help="agent file (repeatable; default: expert, blind, modular)")
@@ -271,7 +262,7 @@ def _add_verify(sub: argparse._SubParsersAction) -> None:
                                    "status 1 when an episode does not match; 2 for a tampered bundle or an agent "
                                    "that cannot be loaded.",
                        epilog="example: e2e-drive verify runs/benchmark_v2/bundle.json.gz --sample 20",
-                       formatter_class=_HelpWithExamples)
+                       formatter_class=HelpWithExamples)
     p.add_argument("bundle", help="result bundle (OUT/bundle.json.gz of e2e-drive benchmark, or its directory)")
     p.add_argument("--sample", type=int, default=12, help="episodes to re-run, spread over the agents (default 12)")
     p.add_argument("--all", action="store_true", help="re-run every episode of the bundle")
@@ -293,7 +284,7 @@ def _add_leaderboard(sub: argparse._SubParsersAction) -> None:
                                    "A bundle of another suite version or a tampered one is refused.",
                        epilog="example: e2e-drive leaderboard alice/bundle.json.gz bob/bundle.json.gz --out "
                               "leaderboard",
-                       formatter_class=_HelpWithExamples)
+                       formatter_class=HelpWithExamples)
     p.add_argument("bundles", nargs="+", metavar="BUNDLE", help="result bundles (or run directories holding one)")
     p.add_argument("--out", default="leaderboard", help="output folder (default leaderboard)")
     p.add_argument("--require-verified", action="store_true",
@@ -315,7 +306,7 @@ def _add_gallery(sub: argparse._SubParsersAction) -> None:
                                    ".png and OUT/<name>_bev.png, with OUT/gallery.md listing them (for the README).",
                        epilog="example: e2e-drive gallery envs/abilities/cut_in.toml envs/abilities/lead_brake.toml "
                               "--out docs/gallery",
-                       formatter_class=_HelpWithExamples)
+                       formatter_class=HelpWithExamples)
     p.add_argument("files", nargs="*", metavar="FILE",
                    help="scenario files (default: every file of envs/abilities/)")
     p.add_argument("--out", default="docs/gallery", help="output folder (default docs/gallery)")
@@ -419,7 +410,7 @@ def _add_examples(sub: argparse._SubParsersAction) -> None:
     for name, parser in sub.choices.items():
         if parser.epilog is None and name in EXAMPLES:
             parser.epilog = f"example: {EXAMPLES[name]}"
-            parser.formatter_class = _HelpWithExamples
+            parser.formatter_class = HelpWithExamples
 
 
 def build_parser(commands: Iterable[str] | None = None) -> argparse.ArgumentParser:

@@ -14,6 +14,7 @@ logger.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import logging
 import sys
@@ -96,3 +97,14 @@ def command_output(verbosity: int = NORMAL) -> Iterator[None]:
             yield
     finally:
         _package.setLevel(previous)
+
+
+class HelpWithExamples(argparse.HelpFormatter):
+    """argparse's formatter, except that the epilog's lines (``example: e2e-drive ...``) are kept as written
+    (every command's help; here, at the lowest layer, so building a light command's parser imports nothing
+    heavy)."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if text.startswith("example"):
+            return "\n".join(indent + line for line in text.splitlines())
+        return super()._fill_text(text, width, indent)

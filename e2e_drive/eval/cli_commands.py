@@ -12,18 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from e2e_drive.errors import ConfigError, check_writable
-from e2e_drive.log import get_logger
+from e2e_drive.log import HelpWithExamples, get_logger
 
 logger = get_logger(__name__)
 
 
-class HelpWithExamples(argparse.HelpFormatter):
-    """argparse's formatter, except that the epilog's lines (``example: e2e-drive ...``) are kept as written."""
-
-    def _fill_text(self, text: str, width: int, indent: str) -> str:
-        if text.startswith("example"):
-            return "\n".join(indent + line for line in text.splitlines())
-        return super()._fill_text(text, width, indent)
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
