@@ -128,9 +128,11 @@ def test_a_gap_that_cannot_be_reached_before_the_lane_ends_is_not_chosen():
     far_end = RulePlanner()
     assert far_end._route_deadline_s(_closing_lane(cars, distance_m=1000.0)) > 40.0
     # the offsets allowed grow only where the deadline needs them
-    faster, slower = far_end._route_gap_offsets(_closing_lane(cars, distance_m=1000.0), 20.0, 30.0)
+    faster, slower = far_end._route_gap_offsets(far_end._route_deadline_s(_closing_lane(cars, distance_m=1000.0)),
+                                                 20.0, 30.0)
     assert (faster, slower) == (3.0, 6.0)
-    faster, slower = far_end._route_gap_offsets(_closing_lane(cars, distance_m=120.0), 20.0, 60.0)
+    faster, slower = far_end._route_gap_offsets(far_end._route_deadline_s(_closing_lane(cars, distance_m=120.0)),
+                                                 20.0, 60.0)
     assert slower == 10.0 and faster == 10.0  # capped by route_gap_max_slower_mps and the cruise speed
 
 

@@ -723,7 +723,7 @@ class RulePlanner:
         if slot is None:
             return None
         shift_m, flow = slot
-        faster, slower = self._route_gap_offsets(p, flow, abs(shift_m))
+        faster, slower = self._route_gap_offsets(self._route_deadline_s(p), flow, abs(shift_m))
         # proportional, but never faster relative to the gap than lets the ego match its speed on arrival
         # (speeding back up at 0.8 IDM a after dropping back, braking at 0.8 IDM b after catching up)
         rate = 0.8 * (self.idm.acceleration_max_mps2 if shift_m < 0.0 else self.idm.deceleration_comfort_mps2)
@@ -740,15 +740,15 @@ class RulePlanner:
         room = p.command_distance_m - self.config.route_stop_margin_m - v * self.config.route_lane_change_duration_s
         return max(room, 0.0) / v
 
-    def _route_gap_offsets(self, p: PerceptionOutput, flow_mps: float, distance_m: float) -> tuple[float, float]:
+    def _route_gap_offsets(self, deadline_s: float, flow_mps: float, distance_m: float) -> tuple[float, float]:
         """(how much faster, how much slower) than a gap the ego may drive to come alongside it
         ``distance_m`` away: ``route_gap_speed_offset_mps`` (twice that slower), more where the lane's end
-        leaves too little time at those, up to the cruise speed and ``route_gap_max_slower_mps``."""
+        (``deadline_s``: :meth:`_route_deadline_s`) leaves too little time at those, up to the cruise speed
+        and ``route_gap_max_slower_mps``."""
         cfg = self.config
         faster, slower = cfg.route_gap_speed_offset_mps, 2.0 * cfg.route_gap_speed_offset_mps
-        deadline = self._route_deadline_s(p)
-        if math.isfinite(deadline):
-            need = distance_m / max(deadline, 0.5)
+        if math.isfinite(deadline_s):
+            need = distance_m / max(deadline_s, 0.5)
             faster = max(faster, min(need, cfg.cruise_speed_mps - flow_mps))
             slower = max(slower, min(need, cfg.route_gap_max_slower_mps, flow_mps - cfg.route_min_speed_mps))
         return max(faster, 0.1), max(slower, 0.1)
@@ -839,7 +839,7 @@ class RulePlanner:
             offset = max(cfg.route_gap_speed_offset_mps, 0.1)
             cost = (target - drift) / offset if target > drift else (drift - target) / (2.0 * offset)
             # reachable before the lane's end at the widest offsets allowed? (unreachable gaps rank last)
-            faster, slower = self._route_gap_offsets(p, flow, abs(target - drift))
+            faster, slower = self._route_gap_offsets(deadline, flow, abs(target - drift))
             reach = (target - drift) / faster if target > drift else (drift - target) / slower
             late = reach > deadline
             entry = (cost + (1.0e6 + reach if late else 0.0), target, flow, key, lo, hi)
