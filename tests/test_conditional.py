@@ -193,12 +193,12 @@ def test_suite_tasks_name_scenario_levels_and_check_them() -> None:
 
 
 def test_conditional_temporal_model_trains_on_real_shards_and_drives(tmp_path: Path) -> None:
-    from e2e_drive.agents.base import call_act
     from e2e_drive.agents.e2e_agent import E2EAgent
     from e2e_drive.env import make_env
     from e2e_drive.learning.collect import collect
     from e2e_drive.learning.config import TrainConfig
     from e2e_drive.learning.train import train
+    from tests.tiny import drive_checking_actions
 
     small = {"vehicles_count": 4, "duration_s": 1.4,
              "cameras": {"dashcam": {"kind": "dashcam", "width_px": 64, "height_px": 24}}}
@@ -211,13 +211,4 @@ def test_conditional_temporal_model_trains_on_real_shards_and_drives(tmp_path: P
                  [tmp_path / "data"], tmp_path / "run", seed=0, progress=False)
     assert load_checkpoint(tmp_path / "run" / "model.pt").config == cfg and card["samples_seen"] == 8
     agent = E2EAgent(checkpoint=tmp_path / "run" / "model.pt")
-    env = make_env(highway, small)
-    obs, info = env.reset(seed=5)
-    agent.reset(5)
-    for _ in range(3):
-        action = call_act(agent, obs, info).action
-        assert action.shape == (2,) and np.all(np.abs(action) <= 1)
-        obs, _, terminated, truncated, info = env.step(action)
-        if terminated or truncated:
-            break
-    env.close()
+    drive_checking_actions(agent, make_env(highway, small), seed=5)

@@ -10,7 +10,6 @@ import math
 import textwrap
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
@@ -136,9 +135,10 @@ def test_value_warmup_leaves_the_cloned_policy_unchanged(tiny_checkpoint: Path, 
 
 
 def test_finetuned_model_loads_through_the_e2e_agent_and_drives(tiny_checkpoint: Path, tmp_path: Path) -> None:
-    from e2e_drive.agents.base import agent_needs, call_act
+    from e2e_drive.agents.base import agent_needs
     from e2e_drive.agents.loading import load_agent_file
     from e2e_drive.env import make_env
+    from tests.tiny import drive_checking_actions
 
     run = tmp_path / "run"
     card = rl_finetune(tiny_checkpoint, HIGHWAY, run, steps=24, cfg=TINY_RL, overrides=SMALL, progress=False,
@@ -157,14 +157,7 @@ def test_finetuned_model_loads_through_the_e2e_agent_and_drives(tiny_checkpoint:
     agent_file.write_text(f'type = "e2e"\n[params]\ncheckpoint = "{run / "model.pt"}"\n')
     agent = load_agent_file(agent_file)
     assert agent_needs(agent).cameras["dashcam"].width_px == 64
-    env = make_env(HIGHWAY, SMALL)
-    obs, info = env.reset(seed=0)
-    agent.reset(0)
-    for _ in range(3):
-        action = call_act(agent, obs, info).action
-        assert action.shape == (2,) and np.all(np.abs(action) <= 1)
-        obs, _, _, _, info = env.step(action)
-    env.close()
+    drive_checking_actions(agent, make_env(HIGHWAY, SMALL), seed=0)
 
 
 def test_interrupted_run_resumes_to_the_same_result(tiny_checkpoint: Path, tmp_path: Path) -> None:

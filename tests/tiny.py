@@ -37,6 +37,24 @@ def tiny_env(tmp_path: Path, name: str = "tiny.toml", **scenario: object):
     env.close()
 
 
+def drive_checking_actions(agent, env, seed: int, steps: int = 3) -> None:
+    """Drive ``agent`` in ``env`` from ``reset(seed=seed)`` for up to ``steps`` steps (fewer if the episode
+    ends), asserting every action is 2 numbers in [-1, 1]; closes the env."""
+    import numpy as np
+
+    from e2e_drive.agents.base import call_act
+
+    obs, info = env.reset(seed=seed)
+    agent.reset(seed)
+    for _ in range(steps):
+        action = call_act(agent, obs, info).action
+        assert action.shape == (2,) and np.all(np.abs(action) <= 1)
+        obs, _, terminated, truncated, info = env.step(action)
+        if terminated or truncated:
+            break
+    env.close()
+
+
 def user_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, code: str) -> str:
     """Write ``code`` as module ``name`` in a folder of ``tmp_path`` on sys.path and on PYTHONPATH (workers
     inherit it), forgetting any earlier import of it; returns ``name``. The caller pops it afterwards."""
