@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from e2e_drive.agents.loading import AGENT_TYPES
-from e2e_drive.errors import ConfigError
+from e2e_drive.errors import CheckpointError, ConfigError
 from e2e_drive.eval.episode import EpisodeJob, _blank_metrics, run_episode
 
 __all__ = ["ended_its_process"]
@@ -227,7 +227,9 @@ _PRELOAD = ["e2e_drive.eval.runner", "e2e_drive.env", "e2e_drive.eval.recorder",
             # what those import on first use (lazily, to keep the CLI's start-up short)
             "torch", "e2e_drive.nets.models", "e2e_drive.nets.checkpoints", "e2e_drive.sim.fast_core",
             "e2e_drive.agents.modular.perception", "e2e_drive.agents.modular.planning",
-            "e2e_drive.agents.modular.tracking", "e2e_drive.scenarios.abilities"]
+            "e2e_drive.agents.modular.tracking", "e2e_drive.scenarios.abilities",
+            # the metrics' smoothing and the summary's statistics (imported where used)
+            "scipy.signal", "scipy.stats", "e2e_drive.eval.summary"]
 
 
 def _pool_context() -> Any:
@@ -255,6 +257,24 @@ def _warm_pool() -> None:
         from multiprocessing import forkserver
 
         forkserver.ensure_running()
+
+
+def in_worker_process(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """``fn(*args, **kwargs)`` computed in a process forked from the worker server, which has the simulator,
+    torch and scipy imported already: the evaluating process then never imports them (planning loads every
+    agent and scenario, the summary needs scipy.stats: ~6 CPU-s of imports a run paid twice). Where there is
+    no worker server ("spawn"), or the helper fails for any reason but a bad input (ConfigError,
+    CheckpointError, raised as they are), ``fn`` runs here, with its own traceback."""
+    ctx = _pool_context()
+    if ctx.get_start_method() != "forkserver":
+        return fn(*args, **kwargs)
+    try:
+        with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as helper:
+            return helper.submit(fn, *args, **kwargs).result()
+    except (ConfigError, CheckpointError):
+        raise
+    except Exception:
+        return fn(*args, **kwargs)
 
 
 def _run_inline(jobs: Sequence[EpisodeJob], on_result: Callable[[dict], None]) -> None:

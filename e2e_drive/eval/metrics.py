@@ -24,7 +24,6 @@ import math
 from typing import Any, Mapping, Sequence
 
 import numpy as np
-from scipy.signal import savgol_filter
 
 from e2e_drive.eval.metric_defs import Metric, not_driven_values
 from e2e_drive.eval.record import EpisodeRecord
@@ -185,6 +184,8 @@ def _sg(y: np.ndarray, t: np.ndarray, seconds: float, polyorder: int, deriv: int
         for _ in range(deriv):
             out = np.gradient(out, t) if out.size > 1 else np.zeros_like(out)
         return out
+    from scipy.signal import savgol_filter  # here: scipy.signal costs ~1.5 CPU-s to import (workers preload it)
+
     return savgol_filter(y, window_length=win, polyorder=polyorder, deriv=deriv, delta=dt, mode="interp")
 
 

@@ -72,6 +72,7 @@ from e2e_drive.eval.backends import (
     _run_ray,
     _warm_pool,
     ended_its_process,
+    in_worker_process,
 )
 from e2e_drive.eval.episode import (
     DEFAULT_EPISODE_BUDGET_S,
@@ -178,11 +179,15 @@ def evaluate(envs: Sequence[str | Path], agents: Sequence[str], episodes: int, s
             import ray  # noqa: F401
         except ImportError:
             raise ConfigError("--backend ray needs Ray, an optional extra: pip install e2e-drive[ray]") from None
-    if backend == "process" and workers != 0:
+    pooled = backend == "process" and workers != 0
+    if pooled:
         _warm_pool()
-    plan = plan_run(envs, agents, episodes, seed, conditions, camera_only=camera_only,
-                    save_trajectories=save_trajectories, episode_budget_s=episode_budget_s,
-                    sanitize_actions=sanitize_actions, metric_modules=metric_modules, difficulties=difficulties)
+    # with a process pool, planning (which loads every agent and scenario) runs in a process forked from the
+    # worker server, so this process needs neither torch nor the simulator
+    plan = (in_worker_process if pooled else _call)(
+        plan_run, envs, agents, episodes, seed, conditions, camera_only=camera_only,
+        save_trajectories=save_trajectories, episode_budget_s=episode_budget_s, sanitize_actions=sanitize_actions,
+        metric_modules=metric_modules, difficulties=difficulties)
     out = Path(out_dir)
     _prepare_dir(out, plan.config, plan.agent_specs)
     with _DirLock(out):
@@ -190,10 +195,22 @@ def evaluate(envs: Sequence[str | Path], agents: Sequence[str], episodes: int, s
                                 memory_limit_bytes)
 
 
+def _call(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    return fn(*args, **kwargs)
+
+
+def _summarize(rows: list[dict[str, Any]], metric_modules: Sequence[str]) -> dict[str, Any]:
+    """summarize(rows) with the run's metric modules imported (their metrics are summarized too)."""
+    from e2e_drive.eval.metric_defs import load_metric_modules
+    from e2e_drive.eval.summary import summarize
+
+    load_metric_modules(metric_modules)
+    return summarize(rows)
+
+
 def _evaluate_locked(plan: RunPlan, out: Path, workers: int | None, backend: str, address: str | None,
                      save_trajectories: bool, progress: bool, memory_limit_bytes: int | None = None) -> dict[str, Any]:
     from e2e_drive.eval.metrics import ERROR_STATUSES
-    from e2e_drive.eval.summary import summarize
 
     episodes_path = out / EPISODES_FILE
     wanted = {job.key for job in plan.jobs}
@@ -244,7 +261,9 @@ def _evaluate_locked(plan: RunPlan, out: Path, workers: int | None, backend: str
         if bar is not None:
             bar.close()
     rows = sorted((done_rows[k] for k in wanted if k in done_rows), key=episode_key)
-    summary = summarize(rows)
+    modules = [m["module"] for m in plan.config.get("metric_modules", [])]
+    # the statistics need scipy.stats: computed where it is imported already (the worker server's fork)
+    summary = (in_worker_process if backend == "process" and workers != 0 else _call)(_summarize, rows, modules)
     summary["run"] = {"dir": str(out), "n_episodes": len(rows), "n_planned": len(plan.jobs)}
     tmp = out / (SUMMARY_FILE + ".tmp")
     tmp.write_text(json.dumps(summary, indent=1, allow_nan=False))

@@ -20,7 +20,6 @@ import math
 from typing import Literal, Sequence
 
 import numpy as np
-from scipy import stats as _sps
 
 __all__ = [
     "NO_DIFFERENCE",
@@ -42,10 +41,17 @@ NO_DIFFERENCE = "no detectable difference"
 Statistic = Literal["mean", "iqm", "median"]
 
 
+def _scipy_stats():
+    """scipy.stats, imported on first use (~1.5 CPU-s: only summaries and comparisons need it)."""
+    from scipy import stats
+
+    return stats
+
+
 def _z(confidence: float) -> float:
     if not 0.0 < confidence < 1.0:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
-    return float(_sps.norm.ppf(0.5 + confidence / 2.0))
+    return float(_scipy_stats().norm.ppf(0.5 + confidence / 2.0))
 
 
 def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
@@ -89,8 +95,8 @@ def poisson_interval(count: int, exposure: float = 1.0, confidence: float = 0.95
     if not exposure > 0:
         raise ValueError(f"exposure must be > 0, got {exposure}")
     alpha = 1.0 - confidence
-    low = 0.0 if count == 0 else float(_sps.chi2.ppf(alpha / 2, 2 * count) / 2)
-    high = float(_sps.chi2.ppf(1 - alpha / 2, 2 * count + 2) / 2)
+    low = 0.0 if count == 0 else float(_scipy_stats().chi2.ppf(alpha / 2, 2 * count) / 2)
+    high = float(_scipy_stats().chi2.ppf(1 - alpha / 2, 2 * count + 2) / 2)
     return (low / exposure, high / exposure)
 
 
@@ -220,7 +226,7 @@ def mcnemar_exact(x: Sequence[bool] | np.ndarray, y: Sequence[bool] | np.ndarray
     b = int(np.sum(xa & ~ya))
     c = int(np.sum(~xa & ya))
     n = b + c
-    p = 1.0 if n == 0 else min(1.0, 2.0 * float(_sps.binom.cdf(min(b, c), n, 0.5)))
+    p = 1.0 if n == 0 else min(1.0, 2.0 * float(_scipy_stats().binom.cdf(min(b, c), n, 0.5)))
     return {"b": b, "c": c, "p_value": p}
 
 
@@ -238,9 +244,9 @@ def wilcoxon_signed_rank(x: Sequence[float] | np.ndarray, y: Sequence[float] | n
     d = d[d != 0]
     if d.size == 0:
         return {"statistic": None, "n": 0, "p_value": 1.0}
-    ranks = _sps.rankdata(np.abs(d))
+    ranks = _scipy_stats().rankdata(np.abs(d))
     r_plus = float(ranks[d > 0].sum())
-    res = _sps.wilcoxon(d, zero_method="wilcox", alternative="two-sided", method="auto")
+    res = _scipy_stats().wilcoxon(d, zero_method="wilcox", alternative="two-sided", method="auto")
     return {"statistic": r_plus, "n": int(d.size), "p_value": float(res.pvalue)}
 
 
@@ -293,7 +299,7 @@ def episodes_needed(differences: Sequence[float], confidence: float = 0.95,
         return out
     m, s = float(d.mean()), float(d.std(ddof=1))
     z = _z(confidence)
-    zp = float(_sps.norm.ppf(power))
+    zp = float(_scipy_stats().norm.ppf(power))
     out.update(mean_difference=m, sd_difference=s, half_width=z * s / math.sqrt(n))
     if m != 0.0:
         if s == 0.0:
