@@ -222,7 +222,8 @@ def _default_workers() -> int:
 #: Modules the worker server imports once, so that workers start in milliseconds: the simulator, the
 #: recorder and metrics, and every built-in agent type's module (torch with the e2e agent: ~1.5 CPU-s that
 #: each worker process would otherwise pay again on its first episode).
-_PRELOAD = ["e2e_drive.eval.runner", "e2e_drive.env", "e2e_drive.eval.recorder", "e2e_drive.eval.metrics",
+_PRELOAD = ["e2e_drive.sim.lean_imports",  # first: highway-env's unused pandas and pyplot, deferred
+            "e2e_drive.eval.runner", "e2e_drive.env", "e2e_drive.eval.recorder", "e2e_drive.eval.metrics",
             "e2e_drive.agents.loading", *sorted({spec.split(":")[0] for spec in AGENT_TYPES.values()}),
             # what those import on first use (lazily, to keep the CLI's start-up short)
             "torch", "e2e_drive.nets.models", "e2e_drive.nets.checkpoints", "e2e_drive.sim.fast_core",

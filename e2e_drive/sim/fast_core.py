@@ -77,6 +77,7 @@ __all__ = [
     "accelerate",
     "attach",
     "detach",
+    "fast_observation",
     "is_accelerated",
     "is_attached",
 ]
@@ -174,6 +175,8 @@ class _Frame:
         "vx",
         "vy",
         "connected",
+        "s_lists",
+        "kin_lists",
     )
 
     def __init__(self, road: Road) -> None:
@@ -195,6 +198,8 @@ class _Frame:
         self.query_cache: dict[Any, tuple] = {}
         self.speed = None
         self.connected = bool(road.neighbour_vehicles_connected_lanes)
+        self.s_lists: dict[int, list] = {}
+        self.kin_lists: tuple | None = None
 
     # ----------------------------------------------------------------------------------
     def coords(self, lane) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray]:
@@ -205,6 +210,21 @@ class _Frame:
             on = fl.on_lane(lane, s, r, 1)
             c = (lane, s, r, on)
             self.lane_cache[id(lane)] = c
+        return c
+
+    def s_list(self, lane) -> list:
+        """coords(lane)'s stations as Python floats (scalar arithmetic without numpy's per-item cost)."""
+        c = self.s_lists.get(id(lane))
+        if c is None:
+            c = self.s_lists[id(lane)] = self.coords(lane)[1].tolist()
+        return c
+
+    def kin(self) -> tuple:
+        """(vx, vy, cos, sin) of all entities as lists of Python floats (same values as the arrays)."""
+        c = self.kin_lists
+        if c is None:
+            self.kinematics()
+            c = self.kin_lists = (self.vx.tolist(), self.vy.tolist(), self.cos.tolist(), self.sin.tolist())
         return c
 
     def kinematics(self) -> None:
@@ -438,7 +458,12 @@ def _state_of(vehicles: list) -> list:
 
 
 def _acceleration(frame: _Frame, me, ego, front):
-    """me.acceleration(ego_vehicle=ego, front_vehicle=front), IDMVehicle's, from the cache."""
+    """me.acceleration(ego_vehicle=ego, front_vehicle=front), IDMVehicle's, from the cache.
+
+    Scalar arithmetic on Python floats (the same IEEE operations as on numpy's float64 scalars); the
+    free-road power stays np.power (numpy's own scalar power), the interaction's square is x * x
+    (what np.power(x, 2) computes).
+    """
     if not ego or not isinstance(ego, Vehicle):
         return 0
     index = frame.index
@@ -454,25 +479,25 @@ def _acceleration(frame: _Frame, me, ego, front):
         # np.clip(x, 0, limit) on a scalar, without its dispatch overhead
         ego_target_speed = min(max(ego_target_speed, 0), lane.speed_limit)
     cam = me.COMFORT_ACC_MAX
-    acceleration = cam * (
-        1
-        - np.power(
-            max(ego.speed, 0) / abs(utils.not_zero(ego_target_speed)),
-            me.DELTA,
-        )
-    )
+    speed = ego.speed
+    ts = abs(ego_target_speed)
+    if not ts > 1e-2:  # abs(utils.not_zero(x)), NaN included
+        ts = 1e-2
+    acceleration = cam * (1 - np.power(max(speed, 0) / ts, me.DELTA))
     if front:
-        s_all = frame.coords(lane)[1]
+        s_all = frame.s_list(lane)
         d = s_all[kf] - s_all[k]
         # me.desired_gap(ego, front)
         ab = -me.COMFORT_ACC_MAX * me.COMFORT_ACC_MIN
-        vx, vy = frame.vx, frame.vy
-        dv = (vx[k] - vx[kf]) * frame.cos[k] + (vy[k] - vy[kf]) * frame.sin[k]
-        speed = ego.speed
+        vx, vy, cos, sin = frame.kin()
+        dv = (vx[k] - vx[kf]) * cos[k] + (vy[k] - vy[kf]) * sin[k]
         d_star = (
             me.DISTANCE_WANTED + speed * me.TIME_WANTED + speed * dv / (2 * math.sqrt(ab))
         )
-        acceleration -= cam * np.power(d_star / utils.not_zero(d), 2)
+        if not abs(d) > 1e-2:  # utils.not_zero
+            d = 1e-2 if d >= 0 else -1e-2
+        q = d_star / d
+        acceleration -= cam * (q * q)
     return acceleration
 
 
@@ -1172,7 +1197,7 @@ def _fast_kinematics_observe(self: KinematicObservation) -> np.ndarray:
     features, non-numeric values) goes to the stock method.
     """
     env = self.env
-    if type(self) is not KinematicObservation or not env.road:
+    if type(self) not in (KinematicObservation, _FastKinematicObservation) or not env.road:
         return _STOCK_KINEMATICS_OBSERVE(self)
     feats = list(self.features)
     if len(set(feats)) != len(feats):
@@ -1230,6 +1255,20 @@ def _fast_kinematics_observe(self: KinematicObservation) -> np.ndarray:
     if self.order == "shuffled":
         env.np_random.shuffle(obs[1:])
     return obs.astype(self.space().dtype)
+
+
+def fast_observation(observation_type: Any) -> Any:
+    """Give this observation object (a KinematicObservation) the pandas-free ``observe`` (identical output;
+    anything else keeps its own method), in place; returns it."""
+    if type(observation_type) is KinematicObservation:
+        observation_type.__class__ = _FastKinematicObservation
+    return observation_type
+
+
+class _FastKinematicObservation(KinematicObservation):
+    """KinematicObservation with the pandas-free observe (what ``fast_observation`` turns one into)."""
+
+    observe = _fast_kinematics_observe  # type: ignore[assignment]
 
 
 # --------------------------------------------------------------------------------------

@@ -145,8 +145,27 @@ class ScenarioMixin:
         event.update(extra)
         self.e2e_events.append(event)
 
+    # The road: with the fast traffic core, attached as soon as the scenario builds it, so that the
+    # stock reset's own steps (a junction's traffic warm-up) run on it too (same results, less CPU).
+    @property
+    def road(self) -> Any:
+        return self.__dict__.get("_e2e_road")
+
+    @road.setter
+    def road(self, value: Any) -> None:
+        if value is not None and _fast_core_wanted(self):
+            from e2e_drive.sim.fast_core import attach
+
+            attach(value)
+        self.__dict__["_e2e_road"] = value
+
     def define_spaces(self) -> None:
         super().define_spaces()  # type: ignore[misc]
+        if _fast_core_wanted(self):
+            # the stock reset's Kinematics observation (unused by DrivingEnv), without pandas: same array
+            from e2e_drive.sim.fast_core import fast_observation
+
+            fast_observation(self.observation_type)  # type: ignore[attr-defined]
         action_cfg = dict(self.config["action"])  # type: ignore[attr-defined]
         action_cfg.pop("type", None)
         self.action_type = EgoAction(self, **action_cfg)
@@ -174,6 +193,11 @@ class ScenarioMixin:
 
     def _is_truncated(self) -> bool:
         return False
+
+
+def _fast_core_wanted(sim: Any) -> bool:
+    cfg = getattr(sim, "e2e_config", None)
+    return isinstance(cfg, dict) and cfg.get("traffic_core") == "fast"
 
 
 def lane_curvature_1pm(lane: Any, s_m: float, h_m: float = 1.0) -> float:
