@@ -188,6 +188,10 @@ def evaluate(envs: Sequence[str | Path], agents: Sequence[str], episodes: int, s
         plan_run, envs, agents, episodes, seed, conditions, camera_only=camera_only,
         save_trajectories=save_trajectories, episode_budget_s=episode_budget_s, sanitize_actions=sanitize_actions,
         metric_modules=metric_modules, difficulties=difficulties)
+    if pooled and metric_modules:  # registered here too, as planning here did: tables show their metrics
+        from e2e_drive.eval.metric_defs import load_metric_modules
+
+        load_metric_modules(metric_modules)
     out = Path(out_dir)
     _prepare_dir(out, plan.config, plan.agent_specs)
     with _DirLock(out):
