@@ -183,21 +183,16 @@ def _background(spec: CameraSpec, p: Mapping[str, Any]) -> np.ndarray:
     return img
 
 
-def _chains(segments: np.ndarray, idx: np.ndarray, cont: np.ndarray, split: int) -> tuple[list, list]:
-    """Join segments (S, >=2, 2) of quads idx into polylines where quad idx[k + 1] carries on
-    quad idx[k]'s centre line (cont: per-quad flag of the road geometry). Returns the
-    polylines of segments before ``split`` and those from ``split`` on (a lane side is
-    either all dashes or all line, so no polyline straddles the split)."""
-    n = len(idx)
-    ends = np.append(np.nonzero((idx[1:] - idx[:-1] != 1) | ~cont[idx[:-1]])[0] + 1, n)
-    # every segment's start point, and after each chain's last segment its end point: one array,
-    # then one slice per chain
-    points = np.insert(segments[:, 0], ends, segments[ends - 1, 1], axis=0)
-    stops = (ends + np.arange(1, len(ends) + 1)).tolist()
-    starts = [0, *stops[:-1]]
-    k = (split > 0) + int(np.count_nonzero(ends[:-1] < split))   # chains starting before split
-    chains = [points[a:b] for a, b in zip(starts, stops)]
-    return chains[:k], chains[k:]
+def _far_lines(segments: np.ndarray, idx: np.ndarray, cont: np.ndarray) -> np.ndarray:
+    """One-pixel lines (S, 2, 2) of the far markings' segments (S, >=2, 2) of quads idx: each from its
+    segment's start to the next segment's start where quad idx[k + 1] carries on quad idx[k]'s centre
+    line (cont: per-quad flag of the road geometry), else to its own end. A polyline draws each of its
+    segments on its own, so these lines fill the very pixels of the lane sides' polylines (a lane side
+    is all dashes or all line, so no line joins a dash to a line)."""
+    lines = segments[:, :2].copy()
+    join = np.flatnonzero((idx[1:] - idx[:-1] == 1) & cont[idx[:-1]])
+    lines[join, 1] = segments[join + 1, 0]
+    return lines
 
 
 def draw_ground(img: np.ndarray, polys: Any, clipped: dict, gbatch: np.ndarray, n_ground: int, far_idx: np.ndarray,
@@ -213,11 +208,11 @@ def draw_ground(img: np.ndarray, polys: Any, clipped: dict, gbatch: np.ndarray, 
                 cv2.fillPoly(img, extra, colour, cv2.LINE_8, SHIFT)
     n_quads = len(gbatch)
     if n_far_dash or n_far_line:
-        dashed, solid = _chains(polys[n_quads:n_ground], far_idx, cont, n_far_dash)
-        if dashed:
-            cv2.polylines(img, dashed, False, style.marking_far, 1, cv2.LINE_8, SHIFT)
-        if solid:
-            cv2.polylines(img, solid, False, style.marking, 1, cv2.LINE_8, SHIFT)
+        lines = _far_lines(polys[n_quads:n_ground], far_idx, cont)
+        if n_far_dash:
+            cv2.polylines(img, lines[:n_far_dash], False, style.marking_far, 1, cv2.LINE_8, SHIFT)
+        if n_far_line:
+            cv2.polylines(img, lines[n_far_dash:], False, style.marking, 1, cv2.LINE_8, SHIFT)
 
 
 def _batches(batch_ids: np.ndarray) -> list[tuple[int, int]]:
