@@ -52,6 +52,9 @@ _EMPTY4C = np.zeros((0, 4), complex)
 _NO_SEGMENTS = np.zeros((0, 2, 2), np.int32)
 _NEXT = {k: np.roll(np.arange(k), -1) for k in range(2, 9)}
 _PREV = {k: np.roll(np.arange(k), 1) for k in range(2, 9)}
+_NEXT4, _PREV4 = _NEXT[4], _PREV[4]
+_ROWS4 = np.arange(64)[:, None]
+_ALL, _ANY = np.logical_and.reduce, np.logical_or.reduce
 _OFFSCREEN = -(1 << 14) * int(SCALE)   # fixed-point coordinate far outside any frame
 
 # Box faces, as corner indices into a box's 8 corners; corner i has x sign (i & 1),
@@ -404,35 +407,39 @@ class Camera:
         fifth corner: those rare ones are clipped in full (see _clip) and returned separately
         as {row: (8, 2) polygon}, their row in the main array moved off-screen.
         """
+        # (numpy's ufunc methods directly: ndarray.all/any/sum go through Python wrappers, and this
+        # runs every frame on small arrays, where the call is most of the cost)
         near = self.spec.near_m
         inside = z >= near
-        full = inside.all(axis=1)
+        full = _ALL(inside, axis=1)
         clipped: dict[int, np.ndarray] = {}
-        if not full.all():
-            rows = np.flatnonzero(~full)
+        if not _ALL(full):
+            rows = (~full).nonzero()[0]
             ins = inside[rows]
             sub_xy, sub_z = xy[rows], z[rows]
-            n_in = ins.sum(axis=1)
-            ins_next, ins_prev = ins[:, _NEXT[4]], ins[:, _PREV[4]]
-            target = (np.arange(len(rows))[:, None], np.where(ins_next, _NEXT[4], _PREV[4]))
+            ins_next, ins_prev = ins[:, _NEXT4], ins[:, _PREV4]
+            target = (_ROWS4[:len(rows)] if len(rows) <= len(_ROWS4) else np.arange(len(rows))[:, None],
+                      np.where(ins_next, _NEXT4, _PREV4))
             z_t, xy_t = sub_z[target], sub_xy[target]
             dz = z_t - sub_z
             t = (near - sub_z) / np.where(dz == 0, 1.0, dz)
-            slide = ~ins & (ins_next | ins_prev)
+            out = ~ins
+            slide = out & (ins_next | ins_prev)
             new_xy = np.where(slide, sub_xy + t * (xy_t - sub_xy), sub_xy)
-            lonely = ~ins & ~ins_next & ~ins_prev
-            if lonely.any():
-                new_xy = np.where(lonely, new_xy[:, _PREV[4]], new_xy)
+            lonely = out & ~(ins_next | ins_prev)
+            if _ANY(lonely, axis=None):
+                new_xy = np.where(lonely, new_xy[:, _PREV4], new_xy)
             xy = xy.copy()
             z = z.copy()
             xy[rows] = new_xy
             z[rows] = np.where(ins, sub_z, near)
-            five = n_in == 3
-            if five.any():
+            five = np.add.reduce(out, axis=1) == 1      # one corner behind: a fifth corner
+            if _ANY(five):
                 r5 = rows[five]
                 sub = sub_xy[five]
                 clipped = dict(zip(r5.tolist(), self._clip(sub.real, sub.imag, sub_z[five], near)))
-        pix = xy / np.maximum(z, near) * (self._focal * SCALE) + self._centre16
+        # every depth is >= near here (clipped corners sit on the plane)
+        pix = xy / z * (self._focal * SCALE) + self._centre16
         polys = np.rint(pix.view(np.float64)).astype(np.int32).reshape(xy.shape + (2,))
         if clipped:
             polys[list(clipped)] = _OFFSCREEN
