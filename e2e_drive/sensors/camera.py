@@ -227,6 +227,23 @@ def _batches(batch_ids: np.ndarray) -> list[tuple[int, int]]:
     return list(zip(edges[:-1], edges[1:]))
 
 
+class _Candidates:
+    """Culling data of the quads of one grid query (see Camera._candidates); the arrays hold the same
+    values the per-frame tests used to gather, so the frames are the same."""
+
+    def __init__(self, cam: "Camera", qs: Any, cand: np.ndarray, drop: np.ndarray | None) -> None:
+        self.qs, self.cand, self.drop = qs, cand, drop     # held: their ids key the cache
+        r = qs.radii[cand]
+        self.centres = qs.centres_c[cand]
+        self.radii = r
+        self.reach = cam.spec.max_distance_m + r
+        self.near = cam._ground_near - r
+        self.side = r * (1.0 + cam._tan_half)
+        kind = qs.kind[cand]
+        self.road, self.dash, self.line = kind == ROAD, kind == DASH, kind == LINE
+        self.keep = None if drop is None else ~drop[cand]
+
+
 class Camera:
     """A camera that renders frames from highway-env state.
 
@@ -244,6 +261,7 @@ class Camera:
         self._centre = np.array([self._cx, self._cy])
         self._centre16 = complex(self._cx * SCALE, self._cy * SCALE)
         self._box_tables = _box_tables(spec.height_m)
+        self._cand_cache: dict[tuple[int, int], _Candidates] = {}
         self._ground_near = spec.near_m
         if spec.kind == "dashcam":
             # ground nearer than what the bottom row sees is never visible: clip it there,
@@ -359,28 +377,21 @@ class Camera:
         cand = geo.grid.query(min(xs) - 10.0, min(ys) - 10.0, max(xs) + 10.0, max(ys) + 10.0)
         if len(cand) == 0:
             return _EMPTY4C, _EMPTY4, qs.batch[:0], 0, 0, cand
+        c = self._candidates(qs, cand, drop)
         origin = complex(cam_x, cam_y)
         turn = complex(cyaw, -syaw)          # rotates world offsets into (forward, right)
-        rel = (qs.centres_c[cand] - origin) * turn
+        rel = (c.centres - origin) * turn
         fwd, lat = rel.real, rel.imag
-        r = qs.radii[cand]
+        r = c.radii
         depth = cp * fwd + sp * h_m
-        vis = (fwd < reach + r) & (depth > self._ground_near - r) & (
-            np.abs(lat) < self._tan_half * depth + r * (1.0 + self._tan_half) + 1.0)
-        idx = cand[vis]
-        if drop is not None:   # a look's worn markings: dashes that are gone
-            keep_q = ~drop[idx]
-            idx, fwd, r = idx[keep_q], fwd[vis][keep_q], r[vis][keep_q]
-        else:
-            fwd, r = fwd[vis], r[vis]
-        kind = qs.kind[idx]
+        vis = (fwd < c.reach) & (depth > c.near) & (np.abs(lat) < self._tan_half * depth + c.side + 1.0)
+        if c.keep is not None:   # a look's worn markings: dashes that are gone
+            vis &= c.keep
         # level of detail: marking quads near the camera, one-pixel lines beyond
-        is_dash, is_line = kind == DASH, kind == LINE
-        near_dash = is_dash & (fwd < self._lod_dash_m)
-        near_line = is_line & (fwd - r < self._lod_line_m)
-        idx_q = idx[(kind == ROAD) | near_dash | near_line]
-        idx_d = idx[is_dash & ~near_dash]
-        idx_l = idx[is_line & (fwd + r > self._lod_line_m)]
+        near_dash = fwd < self._lod_dash_m
+        idx_q = cand[vis & (c.road | (c.dash & near_dash) | (c.line & (fwd - r < self._lod_line_m)))]
+        idx_d = cand[vis & c.dash & ~near_dash]
+        idx_l = cand[vis & c.line & (fwd + r > self._lod_line_m)]
         if len(idx_d) or len(idx_l):
             q = np.concatenate([qs.quads_c[idx_q], qs.segments_c[idx_d], qs.segments_c[idx_l]])
         else:
@@ -390,12 +401,24 @@ class Camera:
         z_cam = cp * a + sp * h_m
         xy = w.imag + 1j * (cp * h_m - sp * a)
         n_q = len(idx_q)
-        keep = (z_cam[:n_q] >= self.spec.near_m).any(axis=1)
-        if not keep.all():
+        keep = _ANY(z_cam[:n_q] >= self.spec.near_m, axis=1)
+        if not _ALL(keep):
             keep = np.concatenate([keep, np.ones(len(q) - n_q, bool)])
             xy, z_cam = xy[keep], z_cam[keep]
             idx_q = idx_q[keep[:n_q]]
         return xy, z_cam, qs.batch[idx_q], len(idx_d), len(idx_l), np.concatenate([idx_d, idx_l])
+
+    def _candidates(self, qs: Any, cand: np.ndarray, drop: np.ndarray | None) -> "_Candidates":
+        """The per-quad culling data of a grid query's quads (consecutive frames mostly query the same
+        cells, and QuadGrid.query then returns the same index array): gathered once, not per frame."""
+        cache = self._cand_cache
+        key = (id(cand), id(drop))
+        got = cache.get(key)
+        if got is None or got.cand is not cand or got.drop is not drop or got.qs is not qs:
+            if len(cache) >= 32:
+                cache.clear()
+            got = cache[key] = _Candidates(self, qs, cand, drop)
+        return got
 
     def _project_polys(self, xy: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, dict[int, np.ndarray]]:
         """Project camera-frame quads (M, 4) (xy = x + iy, depth z) to fixed-point pixels (M, 4, 2).
