@@ -104,6 +104,11 @@ _N_FACES = len(_T["faces"])
 _PLANE_TOP = np.where(_IS_TOP, _T["plane"], 0.0)
 #: bearing of each face's outward normal from the vehicle's heading (front, rear, left, right; tops unused)
 _FACE_ANGLE = np.tile(np.array([0.0, math.pi, -math.pi / 2, math.pi / 2, 0.0]), N_BOX)
+#: shade of a face before sunlight: 0.58, tops 0.8 (as 0.58 + 0.22 * top)
+_SHADE0 = 0.58 + 0.22 * _IS_TOP
+#: [kind, face]: the face is a head or tail lamp
+_IS_LAMP = (_T["role"] == HEAD) | (_T["role"] == TAIL)
+_ALL, _ANY = np.logical_and.reduce, np.logical_or.reduce
 _ROLE_COLOURS = np.zeros((6, 3))
 _ROLE_COLOURS[GLASS] = (40.0, 50.0, 62.0)
 _ROLE_COLOURS[OBST] = (235.0, 130.0, 20.0)
@@ -232,6 +237,19 @@ class _LookStyle:
         self.rail, self.pole, self.trunk = _c(L.rail), _c(L.pole), _c(L.trunk)
         self.crown = L.crown
         self.fog = L.fog
+        # per-frame constants of the vehicles' shading and marks (as _draw_vehicles and _mark_points use them)
+        el = math.radians(max(look.sun_elevation_deg, 0.0))
+        self.sun_cos_el, self.sun_sin_el = math.cos(el), math.sin(el)
+        self.sun_azimuth = math.radians(look.sun_azimuth_deg)
+        self.sun_direct = 0.55 * L.direct
+        self.light_row = L.light[None, :]
+        self.lit_lamps = L.night > 0.3
+        self.sun_shadows = L.direct > 0.2 and look.sun_elevation_deg > 3.0
+        self.wet = look.wetness > 0.3
+        if self.sun_shadows:   # per kind: the ground offset of a shadow's far edge
+            reach = np.minimum(_SHADOW_HEIGHT_M / math.tan(math.radians(look.sun_elevation_deg)), 14.0)
+            d = -complex(L.sun_dir[0], L.sun_dir[1]) / max(math.hypot(L.sun_dir[0], L.sun_dir[1]), 1e-6)
+            self.shadow_offset = reach * d
         self.density = look.fog_density
         img = np.empty((h, w, 3), np.float64)
         rng = np.random.default_rng([look.seed, 3, h, w])
@@ -376,8 +394,8 @@ def _dashcam(cam: Any, style: _LookStyle, scene: Scene, deco: Decorations, img: 
     gxy, gz, gbatch, n_far_dash, n_far_line, far_idx = cam._ground_cam(geo, camp, deco.drop)
     n_ground = len(gxy)
     box = _view_box(cam, camp)
-    objs, wpos, rel = _scene_objects(cam, camp, scene, road, ego)
-    faces = _vehicle_faces(cam, camp, objs, rel)
+    objs = _scene_objects(cam, camp, scene, road, ego)
+    faces = _vehicle_faces(cam, camp, objs) if objs is not None else None
     # one projection of the quads: the ground's, then the vehicles' faces
     polys: Any = None
     clipped: dict[int, np.ndarray] = {}
@@ -389,8 +407,13 @@ def _dashcam(cam: Any, style: _LookStyle, scene: Scene, deco: Decorations, img: 
     # one projection of the world points: patches and tar lines, marks under the vehicles (shadows or
     # contact shadows, wet sheen), guard rails 0.7 m up, bases and tops of poles and trees
     near_p, near_t = deco.near("patches", box), deco.near("tar", box)
-    close = np.flatnonzero(np.abs(rel) < 60.0)   # farther, a shadow is a pixel or two
-    marks = _mark_points(scene, objs[close], wpos[close]) if len(close) else None
+    marks = None
+    if objs is not None:
+        close = objs.dist < 60.0   # farther, a shadow is a pixel or two
+        if _ALL(close):
+            marks = _mark_points(style, objs)
+        elif _ANY(close):
+            marks = _mark_points(style, objs.take(close.nonzero()[0]))
     idx_r, idx_o = deco.near("rails", box), deco.near("objects", box)
     n_p, n_t, n_r, n_o = len(near_p), len(near_t), len(idx_r), len(idx_o)
     top_h = None
@@ -491,14 +514,39 @@ _NEXT4 = np.array([1, 2, 3, 0])
 _PREV4 = np.array([3, 0, 1, 2])
 _SHADOW_HEIGHT_M = np.array([1.45, 2.1, 3.3, 2.9, 1.0])   # per kind: car, van, truck, bus, obstacle
 _OBSTACLE_COLOUR = (235.0, 130.0, 20.0)
+_SHEEN_CORNERS = {k: np.arange(k) * 4 // k for k in (4, 8)}   # the sheen quad's corners, repeated to K
 
 
-def _scene_objects(cam: Any, camp: tuple[float, ...], scene: Scene, road: Any,
-                   ego: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+class _Objects:
+    """The vehicles and solid objects a dashcam frame may show, far to near (see _scene_objects):
+    heading (N,), length and width (N, 1), kind and colour row (N,) ints, world and camera-frame
+    positions (N,) complex, camera distance (N,) and spin = exp(i heading) (N,) complex."""
+
+    __slots__ = ("heading", "length", "width", "kind", "crow", "wpos", "rel", "dist", "spin", "_rows")
+
+    def __init__(self, rows: np.ndarray, wpos: np.ndarray, rel: np.ndarray, dist: np.ndarray,
+                 spin: np.ndarray | None = None, kind: np.ndarray | None = None,
+                 crow: np.ndarray | None = None) -> None:
+        self.heading = rows[:, 0]
+        self.length, self.width = rows[:, 1:2], rows[:, 2:3]
+        self.kind = rows[:, 3].astype(np.intp) if kind is None else kind
+        self.crow = rows[:, 4].astype(np.intp) if crow is None else crow
+        self.wpos, self.rel, self.dist = wpos, rel, dist
+        self.spin = np.exp(1j * self.heading) if spin is None else spin
+        self._rows = rows
+
+    def __len__(self) -> int:
+        return len(self.rel)
+
+    def take(self, idx: np.ndarray) -> "_Objects":
+        return _Objects(self._rows[idx], self.wpos[idx], self.rel[idx], self.dist[idx], self.spin[idx],
+                        self.kind[idx], self.crow[idx])
+
+
+def _scene_objects(cam: Any, camp: tuple[float, ...], scene: Scene, road: Any, ego: Any) -> _Objects | None:
     """The vehicles and solid objects the dashcam may see (centres within reach and the field of view,
-    with margins for objects up to ~12 m long; no ego), far to near: rows (heading, length, width,
-    kind, colour row: 0 an obstacle, 1 + VehicleLook.index a vehicle), world positions and
-    camera-frame positions (forward + i right), both complex."""
+    with margins for objects up to ~12 m long; no ego), far to near (kind; colour row: 0 an obstacle,
+    1 + VehicleLook.index a vehicle); None if there are none."""
     spec = cam.spec
     reach, near, tan_half = spec.max_distance_m, spec.near_m, cam._tan_half
     cam_c, turn = complex(camp[0], camp[1]), complex(camp[2], -camp[3])
@@ -510,8 +558,8 @@ def _scene_objects(cam: Any, camp: tuple[float, ...], scene: Scene, road: Any,
         pos = np.concatenate([v.position for v in items]).astype(np.float64, copy=False).view(complex)
         r = (pos - cam_c) * turn
         depth = camp[4] * r.real + camp[5] * spec.height_m
-        seen = np.flatnonzero((r.real < reach + 8.0) & (depth > near - 10.0) & (
-            np.abs(r.imag) < tan_half * np.maximum(depth, 0.0) + 8.0 * (1 + tan_half) + 2.0))
+        seen = ((r.real < reach + 8.0) & (depth > near - 10.0) & (
+            np.abs(r.imag) < tan_half * np.maximum(depth, 0.0) + 8.0 * (1 + tan_half) + 2.0)).nonzero()[0]
         if not len(seen):
             continue
         kept = []
@@ -530,11 +578,12 @@ def _scene_objects(cam: Any, camp: tuple[float, ...], scene: Scene, road: Any,
         wpos.append(pos[kept])
         rel.append(r[kept])
     if not rows:
-        return np.zeros((0, 5)), np.zeros(0, complex), np.zeros(0, complex)
+        return None
     objs = np.array(rows, np.float64)
     w, c = (wpos[0], rel[0]) if len(wpos) == 1 else (np.concatenate(wpos), np.concatenate(rel))
-    order = np.argsort(-np.abs(c), kind="stable")
-    return objs[order], w[order], c[order]
+    dist = np.abs(c)
+    order = np.argsort(-dist, kind="stable")
+    return _Objects(objs[order], w[order], c[order], dist[order])
 
 
 def _face_colours(scene: Scene) -> np.ndarray:
@@ -555,25 +604,20 @@ def _face_colours(scene: Scene) -> np.ndarray:
     return table
 
 
-def _mark_points(scene: Scene, objs: np.ndarray, wpos: np.ndarray) -> tuple[np.ndarray, int, bool, bool]:
+def _mark_points(style: _LookStyle, o: _Objects) -> tuple[np.ndarray, int, bool, bool]:
     """Ground polygons under the vehicles: sun shadows (or contact shadows without sun) and, on a wet
     road, a sheen behind each; returns (polygons (M, K) complex, vehicles, sun, wet)."""
-    L = scene.light
-    n = len(objs)
-    spin = np.exp(1j * objs[:, 0:1])
-    centre = wpos[:, None]
-    foot = centre + (_FOOT_L * objs[:, 1:2] + _FOOT_W * objs[:, 2:3]) * spin
-    elev = scene.look.sun_elevation_deg
-    sun = L.direct > 0.2 and elev > 3.0
+    n = len(o)
+    spin = o.spin[:, None]
+    centre = o.wpos[:, None]
+    foot = centre + (_FOOT_L * o.length + _FOOT_W * o.width) * spin
+    sun, wet = style.sun_shadows, style.wet
     if sun:
         # the shadow of a box on flat ground: its footprint swept along the sun's ground offset t
         # (the convex hull, built per corner: edges facing t move by t, the others stay)
-        height = _SHADOW_HEIGHT_M[objs[:, 3].astype(np.intp)]
-        reach = np.minimum(height / math.tan(math.radians(elev)), 14.0)
-        d = -complex(L.sun_dir[0], L.sun_dir[1]) / max(math.hypot(L.sun_dir[0], L.sun_dir[1]), 1e-6)
-        t = (reach * d)[:, None]
+        t = style.shadow_offset[o.kind][:, None]
         nxt = foot[:, _NEXT4]
-        area = (np.conj(foot) * nxt).imag.sum(axis=1, keepdims=True)
+        area = np.add.reduce((np.conj(foot) * nxt).imag, axis=1, keepdims=True)
         toward = (-(np.conj(nxt - foot) * t).imag * np.sign(area)) > 0    # edge i (corner i -> i + 1) faces t
         pts = np.empty((n, 4, 2), complex)
         pts[:, :, 0] = foot + np.where(toward[:, _PREV4], t, 0)          # edge ending at corner i
@@ -581,18 +625,17 @@ def _mark_points(scene: Scene, objs: np.ndarray, wpos: np.ndarray) -> tuple[np.n
         pts = pts.reshape(n, 8)
     else:
         pts = centre + 1.08 * (foot - centre)
-    wet = scene.look.wetness > 0.3
     if wet:
         # wet road: a sheen behind each vehicle (toward a following camera), red tail-light glow at night
-        back = 0.5 * objs[:, 1:2] * spin
+        back = 0.5 * o.length * spin
         behind = np.concatenate([foot[:, :1], foot[:, :1] - back, foot[:, 3:] - back, foot[:, 3:]], axis=1)
-        pts = np.concatenate([pts, behind[:, np.arange(pts.shape[1]) * 4 // pts.shape[1]]])
+        pts = np.concatenate([pts, behind[:, _SHEEN_CORNERS[pts.shape[1]]]])
     return pts, n, sun, wet
 
 
 def _draw_marks(cam: Any, style: _LookStyle, img: np.ndarray, pix: np.ndarray, z: np.ndarray, n: int,
                 sun: bool, wet: bool) -> None:
-    ok = (z > cam.spec.near_m + 0.3).all(axis=1)
+    ok = _ALL(z > cam.spec.near_m + 0.3, axis=1)
     marks, ok_m = pix[:n], ok[:n]
     if sun:                        # sun shadows may overlap
         for poly in marks[ok_m]:
@@ -646,73 +689,86 @@ def _poles_and_trees(cam: Any, style: _LookStyle, img: np.ndarray, base: np.ndar
             cv2.line(img, b, t, style.pole, thick, cv2.LINE_8, SHIFT)
 
 
-def _vehicle_faces(cam: Any, camp: tuple[float, ...], objs: np.ndarray,
-                   rel: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+def _face_tables(height_m: float) -> dict[str, np.ndarray]:
+    """Per camera height: the templates' tables indexed [kind, face] (corners (.., 4) gathered per face,
+    the back-face threshold with the camera height folded in, +inf for faces a kind lacks)."""
+    got = _FACE_TABLES.get(height_m)
+    if got is None:
+        faces = _T["faces"]
+        # (l * length + w * width + top) - height is (l * length + w * width) + (top - height): a face
+        # has either l and w or top and height zero, so the sums are the same numbers
+        got = _FACE_TABLES[height_m] = {
+            "ux": _T["ux"][:, faces], "uyj": _UYJ[:, faces], "hz": _T["uz"][:, faces] - height_m,
+            "top": np.where(_T["exists"], _PLANE_TOP - height_m * _IS_TOP, np.inf),
+        }
+    return got
+
+
+_FACE_TABLES: dict[float, dict[str, np.ndarray]] = {}
+
+
+def _vehicle_faces(cam: Any, camp: tuple[float, ...],
+                   o: _Objects) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
     """The faces of the vehicles' box templates that face the camera and reach in front of its near
     plane, far to near: camera-frame xy = x + iy (F, 4) complex, depth (F, 4), vehicle row, face."""
-    if not len(objs):
-        return None
     near = cam.spec.near_m
     cp, sp = camp[4], camp[5]
-    kind = objs[:, 3].astype(np.intp)
-    length, width = objs[:, 1:2], objs[:, 2:3]
-    centre = rel[:, None]
-    spin = np.exp(1j * objs[:, 0:1]) * complex(camp[2], -camp[3])
+    tab = _face_tables(cam.spec.height_m)
+    kind = o.kind
+    length, width = o.length, o.width
+    centre = o.rel[:, None]
+    spin = o.spin[:, None] * complex(camp[2], -camp[3])
     # back-face culling: a face shows if the camera is outside its plane
     cam_local = -centre / spin
-    facing = (_NORMAL * cam_local).real > (_PLANE_L[kind] * length + _PLANE_W[kind] * width
-                                           + _PLANE_TOP[kind] - cam.spec.height_m * _IS_TOP)
-    veh, face = np.nonzero(facing & _T["exists"][kind])
+    facing = (_NORMAL * cam_local).real > (_PLANE_L[kind] * length + _PLANE_W[kind] * width + tab["top"][kind])
+    veh, face = facing.nonzero()
     if not len(veh):
         return None
-    corner = _T["faces"][face]                                # (F, 4) corner indices
-    k = kind[veh, None]
-    w = centre[veh] + (_T["ux"][k, corner] * length[veh] + _UYJ[k, corner] * width[veh]) * spin[veh]
+    k = kind[veh]
+    w = centre[veh] + (tab["ux"][k, face] * length[veh] + tab["uyj"][k, face] * width[veh]) * spin[veh]
     a = w.real
-    hz = _T["uz"][k, corner] - cam.spec.height_m
+    hz = tab["hz"][k, face]
     fz = cp * a - sp * hz
     fxy = w.imag - 1j * (sp * a + cp * hz)
-    ahead = (fz >= near).any(axis=1)
-    if not ahead.all():
+    ahead = _ANY(fz >= near, axis=1)
+    if not _ALL(ahead):
         fxy, fz, veh, face = fxy[ahead], fz[ahead], veh[ahead], face[ahead]
         if not len(veh):
             return None
     return fxy, fz, veh, face
 
 
-def _draw_vehicles(cam: Any, style: _LookStyle, scene: Scene, img: np.ndarray, objs: np.ndarray,
+def _draw_vehicles(cam: Any, style: _LookStyle, scene: Scene, img: np.ndarray, o: _Objects,
                    polys: np.ndarray, clipped: dict[int, np.ndarray], fz: np.ndarray, veh: np.ndarray,
                    face: np.ndarray) -> None:
     """Fill the projected faces (far to near) in their colours: the template's colour role (body,
     glass, cargo, lamps) x sun shading (sides by the sun's bearing, tops by its height), lamps lit at
     night, fog by depth. Faces under a pixel are skipped (not a lamp at night)."""
-    L = scene.light
-    lit_lamps = L.night > 0.3
-    d02, d13 = polys[:, 2] - polys[:, 0], polys[:, 3] - polys[:, 1]
-    draw = np.abs(d02[:, 0] * d13[:, 1] - d02[:, 1] * d13[:, 0]) >= SCALE * SCALE
+    d = polys[:, 2:4] - polys[:, 0:2]           # diagonals 0 -> 2 and 1 -> 3
+    draw = np.abs(d[:, 0, 0] * d[:, 1, 1] - d[:, 0, 1] * d[:, 1, 0]) >= SCALE * SCALE
+    lit_lamps = style.lit_lamps
     if lit_lamps:
-        role = _T["role"][objs[veh, 3].astype(np.intp), face]
-        lamp = (role == HEAD) | (role == TAIL)
+        kind = o.kind[veh]
+        lamp = _IS_LAMP[kind, face]
         draw |= lamp
     for i in clipped:
         draw[i] = True
-    rows = np.nonzero(draw)[0]
+    rows = draw.nonzero()[0]
     if not len(rows):
         return
     veh, face, fz = veh[rows], face[rows], fz[rows]
-    base = _face_colours(scene)[objs[veh, 4].astype(np.intp), face]
-    el = math.radians(max(scene.look.sun_elevation_deg, 0.0))
-    top = _IS_TOP[face]
-    side_lit = math.cos(el) * np.cos(objs[veh, 0] + _FACE_ANGLE[face] - math.radians(scene.look.sun_azimuth_deg))
-    lit = np.maximum(0.0, np.where(top, math.sin(el), side_lit))
-    shade = 0.58 + 0.22 * top + 0.55 * L.direct * lit
-    col = base * shade[:, None] * L.light[None, :]
+    base = _face_colours(scene)[o.crow[veh], face]
+    side_lit = style.sun_cos_el * np.cos(o.heading[veh] + _FACE_ANGLE[face] - style.sun_azimuth)
+    lit = np.maximum(0.0, np.where(_IS_TOP[face], style.sun_sin_el, side_lit))
+    shade = _SHADE0[face] + style.sun_direct * lit
+    col = base * shade[:, None] * style.light_row
     if lit_lamps:
-        role, lamp = role[rows], lamp[rows]
-        if lamp.any():
-            col[lamp] = np.where((role[lamp] == TAIL)[:, None], [[255.0, 45.0, 35.0]], [[255.0, 250.0, 225.0]])
+        lamp = lamp[rows]
+        if _ANY(lamp):
+            tail = _T["role"][kind[rows][lamp], face[lamp]] == TAIL
+            col[lamp] = np.where(tail[:, None], [[255.0, 45.0, 35.0]], [[255.0, 250.0, 225.0]])
     col = _fogged(style, col, np.add.reduce(fz, axis=1) * 0.25)   # mean depth of the face
-    colours = np.rint(col).clip(0, 255).astype(np.int32).tolist()
+    colours = np.minimum(np.maximum(np.rint(col), 0), 255).astype(np.int32).tolist()
     if clipped:
         for i, colour in zip(rows.tolist(), colours):
             cv2.fillConvexPoly(img, clipped.get(i, polys[i]), colour, cv2.LINE_8, SHIFT)
