@@ -237,6 +237,7 @@ class _LookStyle:
         self.rail, self.pole, self.trunk = _c(L.rail), _c(L.pole), _c(L.trunk)
         self.crown = L.crown
         self.fog = L.fog
+        self.roadside: dict[tuple[int, ...], _Roadside] = {}   # per view cells (see _roadside)
         # per-frame constants of the vehicles' shading and marks (as _draw_vehicles and _mark_points use them)
         el = math.radians(max(look.sun_elevation_deg, 0.0))
         self.sun_cos_el, self.sun_sin_el = math.cos(el), math.sin(el)
@@ -363,13 +364,13 @@ def render_scene(cam: Any, scene: Scene, road: Any, ego: Any, pose: tuple[float,
     return img
 
 
-def _cam_points(cam: Any, camp: tuple[float, ...], pts: np.ndarray, z_m: Any) -> tuple[np.ndarray, np.ndarray,
-                                                                                          np.ndarray]:
-    """Fixed-point pixels (..., 2) int32, depth and forward distance of world points (complex) at height z_m."""
+def _cam_points(cam: Any, camp: tuple[float, ...], pts: np.ndarray, hz: Any) -> tuple[np.ndarray, np.ndarray,
+                                                                                        np.ndarray]:
+    """Fixed-point pixels (..., 2) int32, depth and forward distance of world points (complex) at height
+    hz above the camera (height - camera height: an array, or one number for all)."""
     cam_x, cam_y, cyaw, syaw, cp, sp = camp
     rel = (pts - complex(cam_x, cam_y)) * complex(cyaw, -syaw)
     a = rel.real
-    hz = np.asarray(z_m) - cam.spec.height_m
     z = cp * a - sp * hz
     w = (rel.imag - 1j * (sp * a + cp * hz)) / np.maximum(z, cam.spec.near_m) * (cam._focal * SCALE) + cam._centre16
     pix = np.ascontiguousarray(w).view(np.float64).reshape(w.shape + (2,))
@@ -380,6 +381,42 @@ def _cam_points(cam: Any, camp: tuple[float, ...], pts: np.ndarray, z_m: Any) ->
 def _fogged(style: _LookStyle, colour: np.ndarray, depth: np.ndarray) -> np.ndarray:
     f = 1.0 - np.exp(-style.density * np.maximum(depth, 0.0))
     return colour * (1.0 - f)[..., None] + style.fog * f[..., None]
+
+
+class _Roadside:
+    """The world points of the decorations near one view (the grid cells of a view box): patch quads,
+    tar polylines, guard rail segments, bases and tops of poles and trees, with their heights above
+    the camera; gathered once and projected every frame while the view stays in the same cells."""
+
+    def __init__(self, cam: Any, deco: Decorations, near_p: np.ndarray, near_t: np.ndarray, idx_r: np.ndarray,
+                 idx_o: np.ndarray) -> None:
+        self.keys = (deco, near_p, near_t, idx_r, idx_o)   # held: their ids key the cache
+        self.n_p, self.n_t, self.n_r, self.n_o = n_p, n_t, n_r, n_o = len(near_p), len(near_t), len(idx_r), len(idx_o)
+        pos, self.tree, self.size = deco.objects[idx_o], deco.is_tree[idx_o], deco.size[idx_o]
+        top_h = np.where(self.tree, 2.6 + self.size, self.size)
+        self.f_top = cam._focal * top_h
+        self.pts = np.concatenate([deco.patches[near_p].ravel(), deco.tar[near_t].ravel(), deco.rails[idx_r].ravel(),
+                                   pos, pos])
+        self.o2 = 4 * (n_p + n_t)           # patches and tar, then rails up to o3, then bases and tops
+        self.o3 = self.o2 + 2 * n_r
+        heights = np.zeros(len(self.pts))
+        heights[self.o2:self.o3] = 0.7
+        heights[self.o3 + n_o:] = top_h
+        self.hz = heights - cam.spec.height_m
+        self.light = deco.patch_light[near_p]
+        self.dark = ~self.light
+
+
+def _roadside(cam: Any, style: _LookStyle, deco: Decorations, box: tuple[float, float, float, float]) -> _Roadside:
+    idx = (deco.near("patches", box), deco.near("tar", box), deco.near("rails", box), deco.near("objects", box))
+    key = (id(deco), *map(id, idx))
+    cache = style.roadside
+    got = cache.get(key)
+    if got is None or got.keys[0] is not deco or any(a is not b for a, b in zip(got.keys[1:], idx)):
+        if len(cache) >= 32:
+            cache.clear()
+        got = cache[key] = _Roadside(cam, deco, *idx)
+    return got
 
 
 def _dashcam(cam: Any, style: _LookStyle, scene: Scene, deco: Decorations, img: np.ndarray, road: Any, ego: Any,
@@ -404,9 +441,10 @@ def _dashcam(cam: Any, style: _LookStyle, scene: Scene, deco: Decorations, img: 
         polys, clipped = cam._project_polys(xy, z)
     elif n_ground:
         polys, clipped = cam._project_polys(gxy, gz)
-    # one projection of the world points: patches and tar lines, marks under the vehicles (shadows or
-    # contact shadows, wet sheen), guard rails 0.7 m up, bases and tops of poles and trees
-    near_p, near_t = deco.near("patches", box), deco.near("tar", box)
+    # one projection of the roadside's world points (patches and tar lines, guard rails 0.7 m up, bases
+    # and tops of poles and trees: gathered once per view cells), one of the marks under the vehicles
+    # (shadows or contact shadows, wet sheen)
+    rs = _roadside(cam, style, deco, box)
     marks = None
     if objs is not None:
         close = objs.dist < 60.0   # farther, a shadow is a pixel or two
@@ -414,54 +452,36 @@ def _dashcam(cam: Any, style: _LookStyle, scene: Scene, deco: Decorations, img: 
             marks = _mark_points(style, objs)
         elif _ANY(close):
             marks = _mark_points(style, objs.take(close.nonzero()[0]))
-    idx_r, idx_o = deco.near("rails", box), deco.near("objects", box)
-    n_p, n_t, n_r, n_o = len(near_p), len(near_t), len(idx_r), len(idx_o)
-    top_h = None
-    parts = [deco.patches[near_p].ravel(), deco.tar[near_t].ravel()]
-    if marks is not None:
-        parts.append(marks[0].ravel())
-    if n_r:
-        parts.append(deco.rails[idx_r].ravel())
-    if n_o:
-        pos, tree, size = deco.objects[idx_o], deco.is_tree[idx_o], deco.size[idx_o]
-        top_h = np.where(tree, 2.6 + size, size)
-        parts += [pos, pos]
-    o2 = 4 * (n_p + n_t)
-    o3 = o2 + (marks[0].size if marks is not None else 0)
-    o4 = o3 + 2 * n_r
-    pts = np.concatenate(parts)
-    if len(pts):
-        heights = np.zeros(len(pts))
-        heights[o3:o4] = 0.7
-        if top_h is not None:
-            heights[o4 + n_o:] = top_h
-        pix, pz, pa = _cam_points(cam, camp, pts, heights)
+    n_p, n_r, n_o = rs.n_p, rs.n_r, rs.n_o
+    o2, o3 = rs.o2, rs.o3
+    if len(rs.pts):
+        pix, pz, pa = _cam_points(cam, camp, rs.pts, rs.hz)
     # draw: ground, road wear, marks, fog, roadside, vehicles, lens
     if n_ground:
         from e2e_drive.sensors.camera import draw_ground
 
         draw_ground(img, polys, clipped, gbatch, n_ground, far_idx, geo.ground.cont, n_far_dash, n_far_line, style)
     if o2:
-        ok = (pz[:o2].reshape(-1, 4) > near + 0.5).all(axis=1)
+        ok = _ALL(pz[:o2].reshape(-1, 4) > near + 0.5, axis=1)
         quads = pix[:o2].reshape(-1, 4, 2)
-        light = deco.patch_light[near_p]
-        for flag in (False, True):
-            sel = ok[:n_p] & (light == flag)
-            if sel.any():
+        for flag, mask in ((False, rs.dark), (True, rs.light)):
+            sel = ok[:n_p] & mask
+            if _ANY(sel):
                 cv2.fillPoly(img, quads[:n_p][sel], style.patch[int(flag)], cv2.LINE_8, SHIFT)
         sel = ok[n_p:] & (pa[4 * n_p:o2:4] < 0.6 * reach)
-        if sel.any():
+        if _ANY(sel):
             cv2.polylines(img, quads[n_p:][sel], False, style.tar, 1, cv2.LINE_8, SHIFT)
     if marks is not None:
         shape = marks[0].shape
-        _draw_marks(cam, style, img, pix[o2:o3].reshape(shape + (2,)), pz[o2:o3].reshape(shape), *marks[1:])
+        mpix, mz, _ = _cam_points(cam, camp, marks[0].ravel(), -spec.height_m)   # on the ground
+        _draw_marks(cam, style, img, mpix.reshape(shape + (2,)), mz.reshape(shape), *marks[1:])
     if style.density > 0:   # fog over the ground by distance
         cv2.multiply(img, style.fog_keep, dst=img, scale=1.0 / 255.0)
         cv2.add(img, style.fog_add, dst=img)
     if n_r:
-        _rails(cam, style, img, pix[o3:o4].reshape(n_r, 2, 2), pz[o3:o4].reshape(n_r, 2))
+        _rails(cam, style, img, pix[o2:o3].reshape(n_r, 2, 2), pz[o2:o3].reshape(n_r, 2))
     if n_o:
-        _poles_and_trees(cam, style, img, pix[o4:o4 + n_o], pix[o4 + n_o:], pz[o4:o4 + n_o], tree, size, top_h)
+        _poles_and_trees(cam, style, img, pix[o3:o3 + n_o], pix[o3 + n_o:], pz[o3:o3 + n_o], rs)
     if faces is not None:
         off = {i - n_ground: p for i, p in clipped.items() if i >= n_ground} if clipped else clipped
         _draw_vehicles(cam, style, scene, img, objs, polys[n_ground:], off, *faces[1:])
@@ -658,29 +678,29 @@ def _view_box(cam: Any, camp: tuple[float, ...]) -> tuple[float, float, float, f
 
 def _rails(cam: Any, style: _LookStyle, img: np.ndarray, seg: np.ndarray, zs: np.ndarray) -> None:
     """Guard rail segments (R, 2, 2) fixed-point, depths (R, 2): joined into chains, one call."""
-    sel = np.flatnonzero((zs > cam.spec.near_m + 0.5).all(axis=1))
+    sel = _ALL(zs > cam.spec.near_m + 0.5, axis=1).nonzero()[0]
     if not len(sel):
         return
     # join consecutive segments into chains: a few long polylines draw faster than many short ones
     seg = seg[sel]
-    joined = (sel[1:] - sel[:-1] == 1) & (seg[1:, 0] == seg[:-1, 1]).all(axis=1)
-    cuts = (np.flatnonzero(~joined) + 1).tolist()
+    joined = (sel[1:] - sel[:-1] == 1) & _ALL(seg[1:, 0] == seg[:-1, 1], axis=1)
+    cuts = ((~joined).nonzero()[0] + 1).tolist()
     chains = [np.concatenate([seg[a:b, 0], seg[b - 1:b, 1]]) for a, b in zip([0, *cuts], [*cuts, len(seg)])]
     cv2.polylines(img, chains, False, style.rail, 1, cv2.LINE_8, SHIFT)
 
 
 def _poles_and_trees(cam: Any, style: _LookStyle, img: np.ndarray, base: np.ndarray, top: np.ndarray,
-                     z0: np.ndarray, tree: np.ndarray, size: np.ndarray, top_h: np.ndarray) -> None:
-    """Poles and trees (bases, tops fixed-point, base depths), far to near."""
+                     z0: np.ndarray, rs: "_Roadside") -> None:
+    """Poles and trees (bases, tops fixed-point, base depths; kinds and sizes in rs), far to near."""
     f = cam._focal
     zc = np.maximum(z0, 1.0)
-    ok = (z0 > 2.0) & (np.abs(base[:, 0] / SCALE - cam._cx) < cam._cx + 20 + f * 3.0 / zc) & (f * top_h / zc > 1.5)
-    if not ok.any():
+    ok = (z0 > 2.0) & (np.abs(base[:, 0] / SCALE - cam._cx) < cam._cx + 20 + f * 3.0 / zc) & (rs.f_top / zc > 1.5)
+    if not _ANY(ok):
         return
-    order = np.flatnonzero(ok)[np.argsort(-z0[ok])]
-    crowns = np.clip(np.rint(_fogged(style, style.crown, z0[order])), 0, 255).astype(np.int32).tolist()
+    order = ok.nonzero()[0][np.argsort(-z0[ok])]
+    crowns = np.minimum(np.maximum(np.rint(_fogged(style, style.crown, z0[order])), 0), 255).astype(np.int32).tolist()
     for b, t, d, is_tree, sz, crown in zip(base[order].tolist(), top[order].tolist(), z0[order].tolist(),
-                                           tree[order].tolist(), size[order].tolist(), crowns):
+                                           rs.tree[order].tolist(), rs.size[order].tolist(), crowns):
         thick = max(1, min(6, int(f * (0.35 if is_tree else 0.2) / d + 0.5)))
         if is_tree:
             cv2.line(img, b, t, style.trunk, thick, cv2.LINE_8, SHIFT)
