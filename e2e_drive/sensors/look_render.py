@@ -108,6 +108,8 @@ _FACE_ANGLE = np.tile(np.array([0.0, math.pi, -math.pi / 2, math.pi / 2, 0.0]), 
 _SHADE0 = 0.58 + 0.22 * _IS_TOP
 #: [kind, face]: the face is a head or tail lamp
 _IS_LAMP = (_T["role"] == HEAD) | (_T["role"] == TAIL)
+#: [face]: the bearing of its normal, its shade before sunlight, 1.0 for a top face
+_PER_FACE = np.column_stack([_FACE_ANGLE, _SHADE0, _IS_TOP.astype(np.float64)])
 _ALL, _ANY = np.logical_and.reduce, np.logical_or.reduce
 _ROLE_COLOURS = np.zeros((6, 3))
 _ROLE_COLOURS[GLASS] = (40.0, 50.0, 62.0)
@@ -719,7 +721,9 @@ def _face_tables(height_m: float) -> dict[str, np.ndarray]:
         # has either l and w or top and height zero, so the sums are the same numbers
         got = _FACE_TABLES[height_m] = {
             "ux": _T["ux"][:, faces], "uyj": _UYJ[:, faces], "hz": _T["uz"][:, faces] - height_m,
-            "top": np.where(_T["exists"], _PLANE_TOP - height_m * _IS_TOP, np.inf),
+            # [kind, 0 | 1 | 2, face]: the plane's length and width terms and the top term
+            "plane": np.stack([_PLANE_L, _PLANE_W, np.where(_T["exists"], _PLANE_TOP - height_m * _IS_TOP, np.inf)],
+                              axis=1),
         }
     return got
 
@@ -740,7 +744,8 @@ def _vehicle_faces(cam: Any, camp: tuple[float, ...],
     spin = o.spin[:, None] * complex(camp[2], -camp[3])
     # back-face culling: a face shows if the camera is outside its plane
     cam_local = -centre / spin
-    facing = (_NORMAL * cam_local).real > (_PLANE_L[kind] * length + _PLANE_W[kind] * width + tab["top"][kind])
+    plane = tab["plane"][kind]
+    facing = (_NORMAL * cam_local).real > (plane[:, 0] * length + plane[:, 1] * width + plane[:, 2])
     veh, face = facing.nonzero()
     if not len(veh):
         return None
@@ -778,9 +783,10 @@ def _draw_vehicles(cam: Any, style: _LookStyle, scene: Scene, img: np.ndarray, o
         return
     veh, face, fz = veh[rows], face[rows], fz[rows]
     base = _face_colours(scene)[o.crow[veh], face]
-    side_lit = style.sun_cos_el * np.cos(o.heading[veh] + _FACE_ANGLE[face] - style.sun_azimuth)
-    lit = np.maximum(0.0, np.where(_IS_TOP[face], style.sun_sin_el, side_lit))
-    shade = _SHADE0[face] + style.sun_direct * lit
+    per_face = _PER_FACE[face]
+    side_lit = style.sun_cos_el * np.cos(o.heading[veh] + per_face[:, 0] - style.sun_azimuth)
+    lit = np.maximum(0.0, np.where(per_face[:, 2] != 0.0, style.sun_sin_el, side_lit))
+    shade = per_face[:, 1] + style.sun_direct * lit
     col = base * shade[:, None] * style.light_row
     if lit_lamps:
         lamp = lamp[rows]
