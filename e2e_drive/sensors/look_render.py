@@ -239,6 +239,7 @@ class _LookStyle:
         self.rail, self.pole, self.trunk = _c(L.rail), _c(L.pole), _c(L.trunk)
         self.crown = L.crown
         self.fog = L.fog
+        self.crown_rgb, self.fog_rgb = L.crown.tolist(), L.fog.tolist()
         self.roadside: dict[tuple[int, ...], _Roadside] = {}   # per view cells (see _roadside)
         # per-frame constants of the vehicles' shading and marks (as _draw_vehicles and _mark_points use them)
         el = math.radians(max(look.sun_elevation_deg, 0.0))
@@ -405,8 +406,11 @@ class _Roadside:
         heights[self.o2:self.o3] = 0.7
         heights[self.o3 + n_o:] = top_h
         self.hz = heights - cam.spec.height_m
+        # the same followed by ground points (0 - camera height), for the marks under the vehicles
+        self.hz_ground = np.concatenate([self.hz, np.full(512, 0.0 - cam.spec.height_m)])
         self.light = deco.patch_light[near_p]
         self.dark = ~self.light
+        self.tree_list, self.size_list = self.tree.tolist(), self.size.tolist()
 
 
 def _roadside(cam: Any, style: _LookStyle, deco: Decorations, box: tuple[float, float, float, float]) -> _Roadside:
@@ -455,8 +459,12 @@ def _dashcam(cam: Any, style: _LookStyle, scene: Scene, deco: Decorations, img: 
         elif _ANY(close):
             marks = _mark_points(style, objs.take(close.nonzero()[0]))
     n_p, n_r, n_o = rs.n_p, rs.n_r, rs.n_o
-    o2, o3 = rs.o2, rs.o3
-    if len(rs.pts):
+    o2, o3, o5 = rs.o2, rs.o3, len(rs.pts)
+    if marks is not None:        # marks on the ground after the roadside's points
+        m = marks[0].size
+        hz = rs.hz_ground[:o5 + m] if o5 + m <= len(rs.hz_ground) else np.concatenate([rs.hz, np.full(m, -spec.height_m)])
+        pix, pz, pa = _cam_points(cam, camp, np.concatenate([rs.pts, marks[0].ravel()]), hz)
+    elif o5:
         pix, pz, pa = _cam_points(cam, camp, rs.pts, rs.hz)
     # draw: ground, road wear, marks, fog, roadside, vehicles, lens
     if n_ground:
@@ -475,8 +483,7 @@ def _dashcam(cam: Any, style: _LookStyle, scene: Scene, deco: Decorations, img: 
             cv2.polylines(img, quads[n_p:][sel], False, style.tar, 1, cv2.LINE_8, SHIFT)
     if marks is not None:
         shape = marks[0].shape
-        mpix, mz, _ = _cam_points(cam, camp, marks[0].ravel(), -spec.height_m)   # on the ground
-        _draw_marks(cam, style, img, mpix.reshape(shape + (2,)), mz.reshape(shape), *marks[1:])
+        _draw_marks(cam, style, img, pix[o5:].reshape(shape + (2,)), pz[o5:].reshape(shape), *marks[1:])
     if style.density > 0:   # fog over the ground by distance
         cv2.multiply(img, style.fog_keep, dst=img, scale=1.0 / 255.0)
         cv2.add(img, style.fog_add, dst=img)
@@ -693,20 +700,34 @@ def _rails(cam: Any, style: _LookStyle, img: np.ndarray, seg: np.ndarray, zs: np
 
 def _poles_and_trees(cam: Any, style: _LookStyle, img: np.ndarray, base: np.ndarray, top: np.ndarray,
                      z0: np.ndarray, rs: "_Roadside") -> None:
-    """Poles and trees (bases, tops fixed-point, base depths; kinds and sizes in rs), far to near."""
+    """Poles and trees (bases, tops fixed-point, base depths; kinds and sizes in rs), far to near.
+
+    A handful per frame: the tests run on Python floats (the same double arithmetic numpy does
+    elementwise), numpy only sorts and takes the fog's exponentials."""
     f = cam._focal
-    zc = np.maximum(z0, 1.0)
-    ok = (z0 > 2.0) & (np.abs(base[:, 0] / SCALE - cam._cx) < cam._cx + 20 + f * 3.0 / zc) & (rs.f_top / zc > 1.5)
-    if not _ANY(ok):
+    cx = cam._cx
+    x_lim, f3 = cam._cx + 20, f * 3.0
+    zs = z0.tolist()
+    ok = [i for i, (z, x, ft) in enumerate(zip(zs, (base[:, 0] / SCALE).tolist(), rs.f_top.tolist()))
+          if z > 2.0 and abs(x - cx) < x_lim + f3 / max(z, 1.0) and ft / max(z, 1.0) > 1.5]
+    if not ok:
         return
-    order = ok.nonzero()[0][np.argsort(-z0[ok])]
-    crowns = np.minimum(np.maximum(np.rint(_fogged(style, style.crown, z0[order])), 0), 255).astype(np.int32).tolist()
-    for b, t, d, is_tree, sz, crown in zip(base[order].tolist(), top[order].tolist(), z0[order].tolist(),
-                                           rs.tree[order].tolist(), rs.size[order].tolist(), crowns):
+    sel = np.array(ok)
+    order = sel[np.argsort(-z0[sel])]
+    d_sorted = z0[order]
+    keep = np.exp(-style.density * np.maximum(d_sorted, 0.0)).tolist()   # 1 - fog fraction
+    crown, fog = style.crown_rgb, style.fog_rgb
+    idx = order.tolist()
+    tree, size, b_px, t_px = rs.tree_list, rs.size_list, base.tolist(), top.tolist()
+    for i, d, e in zip(idx, d_sorted.tolist(), keep):
+        is_tree = tree[i]
+        b, t = b_px[i], t_px[i]
         thick = max(1, min(6, int(f * (0.35 if is_tree else 0.2) / d + 0.5)))
         if is_tree:
+            fg = 1.0 - e
+            colour = [min(max(round(c * (1.0 - fg) + g * fg), 0), 255) for c, g in zip(crown, fog)]
             cv2.line(img, b, t, style.trunk, thick, cv2.LINE_8, SHIFT)
-            cv2.circle(img, t, max(int(f * sz / d * SCALE + 0.5), 8), crown, -1, cv2.LINE_8, SHIFT)
+            cv2.circle(img, t, max(int(f * size[i] / d * SCALE + 0.5), 8), colour, -1, cv2.LINE_8, SHIFT)
         else:
             cv2.line(img, b, t, style.pole, thick, cv2.LINE_8, SHIFT)
 
