@@ -193,7 +193,7 @@ def _far_lines(segments: np.ndarray, idx: np.ndarray, cont: np.ndarray) -> np.nd
     segments on its own, so these lines fill the very pixels of the lane sides' polylines (a lane side
     is all dashes or all line, so no line joins a dash to a line)."""
     lines = segments[:, :2].copy()
-    join = np.flatnonzero((idx[1:] - idx[:-1] == 1) & cont[idx[:-1]])
+    join = ((idx[1:] - idx[:-1] == 1) & cont[idx[:-1]]).nonzero()[0]
     lines[join, 1] = segments[join + 1, 0]
     return lines
 
@@ -222,7 +222,7 @@ def _batches(batch_ids: np.ndarray) -> list[tuple[int, int]]:
     """(start, end) of runs of equal ids in a sorted id array."""
     if len(batch_ids) == 0:
         return []
-    cuts = np.flatnonzero(batch_ids[1:] != batch_ids[:-1]) + 1
+    cuts = (batch_ids[1:] != batch_ids[:-1]).nonzero()[0] + 1
     edges = [0, *cuts.tolist(), len(batch_ids)]
     return list(zip(edges[:-1], edges[1:]))
 

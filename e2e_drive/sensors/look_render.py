@@ -377,7 +377,7 @@ def _cam_points(cam: Any, camp: tuple[float, ...], pts: np.ndarray, hz: Any) -> 
     z = cp * a - sp * hz
     w = (rel.imag - 1j * (sp * a + cp * hz)) / np.maximum(z, cam.spec.near_m) * (cam._focal * SCALE) + cam._centre16
     pix = np.ascontiguousarray(w).view(np.float64).reshape(w.shape + (2,))
-    np.clip(pix, -1e7, 1e7, out=pix)
+    np.minimum(np.maximum(pix, -1e7, out=pix), 1e7, out=pix)   # (np.clip, without its Python wrapper)
     return np.rint(pix).astype(np.int32), z, a
 
 
