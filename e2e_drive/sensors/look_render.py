@@ -454,10 +454,8 @@ def _dashcam(cam: Any, style: _LookStyle, scene: Scene, deco: Decorations, img: 
     marks = None
     if objs is not None:
         close = objs.dist < 60.0   # farther, a shadow is a pixel or two
-        if _ALL(close):
-            marks = _mark_points(style, objs)
-        elif _ANY(close):
-            marks = _mark_points(style, objs.take(close.nonzero()[0]))
+        if _ANY(close):
+            marks = _mark_points(style, objs, None if _ALL(close) else close)
     n_p, n_r, n_o = rs.n_p, rs.n_r, rs.n_o
     o2, o3, o5 = rs.o2, rs.o3, len(rs.pts)
     if marks is not None:        # marks on the ground after the roadside's points
@@ -551,25 +549,18 @@ class _Objects:
     heading (N,), length and width (N, 1), kind and colour row (N,) ints, world and camera-frame
     positions (N,) complex, camera distance (N,) and spin = exp(i heading) (N,) complex."""
 
-    __slots__ = ("heading", "length", "width", "kind", "crow", "wpos", "rel", "dist", "spin", "_rows")
+    __slots__ = ("heading", "length", "width", "kind", "crow", "wpos", "rel", "dist", "spin")
 
-    def __init__(self, rows: np.ndarray, wpos: np.ndarray, rel: np.ndarray, dist: np.ndarray,
-                 spin: np.ndarray | None = None, kind: np.ndarray | None = None,
-                 crow: np.ndarray | None = None) -> None:
+    def __init__(self, rows: np.ndarray, wpos: np.ndarray, rel: np.ndarray, dist: np.ndarray) -> None:
         self.heading = rows[:, 0]
         self.length, self.width = rows[:, 1:2], rows[:, 2:3]
-        self.kind = rows[:, 3].astype(np.intp) if kind is None else kind
-        self.crow = rows[:, 4].astype(np.intp) if crow is None else crow
+        self.kind = rows[:, 3].astype(np.intp)
+        self.crow = rows[:, 4].astype(np.intp)
         self.wpos, self.rel, self.dist = wpos, rel, dist
-        self.spin = np.exp(1j * self.heading) if spin is None else spin
-        self._rows = rows
+        self.spin = np.exp(1j * self.heading)
 
     def __len__(self) -> int:
         return len(self.rel)
-
-    def take(self, idx: np.ndarray) -> "_Objects":
-        return _Objects(self._rows[idx], self.wpos[idx], self.rel[idx], self.dist[idx], self.spin[idx],
-                        self.kind[idx], self.crow[idx])
 
 
 def _scene_objects(cam: Any, camp: tuple[float, ...], scene: Scene, road: Any, ego: Any) -> _Objects | None:
@@ -633,9 +624,11 @@ def _face_colours(scene: Scene) -> np.ndarray:
     return table
 
 
-def _mark_points(style: _LookStyle, o: _Objects) -> tuple[np.ndarray, int, bool, bool]:
-    """Ground polygons under the vehicles: sun shadows (or contact shadows without sun) and, on a wet
-    road, a sheen behind each; returns (polygons (M, K) complex, vehicles, sun, wet)."""
+def _mark_points(style: _LookStyle, o: _Objects, only: np.ndarray | None = None) -> tuple[np.ndarray, int, bool, bool]:
+    """Ground polygons under the vehicles (those of the mask ``only`` if given): sun shadows (or contact
+    shadows without sun) and, on a wet road, a sheen behind each; returns (polygons (M, K) complex,
+    vehicles, sun, wet). Every vehicle's polygons are computed (row by row, the same numbers) and the
+    wanted rows taken at the end: one selection instead of one per input."""
     n = len(o)
     spin = o.spin[:, None]
     centre = o.wpos[:, None]
@@ -654,10 +647,15 @@ def _mark_points(style: _LookStyle, o: _Objects) -> tuple[np.ndarray, int, bool,
         pts = pts.reshape(n, 8)
     else:
         pts = centre + 1.08 * (foot - centre)
+    if only is not None:
+        pts = pts[only]
+        n = len(pts)
     if wet:
         # wet road: a sheen behind each vehicle (toward a following camera), red tail-light glow at night
         back = 0.5 * o.length * spin
         behind = np.concatenate([foot[:, :1], foot[:, :1] - back, foot[:, 3:] - back, foot[:, 3:]], axis=1)
+        if only is not None:
+            behind = behind[only]
         pts = np.concatenate([pts, behind[:, _SHEEN_CORNERS[pts.shape[1]]]])
     return pts, n, sun, wet
 
