@@ -186,6 +186,16 @@ def _background(spec: CameraSpec, p: Mapping[str, Any]) -> np.ndarray:
     return img
 
 
+def complex_array(re: np.ndarray, im: np.ndarray) -> np.ndarray:
+    """re + i im as a complex array, filled part by part: numpy's mixed float and complex arithmetic
+    (re + 1j * im) casts through buffers, several times slower on small arrays; the numbers are the
+    same (up to the sign of a zero part, which no pixel sees)."""
+    out = np.empty(re.shape, complex)
+    out.real = re
+    out.imag = im
+    return out
+
+
 def _far_lines(segments: np.ndarray, idx: np.ndarray, cont: np.ndarray) -> np.ndarray:
     """One-pixel lines (S, 2, 2) of the far markings' segments (S, >=2, 2) of quads idx: each from its
     segment's start to the next segment's start where quad idx[k + 1] carries on quad idx[k]'s centre
@@ -399,7 +409,7 @@ class Camera:
         w = (q - origin) * turn              # forward + i right, on the ground
         a = w.real
         z_cam = cp * a + sp * h_m
-        xy = w.imag + 1j * (cp * h_m - sp * a)
+        xy = complex_array(w.imag, cp * h_m - sp * a)
         n_q = len(idx_q)
         keep = _ANY(z_cam[:n_q] >= self.spec.near_m, axis=1)
         if not _ALL(keep):

@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 from highway_env.road.lane import LineType
 
+from e2e_drive.sensors.camera import complex_array
 from e2e_drive.sensors.geometry import (
     DASH,
     MARKING_BATCH0,
@@ -359,7 +360,7 @@ def render_scene(cam: Any, scene: Scene, road: Any, ego: Any, pose: tuple[float,
     deco = _decorations(scene, road.network)
     img = style.background.copy()
     if cam.spec.kind == "dashcam":
-        _dashcam(cam, style, scene, deco, img, road, ego, pose)
+        img = _dashcam(cam, style, scene, deco, img, road, ego, pose)
     else:
         _bev(cam, style, scene, deco, img, road, ego, pose)
     if cam.spec.grayscale:
@@ -375,7 +376,9 @@ def _cam_points(cam: Any, camp: tuple[float, ...], pts: np.ndarray, hz: Any) -> 
     rel = (pts - complex(cam_x, cam_y)) * complex(cyaw, -syaw)
     a = rel.real
     z = cp * a - sp * hz
-    w = (rel.imag - 1j * (sp * a + cp * hz)) / np.maximum(z, cam.spec.near_m) * (cam._focal * SCALE) + cam._centre16
+    # x - i (sp a + cp hz): the imaginary part is -(sp a + cp hz), which is (-sp) a - cp hz exactly
+    w = complex_array(rel.imag, (-sp) * a - cp * hz) / np.maximum(z, cam.spec.near_m) * (cam._focal * SCALE) \
+        + cam._centre16
     pix = np.ascontiguousarray(w).view(np.float64).reshape(w.shape + (2,))
     np.minimum(np.maximum(pix, -1e7, out=pix), 1e7, out=pix)   # (np.clip, without its Python wrapper)
     return np.rint(pix).astype(np.int32), z, a
@@ -426,7 +429,7 @@ def _roadside(cam: Any, style: _LookStyle, deco: Decorations, box: tuple[float, 
 
 
 def _dashcam(cam: Any, style: _LookStyle, scene: Scene, deco: Decorations, img: np.ndarray, road: Any, ego: Any,
-             pose: tuple[float, float, float]) -> None:
+             pose: tuple[float, float, float]) -> np.ndarray:
     """Geometry first, then drawing back to front. All the quads (road, markings, vehicle faces) go
     through one near-plane projection, all the world points (patches, tar, shadows, rails, poles,
     trees) through one point projection: per frame the cost is mostly numpy calls, not pixels."""
@@ -501,8 +504,12 @@ def _dashcam(cam: Any, style: _LookStyle, scene: Scene, deco: Decorations, img: 
         cv2.add(img, style.rain[scene.frame % len(style.rain)], dst=img)
         scene.frame += 1
     k = int(round(style.blur_px * min(abs(float(ego.speed)), 40.0) / 30.0))
-    if k >= 2:   # vertical smear: the frame averaged with itself k - 1 rows lower
-        img[k - 1:] = cv2.addWeighted(img[k - 1:], 0.5, img[:1 - k], 0.5, 0.0)
+    if k >= 2:   # vertical smear: the frame averaged with itself k - 1 rows lower (into a new frame)
+        out = np.empty_like(img)
+        out[:k - 1] = img[:k - 1]
+        cv2.addWeighted(img[k - 1:], 0.5, img[:1 - k], 0.5, 0.0, dst=out[k - 1:])
+        return out
+    return img
 
 
 def camp_yaw(camp: tuple[float, ...]) -> float:
@@ -773,7 +780,7 @@ def _vehicle_faces(cam: Any, camp: tuple[float, ...],
     a = w.real
     hz = tab["hz"][k, face]
     fz = cp * a - sp * hz
-    fxy = w.imag - 1j * (sp * a + cp * hz)
+    fxy = complex_array(w.imag, (-sp) * a - cp * hz)   # w.imag - i (sp a + cp hz), as in _cam_points
     ahead = _ANY(fz >= near, axis=1)
     if not _ALL(ahead):
         fxy, fz, veh, face = fxy[ahead], fz[ahead], veh[ahead], face[ahead]
