@@ -126,12 +126,35 @@ def test_vehicles_keep_their_type_and_colour_for_the_episode():
     ({"look": "train", "look_hour": 30}, "look_hour"),
     ({"look_hour": 10.0}, "look_hour"),
     ({"look": "heldout", "palette": "night"}, "palette"),
+    # every look key with a value of the wrong type, and the set's own limits
+    ({"look": 3}, "look"),
+    ({"look": ""}, "look"),
+    ({"look": "train", "look_weather": 1}, "look_weather"),
+    ({"look": "heldout", "look_weather": "clear"}, "look_weather"),
+    ({"look_weather": "fog"}, "look_weather"),
+    ({"look": "train", "look_hour": "10"}, "look_hour"),
+    ({"look": "train", "look_hour": True}, "look_hour"),
+    ({"look": "train", "look_hour": float("nan")}, "look_hour"),
+    ({"look": "heldout", "look_hour": 8.5}, "look_hour"),
+    ({"look": "train", "look_fog": 0.01}, "look_fog"),
 ])
 def test_bad_look_input_is_one_line_naming_the_key(table, key):
     with pytest.raises(ConfigError) as err:
         SensorConditions.from_dict(table, "envs/x.toml [config] conditions")
     msg = str(err.value)
     assert "\n" not in msg and key in msg and msg.startswith("envs/x.toml")
+
+
+@pytest.mark.parametrize("args, key", [
+    (("sunny",), "look"), (("train", "snow"), "look_weather"), (("heldout", "overcast"), "look_weather"),
+    (("train", None, "x"), "look_hour"), (("train", None, float("inf")), "look_hour"),
+    (("heldout", None, 12.0), "look_hour"), (("plain", "rain"), "look_weather"),
+])
+def test_draw_look_rejects_bad_keys_in_one_line(args, key):
+    with pytest.raises(ConfigError) as err:
+        draw_look(args[0], np.random.default_rng(0), *args[1:])
+    msg = str(err.value)
+    assert "\n" not in msg and f"{key} = " in msg
 
 
 def test_named_look_conditions_exist():

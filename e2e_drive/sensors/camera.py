@@ -52,6 +52,9 @@ _EMPTY4C = np.zeros((0, 4), complex)
 _NO_SEGMENTS = np.zeros((0, 2, 2), np.int32)
 _NEXT = {k: np.roll(np.arange(k), -1) for k in range(2, 9)}
 _PREV = {k: np.roll(np.arange(k), 1) for k in range(2, 9)}
+_NEXT4, _PREV4 = _NEXT[4], _PREV[4]
+_ROWS4 = np.arange(64)[:, None]
+_ALL, _ANY = np.logical_and.reduce, np.logical_or.reduce
 _OFFSCREEN = -(1 << 14) * int(SCALE)   # fixed-point coordinate far outside any frame
 
 # Box faces, as corner indices into a box's 8 corners; corner i has x sign (i & 1),
@@ -183,21 +186,26 @@ def _background(spec: CameraSpec, p: Mapping[str, Any]) -> np.ndarray:
     return img
 
 
-def _chains(segments: np.ndarray, idx: np.ndarray, cont: np.ndarray, split: int) -> tuple[list, list]:
-    """Join segments (S, >=2, 2) of quads idx into polylines where quad idx[k + 1] carries on
-    quad idx[k]'s centre line (cont: per-quad flag of the road geometry). Returns the
-    polylines of segments before ``split`` and those from ``split`` on (a lane side is
-    either all dashes or all line, so no polyline straddles the split)."""
-    n = len(idx)
-    ends = np.append(np.nonzero((idx[1:] - idx[:-1] != 1) | ~cont[idx[:-1]])[0] + 1, n)
-    # every segment's start point, and after each chain's last segment its end point: one array,
-    # then one slice per chain
-    points = np.insert(segments[:, 0], ends, segments[ends - 1, 1], axis=0)
-    stops = (ends + np.arange(1, len(ends) + 1)).tolist()
-    starts = [0, *stops[:-1]]
-    k = (split > 0) + int(np.count_nonzero(ends[:-1] < split))   # chains starting before split
-    chains = [points[a:b] for a, b in zip(starts, stops)]
-    return chains[:k], chains[k:]
+def complex_array(re: np.ndarray, im: np.ndarray) -> np.ndarray:
+    """re + i im as a complex array, filled part by part: numpy's mixed float and complex arithmetic
+    (re + 1j * im) casts through buffers, several times slower on small arrays; the numbers are the
+    same (up to the sign of a zero part, which no pixel sees)."""
+    out = np.empty(re.shape, complex)
+    out.real = re
+    out.imag = im
+    return out
+
+
+def _far_lines(segments: np.ndarray, idx: np.ndarray, cont: np.ndarray) -> np.ndarray:
+    """One-pixel lines (S, 2, 2) of the far markings' segments (S, >=2, 2) of quads idx: each from its
+    segment's start to the next segment's start where quad idx[k + 1] carries on quad idx[k]'s centre
+    line (cont: per-quad flag of the road geometry), else to its own end. A polyline draws each of its
+    segments on its own, so these lines fill the very pixels of the lane sides' polylines (a lane side
+    is all dashes or all line, so no line joins a dash to a line)."""
+    lines = segments[:, :2].copy()
+    join = ((idx[1:] - idx[:-1] == 1) & cont[idx[:-1]]).nonzero()[0]
+    lines[join, 1] = segments[join + 1, 0]
+    return lines
 
 
 def draw_ground(img: np.ndarray, polys: Any, clipped: dict, gbatch: np.ndarray, n_ground: int, far_idx: np.ndarray,
@@ -213,20 +221,37 @@ def draw_ground(img: np.ndarray, polys: Any, clipped: dict, gbatch: np.ndarray, 
                 cv2.fillPoly(img, extra, colour, cv2.LINE_8, SHIFT)
     n_quads = len(gbatch)
     if n_far_dash or n_far_line:
-        dashed, solid = _chains(polys[n_quads:n_ground], far_idx, cont, n_far_dash)
-        if dashed:
-            cv2.polylines(img, dashed, False, style.marking_far, 1, cv2.LINE_8, SHIFT)
-        if solid:
-            cv2.polylines(img, solid, False, style.marking, 1, cv2.LINE_8, SHIFT)
+        lines = _far_lines(polys[n_quads:n_ground], far_idx, cont)
+        if n_far_dash:
+            cv2.polylines(img, lines[:n_far_dash], False, style.marking_far, 1, cv2.LINE_8, SHIFT)
+        if n_far_line:
+            cv2.polylines(img, lines[n_far_dash:], False, style.marking, 1, cv2.LINE_8, SHIFT)
 
 
 def _batches(batch_ids: np.ndarray) -> list[tuple[int, int]]:
     """(start, end) of runs of equal ids in a sorted id array."""
     if len(batch_ids) == 0:
         return []
-    cuts = np.flatnonzero(batch_ids[1:] != batch_ids[:-1]) + 1
+    cuts = (batch_ids[1:] != batch_ids[:-1]).nonzero()[0] + 1
     edges = [0, *cuts.tolist(), len(batch_ids)]
     return list(zip(edges[:-1], edges[1:]))
+
+
+class _Candidates:
+    """Culling data of the quads of one grid query (see Camera._candidates); the arrays hold the same
+    values the per-frame tests used to gather, so the frames are the same."""
+
+    def __init__(self, cam: "Camera", qs: Any, cand: np.ndarray, drop: np.ndarray | None) -> None:
+        self.qs, self.cand, self.drop = qs, cand, drop     # held: their ids key the cache
+        r = qs.radii[cand]
+        self.centres = qs.centres_c[cand]
+        self.radii = r
+        self.reach = cam.spec.max_distance_m + r
+        self.near = cam._ground_near - r
+        self.side = r * (1.0 + cam._tan_half)
+        kind = qs.kind[cand]
+        self.road, self.dash, self.line = kind == ROAD, kind == DASH, kind == LINE
+        self.keep = None if drop is None else ~drop[cand]
 
 
 class Camera:
@@ -246,6 +271,7 @@ class Camera:
         self._centre = np.array([self._cx, self._cy])
         self._centre16 = complex(self._cx * SCALE, self._cy * SCALE)
         self._box_tables = _box_tables(spec.height_m)
+        self._cand_cache: dict[tuple[int, int], _Candidates] = {}
         self._ground_near = spec.near_m
         if spec.kind == "dashcam":
             # ground nearer than what the bottom row sees is never visible: clip it there,
@@ -361,28 +387,21 @@ class Camera:
         cand = geo.grid.query(min(xs) - 10.0, min(ys) - 10.0, max(xs) + 10.0, max(ys) + 10.0)
         if len(cand) == 0:
             return _EMPTY4C, _EMPTY4, qs.batch[:0], 0, 0, cand
+        c = self._candidates(qs, cand, drop)
         origin = complex(cam_x, cam_y)
         turn = complex(cyaw, -syaw)          # rotates world offsets into (forward, right)
-        rel = (qs.centres_c[cand] - origin) * turn
+        rel = (c.centres - origin) * turn
         fwd, lat = rel.real, rel.imag
-        r = qs.radii[cand]
+        r = c.radii
         depth = cp * fwd + sp * h_m
-        vis = (fwd < reach + r) & (depth > self._ground_near - r) & (
-            np.abs(lat) < self._tan_half * depth + r * (1.0 + self._tan_half) + 1.0)
-        idx = cand[vis]
-        if drop is not None:   # a look's worn markings: dashes that are gone
-            keep_q = ~drop[idx]
-            idx, fwd, r = idx[keep_q], fwd[vis][keep_q], r[vis][keep_q]
-        else:
-            fwd, r = fwd[vis], r[vis]
-        kind = qs.kind[idx]
+        vis = (fwd < c.reach) & (depth > c.near) & (np.abs(lat) < self._tan_half * depth + c.side + 1.0)
+        if c.keep is not None:   # a look's worn markings: dashes that are gone
+            vis &= c.keep
         # level of detail: marking quads near the camera, one-pixel lines beyond
-        is_dash, is_line = kind == DASH, kind == LINE
-        near_dash = is_dash & (fwd < self._lod_dash_m)
-        near_line = is_line & (fwd - r < self._lod_line_m)
-        idx_q = idx[(kind == ROAD) | near_dash | near_line]
-        idx_d = idx[is_dash & ~near_dash]
-        idx_l = idx[is_line & (fwd + r > self._lod_line_m)]
+        near_dash = fwd < self._lod_dash_m
+        idx_q = cand[vis & (c.road | (c.dash & near_dash) | (c.line & (fwd - r < self._lod_line_m)))]
+        idx_d = cand[vis & c.dash & ~near_dash]
+        idx_l = cand[vis & c.line & (fwd + r > self._lod_line_m)]
         if len(idx_d) or len(idx_l):
             q = np.concatenate([qs.quads_c[idx_q], qs.segments_c[idx_d], qs.segments_c[idx_l]])
         else:
@@ -390,14 +409,26 @@ class Camera:
         w = (q - origin) * turn              # forward + i right, on the ground
         a = w.real
         z_cam = cp * a + sp * h_m
-        xy = w.imag + 1j * (cp * h_m - sp * a)
+        xy = complex_array(w.imag, cp * h_m - sp * a)
         n_q = len(idx_q)
-        keep = (z_cam[:n_q] >= self.spec.near_m).any(axis=1)
-        if not keep.all():
+        keep = _ANY(z_cam[:n_q] >= self.spec.near_m, axis=1)
+        if not _ALL(keep):
             keep = np.concatenate([keep, np.ones(len(q) - n_q, bool)])
             xy, z_cam = xy[keep], z_cam[keep]
             idx_q = idx_q[keep[:n_q]]
         return xy, z_cam, qs.batch[idx_q], len(idx_d), len(idx_l), np.concatenate([idx_d, idx_l])
+
+    def _candidates(self, qs: Any, cand: np.ndarray, drop: np.ndarray | None) -> "_Candidates":
+        """The per-quad culling data of a grid query's quads (consecutive frames mostly query the same
+        cells, and QuadGrid.query then returns the same index array): gathered once, not per frame."""
+        cache = self._cand_cache
+        key = (id(cand), id(drop))
+        got = cache.get(key)
+        if got is None or got.cand is not cand or got.drop is not drop or got.qs is not qs:
+            if len(cache) >= 32:
+                cache.clear()
+            got = cache[key] = _Candidates(self, qs, cand, drop)
+        return got
 
     def _project_polys(self, xy: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, dict[int, np.ndarray]]:
         """Project camera-frame quads (M, 4) (xy = x + iy, depth z) to fixed-point pixels (M, 4, 2).
@@ -409,35 +440,39 @@ class Camera:
         fifth corner: those rare ones are clipped in full (see _clip) and returned separately
         as {row: (8, 2) polygon}, their row in the main array moved off-screen.
         """
+        # (numpy's ufunc methods directly: ndarray.all/any/sum go through Python wrappers, and this
+        # runs every frame on small arrays, where the call is most of the cost)
         near = self.spec.near_m
         inside = z >= near
-        full = inside.all(axis=1)
+        full = _ALL(inside, axis=1)
         clipped: dict[int, np.ndarray] = {}
-        if not full.all():
-            rows = np.flatnonzero(~full)
+        if not _ALL(full):
+            rows = (~full).nonzero()[0]
             ins = inside[rows]
             sub_xy, sub_z = xy[rows], z[rows]
-            n_in = ins.sum(axis=1)
-            ins_next, ins_prev = ins[:, _NEXT[4]], ins[:, _PREV[4]]
-            target = (np.arange(len(rows))[:, None], np.where(ins_next, _NEXT[4], _PREV[4]))
+            ins_next, ins_prev = ins[:, _NEXT4], ins[:, _PREV4]
+            target = (_ROWS4[:len(rows)] if len(rows) <= len(_ROWS4) else np.arange(len(rows))[:, None],
+                      np.where(ins_next, _NEXT4, _PREV4))
             z_t, xy_t = sub_z[target], sub_xy[target]
             dz = z_t - sub_z
             t = (near - sub_z) / np.where(dz == 0, 1.0, dz)
-            slide = ~ins & (ins_next | ins_prev)
+            out = ~ins
+            slide = out & (ins_next | ins_prev)
             new_xy = np.where(slide, sub_xy + t * (xy_t - sub_xy), sub_xy)
-            lonely = ~ins & ~ins_next & ~ins_prev
-            if lonely.any():
-                new_xy = np.where(lonely, new_xy[:, _PREV[4]], new_xy)
+            lonely = out & ~(ins_next | ins_prev)
+            if _ANY(lonely, axis=None):
+                new_xy = np.where(lonely, new_xy[:, _PREV4], new_xy)
             xy = xy.copy()
             z = z.copy()
             xy[rows] = new_xy
             z[rows] = np.where(ins, sub_z, near)
-            five = n_in == 3
-            if five.any():
+            five = np.add.reduce(out, axis=1) == 1      # one corner behind: a fifth corner
+            if _ANY(five):
                 r5 = rows[five]
                 sub = sub_xy[five]
                 clipped = dict(zip(r5.tolist(), self._clip(sub.real, sub.imag, sub_z[five], near)))
-        pix = xy / np.maximum(z, near) * (self._focal * SCALE) + self._centre16
+        # every depth is >= near here (clipped corners sit on the plane)
+        pix = xy / z * (self._focal * SCALE) + self._centre16
         polys = np.rint(pix.view(np.float64)).astype(np.int32).reshape(xy.shape + (2,))
         if clipped:
             polys[list(clipped)] = _OFFSCREEN

@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 from highway_env.road.lane import LineType
 
+from e2e_drive.sensors.camera import complex_array
 from e2e_drive.sensors.geometry import (
     DASH,
     MARKING_BATCH0,
@@ -104,6 +105,13 @@ _N_FACES = len(_T["faces"])
 _PLANE_TOP = np.where(_IS_TOP, _T["plane"], 0.0)
 #: bearing of each face's outward normal from the vehicle's heading (front, rear, left, right; tops unused)
 _FACE_ANGLE = np.tile(np.array([0.0, math.pi, -math.pi / 2, math.pi / 2, 0.0]), N_BOX)
+#: shade of a face before sunlight: 0.58, tops 0.8 (as 0.58 + 0.22 * top)
+_SHADE0 = 0.58 + 0.22 * _IS_TOP
+#: [kind, face]: the face is a head or tail lamp
+_IS_LAMP = (_T["role"] == HEAD) | (_T["role"] == TAIL)
+#: [face]: the bearing of its normal, its shade before sunlight, 1.0 for a top face
+_PER_FACE = np.column_stack([_FACE_ANGLE, _SHADE0, _IS_TOP.astype(np.float64)])
+_ALL, _ANY = np.logical_and.reduce, np.logical_or.reduce
 _ROLE_COLOURS = np.zeros((6, 3))
 _ROLE_COLOURS[GLASS] = (40.0, 50.0, 62.0)
 _ROLE_COLOURS[OBST] = (235.0, 130.0, 20.0)
@@ -232,6 +240,21 @@ class _LookStyle:
         self.rail, self.pole, self.trunk = _c(L.rail), _c(L.pole), _c(L.trunk)
         self.crown = L.crown
         self.fog = L.fog
+        self.crown_rgb, self.fog_rgb = L.crown.tolist(), L.fog.tolist()
+        self.roadside: dict[tuple[int, ...], _Roadside] = {}   # per view cells (see _roadside)
+        # per-frame constants of the vehicles' shading and marks (as _draw_vehicles and _mark_points use them)
+        el = math.radians(max(look.sun_elevation_deg, 0.0))
+        self.sun_cos_el, self.sun_sin_el = math.cos(el), math.sin(el)
+        self.sun_azimuth = math.radians(look.sun_azimuth_deg)
+        self.sun_direct = 0.55 * L.direct
+        self.light_row = L.light[None, :]
+        self.lit_lamps = L.night > 0.3
+        self.sun_shadows = L.direct > 0.2 and look.sun_elevation_deg > 3.0
+        self.wet = look.wetness > 0.3
+        if self.sun_shadows:   # per kind: the ground offset of a shadow's far edge
+            reach = np.minimum(_SHADOW_HEIGHT_M / math.tan(math.radians(look.sun_elevation_deg)), 14.0)
+            d = -complex(L.sun_dir[0], L.sun_dir[1]) / max(math.hypot(L.sun_dir[0], L.sun_dir[1]), 1e-6)
+            self.shadow_offset = reach * d
         self.density = look.fog_density
         img = np.empty((h, w, 3), np.float64)
         rng = np.random.default_rng([look.seed, 3, h, w])
@@ -337,7 +360,7 @@ def render_scene(cam: Any, scene: Scene, road: Any, ego: Any, pose: tuple[float,
     deco = _decorations(scene, road.network)
     img = style.background.copy()
     if cam.spec.kind == "dashcam":
-        _dashcam(cam, style, scene, deco, img, road, ego, pose)
+        img = _dashcam(cam, style, scene, deco, img, road, ego, pose)
     else:
         _bev(cam, style, scene, deco, img, road, ego, pose)
     if cam.spec.grayscale:
@@ -345,17 +368,19 @@ def render_scene(cam: Any, scene: Scene, road: Any, ego: Any, pose: tuple[float,
     return img
 
 
-def _cam_points(cam: Any, camp: tuple[float, ...], pts: np.ndarray, z_m: Any) -> tuple[np.ndarray, np.ndarray,
-                                                                                          np.ndarray]:
-    """Fixed-point pixels (..., 2) int32, depth and forward distance of world points (complex) at height z_m."""
+def _cam_points(cam: Any, camp: tuple[float, ...], pts: np.ndarray, hz: Any) -> tuple[np.ndarray, np.ndarray,
+                                                                                        np.ndarray]:
+    """Fixed-point pixels (..., 2) int32, depth and forward distance of world points (complex) at height
+    hz above the camera (height - camera height: an array, or one number for all)."""
     cam_x, cam_y, cyaw, syaw, cp, sp = camp
     rel = (pts - complex(cam_x, cam_y)) * complex(cyaw, -syaw)
     a = rel.real
-    hz = np.asarray(z_m) - cam.spec.height_m
     z = cp * a - sp * hz
-    w = (rel.imag - 1j * (sp * a + cp * hz)) / np.maximum(z, cam.spec.near_m) * (cam._focal * SCALE) + cam._centre16
+    # x - i (sp a + cp hz): the imaginary part is -(sp a + cp hz), which is (-sp) a - cp hz exactly
+    w = complex_array(rel.imag, (-sp) * a - cp * hz) / np.maximum(z, cam.spec.near_m) * (cam._focal * SCALE) \
+        + cam._centre16
     pix = np.ascontiguousarray(w).view(np.float64).reshape(w.shape + (2,))
-    np.clip(pix, -1e7, 1e7, out=pix)
+    np.minimum(np.maximum(pix, -1e7, out=pix), 1e7, out=pix)   # (np.clip, without its Python wrapper)
     return np.rint(pix).astype(np.int32), z, a
 
 
@@ -364,8 +389,47 @@ def _fogged(style: _LookStyle, colour: np.ndarray, depth: np.ndarray) -> np.ndar
     return colour * (1.0 - f)[..., None] + style.fog * f[..., None]
 
 
+class _Roadside:
+    """The world points of the decorations near one view (the grid cells of a view box): patch quads,
+    tar polylines, guard rail segments, bases and tops of poles and trees, with their heights above
+    the camera; gathered once and projected every frame while the view stays in the same cells."""
+
+    def __init__(self, cam: Any, deco: Decorations, near_p: np.ndarray, near_t: np.ndarray, idx_r: np.ndarray,
+                 idx_o: np.ndarray) -> None:
+        self.keys = (deco, near_p, near_t, idx_r, idx_o)   # held: their ids key the cache
+        self.n_p, self.n_t, self.n_r, self.n_o = n_p, n_t, n_r, n_o = len(near_p), len(near_t), len(idx_r), len(idx_o)
+        pos, self.tree, self.size = deco.objects[idx_o], deco.is_tree[idx_o], deco.size[idx_o]
+        top_h = np.where(self.tree, 2.6 + self.size, self.size)
+        self.f_top = cam._focal * top_h
+        self.pts = np.concatenate([deco.patches[near_p].ravel(), deco.tar[near_t].ravel(), deco.rails[idx_r].ravel(),
+                                   pos, pos])
+        self.o2 = 4 * (n_p + n_t)           # patches and tar, then rails up to o3, then bases and tops
+        self.o3 = self.o2 + 2 * n_r
+        heights = np.zeros(len(self.pts))
+        heights[self.o2:self.o3] = 0.7
+        heights[self.o3 + n_o:] = top_h
+        self.hz = heights - cam.spec.height_m
+        # the same followed by ground points (0 - camera height), for the marks under the vehicles
+        self.hz_ground = np.concatenate([self.hz, np.full(512, 0.0 - cam.spec.height_m)])
+        self.light = deco.patch_light[near_p]
+        self.dark = ~self.light
+        self.tree_list, self.size_list = self.tree.tolist(), self.size.tolist()
+
+
+def _roadside(cam: Any, style: _LookStyle, deco: Decorations, box: tuple[float, float, float, float]) -> _Roadside:
+    idx = (deco.near("patches", box), deco.near("tar", box), deco.near("rails", box), deco.near("objects", box))
+    key = (id(deco), *map(id, idx))
+    cache = style.roadside
+    got = cache.get(key)
+    if got is None or got.keys[0] is not deco or any(a is not b for a, b in zip(got.keys[1:], idx)):
+        if len(cache) >= 32:
+            cache.clear()
+        got = cache[key] = _Roadside(cam, deco, *idx)
+    return got
+
+
 def _dashcam(cam: Any, style: _LookStyle, scene: Scene, deco: Decorations, img: np.ndarray, road: Any, ego: Any,
-             pose: tuple[float, float, float]) -> None:
+             pose: tuple[float, float, float]) -> np.ndarray:
     """Geometry first, then drawing back to front. All the quads (road, markings, vehicle faces) go
     through one near-plane projection, all the world points (patches, tar, shadows, rails, poles,
     trees) through one point projection: per frame the cost is mostly numpy calls, not pixels."""
@@ -376,8 +440,8 @@ def _dashcam(cam: Any, style: _LookStyle, scene: Scene, deco: Decorations, img: 
     gxy, gz, gbatch, n_far_dash, n_far_line, far_idx = cam._ground_cam(geo, camp, deco.drop)
     n_ground = len(gxy)
     box = _view_box(cam, camp)
-    objs, wpos, rel = _scene_objects(cam, camp, scene, road, ego)
-    faces = _vehicle_faces(cam, camp, objs, rel)
+    objs = _scene_objects(cam, camp, scene, road, ego)
+    faces = _vehicle_faces(cam, camp, objs) if objs is not None else None
     # one projection of the quads: the ground's, then the vehicles' faces
     polys: Any = None
     clipped: dict[int, np.ndarray] = {}
@@ -386,59 +450,48 @@ def _dashcam(cam: Any, style: _LookStyle, scene: Scene, deco: Decorations, img: 
         polys, clipped = cam._project_polys(xy, z)
     elif n_ground:
         polys, clipped = cam._project_polys(gxy, gz)
-    # one projection of the world points: patches and tar lines, marks under the vehicles (shadows or
-    # contact shadows, wet sheen), guard rails 0.7 m up, bases and tops of poles and trees
-    near_p, near_t = deco.near("patches", box), deco.near("tar", box)
-    close = np.flatnonzero(np.abs(rel) < 60.0)   # farther, a shadow is a pixel or two
-    marks = _mark_points(scene, objs[close], wpos[close]) if len(close) else None
-    idx_r, idx_o = deco.near("rails", box), deco.near("objects", box)
-    n_p, n_t, n_r, n_o = len(near_p), len(near_t), len(idx_r), len(idx_o)
-    top_h = None
-    parts = [deco.patches[near_p].ravel(), deco.tar[near_t].ravel()]
-    if marks is not None:
-        parts.append(marks[0].ravel())
-    if n_r:
-        parts.append(deco.rails[idx_r].ravel())
-    if n_o:
-        pos, tree, size = deco.objects[idx_o], deco.is_tree[idx_o], deco.size[idx_o]
-        top_h = np.where(tree, 2.6 + size, size)
-        parts += [pos, pos]
-    o2 = 4 * (n_p + n_t)
-    o3 = o2 + (marks[0].size if marks is not None else 0)
-    o4 = o3 + 2 * n_r
-    pts = np.concatenate(parts)
-    if len(pts):
-        heights = np.zeros(len(pts))
-        heights[o3:o4] = 0.7
-        if top_h is not None:
-            heights[o4 + n_o:] = top_h
-        pix, pz, pa = _cam_points(cam, camp, pts, heights)
+    # one projection of the roadside's world points (patches and tar lines, guard rails 0.7 m up, bases
+    # and tops of poles and trees: gathered once per view cells), one of the marks under the vehicles
+    # (shadows or contact shadows, wet sheen)
+    rs = _roadside(cam, style, deco, box)
+    marks = None
+    if objs is not None:
+        close = objs.dist < 60.0   # farther, a shadow is a pixel or two
+        if _ANY(close):
+            marks = _mark_points(style, objs, None if _ALL(close) else close)
+    n_p, n_r, n_o = rs.n_p, rs.n_r, rs.n_o
+    o2, o3, o5 = rs.o2, rs.o3, len(rs.pts)
+    if marks is not None:        # marks on the ground after the roadside's points
+        m = marks[0].size
+        hz = rs.hz_ground[:o5 + m] if o5 + m <= len(rs.hz_ground) else np.concatenate([rs.hz, np.full(m, -spec.height_m)])
+        pix, pz, pa = _cam_points(cam, camp, np.concatenate([rs.pts, marks[0].ravel()]), hz)
+    elif o5:
+        pix, pz, pa = _cam_points(cam, camp, rs.pts, rs.hz)
     # draw: ground, road wear, marks, fog, roadside, vehicles, lens
     if n_ground:
         from e2e_drive.sensors.camera import draw_ground
 
         draw_ground(img, polys, clipped, gbatch, n_ground, far_idx, geo.ground.cont, n_far_dash, n_far_line, style)
     if o2:
-        ok = (pz[:o2].reshape(-1, 4) > near + 0.5).all(axis=1)
+        ok = _ALL(pz[:o2].reshape(-1, 4) > near + 0.5, axis=1)
         quads = pix[:o2].reshape(-1, 4, 2)
-        light = deco.patch_light[near_p]
-        for flag in (False, True):
-            sel = ok[:n_p] & (light == flag)
-            if sel.any():
+        for flag, mask in ((False, rs.dark), (True, rs.light)):
+            sel = ok[:n_p] & mask
+            if _ANY(sel):
                 cv2.fillPoly(img, quads[:n_p][sel], style.patch[int(flag)], cv2.LINE_8, SHIFT)
         sel = ok[n_p:] & (pa[4 * n_p:o2:4] < 0.6 * reach)
-        if sel.any():
+        if _ANY(sel):
             cv2.polylines(img, quads[n_p:][sel], False, style.tar, 1, cv2.LINE_8, SHIFT)
     if marks is not None:
         shape = marks[0].shape
-        _draw_marks(cam, style, img, pix[o2:o3].reshape(shape + (2,)), pz[o2:o3].reshape(shape), *marks[1:])
+        _draw_marks(cam, style, img, pix[o5:].reshape(shape + (2,)), pz[o5:].reshape(shape), *marks[1:])
     if style.density > 0:   # fog over the ground by distance
         cv2.multiply(img, style.fog_keep, dst=img, scale=1.0 / 255.0)
         cv2.add(img, style.fog_add, dst=img)
     if n_r:
-        _rails(cam, style, img, pix[o3:o4].reshape(n_r, 2, 2), pz[o3:o4].reshape(n_r, 2))
+        _rails(cam, style, img, pix[o2:o3].reshape(n_r, 2, 2), pz[o2:o3].reshape(n_r, 2))
     if n_o:
-        _poles_and_trees(cam, style, img, pix[o4:o4 + n_o], pix[o4 + n_o:], pz[o4:o4 + n_o], tree, size, top_h)
+        _poles_and_trees(cam, style, img, pix[o3:o3 + n_o], pix[o3 + n_o:], pz[o3:o3 + n_o], rs)
     if faces is not None:
         off = {i - n_ground: p for i, p in clipped.items() if i >= n_ground} if clipped else clipped
         _draw_vehicles(cam, style, scene, img, objs, polys[n_ground:], off, *faces[1:])
@@ -451,8 +504,12 @@ def _dashcam(cam: Any, style: _LookStyle, scene: Scene, deco: Decorations, img: 
         cv2.add(img, style.rain[scene.frame % len(style.rain)], dst=img)
         scene.frame += 1
     k = int(round(style.blur_px * min(abs(float(ego.speed)), 40.0) / 30.0))
-    if k >= 2:   # vertical smear: the frame averaged with itself k - 1 rows lower
-        img[k - 1:] = cv2.addWeighted(img[k - 1:], 0.5, img[:1 - k], 0.5, 0.0)
+    if k >= 2:   # vertical smear: the frame averaged with itself k - 1 rows lower (into a new frame)
+        out = np.empty_like(img)
+        out[:k - 1] = img[:k - 1]
+        cv2.addWeighted(img[k - 1:], 0.5, img[:1 - k], 0.5, 0.0, dst=out[k - 1:])
+        return out
+    return img
 
 
 def camp_yaw(camp: tuple[float, ...]) -> float:
@@ -491,14 +548,32 @@ _NEXT4 = np.array([1, 2, 3, 0])
 _PREV4 = np.array([3, 0, 1, 2])
 _SHADOW_HEIGHT_M = np.array([1.45, 2.1, 3.3, 2.9, 1.0])   # per kind: car, van, truck, bus, obstacle
 _OBSTACLE_COLOUR = (235.0, 130.0, 20.0)
+_SHEEN_CORNERS = {k: np.arange(k) * 4 // k for k in (4, 8)}   # the sheen quad's corners, repeated to K
 
 
-def _scene_objects(cam: Any, camp: tuple[float, ...], scene: Scene, road: Any,
-                   ego: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+class _Objects:
+    """The vehicles and solid objects a dashcam frame may show, far to near (see _scene_objects):
+    heading (N,), length and width (N, 1), kind and colour row (N,) ints, world and camera-frame
+    positions (N,) complex, camera distance (N,) and spin = exp(i heading) (N,) complex."""
+
+    __slots__ = ("heading", "length", "width", "kind", "crow", "wpos", "rel", "dist", "spin")
+
+    def __init__(self, rows: np.ndarray, wpos: np.ndarray, rel: np.ndarray, dist: np.ndarray) -> None:
+        self.heading = rows[:, 0]
+        self.length, self.width = rows[:, 1:2], rows[:, 2:3]
+        self.kind = rows[:, 3].astype(np.intp)
+        self.crow = rows[:, 4].astype(np.intp)
+        self.wpos, self.rel, self.dist = wpos, rel, dist
+        self.spin = np.exp(1j * self.heading)
+
+    def __len__(self) -> int:
+        return len(self.rel)
+
+
+def _scene_objects(cam: Any, camp: tuple[float, ...], scene: Scene, road: Any, ego: Any) -> _Objects | None:
     """The vehicles and solid objects the dashcam may see (centres within reach and the field of view,
-    with margins for objects up to ~12 m long; no ego), far to near: rows (heading, length, width,
-    kind, colour row: 0 an obstacle, 1 + VehicleLook.index a vehicle), world positions and
-    camera-frame positions (forward + i right), both complex."""
+    with margins for objects up to ~12 m long; no ego), far to near (kind; colour row: 0 an obstacle,
+    1 + VehicleLook.index a vehicle); None if there are none."""
     spec = cam.spec
     reach, near, tan_half = spec.max_distance_m, spec.near_m, cam._tan_half
     cam_c, turn = complex(camp[0], camp[1]), complex(camp[2], -camp[3])
@@ -510,8 +585,8 @@ def _scene_objects(cam: Any, camp: tuple[float, ...], scene: Scene, road: Any,
         pos = np.concatenate([v.position for v in items]).astype(np.float64, copy=False).view(complex)
         r = (pos - cam_c) * turn
         depth = camp[4] * r.real + camp[5] * spec.height_m
-        seen = np.flatnonzero((r.real < reach + 8.0) & (depth > near - 10.0) & (
-            np.abs(r.imag) < tan_half * np.maximum(depth, 0.0) + 8.0 * (1 + tan_half) + 2.0))
+        seen = ((r.real < reach + 8.0) & (depth > near - 10.0) & (
+            np.abs(r.imag) < tan_half * np.maximum(depth, 0.0) + 8.0 * (1 + tan_half) + 2.0)).nonzero()[0]
         if not len(seen):
             continue
         kept = []
@@ -530,11 +605,12 @@ def _scene_objects(cam: Any, camp: tuple[float, ...], scene: Scene, road: Any,
         wpos.append(pos[kept])
         rel.append(r[kept])
     if not rows:
-        return np.zeros((0, 5)), np.zeros(0, complex), np.zeros(0, complex)
+        return None
     objs = np.array(rows, np.float64)
     w, c = (wpos[0], rel[0]) if len(wpos) == 1 else (np.concatenate(wpos), np.concatenate(rel))
-    order = np.argsort(-np.abs(c), kind="stable")
-    return objs[order], w[order], c[order]
+    dist = np.abs(c)
+    order = np.argsort(-dist, kind="stable")
+    return _Objects(objs[order], w[order], c[order], dist[order])
 
 
 def _face_colours(scene: Scene) -> np.ndarray:
@@ -555,25 +631,22 @@ def _face_colours(scene: Scene) -> np.ndarray:
     return table
 
 
-def _mark_points(scene: Scene, objs: np.ndarray, wpos: np.ndarray) -> tuple[np.ndarray, int, bool, bool]:
-    """Ground polygons under the vehicles: sun shadows (or contact shadows without sun) and, on a wet
-    road, a sheen behind each; returns (polygons (M, K) complex, vehicles, sun, wet)."""
-    L = scene.light
-    n = len(objs)
-    spin = np.exp(1j * objs[:, 0:1])
-    centre = wpos[:, None]
-    foot = centre + (_FOOT_L * objs[:, 1:2] + _FOOT_W * objs[:, 2:3]) * spin
-    elev = scene.look.sun_elevation_deg
-    sun = L.direct > 0.2 and elev > 3.0
+def _mark_points(style: _LookStyle, o: _Objects, only: np.ndarray | None = None) -> tuple[np.ndarray, int, bool, bool]:
+    """Ground polygons under the vehicles (those of the mask ``only`` if given): sun shadows (or contact
+    shadows without sun) and, on a wet road, a sheen behind each; returns (polygons (M, K) complex,
+    vehicles, sun, wet). Every vehicle's polygons are computed (row by row, the same numbers) and the
+    wanted rows taken at the end: one selection instead of one per input."""
+    n = len(o)
+    spin = o.spin[:, None]
+    centre = o.wpos[:, None]
+    foot = centre + (_FOOT_L * o.length + _FOOT_W * o.width) * spin
+    sun, wet = style.sun_shadows, style.wet
     if sun:
         # the shadow of a box on flat ground: its footprint swept along the sun's ground offset t
         # (the convex hull, built per corner: edges facing t move by t, the others stay)
-        height = _SHADOW_HEIGHT_M[objs[:, 3].astype(np.intp)]
-        reach = np.minimum(height / math.tan(math.radians(elev)), 14.0)
-        d = -complex(L.sun_dir[0], L.sun_dir[1]) / max(math.hypot(L.sun_dir[0], L.sun_dir[1]), 1e-6)
-        t = (reach * d)[:, None]
+        t = style.shadow_offset[o.kind][:, None]
         nxt = foot[:, _NEXT4]
-        area = (np.conj(foot) * nxt).imag.sum(axis=1, keepdims=True)
+        area = np.add.reduce((np.conj(foot) * nxt).imag, axis=1, keepdims=True)
         toward = (-(np.conj(nxt - foot) * t).imag * np.sign(area)) > 0    # edge i (corner i -> i + 1) faces t
         pts = np.empty((n, 4, 2), complex)
         pts[:, :, 0] = foot + np.where(toward[:, _PREV4], t, 0)          # edge ending at corner i
@@ -581,18 +654,22 @@ def _mark_points(scene: Scene, objs: np.ndarray, wpos: np.ndarray) -> tuple[np.n
         pts = pts.reshape(n, 8)
     else:
         pts = centre + 1.08 * (foot - centre)
-    wet = scene.look.wetness > 0.3
+    if only is not None:
+        pts = pts[only]
+        n = len(pts)
     if wet:
         # wet road: a sheen behind each vehicle (toward a following camera), red tail-light glow at night
-        back = 0.5 * objs[:, 1:2] * spin
+        back = 0.5 * o.length * spin
         behind = np.concatenate([foot[:, :1], foot[:, :1] - back, foot[:, 3:] - back, foot[:, 3:]], axis=1)
-        pts = np.concatenate([pts, behind[:, np.arange(pts.shape[1]) * 4 // pts.shape[1]]])
+        if only is not None:
+            behind = behind[only]
+        pts = np.concatenate([pts, behind[:, _SHEEN_CORNERS[pts.shape[1]]]])
     return pts, n, sun, wet
 
 
 def _draw_marks(cam: Any, style: _LookStyle, img: np.ndarray, pix: np.ndarray, z: np.ndarray, n: int,
                 sun: bool, wet: bool) -> None:
-    ok = (z > cam.spec.near_m + 0.3).all(axis=1)
+    ok = _ALL(z > cam.spec.near_m + 0.3, axis=1)
     marks, ok_m = pix[:n], ok[:n]
     if sun:                        # sun shadows may overlap
         for poly in marks[ok_m]:
@@ -615,104 +692,135 @@ def _view_box(cam: Any, camp: tuple[float, ...]) -> tuple[float, float, float, f
 
 def _rails(cam: Any, style: _LookStyle, img: np.ndarray, seg: np.ndarray, zs: np.ndarray) -> None:
     """Guard rail segments (R, 2, 2) fixed-point, depths (R, 2): joined into chains, one call."""
-    sel = np.flatnonzero((zs > cam.spec.near_m + 0.5).all(axis=1))
+    sel = _ALL(zs > cam.spec.near_m + 0.5, axis=1).nonzero()[0]
     if not len(sel):
         return
     # join consecutive segments into chains: a few long polylines draw faster than many short ones
     seg = seg[sel]
-    joined = (sel[1:] - sel[:-1] == 1) & (seg[1:, 0] == seg[:-1, 1]).all(axis=1)
-    cuts = (np.flatnonzero(~joined) + 1).tolist()
+    joined = (sel[1:] - sel[:-1] == 1) & _ALL(seg[1:, 0] == seg[:-1, 1], axis=1)
+    cuts = ((~joined).nonzero()[0] + 1).tolist()
     chains = [np.concatenate([seg[a:b, 0], seg[b - 1:b, 1]]) for a, b in zip([0, *cuts], [*cuts, len(seg)])]
     cv2.polylines(img, chains, False, style.rail, 1, cv2.LINE_8, SHIFT)
 
 
 def _poles_and_trees(cam: Any, style: _LookStyle, img: np.ndarray, base: np.ndarray, top: np.ndarray,
-                     z0: np.ndarray, tree: np.ndarray, size: np.ndarray, top_h: np.ndarray) -> None:
-    """Poles and trees (bases, tops fixed-point, base depths), far to near."""
+                     z0: np.ndarray, rs: "_Roadside") -> None:
+    """Poles and trees (bases, tops fixed-point, base depths; kinds and sizes in rs), far to near.
+
+    A handful per frame: the tests run on Python floats (the same double arithmetic numpy does
+    elementwise), numpy only sorts and takes the fog's exponentials."""
     f = cam._focal
-    zc = np.maximum(z0, 1.0)
-    ok = (z0 > 2.0) & (np.abs(base[:, 0] / SCALE - cam._cx) < cam._cx + 20 + f * 3.0 / zc) & (f * top_h / zc > 1.5)
-    if not ok.any():
+    cx = cam._cx
+    x_lim, f3 = cam._cx + 20, f * 3.0
+    zs = z0.tolist()
+    ok = [i for i, (z, x, ft) in enumerate(zip(zs, (base[:, 0] / SCALE).tolist(), rs.f_top.tolist()))
+          if z > 2.0 and abs(x - cx) < x_lim + f3 / max(z, 1.0) and ft / max(z, 1.0) > 1.5]
+    if not ok:
         return
-    order = np.flatnonzero(ok)[np.argsort(-z0[ok])]
-    crowns = np.clip(np.rint(_fogged(style, style.crown, z0[order])), 0, 255).astype(np.int32).tolist()
-    for b, t, d, is_tree, sz, crown in zip(base[order].tolist(), top[order].tolist(), z0[order].tolist(),
-                                           tree[order].tolist(), size[order].tolist(), crowns):
+    sel = np.array(ok)
+    order = sel[np.argsort(-z0[sel])]
+    d_sorted = z0[order]
+    keep = np.exp(-style.density * np.maximum(d_sorted, 0.0)).tolist()   # 1 - fog fraction
+    crown, fog = style.crown_rgb, style.fog_rgb
+    idx = order.tolist()
+    tree, size, b_px, t_px = rs.tree_list, rs.size_list, base.tolist(), top.tolist()
+    for i, d, e in zip(idx, d_sorted.tolist(), keep):
+        is_tree = tree[i]
+        b, t = b_px[i], t_px[i]
         thick = max(1, min(6, int(f * (0.35 if is_tree else 0.2) / d + 0.5)))
         if is_tree:
+            fg = 1.0 - e
+            colour = [min(max(round(c * (1.0 - fg) + g * fg), 0), 255) for c, g in zip(crown, fog)]
             cv2.line(img, b, t, style.trunk, thick, cv2.LINE_8, SHIFT)
-            cv2.circle(img, t, max(int(f * sz / d * SCALE + 0.5), 8), crown, -1, cv2.LINE_8, SHIFT)
+            cv2.circle(img, t, max(int(f * size[i] / d * SCALE + 0.5), 8), colour, -1, cv2.LINE_8, SHIFT)
         else:
             cv2.line(img, b, t, style.pole, thick, cv2.LINE_8, SHIFT)
 
 
-def _vehicle_faces(cam: Any, camp: tuple[float, ...], objs: np.ndarray,
-                   rel: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+def _face_tables(height_m: float) -> dict[str, np.ndarray]:
+    """Per camera height: the templates' tables indexed [kind, face] (corners (.., 4) gathered per face,
+    the back-face threshold with the camera height folded in, +inf for faces a kind lacks)."""
+    got = _FACE_TABLES.get(height_m)
+    if got is None:
+        faces = _T["faces"]
+        # (l * length + w * width + top) - height is (l * length + w * width) + (top - height): a face
+        # has either l and w or top and height zero, so the sums are the same numbers
+        got = _FACE_TABLES[height_m] = {
+            "ux": _T["ux"][:, faces], "uyj": _UYJ[:, faces], "hz": _T["uz"][:, faces] - height_m,
+            # [kind, 0 | 1 | 2, face]: the plane's length and width terms and the top term
+            "plane": np.stack([_PLANE_L, _PLANE_W, np.where(_T["exists"], _PLANE_TOP - height_m * _IS_TOP, np.inf)],
+                              axis=1),
+        }
+    return got
+
+
+_FACE_TABLES: dict[float, dict[str, np.ndarray]] = {}
+
+
+def _vehicle_faces(cam: Any, camp: tuple[float, ...],
+                   o: _Objects) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
     """The faces of the vehicles' box templates that face the camera and reach in front of its near
     plane, far to near: camera-frame xy = x + iy (F, 4) complex, depth (F, 4), vehicle row, face."""
-    if not len(objs):
-        return None
     near = cam.spec.near_m
     cp, sp = camp[4], camp[5]
-    kind = objs[:, 3].astype(np.intp)
-    length, width = objs[:, 1:2], objs[:, 2:3]
-    centre = rel[:, None]
-    spin = np.exp(1j * objs[:, 0:1]) * complex(camp[2], -camp[3])
+    tab = _face_tables(cam.spec.height_m)
+    kind = o.kind
+    length, width = o.length, o.width
+    centre = o.rel[:, None]
+    spin = o.spin[:, None] * complex(camp[2], -camp[3])
     # back-face culling: a face shows if the camera is outside its plane
     cam_local = -centre / spin
-    facing = (_NORMAL * cam_local).real > (_PLANE_L[kind] * length + _PLANE_W[kind] * width
-                                           + _PLANE_TOP[kind] - cam.spec.height_m * _IS_TOP)
-    veh, face = np.nonzero(facing & _T["exists"][kind])
+    plane = tab["plane"][kind]
+    facing = (_NORMAL * cam_local).real > (plane[:, 0] * length + plane[:, 1] * width + plane[:, 2])
+    veh, face = facing.nonzero()
     if not len(veh):
         return None
-    corner = _T["faces"][face]                                # (F, 4) corner indices
-    k = kind[veh, None]
-    w = centre[veh] + (_T["ux"][k, corner] * length[veh] + _UYJ[k, corner] * width[veh]) * spin[veh]
+    k = kind[veh]
+    w = centre[veh] + (tab["ux"][k, face] * length[veh] + tab["uyj"][k, face] * width[veh]) * spin[veh]
     a = w.real
-    hz = _T["uz"][k, corner] - cam.spec.height_m
+    hz = tab["hz"][k, face]
     fz = cp * a - sp * hz
-    fxy = w.imag - 1j * (sp * a + cp * hz)
-    ahead = (fz >= near).any(axis=1)
-    if not ahead.all():
+    fxy = complex_array(w.imag, (-sp) * a - cp * hz)   # w.imag - i (sp a + cp hz), as in _cam_points
+    ahead = _ANY(fz >= near, axis=1)
+    if not _ALL(ahead):
         fxy, fz, veh, face = fxy[ahead], fz[ahead], veh[ahead], face[ahead]
         if not len(veh):
             return None
     return fxy, fz, veh, face
 
 
-def _draw_vehicles(cam: Any, style: _LookStyle, scene: Scene, img: np.ndarray, objs: np.ndarray,
+def _draw_vehicles(cam: Any, style: _LookStyle, scene: Scene, img: np.ndarray, o: _Objects,
                    polys: np.ndarray, clipped: dict[int, np.ndarray], fz: np.ndarray, veh: np.ndarray,
                    face: np.ndarray) -> None:
     """Fill the projected faces (far to near) in their colours: the template's colour role (body,
     glass, cargo, lamps) x sun shading (sides by the sun's bearing, tops by its height), lamps lit at
     night, fog by depth. Faces under a pixel are skipped (not a lamp at night)."""
-    L = scene.light
-    lit_lamps = L.night > 0.3
-    d02, d13 = polys[:, 2] - polys[:, 0], polys[:, 3] - polys[:, 1]
-    draw = np.abs(d02[:, 0] * d13[:, 1] - d02[:, 1] * d13[:, 0]) >= SCALE * SCALE
+    d = polys[:, 2:4] - polys[:, 0:2]           # diagonals 0 -> 2 and 1 -> 3
+    draw = np.abs(d[:, 0, 0] * d[:, 1, 1] - d[:, 0, 1] * d[:, 1, 0]) >= SCALE * SCALE
+    lit_lamps = style.lit_lamps
     if lit_lamps:
-        role = _T["role"][objs[veh, 3].astype(np.intp), face]
-        lamp = (role == HEAD) | (role == TAIL)
+        kind = o.kind[veh]
+        lamp = _IS_LAMP[kind, face]
         draw |= lamp
     for i in clipped:
         draw[i] = True
-    rows = np.nonzero(draw)[0]
+    rows = draw.nonzero()[0]
     if not len(rows):
         return
     veh, face, fz = veh[rows], face[rows], fz[rows]
-    base = _face_colours(scene)[objs[veh, 4].astype(np.intp), face]
-    el = math.radians(max(scene.look.sun_elevation_deg, 0.0))
-    top = _IS_TOP[face]
-    side_lit = math.cos(el) * np.cos(objs[veh, 0] + _FACE_ANGLE[face] - math.radians(scene.look.sun_azimuth_deg))
-    lit = np.maximum(0.0, np.where(top, math.sin(el), side_lit))
-    shade = 0.58 + 0.22 * top + 0.55 * L.direct * lit
-    col = base * shade[:, None] * L.light[None, :]
+    base = _face_colours(scene)[o.crow[veh], face]
+    per_face = _PER_FACE[face]
+    side_lit = style.sun_cos_el * np.cos(o.heading[veh] + per_face[:, 0] - style.sun_azimuth)
+    lit = np.maximum(0.0, np.where(per_face[:, 2] != 0.0, style.sun_sin_el, side_lit))
+    shade = per_face[:, 1] + style.sun_direct * lit
+    col = base * shade[:, None] * style.light_row
     if lit_lamps:
-        role, lamp = role[rows], lamp[rows]
-        if lamp.any():
-            col[lamp] = np.where((role[lamp] == TAIL)[:, None], [[255.0, 45.0, 35.0]], [[255.0, 250.0, 225.0]])
+        lamp = lamp[rows]
+        if _ANY(lamp):
+            tail = _T["role"][kind[rows][lamp], face[lamp]] == TAIL
+            col[lamp] = np.where(tail[:, None], [[255.0, 45.0, 35.0]], [[255.0, 250.0, 225.0]])
     col = _fogged(style, col, np.add.reduce(fz, axis=1) * 0.25)   # mean depth of the face
-    colours = np.rint(col).clip(0, 255).astype(np.int32).tolist()
+    colours = np.minimum(np.maximum(np.rint(col), 0), 255).astype(np.int32).tolist()
     if clipped:
         for i, colour in zip(rows.tolist(), colours):
             cv2.fillConvexPoly(img, clipped.get(i, polys[i]), colour, cv2.LINE_8, SHIFT)

@@ -143,7 +143,9 @@ def check_look_keys(look: str, weather: str | None, hour: float | None, what: st
                               f"{', '.join(SET_WEATHERS[look])}")
     if hour is not None:
         ranges = RANGES[look]["hour"]
-        if isinstance(hour, bool) or not isinstance(hour, (int, float)) or not in_ranges(float(hour), ranges):
+        if isinstance(hour, bool) or not isinstance(hour, (int, float)) or not math.isfinite(hour):
+            raise ConfigError(f"{what}: look_hour = {hour!r}: expected a finite number (hours, 0-24)")
+        if not in_ranges(float(hour), ranges):
             words = " or ".join(f"[{a:g}, {b:g}]" for a, b in ranges)
             raise ConfigError(f"{what}: look_hour = {hour!r}: out of range for look {look!r}; expected {words}")
 
