@@ -99,3 +99,47 @@ def test_a_car_glimpsed_at_the_frames_side_is_kept_beside_the_ego():
     whole = Detection(gap_m=8.0, lateral_road_m=4.0, gap_sigma_m=0.5, lateral_sigma_m=0.3, camera="dashcam")
     tracker.step([whole], DT, lambda a, lat: True, ego_speed_mps=22.0)
     assert not tracker.step([], DT, lambda a, lat: True, ego_speed_mps=22.0)
+
+
+def _braking_lead_scene(gap_m: float) -> PerceptionOutput:
+    """The ego at 22 m/s behind a lead tracked braking at 3 m/s^2; the left lane free."""
+    lead = PerceivedVehicle(lane_delta=0, gap_m=gap_m, relative_speed_mps=-1.0, lateral_m=0.0, track_id=1,
+                            acceleration_mps2=-3.0)
+    return PerceptionOutput(ego_speed_mps=22.0, lane_id=1, lanes_count=2, vehicles=(lead,))
+
+
+def test_a_far_lead_seen_braking_does_not_hold_the_lane_with_a_headway_limit():
+    hold = dict(lane_change_gain_mps2=0.1, lane_change_lead_braking_mps2=1.0)
+    near, far = _braking_lead_scene(30.0), _braking_lead_scene(60.0)  # 1.4 s and 2.7 s at 22 m/s
+    for scene in (near, far):
+        planner = RulePlanner(PlannerConfig(**hold))
+        planner.plan(scene, DT)
+        assert planner._lane_hold_s > 0.0
+    limited = dict(hold, lane_change_lead_braking_headway_s=1.8)
+    planner = RulePlanner(PlannerConfig(**limited))
+    planner.plan(near, DT)
+    assert planner._lane_hold_s > 0.0
+    planner = RulePlanner(PlannerConfig(**limited))
+    planner.plan(far, DT)
+    assert planner._lane_hold_s == 0.0
+
+
+def test_a_highway_exit_path_is_followed_from_the_rightmost_lane_only():
+    from e2e_drive.agents.modular.turning import JunctionTurn
+
+    def scene(distance_m: float, lanes_right: int = 0) -> PerceptionOutput:
+        return PerceptionOutput(ego_speed_mps=22.0, lane_id=3 - lanes_right, lanes_count=4, lateral_offset_m=0.2,
+                                command="take_exit", command_distance_m=distance_m)
+
+    assert JunctionTurn().update(scene(8.0), 0.0, DT) == scene(8.0)  # off by default: the camera's lane leads
+    turns = JunctionTurn(exit_path=[[40.0, 1.0 / 150.0]])
+    assert turns.update(scene(8.0, lanes_right=1), 0.0, DT) == scene(8.0, lanes_right=1) and not turns.active
+    assert turns.update(scene(30.0), 0.0, DT) == scene(30.0) and not turns.active  # not yet near
+    out = turns.update(scene(8.0), 0.0, DT)
+    assert turns.active and out.lateral_offset_m == 0.2 and out.curvature_1pm == 0.0
+    assert out.curvature_ahead_1pm > 0.0  # the exit bends right within 20 m
+    # driven straight on past the split (no steering), the ego ends up left of the exit's path
+    for _ in range(10):
+        out = turns.update(PerceptionOutput(ego_speed_mps=22.0, lane_id=3, lanes_count=4, command="follow_lane",
+                                            command_distance_m=math.inf), 0.0, DT)
+    assert out.lateral_offset_m < -1.0 and out.curvature_1pm == 1.0 / 150.0

@@ -159,6 +159,10 @@ class PlannerConfig:
              "(0: off): swerving from a braking lead into a lane the forward camera cannot see beside the "
              "ego hits the car there; braking for where the lead will stop is the answer", unit="m/s^2",
         range=(0.0, None))
+    lane_change_lead_braking_headway_s: float = setting(
+        1.0e9, "that hold starts only for a lead within this time headway (a camera's track of a lead far ahead "
+               "settles from the ego's speed to the lead's, which reads as braking: a slow truck ahead must still "
+               "be overtaken)", unit="s", range=(0.0, None))
     comfort_braking_mps2: float = setting(
         4.0, "the IDM's braking cap outside emergencies (nuPlan comfort: 4.05)", unit="m/s^2", range=(0.0, None))
     intrusion_margin_m: float = setting(
@@ -972,7 +976,8 @@ class RulePlanner:
         if limit <= 0.0:
             return
         lead, _ = self._lead_and_follower(p, 0)
-        if lead is not None and lead.acceleration_mps2 is not None and -lead.acceleration_mps2 > limit:
+        if (lead is not None and lead.acceleration_mps2 is not None and -lead.acceleration_mps2 > limit
+                and lead.gap_m <= max(p.ego_speed_mps, 0.0) * self.config.lane_change_lead_braking_headway_s):
             self._lane_hold_s = LANE_HOLD_S
 
     def _lead_stop_braking(self, p: PerceptionOutput, lead: PerceivedVehicle, dt_s: float) -> float | None:
