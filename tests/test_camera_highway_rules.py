@@ -143,3 +143,7 @@ def test_a_highway_exit_path_is_followed_from_the_rightmost_lane_only():
         out = turns.update(PerceptionOutput(ego_speed_mps=22.0, lane_id=3, lanes_count=4, command="follow_lane",
                                             command_distance_m=math.inf), 0.0, DT)
     assert out.lateral_offset_m < -1.0 and out.curvature_1pm == 1.0 / 150.0
+    # the exit's edge seen as a lane opening on the right: on the exit's path the ego is in the rightmost lane
+    wider = PerceptionOutput(ego_speed_mps=22.0, lane_id=3, lanes_count=5, command="follow_lane",
+                             command_distance_m=math.inf)
+    assert turns.update(wider, 0.0, DT).lanes_right == 0

@@ -144,6 +144,7 @@ class JunctionTurn:
         self._s: np.ndarray | None = None
         self._turn_end_s = 0.0
         self._turn_speed_mps = math.inf
+        self._highway_exit = False  # the active path is exit_path's
 
     @property
     def active(self) -> bool:
@@ -212,6 +213,7 @@ class JunctionTurn:
                 and max(abs(p.curvature_1pm), abs(p.curvature_ahead_1pm)) <= self.ring_curvature_1pm):
             # a highway's exit ahead, from the rightmost lane: straight to the split, then the exit's curve
             self._start("take_exit", path_from_segments(self.exit_path))
+            self._highway_exit = True
             self.pose = np.array([-d, p.lateral_offset_m, p.heading_error_rad])
             return False
         if self.active:
@@ -248,6 +250,9 @@ class JunctionTurn:
             return dataclasses.replace(p, speed_limit_mps=limit)
         ahead = (self._s >= s_here) & (self._s <= s_here + 20.0)
         kappa_ahead = float(np.mean(self._kappa[ahead])) if ahead.any() else 0.0
+        lanes = p.lanes_count
+        if self._highway_exit and p.lane_id is not None:
+            lanes = p.lane_id + 1  # on the exit's path the ego keeps to it (a lane seen opening on the right is its edge)
         return dataclasses.replace(p, lateral_offset_m=lateral, heading_error_rad=error,
                                    curvature_1pm=float(self._kappa[k]), curvature_ahead_1pm=kappa_ahead,
-                                   speed_limit_mps=limit, lane_valid=True)
+                                   speed_limit_mps=limit, lane_valid=True, lanes_count=lanes)
