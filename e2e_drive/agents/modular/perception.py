@@ -163,6 +163,9 @@ class CameraPerception:
         each side's lane-change zone is watched: ``PerceptionOutput.clear_age_s``.
     clear_behind_m / clear_ahead_m: the lane-change conflict zone in the next lane, from this
         far behind the ego's centre to this far ahead of it [m].
+    keep_side_cut_m: a vehicle seen only cut by the frame's side border within this distance along
+        the road, then not seen, is kept as a vehicle beside the ego (the dashcam's blind spot) even
+        after one sighting [m] (0: off; one sighting is dropped like noise).
     """
 
     def __init__(
@@ -190,6 +193,7 @@ class CameraPerception:
         side_cameras: dict | None = None,
         clear_behind_m: float = 10.0,
         clear_ahead_m: float = 7.0,
+        keep_side_cut_m: float = 0.0,
     ) -> None:
         self.camera = camera
         self.spec = CameraSpec(kind=kind, width_px=width_px, height_px=height_px, height_m=height_m,
@@ -220,7 +224,9 @@ class CameraPerception:
         self.lane_width_prior = float(lane_width_m)
         self._setup_geometry(float(lane_range_m))
         self.lanes = LaneFitter(lane_width_m=lane_width_m, max_range_m=lane_range_m)
-        self.tracker = Tracker()
+        if keep_side_cut_m < 0:
+            raise ConfigError(f"params.perception_params.keep_side_cut_m = {keep_side_cut_m!r}: must not be negative")
+        self.tracker = Tracker(keep_side_cut_m=float(keep_side_cut_m))
         self.reset()
 
     # ------------------------------------------------------------------ geometry
@@ -565,9 +571,10 @@ class CameraPerception:
         if rd.near_edge:
             # cut by the frame (bottom or side): the distance is only a bound, trust the track's motion
             sigma, lat_sigma = max(sigma, 4.0), max(lat_sigma, 0.8)
+        side_cut = self.spec.kind == "dashcam" and (rd.box[0] <= 0 or rd.box[2] >= self.spec.width_px - 1)
         return Detection(gap_m=along, lateral_road_m=d0 + self._lane_counter * width, gap_sigma_m=sigma,
                          lateral_sigma_m=lat_sigma, box=rd.box, near_edge=rd.near_edge, camera=self.camera,
-                         small=rd.small)
+                         small=rd.small, side_cut=side_cut)
 
     def _side_detections(self, view: SideView, observation: dict, model: LaneModel | None,
                          width: float) -> list[Detection]:

@@ -124,6 +124,14 @@ class PlannerConfig:
              "ego's (its lead's speed, or the target speed when free within lane_flow_range_m; 0: off): with "
              "a camera blind beside the ego, change lanes to pass a slower lead, not for a little more room",
         unit="m/s", range=(0.0, None))
+    lane_change_flow_hold_s: float = setting(
+        0.0, "a discretionary lane change needs that faster flow (lane_change_min_flow_gain_mps) seen this long "
+             "without a break (0: at once): a camera's tracked speed of the next lane's lead jumps for a second "
+             "where its detection does", unit="s", range=(0.0, None))
+    lane_change_flow_max_accel_mps2: float = setting(
+        0.0, "that faster flow counts only while the next lane's lead is tracked accelerating or braking less "
+             "than this (0: off): a tracked speed still settling (a detection that jumped) is no flow",
+        unit="m/s^2", range=(0.0, None))
     lane_flow_range_m: float = setting(
         80.0, "a lane without a lead this close flows at the target speed", unit="m", range=(0.0, None))
     path_horizon_s: float = setting(
@@ -151,6 +159,10 @@ class PlannerConfig:
              "(0: off): swerving from a braking lead into a lane the forward camera cannot see beside the "
              "ego hits the car there; braking for where the lead will stop is the answer", unit="m/s^2",
         range=(0.0, None))
+    lane_change_lead_braking_headway_s: float = setting(
+        1.0e9, "that hold starts only for a lead within this time headway (a camera's track of a lead far ahead "
+               "settles from the ego's speed to the lead's, which reads as braking: a slow truck ahead must still "
+               "be overtaken)", unit="s", range=(0.0, None))
     comfort_braking_mps2: float = setting(
         4.0, "the IDM's braking cap outside emergencies (nuPlan comfort: 4.05)", unit="m/s^2", range=(0.0, None))
     intrusion_margin_m: float = setting(
@@ -212,6 +224,20 @@ class PlannerConfig:
              "route_lane_change_curvature_1pm this long (0: at once); a camera's lane fit that flickers "
              "straight for one frame on a roundabout's ring must not start one there", unit="s",
         range=(0.0, None))
+    route_ramp_beside_lateral_m: float = setting(
+        0.0, "on an on-ramp (keep_left with no lane perceived left of the ego's), a vehicle numbered in a lane "
+             "left of the ego's and more than this far left of its lane's centre is on the road the ramp joins "
+             "(0: off, only vehicles on another road are): a camera numbers the lanes it sees beside the ramp "
+             "as the ego's road's", unit="m", range=(0.0, None))
+    route_exit_speed_mps: float = setting(
+        0.0, "take the exit (take_exit) at most this fast: the speed is capped to what braking at "
+             "route_exit_braking_mps2 brings down to it by the command's point, and to it for route_exit_hold_s "
+             "after (0: off; the curvature ahead caps it): a camera sees the exit's curve too late at highway "
+             "speed", unit="m/s", range=(0.0, None))
+    route_exit_braking_mps2: float = setting(
+        2.0, "the deceleration that speed cap assumes before the exit", unit="m/s^2", range=(0.1, None))
+    route_exit_hold_s: float = setting(
+        3.0, "the exit's speed cap holds this long past the command's point", unit="s", range=(0.0, None))
     route_branch_lookahead_m: float = setting(
         6.0, "on a ring, steer into the exit this far before it", unit="m", range=(0.0, None))
     route_branch_angle_rad: float = setting(
@@ -321,6 +347,8 @@ class RulePlanner:
         self._lane_hold_s = 0.0  # no discretionary lane change for this long (a lead seen braking)
         self._route_settled_s = 0.0  # how long the road has been straight enough for the route's lane change
         self._merge_relax_s: float | None = None  # time since a route lane change started (None: not relaxing)
+        self._exit_hold_s = 0.0  # the exit's speed cap holds this long yet (route_exit_speed_mps)
+        self._flow_seen_s: dict[int, float] = {}  # lane delta -> how long seen flowing faster (lane_change_flow_hold_s)
         self.lane_changes = 0
         self.aborted_lane_changes = 0
 
@@ -484,13 +512,28 @@ class RulePlanner:
         return gain
 
     def _flows_faster(self, p: PerceptionOutput, delta: int, v0: float) -> bool:
-        """Lane ``delta`` flows ``lane_change_min_flow_gain_mps`` faster than the ego's (True when off)."""
+        """Lane ``delta`` flows ``lane_change_min_flow_gain_mps`` faster than the ego's (True when off), and
+        has for ``lane_change_flow_hold_s`` (:meth:`_update_flow_seen`)."""
+        if self.config.lane_change_min_flow_gain_mps <= 0.0:
+            return True
+        return self._flow_seen_s.get(delta, 0.0) >= self.config.lane_change_flow_hold_s
+
+    def _update_flow_seen(self, p: PerceptionOutput, v0: float, dt_s: float) -> None:
+        """How long each neighbour lane has been seen flowing ``lane_change_min_flow_gain_mps`` faster than
+        the ego's (with a lead whose tracked acceleration is below ``lane_change_flow_max_accel_mps2``)."""
         needed = self.config.lane_change_min_flow_gain_mps
         if needed <= 0.0:
-            return True
-        there, _ = self._lead_and_follower(p, delta)
+            return
         here, _ = self._lead_and_follower(p, 0)
-        return self._lane_flow_mps(p, there, v0) - self._lane_flow_mps(p, here, v0) >= needed
+        flow_here = self._lane_flow_mps(p, here, v0)
+        max_accel = self.config.lane_change_flow_max_accel_mps2
+        for delta in (-1, 1):
+            there, _ = self._lead_and_follower(p, delta)
+            faster = self._lane_flow_mps(p, there, v0) - flow_here >= needed
+            if (faster and max_accel > 0.0 and there is not None and there.acceleration_mps2 is not None
+                    and there.gap_m <= self.config.lane_flow_range_m and abs(there.acceleration_mps2) >= max_accel):
+                faster = False
+            self._flow_seen_s[delta] = self._flow_seen_s.get(delta, -dt_s) + dt_s if faster else -dt_s
 
     def _lane_flow_mps(self, p: PerceptionOutput, lead: PerceivedVehicle | None, v0: float) -> float:
         if lead is None or lead.gap_m > self.config.lane_flow_range_m:
@@ -566,6 +609,20 @@ class RulePlanner:
         if lanes <= 0 or not math.isfinite(p.command_distance_m) or not self._route_straight_enough(p):
             return None
         return max(self.config.route_min_speed_mps, p.command_distance_m / (lanes * self.config.route_time_per_lane_s))
+
+    def _route_exit_speed_cap(self, p: PerceptionOutput, dt_s: float) -> float | None:
+        """The speed cap before and just past an exit (``route_exit_speed_mps``; None: off or no exit near)."""
+        cfg = self.config
+        if cfg.route_exit_speed_mps <= 0.0:
+            return None
+        if p.command == "take_exit" and math.isfinite(p.command_distance_m):
+            self._exit_hold_s = cfg.route_exit_hold_s
+            distance = max(p.command_distance_m, 0.0)
+            return math.sqrt(cfg.route_exit_speed_mps ** 2 + 2.0 * cfg.route_exit_braking_mps2 * distance)
+        if self._exit_hold_s > 0.0:
+            self._exit_hold_s -= dt_s
+            return cfg.route_exit_speed_mps
+        return None
 
     def _route_stop_line(self, p: PerceptionOutput, lanes: int) -> PerceivedVehicle | None:
         """A virtual standing obstacle at the end of the lane the route leaves (keep_left: the on-ramp
@@ -875,6 +932,10 @@ class RulePlanner:
             return False
         if v.lane_delta is None and v.lateral_m < -0.75 * p.lane_width_m:
             return True
+        beside_m = self.config.route_ramp_beside_lateral_m
+        if (beside_m > 0.0 and p.lanes_left == 0 and v.lane_delta is not None and v.lane_delta < 0
+                and v.lateral_m < -beside_m):
+            return True
         return p.lanes_count == 1 and v.track_id is not None and v.track_id in self._route_ramp_lanes
 
     def _route_leaving_lane_ignores(self, p: PerceptionOutput, delta: int, target_delta: int,
@@ -915,7 +976,8 @@ class RulePlanner:
         if limit <= 0.0:
             return
         lead, _ = self._lead_and_follower(p, 0)
-        if lead is not None and lead.acceleration_mps2 is not None and -lead.acceleration_mps2 > limit:
+        if (lead is not None and lead.acceleration_mps2 is not None and -lead.acceleration_mps2 > limit
+                and lead.gap_m <= max(p.ego_speed_mps, 0.0) * self.config.lane_change_lead_braking_headway_s):
             self._lane_hold_s = LANE_HOLD_S
 
     def _lead_stop_braking(self, p: PerceptionOutput, lead: PerceivedVehicle, dt_s: float) -> float | None:
@@ -949,6 +1011,7 @@ class RulePlanner:
         y, lane_centre = self._continuous_y(p)
         self._since_lane_change_s += dt_s
         self._update_lane_hold(p, dt_s)
+        self._update_flow_seen(p, v0, dt_s)
         self._route_settled_s = self._route_settled_s + dt_s if self._route_lane_change_curvature_ok(p) else 0.0
         if self._merge_relax_s is not None:
             self._merge_relax_s += dt_s
@@ -1019,6 +1082,9 @@ class RulePlanner:
         gap_speed = self._route_gap_speed(p, lanes_to_cross)
         if gap_speed is not None:
             v0 = min(gap_speed, self.config.cruise_speed_mps)  # may exceed a ramp's limit to match traffic
+        exit_cap = self._route_exit_speed_cap(p, dt_s)
+        if exit_cap is not None:
+            v0 = min(v0, exit_cap)
         acceleration = self._idm(p, v0, None)
         if gap_speed is not None:  # track the gap's speed firmly (IDM's free term fades near v0)
             acceleration = float(np.clip(v0 - v_ego, -self.idm.deceleration_comfort_mps2,

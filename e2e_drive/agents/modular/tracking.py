@@ -33,6 +33,7 @@ class Detection:
     near_edge: bool = False   # bottom edge at the image bottom: it is at most this far
     camera: str = ""          # the camera that saw it
     small: bool = False       # a small obstacle (a cone): it stands still
+    side_cut: bool = False    # its box touches the frame's left or right border (leaving or entering the view)
 
 
 @dataclass
@@ -52,6 +53,7 @@ class Track:
     ps: np.ndarray | None = None  # 3x3
     cameras: set = field(default_factory=set)   # the cameras that have seen it
     small_hits: int = 0           # frames in which it looked like a small obstacle
+    side_cut_only: bool = False   # every detection of it was cut by the frame's side border
 
     @property
     def is_small(self) -> bool:
@@ -128,7 +130,8 @@ class Tracker:
                  coast_in_view_s: float = 1.0, coast_out_of_view_s: float = 3.0,
                  max_relative_speed_mps: float = 40.0, coast_beside_s: float = 15.0, beside_m: float = 10.0,
                  jerk_sigma_mps3: float = 12.0, speed_sigma_mps2: float = 1.0, accel_time_constant_s: float = 2.0,
-                 initial_accel_sigma_mps2: float = 2.0) -> None:
+                 initial_accel_sigma_mps2: float = 2.0, keep_side_cut_m: float = 0.0) -> None:
+        self.keep_side_cut_m = keep_side_cut_m
         self.jerk_sigma = jerk_sigma_mps3
         self.speed_sigma = speed_sigma_mps2
         self.accel_tau = accel_time_constant_s
@@ -211,19 +214,23 @@ class Tracker:
             tr.camera = det.camera
             tr.cameras.add(det.camera)
             tr.small_hits += int(det.small)
+            tr.side_cut_only = tr.side_cut_only and det.side_cut
         alive = []
         for ti, tr in enumerate(self.tracks):
             if ti not in used_t:
                 tr.misses += 1
                 tr.unseen_s += dt
                 tr.last = None
-                if in_view(tr.x[0], tr.y[0]):
+                kept = self._kept_side_cut(tr)
+                if kept:
+                    limit = self.coast_beside_s        # glimpsed at the frame's side: it may be beside now
+                elif in_view(tr.x[0], tr.y[0]):
                     limit = self.coast_in_view_s
                 elif abs(tr.x[0]) < self.beside_m:
                     limit = self.coast_beside_s        # beside the car, where no dashcam sees
                 else:
                     limit = self.coast_out_of_view_s
-                if tr.unseen_s > limit or tr.hits < self.min_hits or tr.x[0] < -40.0:
+                if tr.unseen_s > limit or (tr.hits < self.min_hits and not kept) or tr.x[0] < -40.0:
                     continue
             alive.append(tr)
         for di, det in enumerate(detections):
@@ -239,6 +246,7 @@ class Tracker:
                 camera=det.camera,
                 cameras={det.camera},
                 small_hits=int(det.small),
+                side_cut_only=det.side_cut,
             )
             if ego_speed_mps is not None:
                 # a small obstacle (a cone) starts standing, a vehicle at the ego's speed
@@ -249,7 +257,16 @@ class Tracker:
             self._next_id += 1
             alive.append(tr)
         self.tracks = alive
-        return [t for t in alive if t.hits >= self.min_hits or (t.last is not None and t.x[0] < self.report_at_once_m)]
+        return [t for t in alive if t.hits >= self.min_hits or (t.last is not None and t.x[0] < self.report_at_once_m)
+                or (t.last is None and self._kept_side_cut(t))]
+
+    def _kept_side_cut(self, tr: Track) -> bool:
+        """A vehicle seen only cut by the frame's side border, near (``keep_side_cut_m``, 0: off), and not
+        seen since: it left the view beside the ego (a dashcam's blind spot), so it is kept there as a
+        vehicle beside (``coast_beside_s``) even if it was seen only once, until it shows again or its
+        prediction leaves the near range."""
+        return (self.keep_side_cut_m > 0.0 and tr.side_cut_only and tr.last is None
+                and abs(float(tr.x[0])) < self.keep_side_cut_m)
 
     @staticmethod
     def _relative(tr: Track, ego_speed_mps: float | None) -> tuple[np.ndarray, np.ndarray]:

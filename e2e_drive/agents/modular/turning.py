@@ -85,6 +85,11 @@ class JunctionTurn:
         ``exit_trust_m`` before the exit the path is ``ring_exit_path``, pieces of [length m, curvature
         1/m] (positive: bending right), from ``exit_trust_m`` before the exit: on along the ring, then
         right into the exit road (default: roundabout-v0's exits, radius 24 m ring, fitted to 0.3 m).
+    exit_path: take_exit on a road seen (nearly) straight, from the rightmost lane: from ``exit_trust_m``
+        before the exit's point the path is straight to it, then these pieces of [length m, curvature
+        1/m] (default: none, the camera's lane leads; exit-v0's exit: a 150 m radius bending right). At
+        the split the exit lane's markings curve away while the highway's run on, and the lane fit
+        follows the highway's.
     handback_m / release_m: past the turn's end, the camera's lane is used again from ``handback_m``
         when it agrees with the dead reckoning (``agree_m`` laterally), from ``release_m`` whatever.
     max_lateral_acceleration_mps2: the speed through the turn, ``sqrt(a / kappa)``.
@@ -94,7 +99,7 @@ class JunctionTurn:
 
     def __init__(self, left_radius_m: float = 13.0, right_radius_m: float = 9.0, straight_m: float = 22.0,
                  trust_m: float = 8.0, ring_curvature_1pm: float = 0.02, exit_trust_m: float = 10.0,
-                 ring_exit_path: list | None = None, handback_m: float = 6.0, release_m: float = 20.0,
+                 ring_exit_path: list | None = None, exit_path: list | None = None, handback_m: float = 6.0, release_m: float = 20.0,
                  agree_m: float = 1.0, max_lateral_acceleration_mps2: float = 3.5,
                  approach_braking_mps2: float = 2.0, vehicle_length_m: float = 5.0) -> None:
         values = dict(left_radius_m=left_radius_m, right_radius_m=right_radius_m, straight_m=straight_m,
@@ -108,12 +113,8 @@ class JunctionTurn:
             if not value >= 0:
                 raise ConfigError(f"params.turn_params.{key} = {value!r}: expected a number >= 0")
         pieces = [[9.5, -1.0 / 24.0], [21.0, 0.05]] if ring_exit_path is None else ring_exit_path
-        if not (isinstance(pieces, list) and pieces and all(
-                isinstance(q, (list, tuple)) and len(q) == 2 and all(isinstance(v, (int, float)) for v in q)
-                and q[0] > 0 for q in pieces)):
-            raise ConfigError(f"params.turn_params.ring_exit_path = {ring_exit_path!r}: expected a list of "
-                              f"[length_m > 0, curvature_1pm] pairs")
-        self.ring_exit_path = [(float(q[0]), float(q[1])) for q in pieces]
+        self.ring_exit_path = self._pieces("ring_exit_path", pieces)
+        self.exit_path = None if exit_path is None else self._pieces("exit_path", exit_path)
         self.left_radius_m, self.right_radius_m, self.straight_m = float(left_radius_m), float(right_radius_m), \
             float(straight_m)
         self.trust_m, self.exit_trust_m = float(trust_m), float(exit_trust_m)
@@ -124,6 +125,16 @@ class JunctionTurn:
         self.vehicle_length_m = float(vehicle_length_m)
         self.reset()
 
+    @staticmethod
+    def _pieces(key: str, pieces: object) -> list[tuple[float, float]]:
+        """A path's [length_m, curvature_1pm] pieces, checked."""
+        if not (isinstance(pieces, list) and pieces and all(
+                isinstance(q, (list, tuple)) and len(q) == 2 and all(isinstance(v, (int, float)) for v in q)
+                and q[0] > 0 for q in pieces)):
+            raise ConfigError(f"params.turn_params.{key} = {pieces!r}: expected a list of "
+                              f"[length_m > 0, curvature_1pm] pairs")
+        return [(float(q[0]), float(q[1])) for q in pieces]
+
     def reset(self) -> None:
         self.command: str | None = None  # the junction's command while the turn is active
         self.pose = np.zeros(3)  # x, y, heading in the frame of the path (x 0 at its start)
@@ -133,6 +144,7 @@ class JunctionTurn:
         self._s: np.ndarray | None = None
         self._turn_end_s = 0.0
         self._turn_speed_mps = math.inf
+        self._highway_exit = False  # the active path is exit_path's
 
     @property
     def active(self) -> bool:
@@ -196,6 +208,14 @@ class JunctionTurn:
             self._start("take_exit", path_from_segments(self.ring_exit_path))
             self.pose = np.array([self.exit_trust_m - d, p.lateral_offset_m, p.heading_error_rad])
             return False
+        if (p.command == "take_exit" and math.isfinite(d) and self.command != "take_exit" and d <= self.exit_trust_m
+                and self.exit_path is not None and p.lane_valid and p.lanes_right == 0
+                and max(abs(p.curvature_1pm), abs(p.curvature_ahead_1pm)) <= self.ring_curvature_1pm):
+            # a highway's exit ahead, from the rightmost lane: straight to the split, then the exit's curve
+            self._start("take_exit", path_from_segments(self.exit_path))
+            self._highway_exit = True
+            self.pose = np.array([-d, p.lateral_offset_m, p.heading_error_rad])
+            return False
         if self.active:
             self._dead_reckon(speed, steering_rad or 0.0, dt_s)
         return False
@@ -230,6 +250,9 @@ class JunctionTurn:
             return dataclasses.replace(p, speed_limit_mps=limit)
         ahead = (self._s >= s_here) & (self._s <= s_here + 20.0)
         kappa_ahead = float(np.mean(self._kappa[ahead])) if ahead.any() else 0.0
+        lanes = p.lanes_count
+        if self._highway_exit and p.lane_id is not None:
+            lanes = p.lane_id + 1  # on the exit's path the ego keeps to it (a lane seen opening on the right is its edge)
         return dataclasses.replace(p, lateral_offset_m=lateral, heading_error_rad=error,
                                    curvature_1pm=float(self._kappa[k]), curvature_ahead_1pm=kappa_ahead,
-                                   speed_limit_mps=limit, lane_valid=True)
+                                   speed_limit_mps=limit, lane_valid=True, lanes_count=lanes)
