@@ -45,6 +45,9 @@ LEAD_GAP_M = 2.0
 #: A vehicle joining the ego's path ahead of it is followed (a lead projected onto the ego's path)
 #: when it moves at least this fast [m/s]; a slower one is given way to at the joining point.
 MERGE_FOLLOW_MIN_SPEED_MPS = 1.0
+#: Inside a junction the ego waits for traffic joining its path only while it stands (slower than
+#: this [m/s], held by crossing traffic): it does not start into a merge it would not take outside.
+INSIDE_STOPPED_MPS = 1.0
 #: Paths closer to parallel than this (cosine of the angle) at their first contact join (merge).
 _ALIGNED_COS = 0.6
 
@@ -62,6 +65,7 @@ class JunctionSettings:
     other_acceleration_mps2: float = 2.0
     other_speed_gain_mps: float = 1.0
     commit_braking_mps2: float = 5.0
+    entry_advance_m: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -277,7 +281,8 @@ def junction_obstacles(p: PerceptionOutput, settings: JunctionSettings, inside: 
     conflict is unsafe (a standing obstacle), and the leads on the ego's path. Empty without paths.
 
     inside: the ego is past a junction's entry: it clears the junction; traffic joining its path
-    behind it follows it (merges no longer stop it), only a crossing it cannot clear in time does."""
+    behind it follows it (merges no longer stop it, unless it stands there already, held by a
+    crossing), only a crossing it cannot clear in time does."""
     conflicts = find_conflicts(p, settings.clearance_m)
     if not conflicts:
         return []
@@ -297,7 +302,7 @@ def junction_obstacles(p: PerceptionOutput, settings: JunctionSettings, inside: 
     areas = sorted((c.ego_in_m, c.ego_out_m) for c in conflicts if c.kind != "lead")
     unsafe_at: float | None = None
     for c in conflicts:
-        if c.kind == "lead" or (inside and c.kind == "merge") or c.ego_in_m < stop_m \
+        if c.kind == "lead" or (inside and c.kind == "merge" and v_ego > INSIDE_STOPPED_MPS) or c.ego_in_m < stop_m \
                 or not unsafe(c, p, times, dist, settings):
             continue  # (committed: it could not stop before the area)
         unsafe_at = c.ego_in_m if unsafe_at is None else min(unsafe_at, c.ego_in_m)
@@ -308,9 +313,9 @@ def junction_obstacles(p: PerceptionOutput, settings: JunctionSettings, inside: 
         if a_in < line < a_out:
             line = a_in
     if p.command in JUNCTION_COMMANDS and math.isfinite(p.command_distance_m):
-        # nor inside the junction: wait before its entry (the turn's point), where crossing paths
-        # that no vehicle uses yet are not
-        line = min(line, p.command_distance_m - 0.5 * p.ego_length_m)
+        # nor deep inside the junction: wait no farther than entry_advance_m past its entry (the
+        # turn's point), short of where crossing paths that no vehicle uses yet may run
+        line = min(line, p.command_distance_m - 0.5 * p.ego_length_m + settings.entry_advance_m)
     line = min(unsafe_at, max(line, stop_m))  # (as early as it still can, but before the unsafe area)
     out.append(PerceivedVehicle(lane_delta=0, gap_m=max(line, 0.0), relative_speed_mps=-v_ego, lateral_m=0.0,
                                 is_static=True))
