@@ -216,6 +216,10 @@ class PlannerConfig:
         6.0, "on a ring, steer into the exit this far before it", unit="m", range=(0.0, None))
     route_branch_angle_rad: float = setting(
         0.6, "how sharply the path bends into a ring's exit", unit="rad", range=(0.0, None))
+    route_branch_speed_mps: float = setting(
+        0.0, "on a ring with take_exit ahead (where the path bends into the exit: route_branch_angle_rad), "
+             "slow to this speed by the bend, braking at IDM b (0: off; the exit's bend at ring speed can "
+             "carry the car off the road)", unit="m/s", range=(0.0, None))
     route_stop_margin_m: float = setting(
         8.0, "stop this far before the end of a lane the route leaves (an on-ramp's end, the exit's split) "
              "while no gap lets the ego out", unit="m", range=(0.0, None))
@@ -878,6 +882,16 @@ class RulePlanner:
         self._route_slot_key, self._route_slot_room = best[3], (best[4], best[5])
         return best[1], best[2]
 
+    def _route_branch_speed_cap(self, p: PerceptionOutput) -> float | None:
+        """The speed from which the ego slows to route_branch_speed_mps by the bend into a ring's exit
+        (braking at IDM b); None where no such bend is ahead or the cap is off."""
+        cfg = self.config
+        if (cfg.route_branch_speed_mps <= 0.0 or p.command != "take_exit" or self._route_straight_enough(p)
+                or not math.isfinite(p.command_distance_m)):
+            return None
+        room = max(p.command_distance_m - cfg.route_branch_lookahead_m, 0.0)
+        return math.sqrt(cfg.route_branch_speed_mps ** 2 + 2.0 * self.idm.deceleration_comfort_mps2 * room)
+
     def _route_branch_offsets(self, p: PerceptionOutput, s_m: np.ndarray) -> np.ndarray:
         """Path offsets that steer into a roundabout's exit: on a ring (curved beyond lane changes) with
         take_exit close ahead, the path bends right past the exit's start (the exit leaves the
@@ -1039,6 +1053,9 @@ class RulePlanner:
         cap = self._route_speed_cap(p, lanes_to_cross)
         if cap is not None:
             v0 = min(v0, cap)
+        branch_cap = self._route_branch_speed_cap(p)
+        if branch_cap is not None:
+            v0 = min(v0, branch_cap)
         gap_speed = self._route_gap_speed(p, lanes_to_cross)
         if gap_speed is not None:
             v0 = min(gap_speed, self.config.cruise_speed_mps)  # may exceed a ramp's limit to match traffic
