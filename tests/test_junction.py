@@ -293,3 +293,18 @@ def test_with_a_path_the_speed_is_capped_by_its_bends_not_the_lanes_curvature():
     p = dataclasses.replace(_scene(6.0, []), curvature_1pm=1.0 / 13.0, curvature_ahead_1pm=0.0)
     assert RulePlanner().target_speed(p) == pytest.approx(10.0)
     assert RulePlanner().target_speed(dataclasses.replace(p, ego_path_m=())) < 7.0
+
+
+def test_the_turn_margin_applies_at_a_junctions_turn_only():
+    from e2e_drive.agents.modular.planning import PlannerConfig
+
+    config = PlannerConfig(junction_turn_margin_s=0.2)
+    marginal = _marginal_crossing()  # (turn_left 12 m ahead)
+    assert RulePlanner(config).plan(marginal, 0.2).target_acceleration_mps2 > \
+        RulePlanner().plan(marginal, 0.2).target_acceleration_mps2 + 0.5
+    # elsewhere (a roundabout's entry: no turn command) the time margin holds
+    elsewhere = dataclasses.replace(marginal, command="follow_lane", command_distance_m=float("inf"))
+    assert RulePlanner(config).plan(elsewhere, 0.2).target_acceleration_mps2 == pytest.approx(
+        RulePlanner().plan(elsewhere, 0.2).target_acceleration_mps2, abs=1e-6)
+    assert RulePlanner().plan(elsewhere, 0.2).target_acceleration_mps2 < \
+        RulePlanner(config).plan(marginal, 0.2).target_acceleration_mps2 - 0.5

@@ -252,6 +252,11 @@ class PlannerConfig:
              "this far past the junction's entry (the turn's point), never inside a conflict area; IDM stops "
              "its jam distance (idm_min_gap_m) before the line: a line farther in leaves less to cross",
         unit="m", range=(0.0, None))
+    junction_turn_margin_s: float = setting(
+        1.0, "with intended paths, at a junction (turn_left / turn_right / go_straight, until the ego has "
+             "cleared it): junction_time_margin_s and junction_merge_gap_s are at most this (a roundabout's "
+             "entry keeps those: joining a ring's traffic tighter ends in side collisions)", unit="s",
+        range=(0.0, None))
     junction_go_margin_s: float = setting(
         1.0, "with intended paths, at a junction (turn_left / turn_right / go_straight, until the ego has "
              "cleared it): while the ego goes (no yield line the step before) it keeps going when the conflicts "
@@ -677,11 +682,13 @@ class RulePlanner:
         if not p.ego_path_m:
             return []
         cfg = self.config
-        going = self._junction_going
+        margin, merge_gap = cfg.junction_time_margin_s, cfg.junction_merge_gap_s
+        if self._junction_past_m is not None:  # at a junction's turn
+            margin, merge_gap = min(margin, cfg.junction_turn_margin_s), min(merge_gap, cfg.junction_turn_margin_s)
+        if self._junction_going:
+            margin, merge_gap = min(margin, cfg.junction_go_margin_s), min(merge_gap, cfg.junction_go_margin_s)
         obstacles = junction_obstacles(p, JunctionSettings(
-            clearance_m=cfg.junction_clearance_m,
-            time_margin_s=min(cfg.junction_time_margin_s, cfg.junction_go_margin_s) if going else cfg.junction_time_margin_s,
-            merge_gap_s=min(cfg.junction_merge_gap_s, cfg.junction_go_margin_s) if going else cfg.junction_merge_gap_s,
+            clearance_m=cfg.junction_clearance_m, time_margin_s=margin, merge_gap_s=merge_gap,
             ego_acceleration_mps2=self.idm.acceleration_max_mps2,  # (see plan)
             ego_speed_mps=max(v0, 1.0), max_lateral_acceleration_mps2=cfg.max_lateral_acceleration_mps2,
             commit_braking_mps2=cfg.max_braking_mps2, entry_advance_m=cfg.junction_entry_advance_m),
