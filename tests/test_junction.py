@@ -308,3 +308,45 @@ def test_the_turn_margin_applies_at_a_junctions_turn_only():
         RulePlanner().plan(elsewhere, 0.2).target_acceleration_mps2, abs=1e-6)
     assert RulePlanner().plan(elsewhere, 0.2).target_acceleration_mps2 < \
         RulePlanner(config).plan(marginal, 0.2).target_acceleration_mps2 - 0.5
+
+
+def test_a_car_crossing_in_where_the_ego_stands_is_waited_for_a_follower_behind_is_not():
+    # a ring's car passing an entry's nose: its path crosses the ego's position at about 1 rad, then runs on
+    # along the ego's path (the ego joins behind it)
+    d = np.array([np.cos(1.0), np.sin(1.0)])
+    crossing_in = PerceivedVehicle(lane_delta=None, gap_m=0.0, relative_speed_mps=8.0, lateral_m=-6.7, speed_mps=8.0,
+                                   track_id=5, path_m=_line(tuple(-8.0 * d), tuple(d), 8.0, 1.0)
+                                   + _line((0.0, 0.0), (1.0, 0.0), 40.0, 1.0))
+    standing = _scene(0.0, [crossing_in])
+    (c,) = find_conflicts(standing)
+    assert c.kind == "merge" and c.ego_in_m == 0.0
+    line = _yield_line(standing)
+    assert line is not None and line.gap_m == pytest.approx(0.0)
+    # the same lane's follower (its path runs along the ego's from behind) is no conflict
+    behind = PerceivedVehicle(lane_delta=0, gap_m=-10.0, relative_speed_mps=2.0, lateral_m=0.0, speed_mps=8.0,
+                              track_id=6, path_m=_line((-10.0, 0.0), (1.0, 0.0), 50.0, 1.0))
+    assert find_conflicts(_scene(0.0, [behind])) == []
+
+
+def test_the_egos_path_starts_at_the_ego_where_highway_env_has_it_on_the_next_lane_already():
+    from e2e_drive.env import make_env
+    from e2e_drive.sim.ground_truth import EGO_PATH_JOIN_M
+
+    from e2e_drive.agents import call_act, load_agent
+
+    env = make_env(str(REPO / "envs" / "abilities" / "roundabout_exit.toml"), {"cameras": SMALL_CAMERA})
+    agent = load_agent(REPO / "agents" / "expert.toml")
+    obs, info = env.reset(seed=1)
+    agent.reset(1)
+    joined = False
+    for _ in range(60):  # the expert drives along the entry onto the ring
+        action, _ = call_act(agent, obs, info)
+        obs, _, terminated, truncated, info = env.step(action)
+        ego = info["ego"]
+        first = np.asarray(ego["path_m"][0])
+        assert np.hypot(*(first - np.asarray(ego["position_m"]))) <= EGO_PATH_JOIN_M + 1e-6
+        joined |= bool(np.allclose(first, ego["position_m"]))
+        if terminated or truncated:
+            break
+    env.close()
+    assert joined  # (at the entry's joint the path started at the ego itself)

@@ -137,6 +137,7 @@ def find_conflicts(p: PerceptionOutput, clearance_m: float = 0.8) -> list[Confli
         if not mask.any():
             continue
         jj, kk, j0, k0, cos = _first_contact(mask, ego, other)
+        crosses_in = False
         if cos <= _ALIGNED_COS:
             mask = dist < near
             if not mask.any():
@@ -145,6 +146,7 @@ def find_conflicts(p: PerceptionOutput, clearance_m: float = 0.8) -> list[Confli
             if cos <= _ALIGNED_COS and float(np.dot(_direction(ego, int(kk.max())),
                                                     _direction(other, int(jj.max())))) > _ALIGNED_COS:
                 cos = 1.0  # it crosses into the ego's path and runs on along it: it joins (merge)
+                crosses_in = True
         pad_o = 0.5 * max(v.length_m - v.width_m, 0.0)
         if j0 == 0 and cos > _ALIGNED_COS:
             # on the ego's path now, going its way: a lead ahead (a follower or one alongside: not ours)
@@ -153,9 +155,10 @@ def find_conflicts(p: PerceptionOutput, clearance_m: float = 0.8) -> list[Confli
                 out.append(Conflict(v, "lead", float(s[k]), float(s[k]), 0.0, 0.0, along_mps=_speed(p, v) * cos))
             continue
         if cos > _ALIGNED_COS:  # joins the ego's path: the joining point
-            if k0 == 0:
-                continue  # it joins where the ego is now: it comes from behind, a follower
-            out.append(Conflict(v, "merge", float(s[k0]) - pad_e, float(s[k0]) + pad_e,
+            if k0 == 0 and not crosses_in:
+                continue  # it joins where the ego is now, going its way: it comes from behind, a follower
+            # (crossing in where the ego stands, as a ring's car past an entry's nose: it has to wait)
+            out.append(Conflict(v, "merge", max(float(s[k0]) - pad_e, 0.0), float(s[k0]) + pad_e,
                                 max(float(u[j0]) - pad_o, 0.0), float(u[j0]) + pad_o))
             continue
         # crossing: the whole stretch where the paths are close
@@ -183,12 +186,21 @@ def curve_speeds(points: np.ndarray, max_lateral_acceleration_mps2: float, windo
         return np.sqrt(max_lateral_acceleration_mps2 / np.maximum(kappa, 1e-6))
 
 
+def _lane_part(points: np.ndarray) -> np.ndarray:
+    """The path without a first leg from the ego to its lane's centre line (the ground truth starts the
+    path at the ego where highway-env already has it on the next lane, as where an entry joins a ring):
+    that leg is no bend of the road to slow for."""
+    if len(points) >= 4 and np.hypot(*(points[1] - points[0])) > 1.5 * np.hypot(*(points[2] - points[1])):
+        return points[1:]
+    return points
+
+
 def path_speed_cap(p: PerceptionOutput, max_lateral_acceleration_mps2: float, braking_mps2: float) -> float:
     """The speed from which the ego can slow down (at ``braking_mps2``) to every bend's speed on its
     path ahead (inf without a path)."""
     if len(p.ego_path_m) < 3:
         return math.inf
-    ego = np.asarray(p.ego_path_m, dtype=float)
+    ego = _lane_part(np.asarray(p.ego_path_m, dtype=float))
     s = arc_lengths(ego)
     caps = curve_speeds(ego, max_lateral_acceleration_mps2)
     return float(np.min(np.sqrt(caps * caps + 2.0 * braking_mps2 * s)))
@@ -202,7 +214,9 @@ def ego_profile(p: PerceptionOutput, settings: JunctionSettings,
     the lead going on at its speed): a slow car ahead in the exit delays the ego's crossing."""
     ego = np.asarray(p.ego_path_m, dtype=float)
     s = arc_lengths(ego)
-    cap = np.minimum(settings.ego_speed_mps, curve_speeds(ego, settings.max_lateral_acceleration_mps2))
+    lane = _lane_part(ego)
+    bends = curve_speeds(lane, settings.max_lateral_acceleration_mps2)
+    cap = np.minimum(settings.ego_speed_mps, bends if len(lane) == len(ego) else np.concatenate((bends[:1], bends)))
     n = int(_PROFILE_HORIZON_S / _PROFILE_DT_S) + 1
     times = np.arange(n) * _PROFILE_DT_S
     dist = np.zeros(n)
