@@ -5,6 +5,9 @@ planner follows the command of the observation."""
 
 from __future__ import annotations
 
+import math
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -217,3 +220,18 @@ def test_the_modular_agent_reads_the_command_from_the_observation():
     q = with_navigation(p, obs)
     assert (q.command, q.command_distance_m) == ("take_exit", 42.0)
     assert with_navigation(p, {}) is p
+
+
+def test_on_a_ring_the_planner_slows_for_the_bend_into_the_exit_when_told():
+    # on the outer lane of a ring (curving 1/24 m), 12 m before the exit, at 10 m/s
+    ring = replace(_p("take_exit", 12.0, 1, 2), ego_speed_mps=10.0, speed_limit_mps=10.0,
+                   curvature_1pm=1 / 24, curvature_ahead_1pm=1 / 24)
+    slow = PlannerConfig(route_branch_speed_mps=6.0)
+    v_far = RulePlanner(slow).plan(ring, 0.2).target_speed_mps
+    v_near = RulePlanner(slow).plan(replace(ring, command_distance_m=5.0), 0.2).target_speed_mps
+    assert v_near == pytest.approx(6.0) and 6.0 < v_far < RulePlanner().plan(ring, 0.2).target_speed_mps + 1e-9
+    assert v_far == pytest.approx(math.sqrt(6.0**2 + 2.0 * 3.0 * (12.0 - 6.0)), abs=0.05)  # braking at IDM b to it
+    # off by default, and nothing on a straight road (a highway's exit)
+    assert RulePlanner().plan(replace(ring, command_distance_m=5.0), 0.2).target_speed_mps > 8.0
+    straight = replace(ring, command_distance_m=5.0, curvature_1pm=0.0, curvature_ahead_1pm=0.0)
+    assert RulePlanner(slow).plan(straight, 0.2).target_speed_mps == pytest.approx(10.0)

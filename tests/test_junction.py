@@ -99,6 +99,15 @@ def test_at_a_junction_the_ego_waits_before_its_entry_not_inside():
     assert line is not None and line.gap_m <= 8.0 - 2.5 + 1e-9
 
 
+def test_the_yield_line_may_lie_up_to_the_entry_advance_past_the_junctions_entry():
+    # the same scene: with an advance of 6 m the ego waits farther in, still before the unsafe area
+    p = _scene(3.0, [_crossing(15.0, 8.0)], command="turn_left", command_distance_m=8.0)
+    (c,) = find_conflicts(p)
+    far_in = [o for o in junction_obstacles(p, dataclasses.replace(SETTINGS, entry_advance_m=6.0)) if o.is_static]
+    assert len(far_in) == 1
+    assert 8.0 - 2.5 + 1e-9 < far_in[0].gap_m <= min(8.0 - 2.5 + 6.0, c.ego_in_m) + 1e-9
+
+
 def test_joining_traffic_is_a_merge_the_ego_lets_pass_and_ignores_once_inside():
     # a car on a path joining the ego's at x = 20 from behind-left, arriving with the ego
     joining = PerceivedVehicle(lane_delta=None, gap_m=5.0, relative_speed_mps=3.0, lateral_m=-12.0, speed_mps=8.0,
@@ -108,6 +117,13 @@ def test_joining_traffic_is_a_merge_the_ego_lets_pass_and_ignores_once_inside():
     assert c.kind == "merge"
     assert _yield_line(p) is not None
     assert _yield_line(p, inside=True) is None  # past a junction's entry: it follows the ego
+    # ... unless the ego stands there already (held by crossing traffic): it does not start into a merge
+    later = dataclasses.replace(joining, path_m=_line((20.0 - 0.6 * 28.0, -0.8 * 28.0), (3.0, 4.0), 28.0, 1.0)
+                                + _line((20.0, 0.0), (1.0, 0.0), 40.0, 1.0))
+    standing = _scene(0.0, [later])
+    assert find_conflicts(standing)[0].kind == "merge"
+    assert _yield_line(standing, inside=True) is not None
+    assert _yield_line(dataclasses.replace(standing, ego_speed_mps=6.0), inside=True) is None
 
 
 def test_a_vehicle_on_the_path_ahead_is_a_lead():
@@ -240,3 +256,97 @@ def test_at_a_junction_with_paths_the_expert_crosses_briskly():
     assert RulePlanner().plan(_scene(0.0, []), 0.2).target_acceleration_mps2 == pytest.approx(2.0, abs=0.05)
     blind = dataclasses.replace(at_junction, ego_path_m=())
     assert RulePlanner().plan(blind, 0.2).target_acceleration_mps2 <= 2.0 + 1e-9
+
+
+def _marginal_crossing() -> PerceptionOutput:
+    """Before a turn, a crossing whose timing is safe with a margin of 0.2 s but not with 1 s."""
+    for d in np.arange(20.0, 60.0, 0.5):
+        p = _scene(5.0, [_crossing(float(d), 8.0)], command="turn_left", command_distance_m=12.0)
+        if _yield_line(p) is not None and not [o for o in junction_obstacles(
+                p, dataclasses.replace(SETTINGS, time_margin_s=0.2)) if o.is_static]:
+            return p
+    raise AssertionError("no marginal crossing distance")
+
+
+def test_going_the_ego_keeps_a_gap_safe_with_the_go_margin_starting_needs_the_full_margin():
+    from e2e_drive.agents.modular.planning import PlannerConfig
+
+    config = PlannerConfig(junction_time_margin_s=1.0, junction_go_margin_s=0.2)
+    marginal = _marginal_crossing()
+    free = _scene(5.0, [], command="turn_left", command_distance_m=12.0)
+    going = RulePlanner(config)
+    going.plan(free, 0.2)  # at the junction, no yield line: it goes
+    kept = going.plan(marginal, 0.2).target_acceleration_mps2
+    fresh = RulePlanner(config)  # not going yet: it yields with the full margin, and goes on yielding
+    first = fresh.plan(marginal, 0.2).target_acceleration_mps2
+    waits = fresh.plan(marginal, 0.2).target_acceleration_mps2
+    assert waits == pytest.approx(first, abs=1e-6)
+    assert kept > waits + 0.5
+    # the default (go margin = time margin): no hysteresis
+    default = RulePlanner()
+    default.plan(free, 0.2)
+    assert default.plan(marginal, 0.2).target_acceleration_mps2 == pytest.approx(waits, abs=1e-6)
+
+
+def test_with_a_path_the_speed_is_capped_by_its_bends_not_the_lanes_curvature():
+    # leaving a turn: the lane here still curves (1/13 m), the ego's path ahead runs straight
+    p = dataclasses.replace(_scene(6.0, []), curvature_1pm=1.0 / 13.0, curvature_ahead_1pm=0.0)
+    assert RulePlanner().target_speed(p) == pytest.approx(10.0)
+    assert RulePlanner().target_speed(dataclasses.replace(p, ego_path_m=())) < 7.0
+
+
+def test_the_turn_margin_applies_at_a_junctions_turn_only():
+    from e2e_drive.agents.modular.planning import PlannerConfig
+
+    config = PlannerConfig(junction_turn_margin_s=0.2)
+    marginal = _marginal_crossing()  # (turn_left 12 m ahead)
+    assert RulePlanner(config).plan(marginal, 0.2).target_acceleration_mps2 > \
+        RulePlanner().plan(marginal, 0.2).target_acceleration_mps2 + 0.5
+    # elsewhere (a roundabout's entry: no turn command) the time margin holds
+    elsewhere = dataclasses.replace(marginal, command="follow_lane", command_distance_m=float("inf"))
+    assert RulePlanner(config).plan(elsewhere, 0.2).target_acceleration_mps2 == pytest.approx(
+        RulePlanner().plan(elsewhere, 0.2).target_acceleration_mps2, abs=1e-6)
+    assert RulePlanner().plan(elsewhere, 0.2).target_acceleration_mps2 < \
+        RulePlanner(config).plan(marginal, 0.2).target_acceleration_mps2 - 0.5
+
+
+def test_a_car_crossing_in_where_the_ego_stands_is_waited_for_a_follower_behind_is_not():
+    # a ring's car passing an entry's nose: its path crosses the ego's position at about 1 rad, then runs on
+    # along the ego's path (the ego joins behind it)
+    d = np.array([np.cos(1.0), np.sin(1.0)])
+    crossing_in = PerceivedVehicle(lane_delta=None, gap_m=0.0, relative_speed_mps=8.0, lateral_m=-6.7, speed_mps=8.0,
+                                   track_id=5, path_m=_line(tuple(-8.0 * d), tuple(d), 8.0, 1.0)
+                                   + _line((0.0, 0.0), (1.0, 0.0), 40.0, 1.0))
+    standing = _scene(0.0, [crossing_in])
+    (c,) = find_conflicts(standing)
+    assert c.kind == "merge" and c.ego_in_m == 0.0
+    line = _yield_line(standing)
+    assert line is not None and line.gap_m == pytest.approx(0.0)
+    # the same lane's follower (its path runs along the ego's from behind) is no conflict
+    behind = PerceivedVehicle(lane_delta=0, gap_m=-10.0, relative_speed_mps=2.0, lateral_m=0.0, speed_mps=8.0,
+                              track_id=6, path_m=_line((-10.0, 0.0), (1.0, 0.0), 50.0, 1.0))
+    assert find_conflicts(_scene(0.0, [behind])) == []
+
+
+def test_the_egos_path_starts_at_the_ego_where_highway_env_has_it_on_the_next_lane_already():
+    from e2e_drive.env import make_env
+    from e2e_drive.sim.ground_truth import EGO_PATH_JOIN_M
+
+    from e2e_drive.agents import call_act, load_agent
+
+    env = make_env(str(REPO / "envs" / "abilities" / "roundabout_exit.toml"), {"cameras": SMALL_CAMERA})
+    agent = load_agent(REPO / "agents" / "expert.toml")
+    obs, info = env.reset(seed=1)
+    agent.reset(1)
+    joined = False
+    for _ in range(60):  # the expert drives along the entry onto the ring
+        action, _ = call_act(agent, obs, info)
+        obs, _, terminated, truncated, info = env.step(action)
+        ego = info["ego"]
+        first = np.asarray(ego["path_m"][0])
+        assert np.hypot(*(first - np.asarray(ego["position_m"]))) <= EGO_PATH_JOIN_M + 1e-6
+        joined |= bool(np.allclose(first, ego["position_m"]))
+        if terminated or truncated:
+            break
+    env.close()
+    assert joined  # (at the entry's joint the path started at the ego itself)

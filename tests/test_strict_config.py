@@ -170,8 +170,9 @@ def test_planner_config_declares_every_field_with_a_meaning():
     # way included) + junction_* + the camera stack's lane_change_lead_braking_mps2, lead_braking_scale,
     # lead_stop_emergency_headway_s, route_lane_change_settled_s, lane_change_min_flow_gain_mps, and
     # lane_change_flow_hold_s, lane_change_flow_max_accel_mps2, lane_change_lead_braking_headway_s,
-    # route_ramp_beside_lateral_m, route_exit_*
-    assert len(rows) == 30 + 2 + 21 + 4 + 5 + 7
+    # route_ramp_beside_lateral_m, route_exit_* + the expert's junction_entry_advance_m, junction_turn_margin_s,
+    # junction_go_margin_s, route_branch_speed_mps
+    assert len(rows) == 30 + 2 + 21 + 4 + 5 + 7 + 4
     for name, kind, default, unit, meaning in rows:
         assert kind == "a number" and isinstance(default, float) and meaning, name
     assert PlannerConfig(cruise_speed_mps=25).cruise_speed_mps == 25.0  # built in code: stored as a float

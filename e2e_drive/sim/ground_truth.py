@@ -6,6 +6,8 @@ positive heading turns right, positive lateral offset is right of the lane centr
 
 from __future__ import annotations
 
+import math
+
 from typing import Any
 
 import numpy as np
@@ -21,6 +23,8 @@ CURVATURE_LOOKAHEAD_M = 20.0
 #: Intended paths (``paths=True``): the ego's route this far ahead, a point every EGO_PATH_STEP_M [m].
 EGO_PATH_M = 50.0
 EGO_PATH_STEP_M = 1.0
+#: ... starting at the ego itself where the lane's point for it lies farther off than this [m].
+EGO_PATH_JOIN_M = 2.5
 #: ... and each moving neighbour's within PATH_RADIUS_M of the ego, this far ahead along its route [m].
 OTHER_PATH_M = 60.0
 OTHER_PATH_STEP_M = 1.5
@@ -164,8 +168,13 @@ def ground_truth(road: Any, ego: Any, time_s: float, sim_step: int, paths: bool 
         "steering_rad": float(action.get("steering", 0.0)),
     }
     if paths:
-        ego_info["path_m"] = path_ahead(network, lane_index, s_m, getattr(ego, "route", None), EGO_PATH_M,
-                                        EGO_PATH_STEP_M)
+        path = path_ahead(network, lane_index, s_m, getattr(ego, "route", None), EGO_PATH_M, EGO_PATH_STEP_M)
+        here = [float(ego.position[0]), float(ego.position[1])]
+        if path and math.hypot(path[0][0] - here[0], path[0][1] - here[1]) > EGO_PATH_JOIN_M:
+            # where an entry joins a ring highway-env puts the ego on the ring's lane before it is there:
+            # the path starts at the ego (a car passing its nose is on its path, not ahead of it)
+            path = [here] + path
+        ego_info["path_m"] = path
     return {
         "time_s": float(time_s),
         "sim_step": int(sim_step),

@@ -45,6 +45,9 @@ LEAD_GAP_M = 2.0
 #: A vehicle joining the ego's path ahead of it is followed (a lead projected onto the ego's path)
 #: when it moves at least this fast [m/s]; a slower one is given way to at the joining point.
 MERGE_FOLLOW_MIN_SPEED_MPS = 1.0
+#: Inside a junction the ego waits for traffic joining its path only while it stands (slower than
+#: this [m/s], held by crossing traffic): it does not start into a merge it would not take outside.
+INSIDE_STOPPED_MPS = 1.0
 #: Paths closer to parallel than this (cosine of the angle) at their first contact join (merge).
 _ALIGNED_COS = 0.6
 
@@ -62,6 +65,7 @@ class JunctionSettings:
     other_acceleration_mps2: float = 2.0
     other_speed_gain_mps: float = 1.0
     commit_braking_mps2: float = 5.0
+    entry_advance_m: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -133,6 +137,7 @@ def find_conflicts(p: PerceptionOutput, clearance_m: float = 0.8) -> list[Confli
         if not mask.any():
             continue
         jj, kk, j0, k0, cos = _first_contact(mask, ego, other)
+        crosses_in = False
         if cos <= _ALIGNED_COS:
             mask = dist < near
             if not mask.any():
@@ -141,6 +146,7 @@ def find_conflicts(p: PerceptionOutput, clearance_m: float = 0.8) -> list[Confli
             if cos <= _ALIGNED_COS and float(np.dot(_direction(ego, int(kk.max())),
                                                     _direction(other, int(jj.max())))) > _ALIGNED_COS:
                 cos = 1.0  # it crosses into the ego's path and runs on along it: it joins (merge)
+                crosses_in = True
         pad_o = 0.5 * max(v.length_m - v.width_m, 0.0)
         if j0 == 0 and cos > _ALIGNED_COS:
             # on the ego's path now, going its way: a lead ahead (a follower or one alongside: not ours)
@@ -149,9 +155,10 @@ def find_conflicts(p: PerceptionOutput, clearance_m: float = 0.8) -> list[Confli
                 out.append(Conflict(v, "lead", float(s[k]), float(s[k]), 0.0, 0.0, along_mps=_speed(p, v) * cos))
             continue
         if cos > _ALIGNED_COS:  # joins the ego's path: the joining point
-            if k0 == 0:
-                continue  # it joins where the ego is now: it comes from behind, a follower
-            out.append(Conflict(v, "merge", float(s[k0]) - pad_e, float(s[k0]) + pad_e,
+            if k0 == 0 and not crosses_in:
+                continue  # it joins where the ego is now, going its way: it comes from behind, a follower
+            # (crossing in where the ego stands, as a ring's car past an entry's nose: it has to wait)
+            out.append(Conflict(v, "merge", max(float(s[k0]) - pad_e, 0.0), float(s[k0]) + pad_e,
                                 max(float(u[j0]) - pad_o, 0.0), float(u[j0]) + pad_o))
             continue
         # crossing: the whole stretch where the paths are close
@@ -179,12 +186,21 @@ def curve_speeds(points: np.ndarray, max_lateral_acceleration_mps2: float, windo
         return np.sqrt(max_lateral_acceleration_mps2 / np.maximum(kappa, 1e-6))
 
 
+def _lane_part(points: np.ndarray) -> np.ndarray:
+    """The path without a first leg from the ego to its lane's centre line (the ground truth starts the
+    path at the ego where highway-env already has it on the next lane, as where an entry joins a ring):
+    that leg is no bend of the road to slow for."""
+    if len(points) >= 4 and np.hypot(*(points[1] - points[0])) > 1.5 * np.hypot(*(points[2] - points[1])):
+        return points[1:]
+    return points
+
+
 def path_speed_cap(p: PerceptionOutput, max_lateral_acceleration_mps2: float, braking_mps2: float) -> float:
     """The speed from which the ego can slow down (at ``braking_mps2``) to every bend's speed on its
     path ahead (inf without a path)."""
     if len(p.ego_path_m) < 3:
         return math.inf
-    ego = np.asarray(p.ego_path_m, dtype=float)
+    ego = _lane_part(np.asarray(p.ego_path_m, dtype=float))
     s = arc_lengths(ego)
     caps = curve_speeds(ego, max_lateral_acceleration_mps2)
     return float(np.min(np.sqrt(caps * caps + 2.0 * braking_mps2 * s)))
@@ -198,7 +214,9 @@ def ego_profile(p: PerceptionOutput, settings: JunctionSettings,
     the lead going on at its speed): a slow car ahead in the exit delays the ego's crossing."""
     ego = np.asarray(p.ego_path_m, dtype=float)
     s = arc_lengths(ego)
-    cap = np.minimum(settings.ego_speed_mps, curve_speeds(ego, settings.max_lateral_acceleration_mps2))
+    lane = _lane_part(ego)
+    bends = curve_speeds(lane, settings.max_lateral_acceleration_mps2)
+    cap = np.minimum(settings.ego_speed_mps, bends if len(lane) == len(ego) else np.concatenate((bends[:1], bends)))
     n = int(_PROFILE_HORIZON_S / _PROFILE_DT_S) + 1
     times = np.arange(n) * _PROFILE_DT_S
     dist = np.zeros(n)
@@ -277,7 +295,8 @@ def junction_obstacles(p: PerceptionOutput, settings: JunctionSettings, inside: 
     conflict is unsafe (a standing obstacle), and the leads on the ego's path. Empty without paths.
 
     inside: the ego is past a junction's entry: it clears the junction; traffic joining its path
-    behind it follows it (merges no longer stop it), only a crossing it cannot clear in time does."""
+    behind it follows it (merges no longer stop it, unless it stands there already, held by a
+    crossing), only a crossing it cannot clear in time does."""
     conflicts = find_conflicts(p, settings.clearance_m)
     if not conflicts:
         return []
@@ -297,7 +316,7 @@ def junction_obstacles(p: PerceptionOutput, settings: JunctionSettings, inside: 
     areas = sorted((c.ego_in_m, c.ego_out_m) for c in conflicts if c.kind != "lead")
     unsafe_at: float | None = None
     for c in conflicts:
-        if c.kind == "lead" or (inside and c.kind == "merge") or c.ego_in_m < stop_m \
+        if c.kind == "lead" or (inside and c.kind == "merge" and v_ego > INSIDE_STOPPED_MPS) or c.ego_in_m < stop_m \
                 or not unsafe(c, p, times, dist, settings):
             continue  # (committed: it could not stop before the area)
         unsafe_at = c.ego_in_m if unsafe_at is None else min(unsafe_at, c.ego_in_m)
@@ -308,9 +327,9 @@ def junction_obstacles(p: PerceptionOutput, settings: JunctionSettings, inside: 
         if a_in < line < a_out:
             line = a_in
     if p.command in JUNCTION_COMMANDS and math.isfinite(p.command_distance_m):
-        # nor inside the junction: wait before its entry (the turn's point), where crossing paths
-        # that no vehicle uses yet are not
-        line = min(line, p.command_distance_m - 0.5 * p.ego_length_m)
+        # nor deep inside the junction: wait no farther than entry_advance_m past its entry (the
+        # turn's point), short of where crossing paths that no vehicle uses yet may run
+        line = min(line, p.command_distance_m - 0.5 * p.ego_length_m + settings.entry_advance_m)
     line = min(unsafe_at, max(line, stop_m))  # (as early as it still can, but before the unsafe area)
     out.append(PerceivedVehicle(lane_delta=0, gap_m=max(line, 0.0), relative_speed_mps=-v_ego, lateral_m=0.0,
                                 is_static=True))

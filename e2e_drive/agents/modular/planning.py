@@ -242,6 +242,10 @@ class PlannerConfig:
         6.0, "on a ring, steer into the exit this far before it", unit="m", range=(0.0, None))
     route_branch_angle_rad: float = setting(
         0.6, "how sharply the path bends into a ring's exit", unit="rad", range=(0.0, None))
+    route_branch_speed_mps: float = setting(
+        0.0, "on a ring with take_exit ahead (where the path bends into the exit: route_branch_angle_rad), "
+             "slow to this speed by the bend, braking at IDM b (0: off; the exit's bend at ring speed can "
+             "carry the car off the road)", unit="m/s", range=(0.0, None))
     route_stop_margin_m: float = setting(
         8.0, "stop this far before the end of a lane the route leaves (an on-ramp's end, the exit's split) "
              "while no gap lets the ego out", unit="m", range=(0.0, None))
@@ -269,6 +273,22 @@ class PlannerConfig:
         1.0, "with intended paths: join another vehicle's path (entering a roundabout) only this long "
              "before it can reach the joining point, or this long after it has passed it", unit="s",
         range=(0.0, None))
+    junction_entry_advance_m: float = setting(
+        0.0, "with intended paths, at a junction (turn_left / turn_right / go_straight): the yield line may lie "
+             "this far past the junction's entry (the turn's point), never inside a conflict area; IDM stops "
+             "its jam distance (idm_min_gap_m) before the line: a line farther in leaves less to cross",
+        unit="m", range=(0.0, None))
+    junction_turn_margin_s: float = setting(
+        1.0, "with intended paths, at a junction (turn_left / turn_right / go_straight, until the ego has "
+             "cleared it): junction_time_margin_s and junction_merge_gap_s are at most this (a roundabout's "
+             "entry keeps those: joining a ring's traffic tighter ends in side collisions)", unit="s",
+        range=(0.0, None))
+    junction_go_margin_s: float = setting(
+        1.0, "with intended paths, at a junction (turn_left / turn_right / go_straight, until the ego has "
+             "cleared it): while the ego goes (no yield line the step before) it keeps going when the conflicts "
+             "are safe with this margin in place of junction_time_margin_s and junction_merge_gap_s; starting "
+             "again needs those (less: a gap once taken is not given up for a small change in another vehicle's "
+             "speed, braking hard to stand inside the junction)", unit="s", range=(0.0, None))
     junction_acceleration_mps2: float = setting(
         3.0, "with intended paths, at a junction (turn_left / turn_right / go_straight, until the ego has "
              "cleared it): IDM a there, the brisk acceleration that crosses the gaps the conflict timing "
@@ -344,6 +364,7 @@ class RulePlanner:
         self._route_ramp_lanes: dict[object, bool] = {}  # track id -> in the lane an on-ramp joins
         self._route_kept_left = False  # keep_left satisfied (a lane with a lane right of it was reached)
         self._junction_past_m: float | None = None  # distance driven past a junction's entry (None: not near one)
+        self._junction_going = False  # at a junction, no yield line last step: re-checks use junction_go_margin_s
         self._lane_hold_s = 0.0  # no discretionary lane change for this long (a lead seen braking)
         self._route_settled_s = 0.0  # how long the road has been straight enough for the route's lane change
         self._merge_relax_s: float | None = None  # time since a route lane change started (None: not relaxing)
@@ -439,12 +460,14 @@ class RulePlanner:
         return -self.idm.acceleration_max_mps2 * (s_star / max(lead_gap_m, 0.1)) ** 2
 
     def target_speed(self, p: PerceptionOutput) -> float:
-        """Cruise speed capped by the speed limit and by the curvature here and ahead."""
+        """Cruise speed capped by the speed limit and by the curvature here and ahead (of the lane; with
+        the ego's route ahead, ``ego_path_m``, :func:`path_speed_cap` caps it by the path's bends instead:
+        the lane through a junction still curves where the ego is already leaving it on the straight)."""
         v = self.config.cruise_speed_mps
         if p.speed_limit_mps is not None and p.speed_limit_mps > 0:
             v = min(v, p.speed_limit_mps)
         kappa = max(abs(p.curvature_1pm), abs(p.curvature_ahead_1pm))
-        if kappa > 1e-4:
+        if kappa > 1e-4 and len(p.ego_path_m) < 3:
             v = min(v, math.sqrt(self.config.max_lateral_acceleration_mps2 / kappa))
         return v
 
@@ -704,21 +727,32 @@ class RulePlanner:
         """With intended paths (privileged): the yield line and path leads of conflict-zone timing
         (:func:`e2e_drive.agents.modular.junction.junction_obstacles`); empty without them. Past a
         junction's entry (the turn's point, for JUNCTION_PAST_M) the ego clears the junction."""
-        if p.command in JUNCTION_COMMANDS and math.isfinite(p.command_distance_m):
+        if p.command in JUNCTION_COMMANDS and math.isfinite(p.command_distance_m) \
+                and (p.command_distance_m > 0.0 or self._junction_past_m is None):
             self._junction_past_m = 0.5 * p.ego_length_m - p.command_distance_m
-        elif self._junction_past_m is not None:
+        elif self._junction_past_m is not None:  # (the satnav's distance stays 0 just past the point)
             self._junction_past_m += max(p.ego_speed_mps, 0.0) * dt_s
             if self._junction_past_m > JUNCTION_PAST_M:
                 self._junction_past_m = None
+        if self._junction_past_m is None:
+            self._junction_going = False
         if not p.ego_path_m:
             return []
         cfg = self.config
-        return junction_obstacles(p, JunctionSettings(
-            clearance_m=cfg.junction_clearance_m, time_margin_s=cfg.junction_time_margin_s,
-            merge_gap_s=cfg.junction_merge_gap_s, ego_acceleration_mps2=self.idm.acceleration_max_mps2,  # (see plan)
+        margin, merge_gap = cfg.junction_time_margin_s, cfg.junction_merge_gap_s
+        if self._junction_past_m is not None:  # at a junction's turn
+            margin, merge_gap = min(margin, cfg.junction_turn_margin_s), min(merge_gap, cfg.junction_turn_margin_s)
+        if self._junction_going:
+            margin, merge_gap = min(margin, cfg.junction_go_margin_s), min(merge_gap, cfg.junction_go_margin_s)
+        obstacles = junction_obstacles(p, JunctionSettings(
+            clearance_m=cfg.junction_clearance_m, time_margin_s=margin, merge_gap_s=merge_gap,
+            ego_acceleration_mps2=self.idm.acceleration_max_mps2,  # (see plan)
             ego_speed_mps=max(v0, 1.0), max_lateral_acceleration_mps2=cfg.max_lateral_acceleration_mps2,
-            commit_braking_mps2=cfg.max_braking_mps2),
-            inside=self._junction_past_m is not None and self._junction_past_m > 0.0)
+            commit_braking_mps2=cfg.max_braking_mps2, entry_advance_m=cfg.junction_entry_advance_m),
+            inside=self._junction_past_m is not None and self._junction_past_m > cfg.junction_entry_advance_m)
+        # hysteresis: going on needs the conflicts safe with junction_go_margin_s, starting (again) the full margins
+        self._junction_going = self._junction_past_m is not None and not any(o.is_static for o in obstacles)
+        return obstacles
 
     def _junction_idm(self, p: PerceptionOutput) -> IDMParams:
         """IDM's parameters for this step: a is junction_acceleration_mps2 at a junction with intended
@@ -912,6 +946,16 @@ class RulePlanner:
         self._route_slot_key, self._route_slot_room = best[3], (best[4], best[5])
         return best[1], best[2]
 
+    def _route_branch_speed_cap(self, p: PerceptionOutput) -> float | None:
+        """The speed from which the ego slows to route_branch_speed_mps by the bend into a ring's exit
+        (braking at IDM b); None where no such bend is ahead or the cap is off."""
+        cfg = self.config
+        if (cfg.route_branch_speed_mps <= 0.0 or p.command != "take_exit" or self._route_straight_enough(p)
+                or not math.isfinite(p.command_distance_m)):
+            return None
+        room = max(p.command_distance_m - cfg.route_branch_lookahead_m, 0.0)
+        return math.sqrt(cfg.route_branch_speed_mps ** 2 + 2.0 * self.idm.deceleration_comfort_mps2 * room)
+
     def _route_branch_offsets(self, p: PerceptionOutput, s_m: np.ndarray) -> np.ndarray:
         """Path offsets that steer into a roundabout's exit: on a ring (curved beyond lane changes) with
         take_exit close ahead, the path bends right past the exit's start (the exit leaves the
@@ -1079,6 +1123,9 @@ class RulePlanner:
         cap = self._route_speed_cap(p, lanes_to_cross)
         if cap is not None:
             v0 = min(v0, cap)
+        branch_cap = self._route_branch_speed_cap(p)
+        if branch_cap is not None:
+            v0 = min(v0, branch_cap)
         gap_speed = self._route_gap_speed(p, lanes_to_cross)
         if gap_speed is not None:
             v0 = min(gap_speed, self.config.cruise_speed_mps)  # may exceed a ramp's limit to match traffic
