@@ -832,8 +832,11 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, videos: int
     from e2e_drive.eval.runner import load_run
     from e2e_drive.eval.summary import summarize
 
+    from e2e_drive.eval.attribution import fill_false_alarms
+
     run_dir = Path(run_dir)
     meta, rows = load_run(run_dir)
+    fill_false_alarms(run_dir, rows)  # the counterfactual forks' verdicts, once e2e-drive attribute ran
     _check_report_args(run_dir, rows, videos, baseline)
     t0 = time.perf_counter()
     summary = summarize(rows)
