@@ -130,6 +130,9 @@ class ShieldConfig:
                                             "stops within sight_distance_m (a car ahead is seen further: up to "
                                             "90 m; the scenarios' 25 m/s and a planner's small overshoot stay clear "
                                             "of the cap)", unit="m/s", range=(0.0, None))
+    sight_gentle_mps2: float = setting(1.0, "above the sight cap's speed an acceleration up to this much is let "
+                                       "through (a planner settling at its cruise speed; 0 = none, only coasting)",
+                                       unit="m/s^2", range=(0.0, None))
     adjacent_cut_in: bool = setting(True, "keep room to stop behind a vehicle ahead in a next lane, should it "
                                     "cut in at its speed")
     cut_in_lateral_speed_mps: float = setting(0.3, "the cut-in room is kept to a vehicle that moves towards the ego's "
@@ -397,7 +400,7 @@ class SafetyFilter:
             v_sight = max(v - cfg.sight_speed_margin_mps, 0.0)
             sight = self._largest(lambda a: rss_margin_m(cfg.sight_distance_m, v_sight, 0.0, a, cfg.response_time_s,
                                                          self.braking_mps2, cfg.lead_braking_mps2), low, high)
-            high = max(min(high, sight), min(high, 0.0))
+            high = max(min(high, sight), min(high, cfg.sight_gentle_mps2))
         if lead is None:
             room = None
         else:
@@ -449,15 +452,17 @@ class SafetyFilter:
 
     def braking_enough(self, p: PerceptionOutput, acceleration_mps2: float) -> bool:
         """Whether the agent's own braking ``acceleration_mps2`` (< 0), held to a stop, keeps ``min_gap_m``
-        to the lead braking at its tracked rate (a lead not seen braking keeps its speed) and to every
+        to the lead braking at its tracked rate (a lead not seen braking, see ``lead_braking_seen_mps2``,
+        keeps its speed) and to every
         vehicle ahead in a next lane the cut-in room is kept to (at its speed). Not braking: False."""
         cfg = self.config
         if acceleration_mps2 >= 0.0:
             return False
         v = max(p.ego_speed_mps, 0.0)
         lead = lead_in_lane(p, cfg.lead_margin_m)
+        lead_a = lead.acceleration_mps2 if lead is not None and lead.acceleration_mps2 is not None else 0.0
         others = [] if lead is None else [(lead.gap_m - cfg.min_gap_m, v + lead.relative_speed_mps,
-                                           min(lead.acceleration_mps2 or 0.0, 0.0))]
+                                           lead_a if lead_a < -cfg.lead_braking_seen_mps2 else 0.0)]
         if cfg.adjacent_cut_in:
             half = 0.5 * p.lane_width_m + cfg.lead_margin_m
             others += [(o.gap_m - CUT_IN_MIN_GAP_M, v + o.relative_speed_mps, 0.0) for o in p.vehicles
