@@ -112,9 +112,9 @@ class ShieldConfig:
                                             "than lead_braking_seen_mps2 (5: as hard as the ego can; 0 = always "
                                             "lead_braking_mps2, the worst case on every close follow)",
                                             unit="m/s^2", range=(0.0, None))
-    lead_braking_seen_mps2: float = setting(1.5, "a lead whose tracked acceleration is below minus this is seen "
-                                            "braking (the rule then assumes lead_braking_mps2)", unit="m/s^2",
-                                            range=(0.0, None))
+    lead_braking_seen_mps2: float = setting(1.5, "a lead whose tracked acceleration is below minus this on two steps "
+                                            "in a row is seen braking (the rule then assumes lead_braking_mps2)",
+                                            unit="m/s^2", range=(0.0, None))
     respect_braking: bool = setting(True, "do not override an agent that is braking already, when its own braking "
                                     "held stops behind the lead (at the lead's tracked braking) and every fast "
                                     "vehicle ahead in a next lane")
@@ -123,16 +123,17 @@ class ShieldConfig:
                                       "released", unit="s", range=(0.0, None))
     min_hold_s: float = setting(1.0, "an override lasts at least this long", unit="s", range=(0.0, None))
     sight_distance_m: float = setting(60.0, "no acceleration beyond the speed that stops within this distance "
-                                      "(what the camera sees reliably; 0 = off), plus sight_speed_margin_mps, "
-                                      "unless a moving lead in sight keeps the ego's pace", unit="m",
+                                      "(what the camera sees reliably; 0 = off), unless a moving lead in sight "
+                                      "keeps the ego's pace (gentle acceleration: see sight_gentle_mps2)", unit="m",
                                       range=(0.0, None))
-    sight_speed_margin_mps: float = setting(6.0, "the sight cap lets the ego this much faster than the speed that "
+    sight_speed_margin_mps: float = setting(6.0, "a gentle acceleration is let this much faster than the speed that "
                                             "stops within sight_distance_m (a car ahead is seen further: up to "
                                             "90 m; the scenarios' 25 m/s and a planner's small overshoot stay clear "
                                             "of the cap)", unit="m/s", range=(0.0, None))
-    sight_gentle_mps2: float = setting(1.0, "above the sight cap's speed an acceleration up to this much is let "
-                                       "through (a planner settling at its cruise speed; 0 = none, only coasting)",
-                                       unit="m/s^2", range=(0.0, None))
+    sight_gentle_mps2: float = setting(1.0, "an acceleration up to this much (a planner settling at its cruise "
+                                       "speed) is let past the sight cap's speed by sight_speed_margin_mps; a harder "
+                                       "one is held to coasting there (0 = every one)", unit="m/s^2",
+                                       range=(0.0, None))
     adjacent_cut_in: bool = setting(True, "keep room to stop behind a vehicle ahead in a next lane, should it "
                                     "cut in at its speed")
     cut_in_lateral_speed_mps: float = setting(0.3, "the cut-in room is kept to a vehicle that moves towards the ego's "
@@ -154,9 +155,6 @@ class ShieldConfig:
                                        "long, step after step (the course predicted from a camera lane in a bend "
                                        "is noisy), unless the ego's side is over the line already", unit="s",
                                        range=(0.0, 2.0))
-    lateral_min_offset_m: float = setting(0.5, "a lateral rule fires only when the ego centre is at least this far "
-                                          "off the lane centre towards the line it would cross (the heading a "
-                                          "camera lane gives in a bend is biased)", unit="m", range=(0.0, 2.0))
     release_offset_m: float = setting(0.5, "a lateral override ends when the ego centre is this close to the "
                                       "lane centre", unit="m", range=(0.0, None))
     lookahead_time_s: float = setting(1.2, "pure pursuit look-ahead of the steering back (x speed, at least "
@@ -360,6 +358,7 @@ class SafetyFilter:
         self._over_now = False
         self._side = 0
         self._prev_agent_steering: float | None = None
+        self._braking_tracks: set[int] = set()
 
     def reset(self, seed: int | None = None) -> None:
         self.agent.reset(seed)
@@ -385,9 +384,11 @@ class SafetyFilter:
             self._held_steps[rule] += 1
         return self._active[rule]
 
-    def allowed_acceleration(self, p: PerceptionOutput, holding: bool) -> float:
+    def allowed_acceleration(self, p: PerceptionOutput, holding: bool, requested: float | None = None) -> float:
         """The largest acceleration [m/s^2] the RSS rule allows now (``-braking_mps2`` when none is safe;
-        the env's maximum when there is no lead). ``holding`` adds the release margin (hysteresis)."""
+        the env's maximum when there is no lead). ``holding`` adds the release margin (hysteresis).
+        ``requested``: the agent's acceleration; a gentle one (up to ``sight_gentle_mps2``) is let past the
+        sight cap's speed by ``sight_speed_margin_mps`` (not while the rule holds an override)."""
         cfg = self.config
         low, high = -self.braking_mps2, self.acceleration_range_mps2[1]
         lead = lead_in_lane(p, cfg.lead_margin_m)
@@ -397,14 +398,19 @@ class SafetyFilter:
         flowing = lead is not None and lead.gap_m < cfg.sight_distance_m and not lead.is_static and \
             lead.relative_speed_mps > -1.0  # a lead in sight as fast as the ego: the road up to it is clear
         if cfg.sight_distance_m > 0.0 and not flowing:  # stop within what the camera sees, or do not speed up
-            v_sight = max(v - cfg.sight_speed_margin_mps, 0.0)
-            sight = self._largest(lambda a: rss_margin_m(cfg.sight_distance_m, v_sight, 0.0, a, cfg.response_time_s,
-                                                         self.braking_mps2, cfg.lead_braking_mps2), low, high)
-            high = max(min(high, sight), min(high, cfg.sight_gentle_mps2))
+            def sight(speed: float) -> float:
+                return self._largest(lambda a: rss_margin_m(cfg.sight_distance_m, speed, 0.0, a, cfg.response_time_s,
+                                                            self.braking_mps2, cfg.lead_braking_mps2), low, high)
+
+            cap = max(min(high, sight(v)), min(high, 0.0))
+            if requested is not None and requested <= cfg.sight_gentle_mps2 and not holding:
+                # a planner settling at its cruise speed: gently, up to sight_speed_margin_mps faster
+                cap = max(cap, min(high, cfg.sight_gentle_mps2, sight(max(v - cfg.sight_speed_margin_mps, 0.0))))
+            high = cap
         if lead is None:
             room = None
         else:
-            lead_v = v + lead.relative_speed_mps
+            lead_v = 0.0 if lead.is_static else v + lead.relative_speed_mps  # a cone stands, whatever its track says
             if -lead.relative_speed_mps > 0.0:
                 self.last_ttc_s = max(lead.gap_m, 0.0) / -lead.relative_speed_mps
             lead_braking = self.assumed_lead_braking(lead)
@@ -440,10 +446,23 @@ class SafetyFilter:
         or when ``calm_lead_braking_mps2`` is 0, else ``calm_lead_braking_mps2`` (RSS with a lead braking as
         hard as the ego can: the room to respond, not the worst case on every close follow)."""
         cfg = self.config
-        seen = lead.acceleration_mps2 is not None and lead.acceleration_mps2 < -cfg.lead_braking_seen_mps2
-        if seen or cfg.calm_lead_braking_mps2 <= 0.0:
+        if self.seen_braking(lead) or cfg.calm_lead_braking_mps2 <= 0.0:
             return cfg.lead_braking_mps2
         return min(cfg.calm_lead_braking_mps2, cfg.lead_braking_mps2)
+
+    def _braking_now(self, o: PerceivedVehicle) -> bool:
+        return o.acceleration_mps2 is not None and o.acceleration_mps2 < -self.config.lead_braking_seen_mps2
+
+    def seen_braking(self, o: PerceivedVehicle) -> bool:
+        """Whether ``o`` is seen braking: its tracked acceleration below ``-lead_braking_seen_mps2`` this step and
+        the step before (a track's first estimates, as a car cuts in, are noise); one step for an untracked one."""
+        if not self._braking_now(o):
+            return False
+        return o.track_id is None or o.track_id in self._braking_tracks
+
+    def _note_braking(self, p: PerceptionOutput) -> None:
+        """Remember the tracks seen braking this step (for :meth:`seen_braking` on the next)."""
+        self._braking_tracks = {o.track_id for o in p.vehicles if o.track_id is not None and self._braking_now(o)}
 
     @staticmethod
     def _cutting_in(o: PerceivedVehicle, lateral_speed_mps: float) -> bool:
@@ -460,9 +479,9 @@ class SafetyFilter:
             return False
         v = max(p.ego_speed_mps, 0.0)
         lead = lead_in_lane(p, cfg.lead_margin_m)
-        lead_a = lead.acceleration_mps2 if lead is not None and lead.acceleration_mps2 is not None else 0.0
-        others = [] if lead is None else [(lead.gap_m - cfg.min_gap_m, v + lead.relative_speed_mps,
-                                           lead_a if lead_a < -cfg.lead_braking_seen_mps2 else 0.0)]
+        others = [] if lead is None else [(lead.gap_m - cfg.min_gap_m,
+                                           0.0 if lead.is_static else v + lead.relative_speed_mps,
+                                           float(lead.acceleration_mps2 or 0.0) if self.seen_braking(lead) else 0.0)]
         if cfg.adjacent_cut_in:
             half = 0.5 * p.lane_width_m + cfg.lead_margin_m
             others += [(o.gap_m - CUT_IN_MIN_GAP_M, v + o.relative_speed_mps, 0.0) for o in p.vehicles
@@ -516,7 +535,7 @@ class SafetyFilter:
         side = 1 if predicted > 0.0 else -1
         edge_near = abs(p.lateral_offset_m) > half - cfg.departure_brake_margin_m and \
             p.lateral_offset_m * side > 0.0
-        if abs(predicted) <= limit or p.lateral_offset_m * side < cfg.lateral_min_offset_m:
+        if abs(predicted) <= limit:
             return None, False
         lanes_beyond = p.lanes_right if side > 0 else p.lanes_left
         asked = (p.command == "keep_right" and side > 0) or (p.command == "keep_left" and side < 0)
@@ -609,8 +628,8 @@ class SafetyFilter:
         # ---- longitudinal: RSS safe distance, held until safe with a margin
         if cfg.longitudinal:
             holding = self._active["longitudinal"]
-            allowed = self.allowed_acceleration(p, holding)
-            with_margin = allowed if holding else self.allowed_acceleration(p, True)
+            allowed = self.allowed_acceleration(p, holding, a_agent)
+            with_margin = allowed if holding else self.allowed_acceleration(p, True, a_agent)
             fire = a_agent > allowed + 1e-3
             if fire and not holding and cfg.respect_braking and self.braking_enough(p, a_agent):
                 fire = False  # the agent brakes already, enough for what is ahead as it is seen now
@@ -649,6 +668,7 @@ class SafetyFilter:
                 self._active[name] = False
 
         self._prev_agent_steering = s_agent
+        self._note_braking(p)
         # ---- bookkeeping: triggers (onsets) and overrides
         self.last_trigger = fired
         if fired is not None and fired != self._fired_prev:
