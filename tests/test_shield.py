@@ -226,9 +226,9 @@ def test_a_crossing_predicted_to_alternating_sides_does_not_fire():
                                  heading_error_rad=0.06 * side)
         shield.shield(scene, np.array([0.0, 0.0], np.float32))
         assert shield.last_trigger is None
-    scene = PerceptionOutput(ego_speed_mps=25.0, lane_id=0, lanes_count=1, lateral_offset_m=0.7,
-                             heading_error_rad=0.08)
-    shield.shield(scene, np.array([0.0, 0.0], np.float32))  # heading for the right edge: predicted once
+    scene = PerceptionOutput(ego_speed_mps=25.0, lane_id=0, lanes_count=1, lateral_offset_m=-0.7,
+                             heading_error_rad=-0.08)
+    shield.shield(scene, np.array([0.0, 0.0], np.float32))  # heading for the left edge: predicted once
     assert shield.last_trigger is None
     shield.shield(scene, np.array([0.0, 0.0], np.float32))  # twice to the same side: fires
     assert shield.last_trigger == "lane_departure"
