@@ -11,10 +11,20 @@ four rules, in this order of precedence:
   and Scalable Self-driving Cars"): the agent's acceleration is allowed only when, holding it for
   the response time ``response_time_s`` and then braking at ``braking_mps2`` (the braking the
   env allows), the ego still stops ``min_gap_m`` behind where the lead would stop braking at
-  ``lead_braking_mps2`` (the hardest lead braking of the scenarios, 8 m/s^2 in lead_brake hard).
+  ``calm_lead_braking_mps2`` (as hard as the ego can), or at ``lead_braking_mps2`` (the hardest
+  of the scenarios, 8 m/s^2 in lead_brake hard) once the lead is seen braking (its tracked
+  acceleration below ``-lead_braking_seen_mps2`` on two steps); a standing object (a cone) stands.
   Otherwise the shield commands the largest acceleration that keeps this true (full braking when
   none does). Once it fires it holds the override until the agent's own command is safe again with
-  ``release_margin_s`` of extra headway, and for at least ``min_hold_s``.
+  ``release_margin_s`` of extra headway, and for at least ``min_hold_s``. It does not fire on an
+  agent that brakes already enough (``respect_braking``: its braking, held, stops behind the lead
+  at the lead's seen braking). Room to stop is also kept behind a vehicle passed fast in a next
+  lane that moves over (``cut_in_lateral_speed_mps``), and within ``sight_distance_m`` of road
+  (full throttle coasts beyond the speed that stops there; a gentle acceleration, up to
+  ``sight_gentle_mps2``, is let up to ``sight_speed_margin_mps`` faster). Why these: every trigger
+  is checked by a counterfactual fork (:mod:`e2e_drive.eval.forks`), and one that fires on a close
+  follow, a cut-in the agent brakes for or a planner settling at its cruise speed is a false
+  alarm; ``calm_lead_braking_mps2 = 0`` and ``respect_braking = false`` give the worst-case rule.
 - ``lane_departure``: the ego, on its course (heading, and the curvature of the agent's steering),
   would cross the line of a side with no lane beyond it within ``departure_horizon_s``: steer back
   to the lane centre (pure pursuit); if the ego centre comes within ``departure_brake_margin_m`` of the
@@ -24,6 +34,10 @@ four rules, in this order of precedence:
   zone when the perception has them, else a perceived vehicle in that lane from
   ``veto_behind_m`` behind to ``veto_ahead_m`` ahead, widened by its closing speed over
   ``veto_time_s``): steer back to the lane centre.
+
+A lateral rule fires once its crossing was predicted to the same side on ``lateral_confirm_s``
+worth of steps in a row (the course is predicted from the steering averaged over two steps: a driver
+that saws at the wheel in a bend follows the mean), at once when the ego's side is over the line.
 
 The lateral rules rest while a turn or an exit is announced within ``junction_quiet_m``, and for as far
 again once the command moved on (a turn
