@@ -336,7 +336,7 @@ def shield_findings(rows: Sequence[Mapping[str, Any]], shielded: str = "e2e_safe
     if forked:
         n = sum(int(r.get("shield_triggers") or 0) for r in forked)
         k = sum(int(r["shield_false_alarms"]) for r in forked)
-        alarms = (f"false alarms {k} of {n} triggers ({k / n:.0%}" if n else f"false alarms 0 of 0 triggers (-") + \
+        alarms = (f"false alarms {k} of {n} triggers ({k / n:.0%}" if n else "false alarms 0 of 0 triggers (-") + \
             f", counterfactual forks of {len(forked)} episodes)"
     else:
         n = sum(int(r.get("shield_triggers") or 0) for r in rows if r["agent"] == shielded)
