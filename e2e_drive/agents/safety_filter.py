@@ -20,8 +20,10 @@ four rules, in this order of precedence:
   agent that brakes already enough (``respect_braking``: its braking, held, stops behind the lead
   at the lead's seen braking). Room to stop is also kept behind a vehicle passed fast in a next
   lane that moves over (``cut_in_lateral_speed_mps``), and within ``sight_distance_m`` of road
-  (full throttle coasts beyond the speed that stops there; a gentle acceleration, up to
-  ``sight_gentle_mps2``, is let up to ``sight_speed_margin_mps`` faster). Why these: every trigger
+  (an acceleration harder than ``hard_acceleration_mps2`` coasts beyond the speed that stops there,
+  a gentler one is let up to ``sight_speed_margin_mps`` faster). An agent asking more than
+  ``hard_acceleration_mps2`` (full throttle) is held to the worst case: the lead braking at
+  ``lead_braking_mps2`` whether seen braking or not. Why these: every trigger
   is checked by a counterfactual fork (:mod:`e2e_drive.eval.forks`), and one that fires on a close
   follow, a cut-in the agent brakes for or a planner settling at its cruise speed is a false
   alarm; ``calm_lead_braking_mps2 = 0`` and ``respect_braking = false`` give the worst-case rule.
@@ -138,16 +140,16 @@ class ShieldConfig:
     min_hold_s: float = setting(1.0, "an override lasts at least this long", unit="s", range=(0.0, None))
     sight_distance_m: float = setting(60.0, "no acceleration beyond the speed that stops within this distance "
                                       "(what the camera sees reliably; 0 = off), unless a moving lead in sight "
-                                      "keeps the ego's pace (gentle acceleration: see sight_gentle_mps2)", unit="m",
+                                      "keeps the ego's pace (see hard_acceleration_mps2)", unit="m",
                                       range=(0.0, None))
     sight_speed_margin_mps: float = setting(6.0, "a gentle acceleration is let this much faster than the speed that "
                                             "stops within sight_distance_m (a car ahead is seen further: up to "
                                             "90 m; the scenarios' 25 m/s and a planner's small overshoot stay clear "
                                             "of the cap)", unit="m/s", range=(0.0, None))
-    sight_gentle_mps2: float = setting(1.0, "an acceleration up to this much (a planner settling at its cruise "
-                                       "speed) is let past the sight cap's speed by sight_speed_margin_mps; a harder "
-                                       "one is held to coasting there (0 = every one)", unit="m/s^2",
-                                       range=(0.0, None))
+    hard_acceleration_mps2: float = setting(2.5, "an agent asking more acceleration than this (full throttle, not "
+                                            "a planner settling at its cruise speed) is held to the worst case: "
+                                            "the lead braking at lead_braking_mps2, and coasting beyond the speed "
+                                            "that stops within sight_distance_m", unit="m/s^2", range=(0.0, None))
     adjacent_cut_in: bool = setting(True, "keep room to stop behind a vehicle ahead in a next lane, should it "
                                     "cut in at its speed")
     cut_in_lateral_speed_mps: float = setting(0.3, "the cut-in room is kept to a vehicle that moves towards the ego's "
@@ -169,6 +171,11 @@ class ShieldConfig:
                                        "long, step after step (the course predicted from a camera lane in a bend "
                                        "is noisy), unless the ego's side is over the line already", unit="s",
                                        range=(0.0, 2.0))
+    lateral_min_offset_m: float = setting(0.0, "a lateral rule fires only when the ego centre is at least this far "
+                                          "off the lane centre towards the line it would cross (0 = off; 0.5 "
+                                          "halves the e2e agent's false alarms in curves but lets the drifting "
+                                          "probe off the road there)",
+                                          unit="m", range=(0.0, 2.0))
     release_offset_m: float = setting(0.5, "a lateral override ends when the ego centre is this close to the "
                                       "lane centre", unit="m", range=(0.0, None))
     lookahead_time_s: float = setting(1.2, "pure pursuit look-ahead of the steering back (x speed, at least "
@@ -401,8 +408,9 @@ class SafetyFilter:
     def allowed_acceleration(self, p: PerceptionOutput, holding: bool, requested: float | None = None) -> float:
         """The largest acceleration [m/s^2] the RSS rule allows now (``-braking_mps2`` when none is safe;
         the env's maximum when there is no lead). ``holding`` adds the release margin (hysteresis).
-        ``requested``: the agent's acceleration; a gentle one (up to ``sight_gentle_mps2``) is let past the
-        sight cap's speed by ``sight_speed_margin_mps`` (not while the rule holds an override)."""
+        ``requested``: the agent's acceleration; a gentle one (up to ``hard_acceleration_mps2``) is let past
+        the sight cap's speed by ``sight_speed_margin_mps`` (not while the rule holds an override), a harder
+        one is judged by the worst case (the lead braking at ``lead_braking_mps2``)."""
         cfg = self.config
         low, high = -self.braking_mps2, self.acceleration_range_mps2[1]
         lead = lead_in_lane(p, cfg.lead_margin_m)
@@ -417,9 +425,9 @@ class SafetyFilter:
                                                             self.braking_mps2, cfg.lead_braking_mps2), low, high)
 
             cap = max(min(high, sight(v)), min(high, 0.0))
-            if requested is not None and requested <= cfg.sight_gentle_mps2 and not holding:
+            if requested is not None and requested <= cfg.hard_acceleration_mps2 and not holding:
                 # a planner settling at its cruise speed: gently, up to sight_speed_margin_mps faster
-                cap = max(cap, min(high, cfg.sight_gentle_mps2, sight(max(v - cfg.sight_speed_margin_mps, 0.0))))
+                cap = max(cap, min(high, cfg.hard_acceleration_mps2, sight(max(v - cfg.sight_speed_margin_mps, 0.0))))
             high = cap
         if lead is None:
             room = None
@@ -427,7 +435,7 @@ class SafetyFilter:
             lead_v = 0.0 if lead.is_static else v + lead.relative_speed_mps  # a cone stands, whatever its track says
             if -lead.relative_speed_mps > 0.0:
                 self.last_ttc_s = max(lead.gap_m, 0.0) / -lead.relative_speed_mps
-            lead_braking = self.assumed_lead_braking(lead)
+            lead_braking = self.assumed_lead_braking(lead, requested)
 
             def room(a: float) -> float:
                 return rss_margin_m(lead.gap_m, v, lead_v, a, cfg.response_time_s, self.braking_mps2,
@@ -454,13 +462,15 @@ class SafetyFilter:
             allowed = low
         return allowed
 
-    def assumed_lead_braking(self, lead: PerceivedVehicle) -> float:
+    def assumed_lead_braking(self, lead: PerceivedVehicle, requested: float | None = None) -> float:
         """The braking [m/s^2] the RSS rule assumes of ``lead``: ``lead_braking_mps2`` (the hardest of the
-        scenarios) once the lead is seen braking (its tracked acceleration below ``-lead_braking_seen_mps2``)
-        or when ``calm_lead_braking_mps2`` is 0, else ``calm_lead_braking_mps2`` (RSS with a lead braking as
+        scenarios) once the lead is seen braking (its tracked acceleration below ``-lead_braking_seen_mps2``),
+        to an agent asking more than ``hard_acceleration_mps2`` (``requested``) or when
+        ``calm_lead_braking_mps2`` is 0, else ``calm_lead_braking_mps2`` (RSS with a lead braking as
         hard as the ego can: the room to respond, not the worst case on every close follow)."""
         cfg = self.config
-        if self.seen_braking(lead) or cfg.calm_lead_braking_mps2 <= 0.0:
+        hard = requested is not None and requested > cfg.hard_acceleration_mps2
+        if hard or self.seen_braking(lead) or cfg.calm_lead_braking_mps2 <= 0.0:
             return cfg.lead_braking_mps2
         return min(cfg.calm_lead_braking_mps2, cfg.lead_braking_mps2)
 
@@ -549,7 +559,8 @@ class SafetyFilter:
         side = 1 if predicted > 0.0 else -1
         edge_near = abs(p.lateral_offset_m) > half - cfg.departure_brake_margin_m and \
             p.lateral_offset_m * side > 0.0
-        if abs(predicted) <= limit:
+        if abs(predicted) <= limit or (cfg.lateral_min_offset_m > 0.0
+                                       and p.lateral_offset_m * side < cfg.lateral_min_offset_m):
             return None, False
         lanes_beyond = p.lanes_right if side > 0 else p.lanes_left
         asked = (p.command == "keep_right" and side > 0) or (p.command == "keep_left" and side < 0)
