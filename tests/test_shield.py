@@ -114,6 +114,10 @@ def test_the_lead_is_assumed_to_brake_hardest_only_once_it_is_seen_braking():
     assert np.array_equal(shield.shield(_scene(20.0, 0.0), coast), coast) and shield.last_trigger is None
     out = shield.shield(_scene(20.0, 0.0, acceleration=-3.0), coast)  # the tracker sees it brake
     assert shield.last_trigger == "longitudinal" and out[0] < 0.0
+    full = SafetyFilter(_Steady(), sight_distance_m=0.0)  # full throttle into that gap: judged by the worst case
+    full.reset(0)
+    assert full.shield(_scene(20.0, 0.0), np.array([1.0, 0.0], np.float32))[0] < 0.0
+    assert full.last_trigger == "longitudinal"
     worst = SafetyFilter(_Steady(), sight_distance_m=0.0, calm_lead_braking_mps2=0.0)  # the old worst case
     worst.reset(0)
     worst.shield(_scene(20.0, 0.0), coast)
