@@ -26,7 +26,9 @@ four rules, in this order of precedence:
   ``lead_braking_mps2`` whether seen braking or not. Why these: every trigger
   is checked by a counterfactual fork (:mod:`e2e_drive.eval.forks`), and one that fires on a close
   follow, a cut-in the agent brakes for or a planner settling at its cruise speed is a false
-  alarm; ``calm_lead_braking_mps2 = 0`` and ``respect_braking = false`` give the worst-case rule.
+  alarm. ``calm_lead_braking_mps2 = 0``, ``respect_braking = false``, ``cut_in_lateral_speed_mps = 0``,
+  ``hard_acceleration_mps2 = 0`` and ``lateral_confirm_s = 0`` give the earlier, worst-case rules
+  (but for the steering averaged over two steps and a cone standing).
 - ``lane_departure``: the ego, on its course (heading, and the curvature of the agent's steering),
   would cross the line of a side with no lane beyond it within ``departure_horizon_s``: steer back
   to the lane centre (pure pursuit); if the ego centre comes within ``departure_brake_margin_m`` of the
