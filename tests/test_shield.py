@@ -164,7 +164,8 @@ def test_the_sight_cap_leaves_cruising_alone_and_stops_hard_acceleration():
     assert out(25.0, 0.8) == (pytest.approx(0.8), None)  # a planner settling at the scenarios' 25 m/s
     capped, rule = out(25.0, 5.0)  # full throttle beyond what stops in sight: coasting
     assert rule == "longitudinal" and capped == pytest.approx(0.0, abs=1e-6)
-    capped, rule = out(28.5, 0.8)  # gently, but more than sight_speed_margin_mps beyond
+    assert out(29.0, 0.5) == (pytest.approx(0.5), None)  # up to the rule planner's 30 m/s cruise speed
+    capped, rule = out(31.0, 0.8)  # gently, but more than sight_speed_margin_mps beyond
     assert rule == "longitudinal" and capped == pytest.approx(0.0, abs=1e-6)
 
 

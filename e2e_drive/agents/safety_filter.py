@@ -144,10 +144,10 @@ class ShieldConfig:
                                       "(what the camera sees reliably; 0 = off), unless a moving lead in sight "
                                       "keeps the ego's pace (see hard_acceleration_mps2)", unit="m",
                                       range=(0.0, None))
-    sight_speed_margin_mps: float = setting(6.0, "a gentle acceleration is let this much faster than the speed that "
-                                            "stops within sight_distance_m (a car ahead is seen further: up to "
-                                            "90 m; the scenarios' 25 m/s and a planner's small overshoot stay clear "
-                                            "of the cap)", unit="m/s", range=(0.0, None))
+    sight_speed_margin_mps: float = setting(8.5, "a gentle acceleration is let this much faster than the speed that "
+                                            "stops within sight_distance_m: up to about 30 m/s, the rule planner's "
+                                            "cruise speed (a car ahead is seen further than that distance: up to "
+                                            "90 m)", unit="m/s", range=(0.0, None))
     hard_acceleration_mps2: float = setting(2.5, "an agent asking more acceleration than this (full throttle, not "
                                             "a planner settling at its cruise speed) is held to the worst case: "
                                             "the lead braking at lead_braking_mps2, and coasting beyond the speed "
