@@ -124,6 +124,33 @@ def test_the_lead_is_assumed_to_brake_hardest_only_once_it_is_seen_braking():
     assert worst.last_trigger == "longitudinal"
 
 
+def _tracked(gap_m, relative_mps, track_id):
+    lead = PerceivedVehicle(lane_delta=0, gap_m=gap_m, relative_speed_mps=relative_mps, lateral_m=0.0, track_id=track_id)
+    return PerceptionOutput(ego_speed_mps=20.0, lane_id=1, lanes_count=3, vehicles=(lead,))
+
+
+def test_a_lead_that_appears_mid_episode_is_held_to_the_worst_case_until_its_track_settles():
+    # the gap of the test above (room for a lead braking at 5, not at 8): a lead tracked since the episode
+    # began is calm; a new one (a car revealed by a lead that swerves away) is the worst case for 1 s (5 steps)
+    shield = SafetyFilter(_Steady(), sight_distance_m=0.0)
+    shield.reset(0)
+    coast = np.array([0.0, 0.0], np.float32)
+    fired = []
+    for step in range(20):
+        shield._step = step  # as act() counts steps
+        track = 1 if step < 10 else 2  # track 2 takes over as the lead at step 10
+        shield.shield(_tracked(20.0, 0.0, track), coast)
+        fired.append(shield.last_trigger == "longitudinal" or shield._active["longitudinal"])
+    assert not any(fired[:10])  # the scene the episode starts from: tracked from step 0, calm
+    assert fired[10]            # the new lead: the worst case fires at once
+    off = SafetyFilter(_Steady(), sight_distance_m=0.0, new_lead_worst_case_s=0.0)
+    off.reset(0)
+    for step in range(12):
+        off._step = step
+        off.shield(_tracked(20.0, 0.0, 1 if step < 10 else 2), coast)
+    assert not off.trigger_log
+
+
 def test_an_agent_braking_enough_is_not_overridden():
     # closing at 6 m/s, 12 m behind: braking at 2 m/s^2 closes 9 m (3 m kept), coasting does not stop in time
     def fires(acceleration, respect=True):

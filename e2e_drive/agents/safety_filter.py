@@ -133,6 +133,11 @@ class ShieldConfig:
     lead_braking_seen_mps2: float = setting(1.5, "a lead whose tracked acceleration is below minus this on two steps "
                                             "in a row is seen braking (the rule then assumes lead_braking_mps2)",
                                             unit="m/s^2", range=(0.0, None))
+    new_lead_worst_case_s: float = setting(1.0, "a lead that appeared (after the episode's first such time) less "
+                                           "than this ago is held to the worst case (lead_braking_mps2): its "
+                                           "speed is not settled yet, and a car revealed by a lead that "
+                                           "swerves may be standing (0 = off)",
+                                           unit="s", range=(0.0, 5.0))
     respect_braking: bool = setting(True, "do not override an agent that is braking already, when its own braking "
                                     "held stops behind the lead (at the lead's tracked braking) and every fast "
                                     "vehicle ahead in a next lane")
@@ -382,6 +387,7 @@ class SafetyFilter:
         self._side = 0
         self._prev_agent_steering: float | None = None
         self._braking_tracks: set[int] = set()
+        self._track_first_step: dict[int, int] = {}
 
     def reset(self, seed: int | None = None) -> None:
         self.agent.reset(seed)
@@ -472,9 +478,20 @@ class SafetyFilter:
         hard as the ego can: the room to respond, not the worst case on every close follow)."""
         cfg = self.config
         hard = requested is not None and requested > cfg.hard_acceleration_mps2
-        if hard or self.seen_braking(lead) or cfg.calm_lead_braking_mps2 <= 0.0:
+        if hard or self.seen_braking(lead) or cfg.calm_lead_braking_mps2 <= 0.0 or self.new_track(lead):
             return cfg.lead_braking_mps2
         return min(cfg.calm_lead_braking_mps2, cfg.lead_braking_mps2)
+
+    def new_track(self, o: PerceivedVehicle) -> bool:
+        """Whether ``o`` appeared during the episode less than ``new_lead_worst_case_s`` ago (a tracked one). The vehicles seen in the episode's first ``new_lead_worst_case_s`` (while the tracker takes up
+        the scene the episode starts from) are not reveals."""
+        if self.config.new_lead_worst_case_s <= 0.0:
+            return False
+        if o.track_id is None:  # untracked: its age is unknown (the rule stays as for a lead not seen braking)
+            return False
+        window = self._steps(self.config.new_lead_worst_case_s)
+        first = self._track_first_step.get(o.track_id, self._step)
+        return first >= window and (self._step - first) < window
 
     def _braking_now(self, o: PerceivedVehicle) -> bool:
         return o.acceleration_mps2 is not None and o.acceleration_mps2 < -self.config.lead_braking_seen_mps2
@@ -487,7 +504,10 @@ class SafetyFilter:
         return o.track_id is None or o.track_id in self._braking_tracks
 
     def _note_braking(self, p: PerceptionOutput) -> None:
-        """Remember the tracks seen braking this step (for :meth:`seen_braking` on the next)."""
+        """Remember the tracks seen braking this step (for :meth:`seen_braking` on the next) and when each
+        track was first seen (for :meth:`new_track`; tracks gone are forgotten)."""
+        ids = {o.track_id for o in p.vehicles if o.track_id is not None}
+        self._track_first_step = {t: self._track_first_step.get(t, self._step) for t in ids}
         self._braking_tracks = {o.track_id for o in p.vehicles if o.track_id is not None and self._braking_now(o)}
 
     @staticmethod
