@@ -290,11 +290,68 @@ def ability_findings(rows: Sequence[Mapping[str, Any]], agent: str = "e2e", base
     return out
 
 
+#: The shielded agents of the suite and the drivers they wrap (what the shield buys each, at what cost).
+SHIELDED = (("e2e_safety", "e2e"), ("modular_safety", "modular"))
+
+
+def shield_findings(rows: Sequence[Mapping[str, Any]], shielded: str = "e2e_safety", bare: str = "e2e") -> list[str]:
+    """Plain sentences on what the safety shield buys ``bare`` (``shielded`` is the same driver behind it) and at
+    what cost, from paired per-seed differences pooled over the run: at-fault collision and off-road rates
+    (McNemar), the driving score (Wilcoxon), each with its 95 % paired bootstrap interval, called a change only
+    when the interval excludes zero and the test agrees; and the shield's false alarms (triggers whose
+    counterfactual fork found no collision or departure) where ``e2e-drive attribute`` filled the lines'
+    ``shield_false_alarms``."""
+    from e2e_drive.eval.summary import compare
+
+    present = {r["agent"] for r in rows}
+    if shielded not in present or bare not in present:
+        return []
+    comp = compare([r for r in rows if r["agent"] in (shielded, bare)], baseline=bare,
+                   metrics=("at_fault", "offroad", "driving_score"))
+    cells = comp["comparisons"]
+    c = next((x for x in cells if x["scenario"] == "*"), cells[0] if len(cells) == 1 else None)
+    if c is None:
+        return []
+    where = "pooled over all scenarios and conditions" if c["scenario"] == "*" else \
+        f"{c['scenario']}, {c['condition']}"
+    few = c["n_pairs"] < MIN_PAIRS
+
+    def part(metric: str, name: str) -> str | None:
+        m = c["metrics"][metric]
+        if m.get("difference") is None or m.get("low") is None or m.get("high") is None:
+            return None
+        rate = metric != "driving_score"
+        scale, unit = (100.0, " points") if rate else (1.0, "")
+        word = f"too few paired seeds to tell (< {MIN_PAIRS})" if few else m["verdict"]
+        level = (f"{100 * m['baseline']:.1f}% -> {100 * m['agent']:.1f}%" if rate
+                 else f"{m['baseline']:.3f} -> {m['agent']:.3f}")
+        p = m.get("p_value")
+        p_text = f", {m['test'].split('_')[0]} p = {p:.3g}" if p is not None and m.get("test") else ""
+        return (f"{name} {level}, {word} ({m['difference'] * scale:+.2f}{unit}, 95% CI [{m['low'] * scale:+.2f}, "
+                f"{m['high'] * scale:+.2f}]{p_text})")
+
+    buys = [t for t in (part("at_fault", "at-fault collisions"), part("offroad", "off-road")) if t]
+    cost = part("driving_score", "driving score")
+    forked = [r for r in rows if r["agent"] == shielded and r.get("shield_false_alarms") is not None]
+    if forked:
+        n = sum(int(r.get("shield_triggers") or 0) for r in forked)
+        k = sum(int(r["shield_false_alarms"]) for r in forked)
+        alarms = (f"false alarms {k} of {n} triggers ({k / n:.0%}" if n else "false alarms 0 of 0 triggers (-") + \
+            f", counterfactual forks of {len(forked)} episodes)"
+    else:
+        n = sum(int(r.get("shield_triggers") or 0) for r in rows if r["agent"] == shielded)
+        alarms = f"{n} triggers, false-alarm rate not measured (e2e-drive attribute RUN_DIR forks each trigger)"
+    return [f"What the shield buys {bare} ({shielded} vs {bare}, {where}, {c['n_pairs']} paired seeds): "
+            + ("; ".join(buys) or "nothing measurable") + f". At what cost: {cost or 'driving score not measured'}; "
+            + alarms + "."]
+
+
 def all_findings(rows: Sequence[Mapping[str, Any]], labels: Mapping[str, str],
                  submitted: Sequence[str] = ()) -> list[str]:
     """The benchmark's findings: the ranking, each of the user's agents (``submitted``) against every
     baseline (pooled and per ability), e2e against the modular stack (per cell, or per ability and pooled
-    when the run has abilities), each stack behind its safety filter against itself, and, with the blind
+    when the run has abilities), each stack behind its safety filter against itself (and what the shield buys
+    it, at what cost: :func:`shield_findings`), and, with the blind
     baseline, every agent against it per ability (an ability the blind baseline passes as well tests nothing)."""
     from e2e_drive.eval.ranking import ranking_sentences
 
@@ -309,8 +366,9 @@ def all_findings(rows: Sequence[Mapping[str, Any]], labels: Mapping[str, str],
     out += findings(rows, labels=labels, pooled_only=has_abilities)
     if has_abilities:
         out += ability_findings(rows)
-    out += findings(rows, "e2e_safety", "e2e", labels=labels, pooled_only=True)
-    out += findings(rows, "modular_safety", "modular", labels=labels, pooled_only=True)
+    for shielded, bare in SHIELDED:
+        out += findings(rows, shielded, bare, labels=labels, pooled_only=True)
+        out += shield_findings(rows, shielded, bare)
     if has_abilities and any(r["agent"] == "blind" for r in rows):
         for agent in sorted({r["agent"] for r in rows} - {"blind"}, key=lambda a: (a == "expert", a)):
             out += ability_findings(rows, agent, "blind")
@@ -455,6 +513,9 @@ def run_benchmark(suite: str = "default", episodes: int | None = None, seed: int
                        difficulties=difficulties)
     wall_s = time.perf_counter() - t0
     _, rows = load_run(out)
+    from e2e_drive.eval.attribution import fill_false_alarms
+
+    fill_false_alarms(out, rows)  # the shield's false alarms, where e2e-drive attribute forked its triggers
     tables = carla_tables(rows, spec.labels)
     tables["table3"] = ability_table(rows, spec.labels)
     tables.update(ranking_tables_of(rows, submitted))

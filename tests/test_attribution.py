@@ -15,7 +15,13 @@ from e2e_drive.agents.modular.control import PurePursuitController
 from e2e_drive.agents.modular.oracle import OraclePerception
 from e2e_drive.agents.modular.planning import RulePlanner
 from e2e_drive.errors import ConfigError
-from e2e_drive.eval.attribution import attribute_run, format_attribution, load_attribution
+from e2e_drive.eval.attribution import (
+    attribute_run,
+    attribution_tables,
+    fill_false_alarms,
+    format_attribution,
+    load_attribution,
+)
 from e2e_drive.eval.runner import evaluate
 from tiny import tiny_scenario
 
@@ -86,6 +92,9 @@ class DriftingShield:
             self.trigger_log.append({"step": 0, "rule": "bad"})
         return np.array([0.0, 0.04], np.float32)
 
+    def shield_report(self):
+        return {"shield_triggers": len(self.trigger_log), "shield_override_s": 0.2 * self.n, "shield_bypass": False}
+
 
 def _stack(tmp: Path, name: str, **parts: str) -> str:
     params = {"perception": "oracle", "planner": "rule", "controller": "pure_pursuit", **parts}
@@ -136,6 +145,26 @@ def test_a_failure_the_filter_caused_is_the_shields(run_dir: Path) -> None:
     shield = summary["DriftingShield"]["shield"]
     # its one trigger, replayed without the override, drives straight on: a false alarm
     assert (shield["triggers"], shield["false_alarms"], shield["missed_hazards"]) == (1, 1, 0)
+    assert shield["by_rule"] == {"bad": {"triggers": 1, "false_alarms": 1}}
+    assert "per rule" in format_attribution(summary)
+    tables = dict((caption.split(" (")[0], rows) for caption, _, rows in attribution_tables(summary))
+    assert tables["Safety filter triggers per rule"] == [["DriftingShield", "bad", 1, 1, "100%"]]
+
+
+def test_the_forks_fill_the_episode_lines_false_alarms(run_dir: Path) -> None:
+    from e2e_drive.eval.runner import load_run
+    from e2e_drive.eval.summary import shield_table, summarize
+
+    _, rows = load_run(run_dir)
+    line = next(r for r in rows if r["agent"] == "DriftingShield")
+    assert line["shield_false_alarms"] is None and line["shield_triggers"] == 1  # as the run wrote it
+    assert shield_table(summarize(rows))[1][0][-1] == "n/a"
+    attribute_run(run_dir, agents=["DriftingShield"], before_s=1.0, progress=False)
+    assert fill_false_alarms(run_dir, rows) == 1
+    assert line["shield_false_alarms"] == 1
+    assert all("shield_false_alarms" not in r for r in rows if r["agent"] != "DriftingShield")
+    head, table = shield_table(summarize(rows))
+    assert head[-1] == "false alarms" and table[0][-1] == "1 of 1 (100%)"
 
 
 def test_too_late_to_recover_is_unavoidable(run_dir: Path, tmp_path: Path) -> None:

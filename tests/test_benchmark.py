@@ -92,3 +92,48 @@ def test_default_suite_is_the_issue_suite():
     assert {"agents/e2e.toml", "agents/modular.toml", "agents/modular_safety.toml", "agents/expert.toml"} <= set(
         suite.agents)
     assert suite.conditions[0] == "train" and len(suite.conditions) >= 3
+
+
+def _shield_rows(bare_crash: list[bool], shielded_crash: list[bool], shielded_score: float = 1.0):
+    rows = []
+    for agent, crashes in (("e2e", bare_crash), ("e2e_safety", shielded_crash)):
+        for seed, crash in enumerate(crashes):
+            row = {"agent": agent, "scenario": "cut_in", "condition": "train", "seed": seed,
+                   "status": "collision" if crash else "success", "collision": crash, "at_fault": crash,
+                   "offroad": False, "driving_score": 0.4 if crash else (shielded_score if agent == "e2e_safety"
+                                                                          else 1.0),
+                   "distance_m": 500.0, "n_collisions": int(crash), "n_at_fault_collisions": int(crash),
+                   "n_offroad_events": 0}
+            if agent == "e2e_safety":
+                row.update(shield_triggers=2, shield_false_alarms=None)
+            rows.append(row)
+    return rows
+
+
+def test_shield_findings_say_what_the_shield_buys_and_at_what_cost():
+    from e2e_drive.benchmark import all_findings, shield_findings
+
+    rows = _shield_rows([True] * 12 + [False] * 8, [False] * 20, shielded_score=0.97)
+    (text,) = shield_findings(rows, "e2e_safety", "e2e")
+    assert text.startswith("What the shield buys e2e (e2e_safety vs e2e, cut_in, train, 20 paired seeds)")
+    assert "at-fault collisions 60.0% -> 0.0%, better (-60.00 points, 95% CI [" in text and "mcnemar p = " in text
+    assert "off-road 0.0% -> 0.0%, no detectable difference" in text
+    # the cost: the shielded driver's score 0.97 on the 8 seeds both finish, 1.0 alone
+    assert "At what cost: driving score " in text and ", better (" in text.split("At what cost")[1]
+    assert "40 triggers, false-alarm rate not measured" in text
+    for row in rows:  # e2e-drive attribute forked every trigger: 1 false alarm in 4 episodes, none in the others
+        if row["agent"] == "e2e_safety":
+            row["shield_false_alarms"] = 1 if row["seed"] < 4 else 0
+    assert "false alarms 4 of 40 triggers (10%, counterfactual forks of 20 episodes)" in \
+        shield_findings(rows, "e2e_safety", "e2e")[0]
+    assert any(t.startswith("What the shield buys e2e") for t in all_findings(rows, LABELS))
+    # no crash to avoid: the shield's cost shows (every seed slower behind it)
+    cost = shield_findings(_shield_rows([False] * 20, [False] * 20, shielded_score=0.95))[0]
+    assert "at-fault collisions 0.0% -> 0.0%, no detectable difference" in cost
+    assert "At what cost: driving score 1.000 -> 0.950, worse (-0.05, 95% CI [-0.05, -0.05]" in cost
+    # a shield that changes nothing buys nothing detectable; too few seeds never make a finding
+    same = _shield_rows([True, False] * 10, [True, False] * 10)
+    assert "at-fault collisions 50.0% -> 50.0%, no detectable difference" in shield_findings(same)[0]
+    few = _shield_rows([True] * 3, [False] * 3)
+    assert "too few paired seeds to tell" in shield_findings(few)[0]
+    assert shield_findings(rows, "modular_safety", "modular") == []

@@ -11,10 +11,24 @@ four rules, in this order of precedence:
   and Scalable Self-driving Cars"): the agent's acceleration is allowed only when, holding it for
   the response time ``response_time_s`` and then braking at ``braking_mps2`` (the braking the
   env allows), the ego still stops ``min_gap_m`` behind where the lead would stop braking at
-  ``lead_braking_mps2`` (the hardest lead braking of the scenarios, 8 m/s^2 in lead_brake hard).
+  ``calm_lead_braking_mps2`` (as hard as the ego can), or at ``lead_braking_mps2`` (the hardest
+  of the scenarios, 8 m/s^2 in lead_brake hard) once the lead is seen braking (its tracked
+  acceleration below ``-lead_braking_seen_mps2`` on two steps); a standing object (a cone) stands.
   Otherwise the shield commands the largest acceleration that keeps this true (full braking when
   none does). Once it fires it holds the override until the agent's own command is safe again with
-  ``release_margin_s`` of extra headway, and for at least ``min_hold_s``.
+  ``release_margin_s`` of extra headway, and for at least ``min_hold_s``. It does not fire on an
+  agent that brakes already enough (``respect_braking``: its braking, held, stops behind the lead
+  at the lead's seen braking). Room to stop is also kept behind a vehicle passed fast in a next
+  lane that moves over (``cut_in_lateral_speed_mps``), and within ``sight_distance_m`` of road
+  (an acceleration harder than ``hard_acceleration_mps2`` coasts beyond the speed that stops there,
+  a gentler one is let up to ``sight_speed_margin_mps`` faster). An agent asking more than
+  ``hard_acceleration_mps2`` (full throttle) is held to the worst case: the lead braking at
+  ``lead_braking_mps2`` whether seen braking or not. Why these: every trigger
+  is checked by a counterfactual fork (:mod:`e2e_drive.eval.forks`), and one that fires on a close
+  follow, a cut-in the agent brakes for or a planner settling at its cruise speed is a false
+  alarm. ``calm_lead_braking_mps2 = 0``, ``respect_braking = false``, ``cut_in_lateral_speed_mps = 0``,
+  ``hard_acceleration_mps2 = 0`` and ``lateral_confirm_s = 0`` give the earlier, worst-case rules
+  (but for the steering averaged over two steps and a cone standing).
 - ``lane_departure``: the ego, on its course (heading, and the curvature of the agent's steering),
   would cross the line of a side with no lane beyond it within ``departure_horizon_s``: steer back
   to the lane centre (pure pursuit); if the ego centre comes within ``departure_brake_margin_m`` of the
@@ -24,6 +38,10 @@ four rules, in this order of precedence:
   zone when the perception has them, else a perceived vehicle in that lane from
   ``veto_behind_m`` behind to ``veto_ahead_m`` ahead, widened by its closing speed over
   ``veto_time_s``): steer back to the lane centre.
+
+A lateral rule fires once its crossing was predicted to the same side on ``lateral_confirm_s``
+worth of steps in a row (the course is predicted from the steering averaged over two steps: a driver
+that saws at the wheel in a bend follows the mean), at once when the ego's side is over the line.
 
 The lateral rules rest while a turn or an exit is announced within ``junction_quiet_m``, and for as far
 again once the command moved on (a turn
@@ -105,17 +123,45 @@ class ShieldConfig:
                                      "camera sees a lead brake late)", unit="s", range=(0.0, 2.0))
     braking_mps2: float = setting(5.0, "braking the shield commands and counts on (RSS min braking of the ego; "
                                   "capped at the env's)", unit="m/s^2", range=(0.5, None))
-    lead_braking_mps2: float = setting(8.0, "RSS max braking of the lead (lead_brake hard: 8)", unit="m/s^2",
+    lead_braking_mps2: float = setting(8.0, "RSS max braking of the lead (lead_brake hard: 8), assumed once the "
+                                       "lead is seen braking (see calm_lead_braking_mps2)", unit="m/s^2",
                                        range=(0.5, None))
+    calm_lead_braking_mps2: float = setting(5.0, "RSS braking assumed of a lead that is not seen braking harder "
+                                            "than lead_braking_seen_mps2 (5: as hard as the ego can; 0 = always "
+                                            "lead_braking_mps2, the worst case on every close follow)",
+                                            unit="m/s^2", range=(0.0, None))
+    lead_braking_seen_mps2: float = setting(1.5, "a lead whose tracked acceleration is below minus this on two steps "
+                                            "in a row is seen braking (the rule then assumes lead_braking_mps2)",
+                                            unit="m/s^2", range=(0.0, None))
+    new_lead_worst_case_s: float = setting(1.0, "a lead that appeared (after the episode's first such time) less "
+                                           "than this ago is held to the worst case (lead_braking_mps2): its "
+                                           "speed is not settled yet, and a car revealed by a lead that "
+                                           "swerves may be standing (0 = off)",
+                                           unit="s", range=(0.0, 5.0))
+    respect_braking: bool = setting(True, "do not override an agent that is braking already, when its own braking "
+                                    "held stops behind the lead (at the lead's tracked braking) and every fast "
+                                    "vehicle ahead in a next lane")
     min_gap_m: float = setting(3.0, "gap left to the lead once both stopped", unit="m", range=(0.0, None))
     release_margin_s: float = setting(0.4, "hysteresis: extra headway (x ego speed) before an override is "
                                       "released", unit="s", range=(0.0, None))
     min_hold_s: float = setting(1.0, "an override lasts at least this long", unit="s", range=(0.0, None))
     sight_distance_m: float = setting(60.0, "no acceleration beyond the speed that stops within this distance "
                                       "(what the camera sees reliably; 0 = off), unless a moving lead in sight "
-                                      "keeps the ego's pace", unit="m", range=(0.0, None))
+                                      "keeps the ego's pace (see hard_acceleration_mps2)", unit="m",
+                                      range=(0.0, None))
+    sight_speed_margin_mps: float = setting(8.5, "a gentle acceleration is let this much faster than the speed that "
+                                            "stops within sight_distance_m: up to about 30 m/s, the rule planner's "
+                                            "cruise speed (a car ahead is seen further than that distance: up to "
+                                            "90 m)", unit="m/s", range=(0.0, None))
+    hard_acceleration_mps2: float = setting(2.5, "an agent asking more acceleration than this (full throttle, not "
+                                            "a planner settling at its cruise speed) is held to the worst case: "
+                                            "the lead braking at lead_braking_mps2, and coasting beyond the speed "
+                                            "that stops within sight_distance_m", unit="m/s^2", range=(0.0, None))
     adjacent_cut_in: bool = setting(True, "keep room to stop behind a vehicle ahead in a next lane, should it "
                                     "cut in at its speed")
+    cut_in_lateral_speed_mps: float = setting(0.3, "the cut-in room is kept to a vehicle that moves towards the ego's "
+                                              "lane at least this fast (seen cutting in; 0 = to every one passed "
+                                              "fast, should it cut in)", unit="m/s", range=(0.0, None))
     ttc_threshold_s: float = setting(0.0, "also brake below this time to collision with the lead (the older "
                                      "rule; 0 = off)", unit="s", range=(0.0, None))
     lead_margin_m: float = setting(0.5, "a vehicle whose centre is within half a lane plus this of the ego "
@@ -128,6 +174,15 @@ class ShieldConfig:
                                               "edge's line", unit="m", range=(0.0, 2.0))
     departure_braking_mps2: float = setting(3.0, "braking when steering back does not keep the ego in lane",
                                             unit="m/s^2", range=(0.0, None))
+    lateral_confirm_s: float = setting(0.4, "a lateral rule fires only once its crossing has been predicted this "
+                                       "long, step after step (the course predicted from a camera lane in a bend "
+                                       "is noisy), unless the ego's side is over the line already", unit="s",
+                                       range=(0.0, 2.0))
+    lateral_min_offset_m: float = setting(0.0, "a lateral rule fires only when the ego centre is at least this far "
+                                          "off the lane centre towards the line it would cross (0 = off; 0.5 "
+                                          "halves the e2e agent's false alarms in curves but lets the drifting "
+                                          "probe off the road there)",
+                                          unit="m", range=(0.0, 2.0))
     release_offset_m: float = setting(0.5, "a lateral override ends when the ego centre is this close to the "
                                       "lane centre", unit="m", range=(0.0, None))
     lookahead_time_s: float = setting(1.2, "pure pursuit look-ahead of the steering back (x speed, at least "
@@ -197,6 +252,22 @@ def closing_margin_m(gap_m: float, ego_speed_mps: float, other_speed_mps: float,
     if w1 > 0.0:
         closed += w1 * w1 / (2.0 * braking_mps2)
     return gap_m - max(closed, 0.0)
+
+
+def _min_gap_m(gap_m: float, ego_speed_mps: float, ego_acceleration_mps2: float, other_speed_mps: float,
+               other_acceleration_mps2: float, horizon_s: float = 10.0, dt_s: float = 0.05) -> float:
+    """The smallest gap [m] over ``horizon_s`` when both hold their accelerations (neither reverses):
+    ``gap_m`` plus the distance the other drives minus the ego's, at its smallest."""
+    gap, v, w, smallest = gap_m, ego_speed_mps, other_speed_mps, gap_m
+    for _ in range(int(horizon_s / dt_s)):
+        v1 = max(v + ego_acceleration_mps2 * dt_s, 0.0)
+        w1 = max(w + other_acceleration_mps2 * dt_s, 0.0)
+        gap += 0.5 * (w + w1) * dt_s - 0.5 * (v + v1) * dt_s
+        v, w = v1, w1
+        smallest = min(smallest, gap)
+        if v <= 0.0 or (v <= w and other_acceleration_mps2 >= 0.0):
+            break
+    return smallest
 
 
 def _same_perception(perception: Any, agent: Any) -> bool:
@@ -311,6 +382,12 @@ class SafetyFilter:
         self._last_steering_rad = 0.0
         self._quiet_left_m = 0.0
         self._quiet = False
+        self._lateral_seen = 0
+        self._over_now = False
+        self._side = 0
+        self._prev_agent_steering: float | None = None
+        self._braking_tracks: set[int] = set()
+        self._track_first_step: dict[int, int] = {}
 
     def reset(self, seed: int | None = None) -> None:
         self.agent.reset(seed)
@@ -336,9 +413,12 @@ class SafetyFilter:
             self._held_steps[rule] += 1
         return self._active[rule]
 
-    def allowed_acceleration(self, p: PerceptionOutput, holding: bool) -> float:
+    def allowed_acceleration(self, p: PerceptionOutput, holding: bool, requested: float | None = None) -> float:
         """The largest acceleration [m/s^2] the RSS rule allows now (``-braking_mps2`` when none is safe;
-        the env's maximum when there is no lead). ``holding`` adds the release margin (hysteresis)."""
+        the env's maximum when there is no lead). ``holding`` adds the release margin (hysteresis).
+        ``requested``: the agent's acceleration; a gentle one (up to ``hard_acceleration_mps2``) is let past
+        the sight cap's speed by ``sight_speed_margin_mps`` (not while the rule holds an override), a harder
+        one is judged by the worst case (the lead braking at ``lead_braking_mps2``)."""
         cfg = self.config
         low, high = -self.braking_mps2, self.acceleration_range_mps2[1]
         lead = lead_in_lane(p, cfg.lead_margin_m)
@@ -348,19 +428,26 @@ class SafetyFilter:
         flowing = lead is not None and lead.gap_m < cfg.sight_distance_m and not lead.is_static and \
             lead.relative_speed_mps > -1.0  # a lead in sight as fast as the ego: the road up to it is clear
         if cfg.sight_distance_m > 0.0 and not flowing:  # stop within what the camera sees, or do not speed up
-            sight = self._largest(lambda a: rss_margin_m(cfg.sight_distance_m, v, 0.0, a, cfg.response_time_s,
-                                                         self.braking_mps2, cfg.lead_braking_mps2), low, high)
-            high = max(min(high, sight), min(high, 0.0))
+            def sight(speed: float) -> float:
+                return self._largest(lambda a: rss_margin_m(cfg.sight_distance_m, speed, 0.0, a, cfg.response_time_s,
+                                                            self.braking_mps2, cfg.lead_braking_mps2), low, high)
+
+            cap = max(min(high, sight(v)), min(high, 0.0))
+            if requested is not None and requested <= cfg.hard_acceleration_mps2 and not holding:
+                # a planner settling at its cruise speed: gently, up to sight_speed_margin_mps faster
+                cap = max(cap, min(high, cfg.hard_acceleration_mps2, sight(max(v - cfg.sight_speed_margin_mps, 0.0))))
+            high = cap
         if lead is None:
             room = None
         else:
-            lead_v = v + lead.relative_speed_mps
+            lead_v = 0.0 if lead.is_static else v + lead.relative_speed_mps  # a cone stands, whatever its track says
             if -lead.relative_speed_mps > 0.0:
                 self.last_ttc_s = max(lead.gap_m, 0.0) / -lead.relative_speed_mps
+            lead_braking = self.assumed_lead_braking(lead, requested)
 
             def room(a: float) -> float:
                 return rss_margin_m(lead.gap_m, v, lead_v, a, cfg.response_time_s, self.braking_mps2,
-                                    cfg.lead_braking_mps2) - need
+                                    lead_braking) - need
 
         allowed = high if room is None else self._largest(room, low, high)
         if cfg.adjacent_cut_in:
@@ -372,6 +459,8 @@ class SafetyFilter:
                     continue
                 if -o.relative_speed_mps < CUT_IN_MIN_CLOSING_MPS:  # not passing it fast: room enough if it cuts in
                     continue
+                if not self._cutting_in(o, cfg.cut_in_lateral_speed_mps):
+                    continue
                 o_v = v + o.relative_speed_mps
                 cut_in_need = need - cfg.min_gap_m + CUT_IN_MIN_GAP_M
                 allowed = min(allowed, self._largest(
@@ -380,6 +469,73 @@ class SafetyFilter:
         if cfg.ttc_threshold_s > 0.0 and self.last_ttc_s < cfg.ttc_threshold_s:
             allowed = low
         return allowed
+
+    def assumed_lead_braking(self, lead: PerceivedVehicle, requested: float | None = None) -> float:
+        """The braking [m/s^2] the RSS rule assumes of ``lead``: ``lead_braking_mps2`` (the hardest of the
+        scenarios) once the lead is seen braking (its tracked acceleration below ``-lead_braking_seen_mps2``),
+        to an agent asking more than ``hard_acceleration_mps2`` (``requested``) or when
+        ``calm_lead_braking_mps2`` is 0, else ``calm_lead_braking_mps2`` (RSS with a lead braking as
+        hard as the ego can: the room to respond, not the worst case on every close follow)."""
+        cfg = self.config
+        hard = requested is not None and requested > cfg.hard_acceleration_mps2
+        if hard or self.seen_braking(lead) or cfg.calm_lead_braking_mps2 <= 0.0 or self.new_track(lead):
+            return cfg.lead_braking_mps2
+        return min(cfg.calm_lead_braking_mps2, cfg.lead_braking_mps2)
+
+    def new_track(self, o: PerceivedVehicle) -> bool:
+        """Whether ``o`` appeared during the episode less than ``new_lead_worst_case_s`` ago (a tracked one). The vehicles seen in the episode's first ``new_lead_worst_case_s`` (while the tracker takes up
+        the scene the episode starts from) are not reveals."""
+        if self.config.new_lead_worst_case_s <= 0.0:
+            return False
+        if o.track_id is None:  # untracked: its age is unknown (the rule stays as for a lead not seen braking)
+            return False
+        window = self._steps(self.config.new_lead_worst_case_s)
+        first = self._track_first_step.get(o.track_id, self._step)
+        return first >= window and (self._step - first) < window
+
+    def _braking_now(self, o: PerceivedVehicle) -> bool:
+        return o.acceleration_mps2 is not None and o.acceleration_mps2 < -self.config.lead_braking_seen_mps2
+
+    def seen_braking(self, o: PerceivedVehicle) -> bool:
+        """Whether ``o`` is seen braking: its tracked acceleration below ``-lead_braking_seen_mps2`` this step and
+        the step before (a track's first estimates, as a car cuts in, are noise); one step for an untracked one."""
+        if not self._braking_now(o):
+            return False
+        return o.track_id is None or o.track_id in self._braking_tracks
+
+    def _note_braking(self, p: PerceptionOutput) -> None:
+        """Remember the tracks seen braking this step (for :meth:`seen_braking` on the next) and when each
+        track was first seen (for :meth:`new_track`; tracks gone are forgotten)."""
+        ids = {o.track_id for o in p.vehicles if o.track_id is not None}
+        self._track_first_step = {t: self._track_first_step.get(t, self._step) for t in ids}
+        self._braking_tracks = {o.track_id for o in p.vehicles if o.track_id is not None and self._braking_now(o)}
+
+    @staticmethod
+    def _cutting_in(o: PerceivedVehicle, lateral_speed_mps: float) -> bool:
+        """Whether ``o`` (in a next lane) moves towards the ego's lane at least ``lateral_speed_mps`` (0: any)."""
+        return lateral_speed_mps <= 0.0 or -math.copysign(1.0, o.lateral_m) * o.lateral_speed_mps >= lateral_speed_mps
+
+    def braking_enough(self, p: PerceptionOutput, acceleration_mps2: float) -> bool:
+        """Whether the agent's own braking ``acceleration_mps2`` (< 0), held to a stop, keeps ``min_gap_m``
+        to the lead braking at its tracked rate (a lead not seen braking, see ``lead_braking_seen_mps2``,
+        keeps its speed) and to every
+        vehicle ahead in a next lane the cut-in room is kept to (at its speed). Not braking: False."""
+        cfg = self.config
+        if acceleration_mps2 >= 0.0:
+            return False
+        v = max(p.ego_speed_mps, 0.0)
+        lead = lead_in_lane(p, cfg.lead_margin_m)
+        others = [] if lead is None else [(lead.gap_m - cfg.min_gap_m,
+                                           0.0 if lead.is_static else v + lead.relative_speed_mps,
+                                           float(lead.acceleration_mps2 or 0.0) if self.seen_braking(lead) else 0.0)]
+        if cfg.adjacent_cut_in:
+            half = 0.5 * p.lane_width_m + cfg.lead_margin_m
+            others += [(o.gap_m - CUT_IN_MIN_GAP_M, v + o.relative_speed_mps, 0.0) for o in p.vehicles
+                       if o is not lead and not o.is_static and o.gap_m >= CUT_IN_MIN_GAP_M
+                       and half <= abs(o.lateral_m) < half + p.lane_width_m
+                       and -o.relative_speed_mps >= CUT_IN_MIN_CLOSING_MPS
+                       and self._cutting_in(o, cfg.cut_in_lateral_speed_mps)]
+        return all(_min_gap_m(gap, v, acceleration_mps2, max(o_v, 0.0), o_a) >= 0.0 for gap, o_v, o_a in others)
 
     @staticmethod
     def _largest(room: Any, low: float, high: float) -> float:
@@ -412,7 +568,10 @@ class SafetyFilter:
             return None, False  # junction geometry: the camera's lane model does not hold there
         v = max(p.ego_speed_mps, 0.0)
         t = cfg.departure_horizon_s
-        # course: the heading and the curvature of the agent's steering relative to the road's
+        # course: the heading and the curvature of the agent's steering relative to the road's; the steering
+        # averaged with the previous step's (a driver that saws at the wheel in a bend follows the mean)
+        if self._prev_agent_steering is not None:
+            steering_rad = 0.5 * (steering_rad + self._prev_agent_steering)
         beta = math.atan(0.5 * math.tan(steering_rad))
         relative_curvature = curvature_for_steering(steering_rad) - p.curvature_1pm
         predicted = (p.lateral_offset_m + v * math.sin(p.heading_error_rad + beta) * t
@@ -422,11 +581,14 @@ class SafetyFilter:
         side = 1 if predicted > 0.0 else -1
         edge_near = abs(p.lateral_offset_m) > half - cfg.departure_brake_margin_m and \
             p.lateral_offset_m * side > 0.0
-        if abs(predicted) <= limit:
+        if abs(predicted) <= limit or (cfg.lateral_min_offset_m > 0.0
+                                       and p.lateral_offset_m * side < cfg.lateral_min_offset_m):
             return None, False
         lanes_beyond = p.lanes_right if side > 0 else p.lanes_left
         asked = (p.command == "keep_right" and side > 0) or (p.command == "keep_left" and side < 0)
         bend = abs(p.curvature_1pm) > cfg.max_lane_change_curvature_1pm and not asked
+        self._over_now = abs(p.lateral_offset_m) > limit and p.lateral_offset_m * side > 0.0
+        self._side = side
         if (lanes_beyond == 0 and not asked) or bend:
             return "lane_departure", edge_near
         if not self._target_clear(p, side):
@@ -513,18 +675,32 @@ class SafetyFilter:
         # ---- longitudinal: RSS safe distance, held until safe with a margin
         if cfg.longitudinal:
             holding = self._active["longitudinal"]
-            allowed = self.allowed_acceleration(p, holding)
-            with_margin = allowed if holding else self.allowed_acceleration(p, True)
-            if self._hold("longitudinal", a_agent > allowed + 1e-3, a_agent <= with_margin + 1e-3):
+            allowed = self.allowed_acceleration(p, holding, a_agent)
+            with_margin = allowed if holding else self.allowed_acceleration(p, True, a_agent)
+            fire = a_agent > allowed + 1e-3
+            if fire and not holding and cfg.respect_braking and self.braking_enough(p, a_agent):
+                fire = False  # the agent brakes already, enough for what is ahead as it is seen now
+            if self._hold("longitudinal", fire, a_agent <= with_margin + 1e-3):
                 a_out = min(a_out, with_margin)
                 fired = fired or "longitudinal"
 
         # ---- lateral: road edge and lane change veto, from the lane estimate
         self._quiet = self._junction_quiet(p)
         if (cfg.lane_departure or cfg.lane_change_veto) and p.lane_valid and not self._active["mrm"]:
+            self._over_now = False
+            side_before = self._side
             rule, edge_near = self._lateral(p, s_agent)
             if rule == "lane_departure" and not cfg.lane_departure or rule == "lane_change_veto" and \
                     not cfg.lane_change_veto:
+                rule = None
+            # a crossing predicted once may be the noise of a lane fit in a bend: it must persist (unless the
+            # ego's side is over the line already, or the rule holds its override)
+            if rule is None:
+                self._lateral_seen = 0
+            else:  # predicted steps in a row, to the same side
+                self._lateral_seen = self._lateral_seen + 1 if self._side == side_before else 1
+            confirm = max(int(round(cfg.lateral_confirm_s / self.dt_s)), 1)
+            if rule is not None and not self._active[rule] and self._lateral_seen < confirm and not self._over_now:
                 rule = None
             centred = abs(p.lateral_offset_m) <= cfg.release_offset_m
             for name in ("lane_departure", "lane_change_veto"):
@@ -538,6 +714,8 @@ class SafetyFilter:
             for name in ("lane_departure", "lane_change_veto"):  # no lane: nothing to steer back to
                 self._active[name] = False
 
+        self._prev_agent_steering = s_agent
+        self._note_braking(p)
         # ---- bookkeeping: triggers (onsets) and overrides
         self.last_trigger = fired
         if fired is not None and fired != self._fired_prev:

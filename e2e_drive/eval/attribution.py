@@ -60,8 +60,8 @@ from e2e_drive.eval.forks import (
     fork_triggers,
 )
 
-__all__ = ["ATTRIBUTION_FILE", "FAILED_STATUSES", "LABELS", "attribute_episode", "attribute_run",
-           "find_stack", "attribution_tables", "format_attribution", "load_attribution", "summarize_attribution"]
+__all__ = ["ATTRIBUTION_FILE", "FAILED_STATUSES", "LABELS", "attribute_episode", "attribute_run", "attribution_tables",
+           "fill_false_alarms", "find_stack", "format_attribution", "load_attribution", "summarize_attribution"]
 
 ATTRIBUTION_FILE = "attribution.jsonl"
 #: Episode statuses that are attributed (a failure with a moment to fork before).
@@ -313,6 +313,22 @@ def _attribute_row(row: Mapping[str, Any], job: Any, envs: dict[str, Any], make_
     return line
 
 
+def fill_false_alarms(run_dir: str | Path, rows: Sequence[dict[str, Any]]) -> int:
+    """Fill the episode lines' ``shield_false_alarms`` (in place) from RUN_DIR/attribution.jsonl: the
+    triggers of the episode whose counterfactual fork found no collision or departure. Lines of episodes
+    not forked keep None. Returns how many lines were filled."""
+    forks = {_key(line): line["shield"] for line in load_attribution(run_dir) if line.get("shield")}
+    filled = 0
+    for row in rows:
+        if "shield_false_alarms" not in row:
+            continue
+        shield = forks.get(_key(row))
+        if shield is not None:
+            row["shield_false_alarms"] = int(shield["n_false_alarms"])
+            filled += 1
+    return filled
+
+
 # ---------------------------------------------------------------------------- summary
 def summarize_attribution(lines: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     """Per agent: failures by label (overall and per ability), two example episodes per label, and
@@ -334,8 +350,12 @@ def summarize_attribution(lines: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
         shield = line.get("shield")
         if shield is not None:
             s = a["shield"] = a["shield"] or {"episodes": 0, "triggers": 0, "true_alarms": 0, "false_alarms": 0,
-                                              "missed_hazards": 0, "hazards": 0}
+                                              "missed_hazards": 0, "hazards": 0, "by_rule": {}}
             s["episodes"] += 1
+            for t in shield.get("triggers", ()):
+                r = s["by_rule"].setdefault(str(t.get("rule", "")), {"triggers": 0, "false_alarms": 0})
+                r["triggers"] += 1
+                r["false_alarms"] += t.get("label") == "false_alarm"
             s["triggers"] += shield["n_triggers"]
             s["true_alarms"] += shield["n_true_alarms"]
             s["false_alarms"] += shield["n_false_alarms"]
@@ -369,7 +389,16 @@ def format_attribution(summary: Mapping[str, Any]) -> str:
             rate = "-" if s["false_alarm_rate"] is None else f"{s['false_alarm_rate']:.0%}"
             lines.append(f"{agent:<18} {s['episodes']:>8} {s['triggers']:>8} {s['true_alarms']:>6} "
                          f"{s['false_alarms']:>6} {rate:>10} {s['missed_hazards']:>14}")
+        lines += ["", "per rule", f"{'agent':<18} {'rule':<18} {'triggers':>8} {'false':>6} {'false rate':>10}"]
+        lines += [f"{agent:<18} {rule:<18} {n:>8} {k:>6} {rate:>10}" for agent, rule, n, k, rate in _rule_rows(shields)]
     return "\n".join(lines)
+
+
+def _rule_rows(shields: Mapping[str, Any]) -> list[tuple[str, str, int, int, str]]:
+    """(agent, rule, triggers, false alarms, false-alarm rate) of every rule that triggered."""
+    return [(agent, rule, c["triggers"], c["false_alarms"],
+             f"{c['false_alarms'] / c['triggers']:.0%}" if c["triggers"] else "-")
+            for agent, s in shields.items() for rule, c in sorted((s.get("by_rule") or {}).items())]
 
 
 #: What the report says above the attribution tables.
@@ -410,6 +439,11 @@ def attribution_tables(summary: Mapping[str, Any]) -> list[tuple[str, list[str],
                        [[a, s["episodes"], s["triggers"], s["true_alarms"], s["false_alarms"],
                          "-" if s["false_alarm_rate"] is None else f"{s['false_alarm_rate']:.0%}", s["hazards"],
                          s["missed_hazards"]] for a, s in shields]))
+        per_rule = _rule_rows(dict(shields))
+        if per_rule:
+            tables.append(("Safety filter triggers per rule (a false-alarm rate means little without its count of "
+                           "triggers)", ["agent", "rule", "triggers", "false alarms", "false-alarm rate"],
+                           [list(r) for r in per_rule]))
     return tables
 
 

@@ -553,7 +553,8 @@ def _declare_builtins() -> None:
     b("shield_residual_infractions", "", "continuous", "Infractions behind the shield: at-fault collisions + "
       "off-road events + route deviations of the episode.", higher_is_better=False)
     b("shield_false_alarms", "", "info", "Triggers that were not needed (replayed from a snapshot without the "
-      "override, nothing happened); None until the counterfactual forks fill it.")
+      "override, nothing happened); None in the run's lines: the report and the benchmark fill it from "
+      "attribution.jsonl once e2e-drive attribute forked the episode's triggers.")
     b("shield_bypass", "", "info", "The shield ran in bypass: it passed the agent's actions unchanged and only "
       "counted would-be triggers.")
     b("clipped_actions", "", "count", "Actions outside [-1, 1] that were clipped (non-finite ones included).")

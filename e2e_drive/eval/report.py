@@ -829,11 +829,13 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, videos: int
     focus: the user's agents, compared with every other agent (paired, pooled) in the ranking section
     (default: those DIR/benchmark.json names). With two agents or more, the ranking section ranks them all.
     """
+    from e2e_drive.eval.attribution import fill_false_alarms
     from e2e_drive.eval.runner import load_run
     from e2e_drive.eval.summary import summarize
 
     run_dir = Path(run_dir)
     meta, rows = load_run(run_dir)
+    fill_false_alarms(run_dir, rows)  # the counterfactual forks' verdicts, once e2e-drive attribute ran
     _check_report_args(run_dir, rows, videos, baseline)
     t0 = time.perf_counter()
     summary = summarize(rows)

@@ -221,7 +221,12 @@ def summarize(episode_rows: Iterable[Mapping[str, Any]], confidence: float = 0.9
                 rates[name] = {"k": 0, "n": 0, "rate": None, "low": None, "high": None}
         metrics = {name: _continuous_summary(members, name, stratified, confidence, n_resamples, seed)
                    for name in continuous_metrics()}
+        forked = [r for r in members if r.get("shield_false_alarms") is not None]
         groups.append({
+            **({"shield_forks": {"episodes": len(forked),
+                                 "triggers": sum(int(r.get("shield_triggers") or 0) for r in forked),
+                                 "false_alarms": sum(int(r["shield_false_alarms"]) for r in forked)}}
+               if forked else {}),
             **dict(zip(GROUP_KEYS, key)),
             "n_episodes": n,
             "n_errors": sum(_is_error(r) for r in members),
@@ -503,7 +508,8 @@ def _summary_tables(summary: Mapping[str, Any]) -> list[tuple[str, list[str], li
 
 
 SHIELD_TABLE_TITLE = ("Safety shield (agents behind it; mean per episode [bootstrap 95%]; autonomy as PilotNet: "
-                      "1 - interventions x 6 s / elapsed; false alarms: from counterfactual forks, n/a until run)")
+                      "1 - interventions x 6 s / elapsed; false alarms: triggers the counterfactual forks found "
+                      "unneeded, of the triggers; n/a until e2e-drive attribute ran)")
 
 
 def shield_table(summary: Mapping[str, Any]) -> tuple[list[str], list[list[str]]] | None:
@@ -517,8 +523,16 @@ def shield_table(summary: Mapping[str, Any]) -> tuple[list[str], list[list[str]]
     rows = [[str(g["agent"]), str(g["scenario"]), str(g["condition"]),
              *(_ci(g["metrics"][name]) if name in g["metrics"] else "-"
                for name in ("shield_triggers", "shield_override_s", "autonomy_pct", "shield_residual_infractions")),
-             "n/a"] for g in groups]
+             _false_alarms(g.get("shield_forks"))] for g in groups]
     return head, rows
+
+
+def _false_alarms(forks: Mapping[str, Any] | None) -> str:
+    """"k of n (rate)": the triggers the counterfactual forks found unneeded, of the forked episodes' triggers."""
+    if not forks:
+        return "n/a"
+    n, k = forks["triggers"], forks["false_alarms"]
+    return f"{k} of {n} ({k / n:.0%})" if n else "0 of 0"
 
 
 def _fixed_width(head: list[str], rows: list[list[str]]) -> list[str]:
