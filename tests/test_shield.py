@@ -20,6 +20,12 @@ REPO = Path(__file__).resolve().parents[1]
 CAMERA = {"camera": "dashcam", "kind": "dashcam", "width_px": 200, "height_px": 66}
 
 
+# the calm profile (opt-in): a lead assumed to brake as hard as the ego until seen braking, an agent's own
+# braking respected, cut-in room only to a car seen moving over, gentle acceleration past the sight speed
+CALM = dict(calm_lead_braking_mps2=5.0, respect_braking=True, cut_in_lateral_speed_mps=0.3,
+            hard_acceleration_mps2=2.5, sight_speed_margin_mps=8.5)
+
+
 def _shielded(agent, **keys):
     return SafetyFilter(agent, perception="camera", perception_params=CAMERA, **keys)
 
@@ -85,11 +91,11 @@ def test_the_shield_brakes_in_time_for_a_lead_braking_at_8_mps2_and_holds_the_ov
     env.close()
 
 
-def test_by_default_it_does_not_fire_on_the_close_follow_but_when_the_lead_brakes():
+def test_calm_it_does_not_fire_on_the_close_follow_but_when_the_lead_brakes():
     # lead_brake as the suite runs it (medium: 6 m/s^2 at 1.3 s headway): no trigger while the lead keeps its
     # speed, full braking within a second of its braking, no collision
     env = make_env(str(REPO / "envs/abilities/lead_brake.toml"))
-    shield = _shielded(_Steady())
+    shield = _shielded(_Steady(), **CALM)
     infos, actions, triggers = _drive(env, shield, seed=1001, steps=60)
     brake_step = next(k for k, i in enumerate(infos) if i["scenario_events"])
     assert not any(i["crashed"] for i in infos)
@@ -108,17 +114,17 @@ def _scene(gap_m, relative_mps, speed=20.0, acceleration=None, others=()):
 def test_the_lead_is_assumed_to_brake_hardest_only_once_it_is_seen_braking():
     # 20 m/s behind a lead at the same speed 20 m away: room for a lead braking as hard as the ego (5), not
     # for one braking at 8 (RSS needs 12 + 40 - 25 + 3 = 30 m)
-    shield = SafetyFilter(_Steady(), sight_distance_m=0.0)
+    shield = SafetyFilter(_Steady(), sight_distance_m=0.0, **CALM)
     shield.reset(0)
     coast = np.array([0.0, 0.0], np.float32)
     assert np.array_equal(shield.shield(_scene(20.0, 0.0), coast), coast) and shield.last_trigger is None
     out = shield.shield(_scene(20.0, 0.0, acceleration=-3.0), coast)  # the tracker sees it brake
     assert shield.last_trigger == "longitudinal" and out[0] < 0.0
-    full = SafetyFilter(_Steady(), sight_distance_m=0.0)  # full throttle into that gap: judged by the worst case
+    full = SafetyFilter(_Steady(), sight_distance_m=0.0, **CALM)  # full throttle into that gap: judged by the worst case
     full.reset(0)
     assert full.shield(_scene(20.0, 0.0), np.array([1.0, 0.0], np.float32))[0] < 0.0
     assert full.last_trigger == "longitudinal"
-    worst = SafetyFilter(_Steady(), sight_distance_m=0.0, calm_lead_braking_mps2=0.0)  # the old worst case
+    worst = SafetyFilter(_Steady(), sight_distance_m=0.0)  # the default: the worst case
     worst.reset(0)
     worst.shield(_scene(20.0, 0.0), coast)
     assert worst.last_trigger == "longitudinal"
@@ -132,7 +138,7 @@ def _tracked(gap_m, relative_mps, track_id):
 def test_a_lead_that_appears_mid_episode_is_held_to_the_worst_case_until_its_track_settles():
     # the gap of the test above (room for a lead braking at 5, not at 8): a lead tracked since the episode
     # began is calm; a new one (a car revealed by a lead that swerves away) is the worst case for 1 s (5 steps)
-    shield = SafetyFilter(_Steady(), sight_distance_m=0.0)
+    shield = SafetyFilter(_Steady(), sight_distance_m=0.0, **CALM)
     shield.reset(0)
     coast = np.array([0.0, 0.0], np.float32)
     fired = []
@@ -143,7 +149,7 @@ def test_a_lead_that_appears_mid_episode_is_held_to_the_worst_case_until_its_tra
         fired.append(shield.last_trigger == "longitudinal" or shield._active["longitudinal"])
     assert not any(fired[:10])  # the scene the episode starts from: tracked from step 0, calm
     assert fired[10]            # the new lead: the worst case fires at once
-    off = SafetyFilter(_Steady(), sight_distance_m=0.0, new_lead_worst_case_s=0.0)
+    off = SafetyFilter(_Steady(), sight_distance_m=0.0, **{**CALM, "new_lead_worst_case_s": 0.0})
     off.reset(0)
     for step in range(12):
         off._step = step
@@ -168,7 +174,7 @@ def test_the_cut_in_room_is_kept_to_a_vehicle_seen_moving_over():
     def fires(lateral_speed):
         beside = PerceivedVehicle(lane_delta=1, gap_m=10.0, relative_speed_mps=-8.0, lateral_m=4.0,
                                   lateral_speed_mps=lateral_speed)
-        shield = SafetyFilter(_Steady(), sight_distance_m=0.0)
+        shield = SafetyFilter(_Steady(), sight_distance_m=0.0, **CALM)
         shield.reset(0)
         scene = PerceptionOutput(ego_speed_mps=25.0, lane_id=1, lanes_count=3, vehicles=(beside,))
         shield.shield(scene, np.array([0.0, 0.0], np.float32))
@@ -179,8 +185,8 @@ def test_the_cut_in_room_is_kept_to_a_vehicle_seen_moving_over():
 
 
 def test_the_sight_cap_leaves_cruising_alone_and_stops_hard_acceleration():
-    def out(speed, acceleration):
-        shield = SafetyFilter(_Steady())
+    def out(speed, acceleration, **keys):
+        shield = SafetyFilter(_Steady(), **{**CALM, **keys})
         shield.reset(0)
         scene = PerceptionOutput(ego_speed_mps=speed, lane_id=1, lanes_count=3)
         action = np.array([acceleration / 5.0, 0.0], np.float32)
@@ -193,6 +199,9 @@ def test_the_sight_cap_leaves_cruising_alone_and_stops_hard_acceleration():
     assert rule == "longitudinal" and capped == pytest.approx(0.0, abs=1e-6)
     assert out(29.0, 0.5) == (pytest.approx(0.5), None)  # up to the rule planner's 30 m/s cruise speed
     capped, rule = out(31.0, 0.8)  # gently, but more than sight_speed_margin_mps beyond
+    assert rule == "longitudinal" and capped == pytest.approx(0.0, abs=1e-6)
+    # the default (no sight margin): even a gentle acceleration stops where stopping within sight ends
+    capped, rule = out(25.0, 0.8, sight_speed_margin_mps=0.0, hard_acceleration_mps2=0.0)
     assert rule == "longitudinal" and capped == pytest.approx(0.0, abs=1e-6)
 
 
