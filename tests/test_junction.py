@@ -329,10 +329,9 @@ def test_a_car_crossing_in_where_the_ego_stands_is_waited_for_a_follower_behind_
 
 
 def test_the_egos_path_starts_at_the_ego_where_highway_env_has_it_on_the_next_lane_already():
+    from e2e_drive.agents import call_act, load_agent
     from e2e_drive.env import make_env
     from e2e_drive.sim.ground_truth import EGO_PATH_JOIN_M
-
-    from e2e_drive.agents import call_act, load_agent
 
     env = make_env(str(REPO / "envs" / "abilities" / "roundabout_exit.toml"), {"cameras": SMALL_CAMERA})
     agent = load_agent(REPO / "agents" / "expert.toml")

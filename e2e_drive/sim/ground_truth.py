@@ -7,7 +7,6 @@ positive heading turns right, positive lateral offset is right of the lane centr
 from __future__ import annotations
 
 import math
-
 from typing import Any
 
 import numpy as np
