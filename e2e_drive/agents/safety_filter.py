@@ -503,7 +503,7 @@ class SafetyFilter:
             return False
         return o.track_id is None or o.track_id in self._braking_tracks
 
-    def _note_braking(self, p: PerceptionOutput) -> None:
+    def _note_tracks(self, p: PerceptionOutput) -> None:
         """Remember the tracks seen braking this step (for :meth:`seen_braking` on the next) and when each
         track was first seen (for :meth:`new_track`; tracks gone are forgotten)."""
         ids = {o.track_id for o in p.vehicles if o.track_id is not None}
@@ -715,7 +715,7 @@ class SafetyFilter:
                 self._active[name] = False
 
         self._prev_agent_steering = s_agent
-        self._note_braking(p)
+        self._note_tracks(p)
         # ---- bookkeeping: triggers (onsets) and overrides
         self.last_trigger = fired
         if fired is not None and fired != self._fired_prev:

@@ -26,6 +26,14 @@ _FREE_ROAD_GAP_M = 1.0e3
 JUNCTION_PAST_M = 30.0
 #: The ego's length the gap acceptance assumes (perception gives bumper gaps) [m].
 _EGO_LENGTH_M = 5.0
+
+
+def speed_braking_to(target_mps: float, braking_mps2: float, distance_m: float) -> float:
+    """The highest speed [m/s] from which braking at ``braking_mps2`` comes down to ``target_mps`` within
+    ``distance_m`` (the speed caps before a route's exit and a ring's exit bend)."""
+    return math.sqrt(target_mps ** 2 + 2.0 * braking_mps2 * distance_m)
+
+
 #: After a lead was last seen braking (lane_change_lead_braking_mps2), lane changes wait this long [s].
 LANE_HOLD_S = 3.0
 
@@ -641,7 +649,7 @@ class RulePlanner:
         if p.command == "take_exit" and math.isfinite(p.command_distance_m):
             self._exit_hold_s = cfg.route_exit_hold_s
             distance = max(p.command_distance_m, 0.0)
-            return math.sqrt(cfg.route_exit_speed_mps ** 2 + 2.0 * cfg.route_exit_braking_mps2 * distance)
+            return speed_braking_to(cfg.route_exit_speed_mps, cfg.route_exit_braking_mps2, distance)
         if self._exit_hold_s > 0.0:
             self._exit_hold_s -= dt_s
             return cfg.route_exit_speed_mps
@@ -954,7 +962,7 @@ class RulePlanner:
                 or not math.isfinite(p.command_distance_m)):
             return None
         room = max(p.command_distance_m - cfg.route_branch_lookahead_m, 0.0)
-        return math.sqrt(cfg.route_branch_speed_mps ** 2 + 2.0 * self.idm.deceleration_comfort_mps2 * room)
+        return speed_braking_to(cfg.route_branch_speed_mps, self.idm.deceleration_comfort_mps2, room)
 
     def _route_branch_offsets(self, p: PerceptionOutput, s_m: np.ndarray) -> np.ndarray:
         """Path offsets that steer into a roundabout's exit: on a ring (curved beyond lane changes) with
