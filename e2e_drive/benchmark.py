@@ -301,7 +301,7 @@ def shield_findings(rows: Sequence[Mapping[str, Any]], shielded: str = "e2e_safe
     when the interval excludes zero and the test agrees; and the shield's false alarms (triggers whose
     counterfactual fork found no collision or departure) where ``e2e-drive attribute`` filled the lines'
     ``shield_false_alarms``."""
-    from e2e_drive.eval.summary import compare
+    from e2e_drive.eval.summary import compare, shield_fork_counts
 
     present = {r["agent"] for r in rows}
     if shielded not in present or bare not in present:
@@ -332,12 +332,11 @@ def shield_findings(rows: Sequence[Mapping[str, Any]], shielded: str = "e2e_safe
 
     buys = [t for t in (part("at_fault", "at-fault collisions"), part("offroad", "off-road")) if t]
     cost = part("driving_score", "driving score")
-    forked = [r for r in rows if r["agent"] == shielded and r.get("shield_false_alarms") is not None]
-    if forked:
-        n = sum(int(r.get("shield_triggers") or 0) for r in forked)
-        k = sum(int(r["shield_false_alarms"]) for r in forked)
+    forks = shield_fork_counts([r for r in rows if r["agent"] == shielded])
+    if forks:
+        n, k = forks["triggers"], forks["false_alarms"]
         alarms = (f"false alarms {k} of {n} triggers ({k / n:.0%}" if n else "false alarms 0 of 0 triggers (-") + \
-            f", counterfactual forks of {len(forked)} episodes)"
+            f", counterfactual forks of {forks['episodes']} episodes)"
     else:
         n = sum(int(r.get("shield_triggers") or 0) for r in rows if r["agent"] == shielded)
         alarms = f"{n} triggers, false-alarm rate not measured (e2e-drive attribute RUN_DIR forks each trigger)"

@@ -221,12 +221,9 @@ def summarize(episode_rows: Iterable[Mapping[str, Any]], confidence: float = 0.9
                 rates[name] = {"k": 0, "n": 0, "rate": None, "low": None, "high": None}
         metrics = {name: _continuous_summary(members, name, stratified, confidence, n_resamples, seed)
                    for name in continuous_metrics()}
-        forked = [r for r in members if r.get("shield_false_alarms") is not None]
+        forks = shield_fork_counts(members)
         groups.append({
-            **({"shield_forks": {"episodes": len(forked),
-                                 "triggers": sum(int(r.get("shield_triggers") or 0) for r in forked),
-                                 "false_alarms": sum(int(r["shield_false_alarms"]) for r in forked)}}
-               if forked else {}),
+            **({"shield_forks": forks} if forks else {}),
             **dict(zip(GROUP_KEYS, key)),
             "n_episodes": n,
             "n_errors": sum(_is_error(r) for r in members),
@@ -525,6 +522,16 @@ def shield_table(summary: Mapping[str, Any]) -> tuple[list[str], list[list[str]]
                for name in ("shield_triggers", "shield_override_s", "autonomy_pct", "shield_residual_infractions")),
              _false_alarms(g.get("shield_forks"))] for g in groups]
     return head, rows
+
+
+def shield_fork_counts(rows: Sequence[Mapping[str, Any]]) -> dict[str, int] | None:
+    """Of the lines whose shield triggers were forked (``shield_false_alarms`` filled by ``e2e-drive
+    attribute``): how many episodes, their triggers and the false alarms among them; None when none was."""
+    forked = [r for r in rows if r.get("shield_false_alarms") is not None]
+    if not forked:
+        return None
+    return {"episodes": len(forked), "triggers": sum(int(r.get("shield_triggers") or 0) for r in forked),
+            "false_alarms": sum(int(r["shield_false_alarms"]) for r in forked)}
 
 
 def _false_alarms(forks: Mapping[str, Any] | None) -> str:
